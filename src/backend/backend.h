@@ -1,0 +1,70 @@
+/* The backend seam: every kernel the model runs, behind one table.
+ *
+ * Model code (src/model) calls kernels only through a `const Backend *`, never directly, so a
+ * new backend (CUDA) adds a table and leaves the model untouched. Two tables exist now:
+ *   backend_cpu  optimized kernels (GEMM through OpenBLAS, OpenMP threads) - what training runs
+ *   backend_ref  the naive reference kernels - what tests compare against
+ * This is a table of kernels, not of layers: the BYOL graph itself is fixed code in
+ * src/model/byol.c. Signatures follow src/nn/nn.h and src/optim/optim.h. */
+#ifndef BYOL_BACKEND_H
+#define BYOL_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../nn/nn.h"
+#include "../optim/optim.h"
+
+typedef struct Backend {
+    const char *name;
+
+    size_t (*conv2d_scratch_floats)(const ConvShape *s);
+    void (*conv2d_forward)(float *out, const float *in, const float *weight, const ConvShape *s,
+                           float *scratch);
+    void (*conv2d_backward)(float *din, float *dweight, const float *dout, const float *in,
+                            const float *weight, const ConvShape *s, float *scratch);
+
+    size_t (*batchnorm_work_doubles)(int M, int C);
+    void (*batchnorm_forward_train)(float *out, float *save_mean, float *save_invstd,
+                                    float *running_mean, float *running_var, const float *in,
+                                    const float *gamma, const float *beta, int M, int C,
+                                    float momentum, float eps, double *work);
+    void (*batchnorm_forward_eval)(float *out, const float *in, const float *gamma,
+                                   const float *beta, const float *running_mean,
+                                   const float *running_var, int M, int C, float eps,
+                                   double *work);
+    void (*batchnorm_backward)(float *din, float *dgamma, float *dbeta, const float *dout,
+                               const float *in, const float *save_mean, const float *save_invstd,
+                               const float *gamma, int M, int C, double *work);
+
+    void (*relu_forward)(float *out, const float *in, size_t n);
+    void (*relu_backward)(float *din, const float *dout, const float *out, size_t n);
+    void (*add_forward)(float *out, const float *a, const float *b, size_t n);
+
+    void (*maxpool2d_forward)(float *out, int32_t *argmax, const float *in, const PoolShape *s);
+    void (*maxpool2d_backward)(float *din, const float *dout, const int32_t *argmax,
+                               const PoolShape *s);
+    void (*avgpool_forward)(float *out, const float *in, int B, int HW, int C);
+    void (*avgpool_backward)(float *din, const float *dout, int B, int HW, int C);
+
+    void (*linear_forward)(float *out, const float *in, const float *weight, const float *bias,
+                           int B, int In, int Out);
+    void (*linear_backward)(float *din, float *dweight, float *dbias, const float *dout,
+                            const float *in, const float *weight, int B, int In, int Out);
+
+    float (*cosine_loss_forward)(const float *p, const float *z, int B, int D);
+    void (*cosine_loss_backward)(float *dp, const float *p, const float *z, int B, int D,
+                                 float dloss);
+
+    void (*nchw_to_nhwc)(float *out, const float *in, int B, int C, int H, int W);
+    void (*fill_zero)(float *x, size_t n);
+
+    void (*lars_update)(float *params, const float *grads, float *momentum,
+                        const TensorSpec *specs, int n_specs, const LarsConfig *cfg);
+    void (*ema_update)(float *target, const float *online, size_t n, float tau);
+} Backend;
+
+extern const Backend backend_cpu;
+extern const Backend backend_ref;
+
+#endif

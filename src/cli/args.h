@@ -1,0 +1,27 @@
+/* Command-line flags: a table of --name/value pairs per command, parsed in one place so every
+ * command reports bad input the same way (one line naming the flag and the value). */
+#ifndef BYOL_ARGS_H
+#define BYOL_ARGS_H
+
+#include "../core/common.h"
+#include "../model/byol.h"
+
+typedef enum { FLAG_INT, FLAG_FLOAT, FLAG_STRING, FLAG_ARCH, FLAG_STEM } FlagType;
+
+typedef struct {
+    const char *name; /* without the leading "--" */
+    FlagType type;
+    void *dst;        /* int*, float*, const char**, Arch*, Stem* */
+    const char *help;
+    double min, max;  /* inclusive range for numbers (ignored when min > max) */
+} Flag;
+
+/* Parses argv[0..argc) (the command's own arguments). `--help` prints usage and returns 1. */
+int flags_parse(int argc, char **argv, const Flag *flags, int n, const char *usage, Err *e);
+void flags_usage(FILE *f, const char *usage, const Flag *flags, int n);
+
+/* The model flags every command shares, appended to a command's table. */
+enum { MODEL_FLAG_COUNT = 7 };
+void model_flags(Flag *out, ModelConfig *cfg);
+
+#endif

@@ -1,0 +1,115 @@
+/* byol step: run N BYOL steps from a saved state on given views, write the new state. The bridge
+ * to PyTorch: same state file in, same views, same numbers out. */
+#include <libgen.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../core/threads.h"
+#include "../io/npy.h"
+#include "../io/state.h"
+#include "args.h"
+#include "commands.h"
+
+static const char *USAGE =
+    "usage: byol step --state IN.safetensors --views VIEWS.npy --out OUT.safetensors [flags]\n"
+    "Runs one BYOL step per entry of VIEWS ([N, 2, B, C, H, W] float32, view 1 then view 2)\n"
+    "with fixed lr and tau, prints 'step i loss X', and writes the updated state.";
+
+/* Fails early (before any compute) when the output folder cannot take the file. */
+static int check_writable_dir(const char *path, Err *e) {
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path);
+    const char *dir = dirname(buf);
+    if (access(dir, W_OK) != 0)
+        return err_set(e, "--out %s: folder '%s' does not exist or is not writable", path, dir);
+    return 0;
+}
+
+int cmd_step(int argc, char **argv) {
+    ModelConfig mc;
+    model_config_default(&mc);
+    const char *state_in = NULL, *views_path = NULL, *out_path = NULL;
+    StepConfig sc = {{0.5f, 1e-5f, 0.9f, 0.001f}, 0.99f};
+    int threads = 0;
+    Flag flags[16 + MODEL_FLAG_COUNT] = {
+        {"state", FLAG_STRING, &state_in, "input state (safetensors)", 0, -1},
+        {"views", FLAG_STRING, &views_path, "views [N, 2, B, C, H, W] (npy, float32)", 0, -1},
+        {"out", FLAG_STRING, &out_path, "output state (safetensors)", 0, -1},
+        {"lr", FLAG_FLOAT, &sc.lars.lr, "learning rate (0.5)", 0, 1e6},
+        {"weight-decay", FLAG_FLOAT, &sc.lars.weight_decay, "weight decay (1e-5)", 0, 1e3},
+        {"momentum", FLAG_FLOAT, &sc.lars.momentum, "SGD momentum (0.9)", 0, 1},
+        {"lars-eta", FLAG_FLOAT, &sc.lars.eta, "LARS trust coefficient (0.001)", 0, 1e6},
+        {"tau", FLAG_FLOAT, &sc.tau, "target EMA decay (0.99)", 0, 1},
+        {"threads", FLAG_INT, &threads, "threads (all cores)", 1, 4096},
+    };
+    int nf = 9;
+    model_flags(flags + nf, &mc);
+    nf += MODEL_FLAG_COUNT;
+    Err e;
+    int rc = flags_parse(argc, argv, flags, nf, USAGE, &e);
+    if (rc == 1) return 0;
+    if (rc) {
+        fprintf(stderr, "byol step: %s\n", e.msg);
+        return 2;
+    }
+    if (!state_in || !views_path || !out_path) {
+        fprintf(stderr, "byol step: --state, --views and --out are required (see --help)\n");
+        return 2;
+    }
+    if (check_writable_dir(out_path, &e)) {
+        fprintf(stderr, "byol step: %s\n", e.msg);
+        return 1;
+    }
+    threads_set(threads);
+
+    NpyArray views;
+    if (npy_read_f32(views_path, &views, &e)) {
+        fprintf(stderr, "byol step: %s\n", e.msg);
+        return 1;
+    }
+    if (views.ndim != 6 || views.shape[1] != 2) {
+        fprintf(stderr, "byol step: %s: views must have shape [N, 2, B, C, H, W], found a %d-d array%s\n",
+                views_path, views.ndim, views.ndim == 6 ? " with shape[1] != 2" : "");
+        npy_free(&views);
+        return 1;
+    }
+    const int N = (int)views.shape[0], B = (int)views.shape[2], C = (int)views.shape[3],
+              H = (int)views.shape[4], W = (int)views.shape[5];
+    const char *bad = NULL;
+    char why[256];
+    if (C != mc.enc.in_channels)
+        snprintf(why, sizeof why, "views have %d channels but --in-channels is %d", C, mc.enc.in_channels), bad = why;
+    else if (B < 2)
+        snprintf(why, sizeof why, "batch of %d: batch norm in training mode needs at least 2 images", B), bad = why;
+    else if (H < 1 || W < 1 || H > 4096 || W > 4096 || (long)B * H * W > (1L << 31) / 64)
+        snprintf(why, sizeof why, "image size %dx%d with batch %d is out of range", H, W, B), bad = why;
+    if (bad) {
+        fprintf(stderr, "byol step: %s: %s\n", views_path, bad);
+        npy_free(&views);
+        return 1;
+    }
+
+    Byol model;
+    byol_init(&model, &mc);
+    if (state_load(&model, state_in, &e)) {
+        fprintf(stderr, "byol step: %s\n", e.msg);
+        byol_free(&model);
+        npy_free(&views);
+        return 1;
+    }
+    ByolWork work;
+    byol_work_init(&work, &model, B, C, H, W, &backend_cpu);
+    const size_t step_floats = (size_t)2 * B * C * H * W;
+    for (int i = 0; i < N; i++) {
+        float loss = byol_step(&model, &work, views.data + i * step_floats, &sc, &backend_cpu);
+        printf("step %d loss %.9g\n", i, loss);
+        fflush(stdout);
+    }
+    rc = state_save(&model, out_path, NULL, 0, &e);
+    if (rc) fprintf(stderr, "byol step: %s\n", e.msg);
+    byol_work_free(&work);
+    byol_free(&model);
+    npy_free(&views);
+    return rc ? 1 : 0;
+}

@@ -1,0 +1,7 @@
+/* One function per `byol` subcommand; each returns the process exit status. */
+#ifndef BYOL_COMMANDS_H
+#define BYOL_COMMANDS_H
+
+int cmd_step(int argc, char **argv);
+
+#endif

@@ -1,0 +1,36 @@
+/* byol: self-supervised representation learning with BYOL. Dispatches to one subcommand. */
+#include <stdio.h>
+#include <string.h>
+
+#include "../core/threads.h"
+#include "commands.h"
+
+static const struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *help;
+} COMMANDS[] = {
+    {"step", cmd_step, "run BYOL steps from a saved state on given views (PyTorch bridge)"},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: byol COMMAND [flags]   (byol COMMAND --help for its flags)\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
+        fprintf(f, "  %-8s %s\n", COMMANDS[i].name, COMMANDS[i].help);
+    fprintf(f, "\nbuild: %s\n", threads_backend_summary());
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("byol.c 0.1 (%s)\n", threads_backend_summary());
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
+        if (strcmp(argv[1], COMMANDS[i].name) == 0) return COMMANDS[i].run(argc - 2, argv + 2);
+    fprintf(stderr, "byol: unknown command '%s' (byol --help lists them)\n", argv[1]);
+    return 2;
+}

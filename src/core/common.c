@@ -1,0 +1,152 @@
+#include "common.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+int err_set(Err *e, const char *fmt, ...) {
+    if (e) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+void die(const char *fmt, ...) {
+    fflush(stdout);
+    fprintf(stderr, "byol: error: ");
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    exit(1);
+}
+
+void *xmalloc(size_t bytes, const char *what) {
+    void *p = NULL;
+    size_t rounded = (bytes + 63) / 64 * 64;
+    if (rounded == 0) rounded = 64;
+    if (posix_memalign(&p, 64, rounded) != 0 || !p)
+        die("out of memory allocating %.1f MiB for %s (lower --batch or the model size)",
+            bytes / 1048576.0, what);
+    return p;
+}
+
+void *xcalloc(size_t count, size_t size, const char *what) {
+    if (size && count > SIZE_MAX / size) die("allocation size overflow for %s", what);
+    void *p = xmalloc(count * size, what);
+    memset(p, 0, count * size);
+    return p;
+}
+
+void xfree(void *p) { free(p); }
+
+uint8_t *read_file(const char *path, size_t *size, Err *e) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        err_set(e, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
+        fclose(f);
+        err_set(e, "%s: not a regular file", path);
+        return NULL;
+    }
+    size_t n = (size_t)st.st_size;
+    uint8_t *buf = malloc(n ? n : 1);
+    if (!buf) {
+        fclose(f);
+        err_set(e, "%s: out of memory reading %zu bytes", path, n);
+        return NULL;
+    }
+    if (n && fread(buf, 1, n, f) != n) {
+        free(buf);
+        fclose(f);
+        err_set(e, "%s: read error", path);
+        return NULL;
+    }
+    fclose(f);
+    *size = n;
+    return buf;
+}
+
+int atomic_open(AtomicFile *af, const char *path, Err *e) {
+    memset(af, 0, sizeof *af);
+    if (strlen(path) >= sizeof af->path) return err_set(e, "%s: path too long", path);
+    snprintf(af->path, sizeof af->path, "%s", path);
+    snprintf(af->tmp, sizeof af->tmp, "%s.tmp.%ld", path, (long)getpid());
+    af->f = fopen(af->tmp, "wb");
+    if (!af->f)
+        return err_set(e, "%s: cannot write: %s (check that the folder exists and is writable)",
+                       path, strerror(errno));
+    return 0;
+}
+
+int atomic_write(AtomicFile *af, const void *data, size_t n, Err *e) {
+    if (af->failed) return -1;
+    if (n && fwrite(data, 1, n, af->f) != n) {
+        af->failed = 1;
+        int saved = errno;
+        atomic_abort(af);
+        return err_set(e, "%s: write failed: %s", af->path, strerror(saved));
+    }
+    return 0;
+}
+
+static void fsync_dir_of(const char *path) {
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path);
+    int fd = open(dirname(buf), O_RDONLY);
+    if (fd >= 0) {
+        fsync(fd);
+        close(fd);
+    }
+}
+
+int atomic_commit(AtomicFile *af, Err *e) {
+    if (af->failed || !af->f) return err_set(e, "%s: write failed earlier", af->path);
+    int rc = fflush(af->f);
+    if (rc == 0) rc = fsync(fileno(af->f));
+    int saved = errno;
+    if (fclose(af->f) != 0 && rc == 0) {
+        rc = -1;
+        saved = errno;
+    }
+    af->f = NULL;
+    if (rc != 0) {
+        unlink(af->tmp);
+        return err_set(e, "%s: write failed: %s (disk full?)", af->path, strerror(saved));
+    }
+    if (rename(af->tmp, af->path) != 0) {
+        saved = errno;
+        unlink(af->tmp);
+        return err_set(e, "%s: cannot rename temporary file into place: %s", af->path,
+                       strerror(saved));
+    }
+    fsync_dir_of(af->path);
+    return 0;
+}
+
+void atomic_abort(AtomicFile *af) {
+    if (af->f) {
+        fclose(af->f);
+        af->f = NULL;
+    }
+    if (af->tmp[0]) unlink(af->tmp);
+}
+
+double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}

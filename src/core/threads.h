@@ -1,0 +1,11 @@
+/* Thread control for the two pools the CPU path uses: OpenMP (our kernels) and OpenBLAS (GEMM).
+ * Both are set together so `--threads N` means N cores everywhere. */
+#ifndef BYOL_THREADS_H
+#define BYOL_THREADS_H
+
+int threads_available(void);  /* online cores */
+void threads_set(int n);      /* n <= 0: all available cores */
+int threads_get(void);
+const char *threads_backend_summary(void); /* e.g. "openmp, openblas 0.3.21 (pthread)" */
+
+#endif

@@ -1,0 +1,66 @@
+/* safetensors files (https://github.com/huggingface/safetensors): an 8-byte little-endian
+ * header length, a JSON header {"name": {"dtype", "shape", "data_offsets": [begin, end]}, ...,
+ * "__metadata__": {string: string}}, then the raw little-endian data.
+ *
+ * The reader validates everything before anything is used: header within the file, JSON well
+ * formed, dtypes known, shapes sane, every tensor's byte size equal to shape x dtype, offsets
+ * inside the data and not overlapping, no duplicate names. */
+#ifndef BYOL_SAFETENSORS_H
+#define BYOL_SAFETENSORS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../core/common.h"
+
+enum { ST_MAX_NDIM = 8 };
+
+typedef struct {
+    char *name;
+    char dtype[8];      /* "F32", "F64", "I64", ... */
+    int ndim;
+    int64_t shape[ST_MAX_NDIM];
+    size_t begin, end;  /* byte offsets into the data section */
+} StEntry;
+
+typedef struct {
+    char *key, *value;
+} StMeta;
+
+typedef struct {
+    char path[1024];
+    uint8_t *file;
+    size_t size, data_start;
+    StEntry *entries;
+    int n_entries;
+    StMeta *meta;
+    int n_meta;
+} Safetensors;
+
+int st_open(Safetensors *st, const char *path, Err *e);
+/* Same checks on a buffer already in memory (takes ownership of `file`, which must come from
+ * malloc). `label` names it in messages. */
+int st_parse(Safetensors *st, uint8_t *file, size_t size, const char *label, Err *e);
+void st_close(Safetensors *st);
+
+const StEntry *st_find(const Safetensors *st, const char *name);
+const char *st_meta(const Safetensors *st, const char *key); /* NULL if absent */
+size_t st_numel(const StEntry *t);
+/* Copies an F32 tensor's data (the file's data may be unaligned). */
+void st_read_f32(const Safetensors *st, const StEntry *t, float *dst);
+/* Checks dtype F32 and the expected shape; fills e with "file: key: expected .. found ..". */
+int st_expect_f32(const Safetensors *st, const StEntry *t, int ndim, const int64_t *shape, Err *e);
+
+typedef struct {
+    const char *name;
+    int ndim;
+    const int64_t *shape;
+    const float *data; /* F32 */
+} StTensorOut;
+
+/* Writes tensors (F32) and string metadata atomically: an existing file at `path` is replaced
+ * only once the new one is complete on disk. */
+int st_write(const char *path, const StTensorOut *tensors, int n, const StMeta *meta, int n_meta,
+             Err *e);
+
+#endif

@@ -1,0 +1,24 @@
+/* BYOL state <-> safetensors, with PyTorch's names, shapes and layouts:
+ *   online.encoder.<torchvision resnet key>, online.projector.{0,1,3}.*, predictor.{0,1,3}.*,
+ *   target.encoder.*, target.projector.*, momentum.<online or predictor parameter key>.
+ * Convolution weights are converted between PyTorch's OIHW and our OHWI here and nowhere else. */
+#ifndef BYOL_STATE_H
+#define BYOL_STATE_H
+
+#include "../model/byol.h"
+#include "safetensors.h"
+
+/* Loads every tensor of the model from `path`. Missing momentum.* keys mean zero momentum;
+ * any other missing key, a non-F32 dtype or a wrong shape is an error naming the key. Keys the
+ * model does not use (num_batches_tracked, ...) are ignored. */
+int state_load(Byol *m, const char *path, Err *e);
+int state_load_from(Byol *m, const Safetensors *st, Err *e);
+
+/* Writes the whole state (online, predictor, target, momentum) atomically, with `meta` pairs. */
+int state_save(const Byol *m, const char *path, const StMeta *meta, int n_meta, Err *e);
+
+/* Layout conversion of one tensor between PyTorch's shape and our storage. */
+void tensor_to_storage(const TensorSpec *t, float *dst, const float *torch_layout);
+void tensor_to_torch(const TensorSpec *t, float *dst, const float *storage);
+
+#endif

@@ -1,0 +1,115 @@
+#include "byol.h"
+
+#include <string.h>
+
+#include "../core/common.h"
+
+void model_config_default(ModelConfig *c) {
+    c->enc.arch = ARCH_RESNET18;
+    c->enc.width = 64;
+    c->enc.stem = STEM_CIFAR;
+    c->enc.in_channels = 3;
+    c->proj_hidden = 4096;
+    c->proj_dim = 256;
+    c->pred_hidden = 4096;
+}
+
+void byol_init(Byol *m, const ModelConfig *cfg) {
+    memset(m, 0, sizeof *m);
+    m->cfg = *cfg;
+    store_init(&m->online);
+    resnet_build(&m->encoder, &cfg->enc, &m->online, "online.encoder.");
+    mlp_build(&m->projector, m->encoder.out_dim, cfg->proj_hidden, cfg->proj_dim, &m->online,
+              "online.projector.");
+    int n_target_specs = m->online.n_specs;
+    mlp_build(&m->predictor, cfg->proj_dim, cfg->pred_hidden, cfg->proj_dim, &m->online,
+              "predictor.");
+    store_init_mirror(&m->target, &m->online, n_target_specs, "online.", "target.");
+    store_alloc(&m->online, 1);
+    store_alloc(&m->target, 0);
+}
+
+void byol_free(Byol *m) {
+    store_free(&m->online);
+    store_free(&m->target);
+}
+
+static void work_plan(ByolWork *w, const Byol *m, Arena *a, const Backend *be) {
+    const int B = w->B;
+    size_t view = (size_t)B * w->C * w->H * w->W;
+    resnet_plan(&w->enc, &m->encoder, B, w->H, w->W, a, be);
+    size_t scratch = w->enc.max_scratch;
+    scratch = MAX(scratch, mlp_plan(&w->proj, &m->projector, B, a, be));
+    scratch = MAX(scratch, mlp_plan(&w->pred, &m->predictor, B, a, be));
+    mlp_plan(&w->target_proj[0], &m->projector, B, a, be);
+    mlp_plan(&w->target_proj[1], &m->projector, B, a, be);
+    w->x[0] = arena_floats(a, view);
+    w->x[1] = arena_floats(a, view);
+    int widest = MAX(MAX(m->cfg.proj_hidden, m->cfg.pred_hidden), MAX(m->cfg.proj_dim, m->encoder.out_dim));
+    w->dp = arena_floats(a, (size_t)B * m->cfg.proj_dim);
+    w->dz = arena_floats(a, (size_t)B * m->cfg.proj_dim);
+    w->dr = arena_floats(a, (size_t)B * widest);
+    w->dfeat = arena_floats(a, (size_t)B * m->encoder.out_dim);
+    for (int i = 0; i < 3; i++) w->g[i] = arena_floats(a, w->enc.max_act);
+    w->scratch = arena_take(a, scratch);
+}
+
+void byol_work_init(ByolWork *w, const Byol *m, int B, int C, int H, int W, const Backend *be) {
+    memset(w, 0, sizeof *w);
+    w->B = B;
+    w->C = C;
+    w->H = H;
+    w->W = W;
+    Arena a = {NULL, 0, 0};
+    work_plan(w, m, &a, be); /* measure */
+    w->bytes = a.used;
+    w->mem = xcalloc(a.used, 1, "activations (lower --batch or --image-size)");
+    Arena real = {(char *)w->mem, 0, a.used};
+    work_plan(w, m, &real, be);
+}
+
+void byol_work_free(ByolWork *w) {
+    xfree(w->mem);
+    memset(w, 0, sizeof *w);
+}
+
+float byol_step(Byol *m, ByolWork *w, const float *views, const StepConfig *sc, const Backend *be) {
+    const int B = w->B;
+    const size_t view = (size_t)B * w->C * w->H * w->W;
+    ParamStore *on = &m->online, *tg = &m->target;
+
+    for (int v = 0; v < 2; v++) be->nchw_to_nhwc(w->x[v], views + v * view, B, w->C, w->H, w->W);
+    be->fill_zero(on->grads, on->n_params);
+
+    /* z_v = target(v): no gradient, so nothing is kept beyond the projection itself. */
+    for (int v = 0; v < 2; v++) {
+        resnet_forward(be, &m->encoder, tg->params, tg->buffers, &w->enc, w->x[v], 1, w->scratch);
+        mlp_forward(be, &m->projector, tg->params, tg->buffers, &w->target_proj[v],
+                    w->enc.features, 1, w->scratch);
+    }
+
+    /* The loss is a sum of one term per view, and each term depends on one online forward
+     * only, so each view's backward runs right after its forward and one set of activations
+     * serves both views. */
+    double loss = 0;
+    for (int v = 0; v < 2; v++) {
+        const float *z = w->target_proj[1 - v].out;
+        resnet_forward(be, &m->encoder, on->params, on->buffers, &w->enc, w->x[v], 1, w->scratch);
+        mlp_forward(be, &m->projector, on->params, on->buffers, &w->proj, w->enc.features, 1,
+                    w->scratch);
+        mlp_forward(be, &m->predictor, on->params, on->buffers, &w->pred, w->proj.out, 1,
+                    w->scratch);
+        loss += be->cosine_loss_forward(w->pred.out, z, B, m->cfg.proj_dim);
+        be->cosine_loss_backward(w->dp, w->pred.out, z, B, m->cfg.proj_dim, 1.0f);
+        mlp_backward(be, &m->predictor, on->params, on->grads, &w->pred, w->proj.out, w->dp,
+                     w->dr, w->dz, w->scratch);
+        mlp_backward(be, &m->projector, on->params, on->grads, &w->proj, w->enc.features, w->dz,
+                     w->dr, w->dfeat, w->scratch);
+        resnet_backward(be, &m->encoder, on->params, on->grads, &w->enc, w->x[v], w->dfeat, w->g,
+                        w->scratch);
+    }
+
+    be->lars_update(on->params, on->grads, on->momentum, on->specs, on->n_specs, &sc->lars);
+    be->ema_update(tg->params, on->params, tg->n_params, sc->tau);
+    return (float)loss;
+}

@@ -1,0 +1,61 @@
+/* BYOL: the online network (encoder + projector) with its predictor, the target network
+ * (encoder + projector, an EMA of the online one), and the training step that ties them.
+ *
+ * Tensors live in two ParamStores:
+ *   online: online.encoder.*, online.projector.*, predictor.*  (params, grads, momentum, buffers)
+ *   target: target.encoder.*, target.projector.*              (params, buffers)
+ * The online store lists the encoder and projector first, so the target's params are exactly
+ * the first target.n_params floats of the online params: the EMA is one pass. */
+#ifndef BYOL_BYOL_H
+#define BYOL_BYOL_H
+
+#include "../backend/backend.h"
+#include "mlp.h"
+#include "resnet.h"
+#include "store.h"
+
+typedef struct {
+    EncoderConfig enc;
+    int proj_hidden, proj_dim, pred_hidden;
+} ModelConfig;
+
+void model_config_default(ModelConfig *c);
+
+typedef struct {
+    ModelConfig cfg;
+    ResNet encoder;
+    Mlp projector, predictor;
+    ParamStore online, target;
+} Byol;
+
+void byol_init(Byol *m, const ModelConfig *cfg); /* builds and allocates (all zeros) */
+void byol_free(Byol *m);
+
+/* Everything one step needs besides the parameters, sized once for [B, C, H, W] views. */
+typedef struct {
+    int B, C, H, W;
+    float *mem;
+    ResNetActs enc;
+    MlpActs proj, pred, target_proj[2]; /* target_proj[v].out = z_v */
+    float *x[2];                        /* the two views, NHWC */
+    float *dp, *dz, *dr, *dfeat;        /* head gradients */
+    float *g[3];                        /* encoder backward buffers */
+    void *scratch;                      /* kernel scratch (im2col tiles, BN partial sums) */
+    size_t bytes;                       /* size of mem */
+} ByolWork;
+
+void byol_work_init(ByolWork *w, const Byol *m, int B, int C, int H, int W, const Backend *be);
+void byol_work_free(ByolWork *w);
+
+typedef struct {
+    LarsConfig lars;
+    float tau;
+} StepConfig;
+
+/* One BYOL step on views [2, B, C, H, W] (NCHW, view 1 then view 2): target projections of both
+ * views, then per view the online forward and its backward (view 1 first, so batch-norm running
+ * statistics update in PyTorch's order), LARS on online + predictor, EMA of the target.
+ * Returns loss = mean(2 - 2cos(p1, z2)) + mean(2 - 2cos(p2, z1)). */
+float byol_step(Byol *m, ByolWork *w, const float *views, const StepConfig *sc, const Backend *be);
+
+#endif

@@ -1,0 +1,210 @@
+/* Batch normalization over [M rows, C channels], matching torch.nn.BatchNorm{1,2}d.
+ *
+ * CPU version: statistics are reduced in double over a fixed number of row chunks (a function of
+ * M only, so results never depend on the thread count); each chunk walks its rows with the
+ * channel loop innermost, which in NHWC is contiguous memory. */
+#include <math.h>
+#include <string.h>
+
+#include "nn.h"
+
+static int row_chunks(int M) {
+    int n = M / 32;
+    if (n > 16) n = 16;
+    return n < 1 ? 1 : n;
+}
+
+/* Layout of `work`: [nchunk*C partials][nchunk*C partials][4*C per-channel values]. */
+size_t batchnorm_work_doubles(int M, int C) { return ((size_t)2 * row_chunks(M) + 4) * C; }
+
+static void chunk_bounds(int M, int nchunk, int k, int *r0, int *r1) {
+    *r0 = (int)((long)M * k / nchunk);
+    *r1 = (int)((long)M * (k + 1) / nchunk);
+}
+
+/* Per-channel mean and biased variance (two passes: the mean first, then squared deviations, for
+ * accuracy when |mean| >> std). */
+static void channel_stats(double *mean, double *var, const float *in, int M, int C,
+                          double *part) {
+    const int nchunk = row_chunks(M);
+    for (int pass = 0; pass < 2; pass++) {
+#pragma omp parallel for schedule(static)
+        for (int k = 0; k < nchunk; k++) {
+            int r0, r1;
+            chunk_bounds(M, nchunk, k, &r0, &r1);
+            double *acc = part + (size_t)k * C;
+            for (int c = 0; c < C; c++) acc[c] = 0;
+            for (int r = r0; r < r1; r++) {
+                const float *x = in + (size_t)r * C;
+                if (pass == 0)
+                    for (int c = 0; c < C; c++) acc[c] += x[c];
+                else
+                    for (int c = 0; c < C; c++) {
+                        double d = x[c] - mean[c];
+                        acc[c] += d * d;
+                    }
+            }
+        }
+        double *dst = pass == 0 ? mean : var;
+        for (int c = 0; c < C; c++) {
+            double s = 0;
+            for (int k = 0; k < nchunk; k++) s += part[(size_t)k * C + c];
+            dst[c] = s / M;
+        }
+    }
+}
+
+static void update_running(float *running_mean, float *running_var, const double *mean,
+                           const double *var, int M, int C, float momentum) {
+    const double unbias = M > 1 ? (double)M / (M - 1) : 1.0;
+    for (int c = 0; c < C; c++) {
+        running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + momentum * mean[c]);
+        running_var[c] = (float)((1.0 - momentum) * running_var[c] + momentum * var[c] * unbias);
+    }
+}
+
+/* y = (x - center) * scale + shift per channel, rows in parallel. Subtracting the centre first
+ * keeps the result accurate when |mean| is large against the spread. */
+static void affine_rows(float *out, const float *in, const float *center, const float *scale,
+                        const float *shift, int M, int C) {
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < M; r++) {
+        const float *x = in + (size_t)r * C;
+        float *y = out + (size_t)r * C;
+        for (int c = 0; c < C; c++) y[c] = (x[c] - center[c]) * scale[c] + shift[c];
+    }
+}
+
+void batchnorm_forward_train_cpu(float *out, float *save_mean, float *save_invstd,
+                                 float *running_mean, float *running_var, const float *in,
+                                 const float *gamma, const float *beta, int M, int C,
+                                 float momentum, float eps, double *work) {
+    const size_t nc = (size_t)row_chunks(M) * C;
+    double *mean = work + 2 * nc, *var = mean + C;
+    float *scale = (float *)(var + C);
+    channel_stats(mean, var, in, M, C, work);
+    for (int c = 0; c < C; c++) {
+        double invstd = 1.0 / sqrt(var[c] + eps);
+        save_mean[c] = (float)mean[c];
+        save_invstd[c] = (float)invstd;
+        scale[c] = (float)(gamma[c] * invstd);
+    }
+    update_running(running_mean, running_var, mean, var, M, C, momentum);
+    affine_rows(out, in, save_mean, scale, beta, M, C);
+}
+
+void batchnorm_forward_eval_cpu(float *out, const float *in, const float *gamma,
+                                const float *beta, const float *running_mean,
+                                const float *running_var, int M, int C, float eps, double *work) {
+    float *scale = (float *)work;
+    for (int c = 0; c < C; c++) scale[c] = (float)(gamma[c] / sqrt((double)running_var[c] + eps));
+    affine_rows(out, in, running_mean, scale, beta, M, C);
+}
+
+void batchnorm_backward_cpu(float *din, float *dgamma, float *dbeta, const float *dout,
+                            const float *in, const float *save_mean, const float *save_invstd,
+                            const float *gamma, int M, int C, double *work) {
+    const int nchunk = row_chunks(M);
+    double *part_dy = work, *part_dyx = work + (size_t)nchunk * C;
+#pragma omp parallel for schedule(static)
+    for (int k = 0; k < nchunk; k++) {
+        int r0, r1;
+        chunk_bounds(M, nchunk, k, &r0, &r1);
+        double *a = part_dy + (size_t)k * C, *b = part_dyx + (size_t)k * C;
+        for (int c = 0; c < C; c++) a[c] = b[c] = 0;
+        for (int r = r0; r < r1; r++) {
+            const float *dy = dout + (size_t)r * C, *x = in + (size_t)r * C;
+            for (int c = 0; c < C; c++) {
+                a[c] += dy[c];
+                b[c] += (double)dy[c] * (x[c] - save_mean[c]);
+            }
+        }
+    }
+    /* dx = gamma*invstd * (dy - mean(dy) - xhat * mean(dy*xhat)) = dy*k1 + (x-mean)*k2 + k3.
+     * The three terms can nearly cancel (when dy lies close to span{1, xhat}, as it does when a
+     * later BN undoes this one's shift and scale), so they are combined in double. */
+    double *k1 = part_dyx + (size_t)nchunk * C, *k2 = k1 + C, *k3 = k2 + C;
+    for (int c = 0; c < C; c++) {
+        double sdy = 0, sdyx = 0;
+        for (int k = 0; k < nchunk; k++) {
+            sdy += part_dy[(size_t)k * C + c];
+            sdyx += part_dyx[(size_t)k * C + c];
+        }
+        double invstd = save_invstd[c];
+        double sum_dy_xhat = sdyx * invstd;
+        dgamma[c] += (float)sum_dy_xhat;
+        dbeta[c] += (float)sdy;
+        double g = gamma[c] * invstd;
+        k1[c] = g;
+        k2[c] = -g * invstd * sum_dy_xhat / M;
+        k3[c] = -g * sdy / M;
+    }
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < M; r++) {
+        const float *dy = dout + (size_t)r * C, *x = in + (size_t)r * C;
+        float *dx = din + (size_t)r * C;
+        for (int c = 0; c < C; c++)
+            dx[c] = (float)(dy[c] * k1[c] + ((double)x[c] - save_mean[c]) * k2[c] + k3[c]);
+    }
+}
+
+/* ---- naive reference: the textbook formulas, one channel at a time, in double ---- */
+
+void batchnorm_forward_train_ref(float *out, float *save_mean, float *save_invstd,
+                                 float *running_mean, float *running_var, const float *in,
+                                 const float *gamma, const float *beta, int M, int C,
+                                 float momentum, float eps, double *work) {
+    (void)work;
+    for (int c = 0; c < C; c++) {
+        double mean = 0, var = 0;
+        for (int r = 0; r < M; r++) mean += in[(size_t)r * C + c];
+        mean /= M;
+        for (int r = 0; r < M; r++) {
+            double d = in[(size_t)r * C + c] - mean;
+            var += d * d;
+        }
+        var /= M;
+        double invstd = 1.0 / sqrt(var + eps);
+        for (int r = 0; r < M; r++)
+            out[(size_t)r * C + c] =
+                (float)((in[(size_t)r * C + c] - mean) * invstd * gamma[c] + beta[c]);
+        save_mean[c] = (float)mean;
+        save_invstd[c] = (float)invstd;
+        running_mean[c] = (float)((1 - momentum) * (double)running_mean[c] + momentum * mean);
+        running_var[c] = (float)((1 - momentum) * (double)running_var[c] +
+                                 momentum * var * (M > 1 ? (double)M / (M - 1) : 1.0));
+    }
+}
+
+void batchnorm_forward_eval_ref(float *out, const float *in, const float *gamma,
+                                const float *beta, const float *running_mean,
+                                const float *running_var, int M, int C, float eps, double *work) {
+    (void)work;
+    for (int c = 0; c < C; c++) {
+        double invstd = 1.0 / sqrt((double)running_var[c] + eps);
+        for (int r = 0; r < M; r++)
+            out[(size_t)r * C + c] =
+                (float)((in[(size_t)r * C + c] - running_mean[c]) * invstd * gamma[c] + beta[c]);
+    }
+}
+
+void batchnorm_backward_ref(float *din, float *dgamma, float *dbeta, const float *dout,
+                            const float *in, const float *save_mean, const float *save_invstd,
+                            const float *gamma, int M, int C, double *work) {
+    (void)work;
+    for (int c = 0; c < C; c++) {
+        double sdy = 0, sdyxhat = 0, invstd = save_invstd[c], mean = save_mean[c];
+        for (int r = 0; r < M; r++) {
+            double dy = dout[(size_t)r * C + c];
+            sdy += dy;
+            sdyxhat += dy * (in[(size_t)r * C + c] - mean) * invstd;
+        }
+        for (int r = 0; r < M; r++) {
+            double xhat = (in[(size_t)r * C + c] - mean) * invstd;
+            double dy = dout[(size_t)r * C + c];
+            din[(size_t)r * C + c] = (float)(gamma[c] * invstd * (dy - sdy / M - xhat * sdyxhat / M));
+        }
+        dgamma[c] += (float)sdyxhat;
+        dbeta[c] += (float)sdy;
+    }
+}

@@ -1,0 +1,129 @@
+/* Layers: each a forward/backward pair of plain functions, outputs first, shapes in the signature.
+ *
+ * Conventions shared by every layer:
+ *  - Activations are float32 NHWC ([batch, height, width, channels]); a 2-D activation is
+ *    [rows, channels]. NHWC makes a convolution one GEMM over the whole batch with output
+ *    already in NHWC, a 1x1 stride-1 convolution a GEMM with no copying at all, and batch-norm
+ *    statistics contiguous per row.
+ *  - Convolution weights are stored OHWI ([out, kh, kw, in]); PyTorch's OIHW is converted only
+ *    at file boundaries (src/io/state.c). Linear weights are PyTorch's [out, in].
+ *  - Backward functions overwrite activation gradients (din) and ACCUMULATE parameter gradients
+ *    (dweight += ...), because both BYOL views add into the same gradient buffer.
+ *  - Each layer has a naive `_ref` version (direct loops, double accumulation) kept for tests
+ *    and a `_cpu` version (GEMM, OpenMP) used for training. They live side by side in one file.
+ *  - Reductions are split over fixed chunks, never over "however many threads there are", so
+ *    results are identical whatever --threads is. */
+#ifndef BYOL_NN_H
+#define BYOL_NN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    int B, H, W, Cin;   /* input */
+    int Cout, K, stride, pad;
+    int Ho, Wo;         /* output, from conv_shape() */
+} ConvShape;
+
+ConvShape conv_shape(int B, int H, int W, int Cin, int Cout, int K, int stride, int pad);
+
+/* Scratch (floats) the CPU convolution needs for its im2col tiles; 0 for 1x1 stride-1. */
+size_t conv2d_scratch_floats(const ConvShape *s);
+void conv2d_forward_cpu(float *out, const float *in, const float *weight, const ConvShape *s,
+                        float *scratch);
+/* din may be NULL (first layer: no input gradient needed). */
+void conv2d_backward_cpu(float *din, float *dweight, const float *dout, const float *in,
+                         const float *weight, const ConvShape *s, float *scratch);
+void conv2d_forward_ref(float *out, const float *in, const float *weight, const ConvShape *s,
+                        float *scratch);
+void conv2d_backward_ref(float *din, float *dweight, const float *dout, const float *in,
+                         const float *weight, const ConvShape *s, float *scratch);
+
+/* Batch norm over [M rows, C channels] (M = N*H*W for 2-D maps, M = N for vectors).
+ * Training: normalizes with the batch mean and biased variance, saves mean and 1/sqrt(var+eps)
+ * for backward, and updates running_mean/var with `momentum` (running var unbiased), exactly as
+ * torch.nn.BatchNorm{1,2}d in training mode. Evaluation: uses the running statistics.
+ * `work` holds batchnorm_work_doubles(M, C) doubles of per-channel partial sums. */
+size_t batchnorm_work_doubles(int M, int C);
+void batchnorm_forward_train_cpu(float *out, float *save_mean, float *save_invstd,
+                                 float *running_mean, float *running_var, const float *in,
+                                 const float *gamma, const float *beta, int M, int C,
+                                 float momentum, float eps, double *work);
+void batchnorm_forward_eval_cpu(float *out, const float *in, const float *gamma,
+                                const float *beta, const float *running_mean,
+                                const float *running_var, int M, int C, float eps, double *work);
+/* din may alias dout (computed in place). */
+void batchnorm_backward_cpu(float *din, float *dgamma, float *dbeta, const float *dout,
+                            const float *in, const float *save_mean, const float *save_invstd,
+                            const float *gamma, int M, int C, double *work);
+void batchnorm_forward_train_ref(float *out, float *save_mean, float *save_invstd,
+                                 float *running_mean, float *running_var, const float *in,
+                                 const float *gamma, const float *beta, int M, int C,
+                                 float momentum, float eps, double *work);
+void batchnorm_forward_eval_ref(float *out, const float *in, const float *gamma,
+                                const float *beta, const float *running_mean,
+                                const float *running_var, int M, int C, float eps, double *work);
+void batchnorm_backward_ref(float *din, float *dgamma, float *dbeta, const float *dout,
+                            const float *in, const float *save_mean, const float *save_invstd,
+                            const float *gamma, int M, int C, double *work);
+
+/* ReLU (NaN passes through, as in PyTorch); backward masks by the forward OUTPUT, so the input
+ * need not be kept. In-place (out == in, din == dout) is allowed. */
+void relu_forward_cpu(float *out, const float *in, size_t n);
+void relu_backward_cpu(float *din, const float *dout, const float *out, size_t n);
+void relu_forward_ref(float *out, const float *in, size_t n);
+void relu_backward_ref(float *din, const float *dout, const float *out, size_t n);
+
+/* Residual add: out = a + b (out may alias a or b). Its backward hands the same gradient to
+ * both inputs, so it is an accumulate: dst += src. */
+void add_forward_cpu(float *out, const float *a, const float *b, size_t n);
+void add_forward_ref(float *out, const float *a, const float *b, size_t n);
+
+typedef struct {
+    int B, H, W, C, K, stride, pad, Ho, Wo;
+} PoolShape;
+PoolShape pool_shape(int B, int H, int W, int C, int K, int stride, int pad);
+
+/* Max pool; argmax holds, per output element, the input position (h*W+w) of the maximum, the
+ * first one in window order on ties (PyTorch's rule), so backward routes gradients the same. */
+void maxpool2d_forward_cpu(float *out, int32_t *argmax, const float *in, const PoolShape *s);
+void maxpool2d_backward_cpu(float *din, const float *dout, const int32_t *argmax,
+                            const PoolShape *s);
+void maxpool2d_forward_ref(float *out, int32_t *argmax, const float *in, const PoolShape *s);
+void maxpool2d_backward_ref(float *din, const float *dout, const int32_t *argmax,
+                            const PoolShape *s);
+
+/* Global average pool [B, HW, C] -> [B, C]. */
+void avgpool_forward_cpu(float *out, const float *in, int B, int HW, int C);
+void avgpool_backward_cpu(float *din, const float *dout, int B, int HW, int C);
+void avgpool_forward_ref(float *out, const float *in, int B, int HW, int C);
+void avgpool_backward_ref(float *din, const float *dout, int B, int HW, int C);
+
+/* Linear: out[B, Out] = in[B, In] * weight[Out, In]^T + bias. din may be NULL. */
+void linear_forward_cpu(float *out, const float *in, const float *weight, const float *bias,
+                        int B, int In, int Out);
+void linear_backward_cpu(float *din, float *dweight, float *dbias, const float *dout,
+                         const float *in, const float *weight, int B, int In, int Out);
+void linear_forward_ref(float *out, const float *in, const float *weight, const float *bias,
+                        int B, int In, int Out);
+void linear_backward_ref(float *din, float *dweight, float *dbias, const float *dout,
+                         const float *in, const float *weight, int B, int In, int Out);
+
+/* BYOL regression loss: mean over rows of 2 - 2*cos(p_b, z_b). Backward writes
+ * dp = dloss * d(loss)/dp; z receives no gradient (it is the target). */
+float cosine_loss_forward_cpu(const float *p, const float *z, int B, int D);
+void cosine_loss_backward_cpu(float *dp, const float *p, const float *z, int B, int D,
+                              float dloss);
+float cosine_loss_forward_ref(const float *p, const float *z, int B, int D);
+void cosine_loss_backward_ref(float *dp, const float *p, const float *z, int B, int D,
+                              float dloss);
+
+/* Layout change for inputs, which arrive as PyTorch's NCHW. */
+void nchw_to_nhwc_cpu(float *out, const float *in, int B, int C, int H, int W);
+void nchw_to_nhwc_ref(float *out, const float *in, int B, int C, int H, int W);
+void nhwc_to_nchw_ref(float *out, const float *in, int B, int C, int H, int W);
+
+void fill_zero_cpu(float *x, size_t n);
+void fill_zero_ref(float *x, size_t n);
+
+#endif

@@ -1,0 +1,82 @@
+#include <math.h>
+
+#include "optim.h"
+
+static double sumsq(const float *x, size_t n) {
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += (double)x[i] * x[i];
+    return s;
+}
+
+/* |g + wd*p|^2 without materializing u. */
+static double sumsq_decayed(const float *g, const float *p, size_t n, float wd) {
+    double s = 0;
+    for (size_t i = 0; i < n; i++) {
+        float u = g[i] + wd * p[i];
+        s += (double)u * u;
+    }
+    return s;
+}
+
+static void lars_tensor(float *p, const float *g, float *v, size_t n, int adapt,
+                        const LarsConfig *c) {
+    float wd = adapt ? c->weight_decay : 0.0f, scale = 1.0f;
+    if (adapt) {
+        double pn = sqrt(sumsq(p, n)), un = sqrt(sumsq_decayed(g, p, n, wd));
+        if (pn > 0 && un > 0) scale = (float)(c->eta * pn / un);
+    }
+    for (size_t i = 0; i < n; i++) {
+        float u = (g[i] + wd * p[i]) * scale;
+        v[i] = c->momentum * v[i] + u;
+        p[i] -= c->lr * v[i];
+    }
+}
+
+void lars_update_cpu(float *params, const float *grads, float *momentum, const TensorSpec *specs,
+                     int n_specs, const LarsConfig *cfg) {
+    /* One tensor per task: each tensor's norms are summed by one thread in a fixed order. */
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int t = 0; t < n_specs; t++) {
+        const TensorSpec *s = &specs[t];
+        if (s->role != ROLE_PARAM) continue;
+        lars_tensor(params + s->offset, grads + s->offset, momentum + s->offset, s->numel,
+                    s->ndim > 1, cfg);
+    }
+}
+
+void lars_update_ref(float *params, const float *grads, float *momentum, const TensorSpec *specs,
+                     int n_specs, const LarsConfig *cfg) {
+    for (int t = 0; t < n_specs; t++) {
+        const TensorSpec *s = &specs[t];
+        if (s->role != ROLE_PARAM) continue;
+        float *p = params + s->offset, *v = momentum + s->offset;
+        const float *g = grads + s->offset;
+        double trust = 1.0;
+        double wd = s->ndim > 1 ? cfg->weight_decay : 0.0;
+        if (s->ndim > 1) {
+            double pn = 0, un = 0;
+            for (size_t i = 0; i < s->numel; i++) {
+                double u = g[i] + wd * p[i];
+                pn += (double)p[i] * p[i];
+                un += u * u;
+            }
+            if (pn > 0 && un > 0) trust = cfg->eta * sqrt(pn) / sqrt(un);
+        }
+        for (size_t i = 0; i < s->numel; i++) {
+            double u = (g[i] + wd * p[i]) * trust;
+            v[i] = (float)(cfg->momentum * (double)v[i] + u);
+            p[i] = (float)(p[i] - (double)cfg->lr * v[i]);
+        }
+    }
+}
+
+void ema_update_cpu(float *target, const float *online, size_t n, float tau) {
+    const float keep = tau, take = 1.0f - tau;
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) target[i] = keep * target[i] + take * online[i];
+}
+
+void ema_update_ref(float *target, const float *online, size_t n, float tau) {
+    for (size_t i = 0; i < n; i++)
+        target[i] = (float)(tau * (double)target[i] + (1.0 - (double)tau) * online[i]);
+}

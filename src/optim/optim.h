@@ -1,0 +1,32 @@
+/* Optimizer, target update and schedules. */
+#ifndef BYOL_OPTIM_H
+#define BYOL_OPTIM_H
+
+#include <stddef.h>
+
+#include "../core/tensor.h"
+
+typedef struct {
+    float lr, weight_decay, momentum, eta;
+} LarsConfig;
+
+/* LARS with momentum, one pass per tensor of `specs` (buffers are skipped):
+ *   tensors with more than one dimension: u = g + wd*p, then u *= eta*|p|/|u| if both norms > 0
+ *   biases and batch-norm weights:        u = g (no weight decay, no adaptation)
+ *   v = m*v + u;  p = p - lr*v                                                            */
+void lars_update_cpu(float *params, const float *grads, float *momentum, const TensorSpec *specs,
+                     int n_specs, const LarsConfig *cfg);
+void lars_update_ref(float *params, const float *grads, float *momentum, const TensorSpec *specs,
+                     int n_specs, const LarsConfig *cfg);
+
+/* Target update, one pass over a contiguous parameter buffer: t = tau*t + (1-tau)*o. */
+void ema_update_cpu(float *target, const float *online, size_t n, float tau);
+void ema_update_ref(float *target, const float *online, size_t n, float tau);
+
+/* Learning rate at step k of `total`: linear warm-up over `warmup` steps (reaching base_lr at
+ * the warm-up's last step), then cosine decay to 0 at step `total`. */
+double lr_at_step(long k, long total, long warmup, double base_lr);
+/* BYOL's target decay: tau_k = 1 - (1 - tau_base) * (cos(pi*k/total) + 1) / 2. */
+double tau_at_step(long k, long total, double tau_base);
+
+#endif

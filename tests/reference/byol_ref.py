@@ -1,0 +1,318 @@
+"""PyTorch reference for byol.c: the same networks (torchvision's structure and names), the same
+BYOL step (view order, loss, LARS, EMA), a minimal safetensors reader/writer, and helpers to
+build a random state. Used to make the committed fixtures (make_fixtures.py) and to check any
+configuration against ./byol (compare_step.py). Needs Debian's python3-torch (and numpy); never
+needed to build or test byol.c."""
+import copy
+import json
+import math
+import struct
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+# ---------------------------------------------------------------- networks (torchvision names)
+
+class BasicBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, cin, planes, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = None
+        if stride != 1 or cin != planes:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, planes, 1, stride, bias=False),
+                                            nn.BatchNorm2d(planes))
+
+    def forward(self, x):
+        idt = x if self.downsample is None else self.downsample(x)
+        y = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(self.bn2(self.conv2(y)) + idt)
+
+
+class Bottleneck(nn.Module):
+    expansion = 4
+
+    def __init__(self, cin, planes, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride, 1, bias=False)  # stride here: v1.5
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(planes * 4)
+        self.downsample = None
+        if stride != 1 or cin != planes * 4:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, planes * 4, 1, stride, bias=False),
+                                            nn.BatchNorm2d(planes * 4))
+
+    def forward(self, x):
+        idt = x if self.downsample is None else self.downsample(x)
+        y = F.relu(self.bn1(self.conv1(x)))
+        y = F.relu(self.bn2(self.conv2(y)))
+        return F.relu(self.bn3(self.conv3(y)) + idt)
+
+
+LAYOUT = {"resnet18": (BasicBlock, [2, 2, 2, 2]), "resnet34": (BasicBlock, [3, 4, 6, 3]),
+          "resnet50": (Bottleneck, [3, 4, 6, 3])}
+
+
+class ResNet(nn.Module):
+    def __init__(self, arch="resnet18", width=64, stem="cifar", in_channels=3):
+        super().__init__()
+        block, depths = LAYOUT[arch]
+        self.stem = stem
+        if stem == "cifar":
+            self.conv1 = nn.Conv2d(in_channels, width, 3, 1, 1, bias=False)
+        else:
+            self.conv1 = nn.Conv2d(in_channels, width, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        cin = width
+        for i, n in enumerate(depths):
+            planes, blocks = width * 2 ** i, []
+            for j in range(n):
+                blocks.append(block(cin, planes, 2 if (j == 0 and i > 0) else 1))
+                cin = planes * block.expansion
+            setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))
+        self.dim = cin
+
+    def forward(self, x):
+        x = F.relu(self.bn1(self.conv1(x)))
+        if self.stem != "cifar":
+            x = F.max_pool2d(x, 3, 2, 1)
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return x.mean(dim=(2, 3))
+
+
+def mlp(cin, hidden, cout):
+    return nn.Sequential(nn.Linear(cin, hidden), nn.BatchNorm1d(hidden), nn.ReLU(), nn.Linear(hidden, cout))
+
+
+class Online(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.encoder = ResNet(cfg["arch"], cfg["width"], cfg["stem"], cfg["in_channels"])
+        self.projector = mlp(self.encoder.dim, cfg["proj_hidden"], cfg["proj_dim"])
+
+    def forward(self, x):
+        return self.projector(self.encoder(x))
+
+
+class Byol(nn.Module):
+    """Keys: online.encoder.*, online.projector.*, predictor.*, target.encoder.*, target.projector.*"""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.online = Online(cfg)
+        self.predictor = mlp(cfg["proj_dim"], cfg["pred_hidden"], cfg["proj_dim"])
+        self.target = copy.deepcopy(self.online)
+        for p in self.target.parameters():
+            p.requires_grad_(False)
+
+    def trained_parameters(self):
+        return [(f"online.{k}", p) for k, p in self.online.named_parameters()] + \
+               [(f"predictor.{k}", p) for k, p in self.predictor.named_parameters()]
+
+
+DEFAULT_CFG = dict(arch="resnet18", width=64, stem="cifar", in_channels=3, proj_hidden=4096,
+                   proj_dim=256, pred_hidden=4096)
+
+
+def model_flags(cfg):
+    """The ./byol flags for a config."""
+    return ["--arch", cfg["arch"], "--width", str(cfg["width"]), "--stem", cfg["stem"],
+            "--in-channels", str(cfg["in_channels"]), "--proj-hidden", str(cfg["proj_hidden"]),
+            "--proj-dim", str(cfg["proj_dim"]), "--pred-hidden", str(cfg["pred_hidden"])]
+
+
+# ---------------------------------------------------------------- the BYOL step
+
+def regression_loss(p, z):
+    return (2 - 2 * (F.normalize(p, dim=1) * F.normalize(z, dim=1)).sum(dim=1)).mean()
+
+
+@torch.no_grad()
+def lars_(params, grads, momentum, lr, wd, m, eta):
+    for name, p in params:
+        g = grads[name]
+        if p.ndim > 1:
+            u = g + wd * p
+            pn, un = torch.linalg.vector_norm(p), torch.linalg.vector_norm(u)
+            if pn > 0 and un > 0:
+                u = u * (eta * pn / un)
+        else:
+            u = g
+        v = momentum[name]
+        v.mul_(m).add_(u)
+        p.sub_(lr * v)
+
+
+def byol_step(model, v1, v2, momentum, lr, wd, m, eta, tau):
+    """One step; momentum: dict parameter-key -> tensor (updated in place). Returns the loss."""
+    model.train()
+    params = model.trained_parameters()
+    p1 = model.predictor(model.online(v1))
+    p2 = model.predictor(model.online(v2))
+    with torch.no_grad():
+        z1 = model.target(v1)
+        z2 = model.target(v2)
+    loss = regression_loss(p1, z2) + regression_loss(p2, z1)
+    grads = torch.autograd.grad(loss, [p for _, p in params])
+    lars_(params, dict(zip([k for k, _ in params], grads)), momentum, lr, wd, m, eta)
+    with torch.no_grad():
+        for t, o in zip(model.target.parameters(), model.online.parameters()):
+            t.mul_(tau).add_((1 - tau) * o)
+    return loss.item()
+
+
+def full_state(model, momentum):
+    """Every tensor byol.c reads or writes, by key (num_batches_tracked dropped)."""
+    out = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+    for k, v in momentum.items():
+        out[f"momentum.{k}"] = v
+    return out
+
+
+def load_full_state(model, state, dtype):
+    """Inverse of full_state; returns the momentum dict (zeros where absent)."""
+    sd = model.state_dict()
+    for k in sd:
+        if k.endswith("num_batches_tracked"):
+            continue
+        sd[k].copy_(torch.as_tensor(state[k], dtype=sd[k].dtype))
+    model.to(dtype)
+    momentum = {}
+    for k, p in model.trained_parameters():
+        v = state.get(f"momentum.{k}")
+        momentum[k] = torch.zeros_like(p) if v is None else torch.as_tensor(v, dtype=dtype).clone()
+    return momentum
+
+
+class KinkMargin:
+    """Records, while active, the smallest |x| / rms(x) over every ReLU input: how close the step
+    came to a kink. Where a ReLU input lies within float32's rounding of zero, float32 and float64
+    can send its gradient different ways, a discontinuity no tolerance covers."""
+
+    def __enter__(self):
+        self.margin, self._relu = math.inf, F.relu
+        outer = self
+
+        def relu(x, inplace=False):
+            with torch.no_grad():
+                rms = x.detach().double().pow(2).mean().sqrt().item()
+                if rms > 0:
+                    outer.margin = min(outer.margin, x.detach().double().abs().min().item() / rms)
+            return outer._relu(x, inplace=inplace)
+
+        F.relu = relu
+        return self
+
+    def __exit__(self, *exc):
+        F.relu = self._relu
+
+
+def run_steps(cfg, state, views, lr, wd, m, eta, tau, dtype, margins=None):
+    """Runs len(views) steps from `state` (dict of float32 numpy arrays) in `dtype`; returns
+    (losses, final state as float64 numpy arrays). `margins`, a list, receives each step's
+    KinkMargin."""
+    torch.manual_seed(0)
+    model = Byol(cfg)
+    momentum = load_full_state(model, state, dtype)
+    losses = []
+    for i in range(views.shape[0]):
+        v = torch.as_tensor(views[i], dtype=dtype)
+        with KinkMargin() as k:
+            losses.append(byol_step(model, v[0], v[1], momentum, lr, wd, m, eta, tau))
+        if margins is not None:
+            margins.append(k.margin)
+    return losses, {k: v.detach().double().numpy() for k, v in full_state(model, momentum).items()}
+
+
+# ---------------------------------------------------------------- a random mid-training state
+
+def random_state(cfg, seed, with_momentum=True, target_noise=0.05, momentum_scale=1.0):
+    """A state that looks like training is under way: torchvision's init, then BN affine and
+    running statistics moved off their defaults, a target that differs from the online network,
+    and (optionally) non-zero momentum. Returns float32 numpy arrays by key."""
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    model = Byol(cfg)
+    for mod in model.modules():
+        if isinstance(mod, nn.Conv2d):
+            nn.init.kaiming_normal_(mod.weight, mode="fan_out", nonlinearity="relu")
+    with torch.no_grad():
+        for mod in list(model.online.modules()) + list(model.predictor.modules()):
+            if isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d)):
+                mod.weight.copy_(1 + 0.2 * torch.randn(mod.weight.shape, generator=g))
+                mod.bias.copy_(0.1 * torch.randn(mod.bias.shape, generator=g))
+                mod.running_mean.copy_(0.1 * torch.randn(mod.running_mean.shape, generator=g))
+                mod.running_var.copy_(0.5 + torch.rand(mod.running_var.shape, generator=g))
+        model.target.load_state_dict(model.online.state_dict())
+        for k, v in model.target.state_dict().items():
+            if v.dtype.is_floating_point:
+                scale = v.abs().mean() if v.numel() else 0
+                v.add_(target_noise * scale * torch.randn(v.shape, generator=g))
+    state = {k: v.detach().float().numpy().copy() for k, v in full_state(model, {}).items()}
+    if with_momentum:
+        # Magnitudes like those momentum 0.9 accumulates, about ten updates' worth: 10*eta*|p|
+        # per element for LARS-adapted weights (eta 0.02), ten small gradients for biases and BN
+        # parameters.
+        for k, p in model.trained_parameters():
+            scale = 0.2 * p.detach().pow(2).mean().sqrt() if p.ndim > 1 else 0.5
+            scale = scale * momentum_scale
+            state[f"momentum.{k}"] = (scale * torch.randn(p.shape, generator=g)).float().numpy()
+    return state
+
+
+# ---------------------------------------------------------------- safetensors (minimal)
+
+_DTYPES = {"F32": np.float32, "F64": np.float64, "I64": np.int64, "I32": np.int32}
+_NAMES = {np.dtype(np.float32): "F32", np.dtype(np.float64): "F64", np.dtype(np.int64): "I64",
+          np.dtype(np.int32): "I32"}
+
+
+def save_safetensors(path, tensors, metadata=None):
+    header, blobs, offset = {}, [], 0
+    if metadata:
+        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
+    for k in sorted(tensors):
+        a = np.ascontiguousarray(tensors[k])
+        b = a.tobytes()
+        header[k] = {"dtype": _NAMES[a.dtype], "shape": list(a.shape), "data_offsets": [offset, offset + len(b)]}
+        blobs.append(b)
+        offset += len(b)
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * ((8 - len(h) % 8) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(h)))
+        f.write(h)
+        for b in blobs:
+            f.write(b)
+
+
+def load_safetensors(path):
+    with open(path, "rb") as f:
+        data = f.read()
+    n = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8:8 + n])
+    meta = header.pop("__metadata__", {})
+    out = {}
+    for k, v in header.items():
+        b, e = v["data_offsets"]
+        out[k] = np.frombuffer(data[8 + n + b:8 + n + e], dtype=_DTYPES[v["dtype"]]).reshape(v["shape"]).copy()
+    return out, meta
+
+
+def rel_update_error(before, after_ours, after_ref):
+    """||(ours - before) - (ref - before)|| / ||ref - before||, in float64."""
+    d_ref = after_ref.astype(np.float64) - before.astype(np.float64)
+    d_ours = after_ours.astype(np.float64) - before.astype(np.float64)
+    den = math.sqrt(float((d_ref ** 2).sum()))
+    num = math.sqrt(float(((d_ours - d_ref) ** 2).sum()))
+    return num / den if den > 0 else (0.0 if num == 0 else math.inf)

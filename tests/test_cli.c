@@ -1,0 +1,181 @@
+/* ./byol's handling of bad input: every case exits non-zero with exactly one line on stderr that
+ * names the problem, and leaves no output file behind. */
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "io/npy.h"
+#include "io/safetensors.h"
+
+static char OUT[300], STATE[300], VIEWS[300], FLAGS[300];
+
+typedef struct {
+    int status;
+    char err[4096];
+    int err_lines;
+} CliResult;
+
+static CliResult run_cli(const char *args) {
+    CliResult r = {0, "", 0};
+    char cmd[8192], errpath[600];
+    const char *byol = getenv("BYOL") ? getenv("BYOL") : "./byol";
+    snprintf(errpath, sizeof errpath, "%s/stderr", TEST_TMP);
+    snprintf(cmd, sizeof cmd, "%s %s > /dev/null 2> %s", byol, args, errpath);
+    int rc = system(cmd);
+    r.status = WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
+    FILE *f = fopen(errpath, "r");
+    if (f) {
+        size_t n = fread(r.err, 1, sizeof r.err - 1, f);
+        r.err[n] = 0;
+        fclose(f);
+    }
+    for (char *p = r.err; *p; p++) r.err_lines += *p == '\n';
+    return r;
+}
+
+static int exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+/* Runs `byol step` with the fixture's flags plus `extra`, expects failure naming `needle`. */
+static void expect_failure(const char *args, const char *needle) {
+    unlink(OUT);
+    CliResult r = run_cli(args);
+    CHECK(r.status != 0, "exit 0 for: %s", args);
+    CHECK(r.err_lines == 1, "%d lines on stderr (want 1): %s", r.err_lines, r.err);
+    CHECK(strstr(r.err, needle) != NULL, "stderr lacks '%s': %s", needle, r.err);
+    CHECK(!exists(OUT), "an output file was left behind by: %s", args);
+}
+
+static void step_args(char *buf, size_t cap, const char *state, const char *views, const char *extra) {
+    snprintf(buf, cap, "step --state %s --views %s --out %s %s %s", state, views, OUT, FLAGS, extra);
+}
+
+static void test_usage_errors(void) {
+    CliResult r = run_cli("");
+    CHECK(r.status == 2, "no command: exit %d", r.status);
+    r = run_cli("frobnicate");
+    CHECK(r.status == 2 && r.err_lines == 1 && strstr(r.err, "unknown command 'frobnicate'"), "%s", r.err);
+    r = run_cli("--help");
+    CHECK(r.status == 0, "--help exits 0");
+    r = run_cli("step --help");
+    CHECK(r.status == 0, "step --help exits 0");
+    char a[4096];
+    snprintf(a, sizeof a, "step --views %s --out %s", VIEWS, OUT);
+    expect_failure(a, "--state, --views and --out are required");
+    step_args(a, sizeof a, STATE, VIEWS, "--bogus 3");
+    expect_failure(a, "unknown flag '--bogus'");
+    step_args(a, sizeof a, STATE, VIEWS, "--lr abc");
+    expect_failure(a, "--lr: 'abc' is not a finite number");
+    step_args(a, sizeof a, STATE, VIEWS, "--lr");
+    expect_failure(a, "--lr needs a value");
+    step_args(a, sizeof a, STATE, VIEWS, "--arch resnet99");
+    expect_failure(a, "unknown architecture 'resnet99'");
+    step_args(a, sizeof a, STATE, VIEWS, "--width 0");
+    expect_failure(a, "--width: 0 is out of range");
+    step_args(a, sizeof a, STATE, VIEWS, "--threads 2x");
+    expect_failure(a, "--threads: '2x' is not an integer");
+}
+
+static void test_bad_state_files(void) {
+    char a[4096], path[600];
+    snprintf(path, sizeof path, "%s/nope.safetensors", TEST_TMP);
+    step_args(a, sizeof a, path, VIEWS, "");
+    expect_failure(a, "nope.safetensors: cannot open");
+
+    /* Truncated: the fixture cut in half. */
+    snprintf(path, sizeof path, "%s/half.safetensors", TEST_TMP);
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "head -c 300000 %s > %s", STATE, path);
+    CHECK(system(cmd) == 0, "made a truncated file");
+    step_args(a, sizeof a, path, VIEWS, "");
+    expect_failure(a, "truncated");
+
+    /* Not a safetensors file at all. */
+    snprintf(path, sizeof path, "%s/junk.safetensors", TEST_TMP);
+    FILE *f = fopen(path, "wb");
+    fwrite("\x10\0\0\0\0\0\0\0this is not json", 1, 24, f);
+    fclose(f);
+    step_args(a, sizeof a, path, VIEWS, "");
+    expect_failure(a, "not a JSON object");
+
+    /* A model of another width than the file: wrong shape, expected vs found. */
+    step_args(a, sizeof a, STATE, VIEWS, "--width 8");
+    expect_failure(a, "online.encoder.conv1.weight has shape [4, 3, 3, 3], expected [8, 3, 3, 3]");
+
+    /* Another architecture: the first key it lacks is named. */
+    step_args(a, sizeof a, STATE, VIEWS, "--arch resnet34");
+    expect_failure(a, "missing tensor online.encoder.layer1.2.conv1.weight");
+
+    /* A dtype other than F32. */
+    snprintf(path, sizeof path, "%s/f64.safetensors", TEST_TMP);
+    const char *h = "{\"online.encoder.conv1.weight\":{\"dtype\":\"F64\",\"shape\":[4,3,3,3],\"data_offsets\":[0,864]}}";
+    size_t hl = strlen(h);
+    uint8_t len8[8] = {(uint8_t)hl, (uint8_t)(hl >> 8)};
+    f = fopen(path, "wb");
+    fwrite(len8, 1, 8, f);
+    fwrite(h, 1, hl, f);
+    for (int i = 0; i < 864; i++) fputc(0, f);
+    fclose(f);
+    step_args(a, sizeof a, path, VIEWS, "");
+    expect_failure(a, "has dtype F64, expected F32");
+}
+
+static void test_bad_views(void) {
+    char a[4096], path[600];
+    Err e;
+    float zeros[2 * 2 * 1 * 4 * 4] = {0};
+    /* One channel where the model (and state) have three. */
+    int64_t gray[6] = {1, 2, 2, 1, 4, 4};
+    snprintf(path, sizeof path, "%s/gray.npy", TEST_TMP);
+    CHECK(npy_write_f32(path, zeros, 6, gray, &e) == 0, "%s", e.msg);
+    step_args(a, sizeof a, STATE, path, "");
+    expect_failure(a, "views have 1 channels but --in-channels is 3");
+    /* Batch of one: batch norm cannot train on it. */
+    float one[2 * 1 * 3 * 4 * 4] = {0};
+    int64_t b1[6] = {1, 2, 1, 3, 4, 4};
+    snprintf(path, sizeof path, "%s/b1.npy", TEST_TMP);
+    CHECK(npy_write_f32(path, one, 6, b1, &e) == 0, "%s", e.msg);
+    step_args(a, sizeof a, STATE, path, "");
+    expect_failure(a, "needs at least 2 images");
+    /* Wrong rank. */
+    int64_t r5[5] = {2, 2, 3, 4, 4};
+    float five[2 * 2 * 3 * 4 * 4] = {0};
+    snprintf(path, sizeof path, "%s/r5.npy", TEST_TMP);
+    CHECK(npy_write_f32(path, five, 5, r5, &e) == 0, "%s", e.msg);
+    step_args(a, sizeof a, STATE, path, "");
+    expect_failure(a, "views must have shape [N, 2, B, C, H, W]");
+    /* Not .npy. */
+    step_args(a, sizeof a, STATE, STATE, "");
+    expect_failure(a, "not a .npy file");
+    /* Truncated .npy. */
+    char cmd[2048];
+    snprintf(path, sizeof path, "%s/cut.npy", TEST_TMP);
+    snprintf(cmd, sizeof cmd, "head -c 5000 %s > %s", VIEWS, path);
+    CHECK(system(cmd) == 0, "made a truncated file");
+    step_args(a, sizeof a, STATE, path, "");
+    expect_failure(a, "truncated");
+}
+
+static void test_unwritable_out(void) {
+    char a[4096], out[600];
+    snprintf(out, sizeof out, "%s/missing-dir/out.safetensors", TEST_TMP);
+    snprintf(a, sizeof a, "step --state %s --views %s --out %s %s", STATE, VIEWS, out, FLAGS);
+    CliResult r = run_cli(a);
+    CHECK(r.status != 0 && r.err_lines == 1 && strstr(r.err, "missing-dir"), "exit %d: %s", r.status, r.err);
+    CHECK(!exists(out), "no output");
+}
+
+int main(void) {
+    test_tmpdir("test_cli");
+    snprintf(OUT, sizeof OUT, "%s/out.safetensors", TEST_TMP);
+    snprintf(STATE, sizeof STATE, "%s/step_r18_cifar_rgb.state.safetensors", fixture_dir());
+    snprintf(VIEWS, sizeof VIEWS, "%s/step_r18_cifar_rgb.views.npy", fixture_dir());
+    snprintf(FLAGS, sizeof FLAGS, "--width 4 --proj-hidden 32 --proj-dim 16 --pred-hidden 32 --threads 1");
+    RUN(test_usage_errors);
+    RUN(test_bad_state_files);
+    RUN(test_bad_views);
+    RUN(test_unwritable_out);
+    return test_finish();
+}

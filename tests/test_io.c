@@ -1,0 +1,333 @@
+/* safetensors and npy: round trips, and every malformed input refused with a clear message. */
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "io/npy.h"
+#include "io/safetensors.h"
+#include "io/state.h"
+
+
+static const char *tmp_path(const char *name) {
+    static char buf[4][512];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", TEST_TMP, name);
+    return buf[k];
+}
+
+static void write_bytes(const char *path, const void *data, size_t n) {
+    FILE *f = fopen(path, "wb");
+    if (!f || fwrite(data, 1, n, f) != n) {
+        printf("FATAL cannot write %s\n", path);
+        exit(2);
+    }
+    fclose(f);
+}
+
+/* A safetensors file from a literal header and `data_len` bytes of data. */
+static void write_st_raw(const char *path, const char *header, size_t data_len) {
+    size_t h = strlen(header);
+    uint8_t *buf = calloc(1, 8 + h + data_len);
+    for (int i = 0; i < 8; i++) buf[i] = (uint8_t)((uint64_t)h >> (8 * i));
+    memcpy(buf + 8, header, h);
+    write_bytes(path, buf, 8 + h + data_len);
+    free(buf);
+}
+
+static int exists(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+/* Expects st_open to fail with a message containing `needle`. */
+static void expect_st_error(const char *path, const char *needle) {
+    Safetensors st;
+    Err e = {{0}};
+    int rc = st_open(&st, path, &e);
+    CHECK(rc != 0, "%s: accepted, expected an error mentioning '%s'", path, needle);
+    CHECK(strstr(e.msg, needle) != NULL, "message '%s' lacks '%s'", e.msg, needle);
+    CHECK(strstr(e.msg, path) != NULL, "message '%s' does not name the file", e.msg);
+    CHECK(strchr(e.msg, '\n') == NULL, "message is one line");
+    if (rc == 0) st_close(&st);
+}
+
+static void test_safetensors_round_trip(void) {
+    float a[6] = {1, -2, 3.5f, 1e-30f, -0.0f, 7}, b[1] = {42};
+    int64_t sa[2] = {2, 3}, sb[1] = {1};
+    StTensorOut t[2] = {{"first.weight", 2, sa, a}, {"second \"quoted\"", 1, sb, b}};
+    StMeta meta[2] = {{"config", "{\"width\": 8}"}, {"note", "line\nbreak"}};
+    Err e;
+    const char *p = tmp_path("rt.safetensors");
+    CHECK(st_write(p, t, 2, meta, 2, &e) == 0, "%s", e.msg);
+    Safetensors st;
+    CHECK(st_open(&st, p, &e) == 0, "%s", e.msg);
+    CHECK(st.n_entries == 2, "entries %d", st.n_entries);
+    CHECK(st.data_start % 8 == 0, "data aligned to 8 bytes");
+    const StEntry *x = st_find(&st, "first.weight"), *y = st_find(&st, "second \"quoted\"");
+    CHECK(x && y, "both names found");
+    if (x && y) {
+        float ra[6], rb[1];
+        st_read_f32(&st, x, ra);
+        st_read_f32(&st, y, rb);
+        CHECK(memcmp(ra, a, sizeof a) == 0 && rb[0] == 42, "data identical");
+        CHECK(x->ndim == 2 && x->shape[0] == 2 && x->shape[1] == 3, "shape kept");
+        CHECK(st_expect_f32(&st, x, 2, sa, &e) == 0, "expect ok");
+        int64_t wrong[2] = {3, 2};
+        CHECK(st_expect_f32(&st, x, 2, wrong, &e) != 0 && strstr(e.msg, "[2, 3]") && strstr(e.msg, "[3, 2]"),
+              "wrong shape names found and expected: %s", e.msg);
+    }
+    CHECK(st_meta(&st, "config") && strcmp(st_meta(&st, "config"), "{\"width\": 8}") == 0, "metadata kept");
+    CHECK(st_meta(&st, "note") && strcmp(st_meta(&st, "note"), "line\nbreak") == 0, "escapes kept");
+    st_close(&st);
+}
+
+static void test_safetensors_rejects_malformed(void) {
+    const char *p;
+    p = tmp_path("missing.safetensors");
+    unlink(p);
+    expect_st_error(p, "cannot open");
+
+    p = tmp_path("tiny.safetensors");
+    write_bytes(p, "abc", 3);
+    expect_st_error(p, "truncated");
+
+    p = tmp_path("hlen.safetensors");
+    uint8_t big[16] = {0xff, 0xff, 0, 0, 0, 0, 0, 0, '{', '}'};
+    write_bytes(p, big, 10);
+    expect_st_error(p, "exceeds the file");
+
+    p = tmp_path("notjson.safetensors");
+    write_st_raw(p, "{\"a\": [1, 2", 0);
+    expect_st_error(p, "not a JSON object");
+
+    p = tmp_path("dup.safetensors");
+    write_st_raw(p, "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+                    "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 8);
+    expect_st_error(p, "duplicate");
+
+    p = tmp_path("overlap.safetensors");
+    write_st_raw(p, "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+                    "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}", 12);
+    expect_st_error(p, "overlap");
+
+    p = tmp_path("size.safetensors");
+    write_st_raw(p, "{\"a\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", 8);
+    expect_st_error(p, "shape x dtype");
+
+    p = tmp_path("range.safetensors");
+    write_st_raw(p, "{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", 8);
+    expect_st_error(p, "truncated");
+
+    p = tmp_path("dtype.safetensors");
+    write_st_raw(p, "{\"a\":{\"dtype\":\"Q7\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4);
+    expect_st_error(p, "unknown dtype");
+
+    p = tmp_path("rank.safetensors");
+    write_st_raw(p, "{\"a\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1,1,1,1,1],\"data_offsets\":[0,4]}}", 4);
+    expect_st_error(p, "rank");
+
+    p = tmp_path("dim.safetensors");
+    write_st_raw(p, "{\"a\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,4]}}", 4);
+    expect_st_error(p, "invalid shape");
+
+    p = tmp_path("absurd.safetensors");
+    write_st_raw(p, "{\"a\":{\"dtype\":\"F32\",\"shape\":[1000000000,1000000000,1000000000],\"data_offsets\":[0,4]}}", 4);
+    expect_st_error(p, "absurd");
+
+    p = tmp_path("fields.safetensors");
+    write_st_raw(p, "{\"a\":{\"dtype\":\"F32\",\"shape\":[1]}}", 4);
+    expect_st_error(p, "lacks");
+
+    /* Every prefix of a valid file is refused (truncation anywhere). */
+    float v[4] = {1, 2, 3, 4};
+    int64_t s4[1] = {4};
+    StTensorOut t = {"v", 1, s4, v};
+    Err e;
+    const char *good = tmp_path("good.safetensors");
+    CHECK(st_write(good, &t, 1, NULL, 0, &e) == 0, "%s", e.msg);
+    size_t n;
+    uint8_t *bytes = read_file(good, &n, &e);
+    int refused = 0;
+    for (size_t cut = 0; cut < n; cut++) {
+        Safetensors st;
+        uint8_t *copy = malloc(cut ? cut : 1);
+        memcpy(copy, bytes, cut);
+        if (st_parse(&st, copy, cut, "cut", &e) != 0)
+            refused++;
+        else
+            st_close(&st);
+    }
+    CHECK(refused == (int)n, "%d of %zu truncations refused", refused, n);
+    free(bytes);
+}
+
+static void test_safetensors_write_failure_leaves_nothing(void) {
+    float v[1] = {1};
+    int64_t s1[1] = {1};
+    StTensorOut t = {"v", 1, s1, v};
+    Err e = {{0}};
+    const char *p = tmp_path("no/such/dir/x.safetensors");
+    CHECK(st_write(p, &t, 1, NULL, 0, &e) != 0, "write into a missing folder fails");
+    CHECK(strstr(e.msg, "cannot write") != NULL, "message: %s", e.msg);
+    CHECK(!exists(p), "no file left behind");
+    /* An existing file is replaced only by a complete new one. */
+    const char *q = tmp_path("keep.safetensors");
+    CHECK(st_write(q, &t, 1, NULL, 0, &e) == 0, "%s", e.msg);
+    char tmp[600];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", q, (long)getpid());
+    CHECK(!exists(tmp), "temporary file removed after commit");
+}
+
+static void test_npy_round_trip(void) {
+    float d[24];
+    for (int i = 0; i < 24; i++) d[i] = i * 0.5f - 3;
+    int64_t shape[6] = {1, 2, 2, 3, 2, 1};
+    Err e;
+    const char *p = tmp_path("a.npy");
+    CHECK(npy_write_f32(p, d, 6, shape, &e) == 0, "%s", e.msg);
+    NpyArray a;
+    CHECK(npy_read_f32(p, &a, &e) == 0, "%s", e.msg);
+    CHECK(a.ndim == 6 && a.numel == 24, "shape kept (%d-d, %zu)", a.ndim, a.numel);
+    for (int i = 0; i < 6; i++) CHECK(a.shape[i] == shape[i], "dim %d", i);
+    CHECK(a.data && memcmp(a.data, d, sizeof d) == 0, "data identical");
+    npy_free(&a);
+    size_t n;
+    uint8_t *bytes = read_file(p, &n, &e);
+    CHECK((n - 24 * 4) % 64 == 0, "data 64-byte aligned as numpy writes it");
+    /* A version-2.0 header (4-byte length) reads the same. */
+    size_t hlen = bytes[8] | bytes[9] << 8;
+    uint8_t *v2 = malloc(n + 2);
+    memcpy(v2, "\x93NUMPY\x02\x00", 8);
+    v2[8] = (uint8_t)hlen, v2[9] = (uint8_t)(hlen >> 8), v2[10] = v2[11] = 0;
+    memcpy(v2 + 12, bytes + 10, n - 10);
+    CHECK(npy_parse_f32(v2, n + 2, "v2", &a, &e) == 0, "%s", e.msg);
+    CHECK(a.numel == 24 && memcmp(a.data, d, sizeof d) == 0, "v2 data identical");
+    npy_free(&a);
+    free(v2);
+    free(bytes);
+}
+
+static void expect_npy_error(const char *header_dict, size_t data_bytes, const char *needle) {
+    uint8_t buf[512] = "\x93NUMPY\x01\x00";
+    size_t h = strlen(header_dict);
+    buf[8] = (uint8_t)h, buf[9] = 0;
+    memcpy(buf + 10, header_dict, h);
+    memset(buf + 10 + h, 0, data_bytes);
+    NpyArray a;
+    Err e = {{0}};
+    int rc = npy_parse_f32(buf, 10 + h + data_bytes, "x.npy", &a, &e);
+    CHECK(rc != 0, "accepted %s", header_dict);
+    CHECK(strstr(e.msg, needle) && strstr(e.msg, "x.npy"), "message '%s' lacks '%s'", e.msg, needle);
+    if (rc == 0) npy_free(&a);
+}
+
+static void test_npy_rejects_malformed(void) {
+    expect_npy_error("{'descr': '<f8', 'fortran_order': False, 'shape': (2,), }", 16, "float32");
+    expect_npy_error("{'descr': '<f4', 'fortran_order': True, 'shape': (2,), }", 8, "Fortran");
+    expect_npy_error("{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }", 8, "truncated");
+    expect_npy_error("{'descr': '<f4', 'fortran_order': False, 'shape': (1,), }", 8, "trailing");
+    expect_npy_error("{'descr': '<f4', 'fortran_order': False, }", 8, "malformed");
+    expect_npy_error("{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999,), }", 8, "absurd");
+    NpyArray a;
+    Err e = {{0}};
+    CHECK(npy_parse_f32((const uint8_t *)"PK\x03\x04 not numpy", 16, "z.npy", &a, &e) != 0 &&
+              strstr(e.msg, "bad magic"), "%s", e.msg);
+    uint8_t cut[12] = "\x93NUMPY\x01\x00\x40\x00";
+    CHECK(npy_parse_f32(cut, 12, "c.npy", &a, &e) != 0 && strstr(e.msg, "truncated"), "%s", e.msg);
+}
+
+/* State files: PyTorch layout on disk, ours in memory, every tensor accounted for. */
+static void test_state_round_trip_and_layout(void) {
+    ModelConfig c;
+    model_config_default(&c);
+    c.enc.width = 2, c.proj_hidden = 8, c.proj_dim = 4, c.pred_hidden = 8;
+    Byol m, m2;
+    byol_init(&m, &c);
+    byol_init(&m2, &c);
+    TestRng r = {99};
+    fill_normal(&r, m.online.params, m.online.n_params, 1);
+    fill_normal(&r, m.online.momentum, m.online.n_params, 1);
+    fill_normal(&r, m.online.buffers, m.online.n_buffers, 1);
+    fill_normal(&r, m.target.params, m.target.n_params, 1);
+    fill_normal(&r, m.target.buffers, m.target.n_buffers, 1);
+    Err e;
+    const char *p = tmp_path("state.safetensors");
+    CHECK(state_save(&m, p, NULL, 0, &e) == 0, "%s", e.msg);
+    CHECK(state_load(&m2, p, &e) == 0, "%s", e.msg);
+    CHECK(memcmp(m.online.mem, m2.online.mem, (m.online.n_params * 3 + m.online.n_buffers) * 4) == 0 ||
+              (memcmp(m.online.params, m2.online.params, m.online.n_params * 4) == 0 &&
+               memcmp(m.online.momentum, m2.online.momentum, m.online.n_params * 4) == 0 &&
+               memcmp(m.online.buffers, m2.online.buffers, m.online.n_buffers * 4) == 0),
+          "online state identical after a round trip");
+    CHECK(memcmp(m.target.params, m2.target.params, m.target.n_params * 4) == 0, "target params identical");
+    CHECK(memcmp(m.target.buffers, m2.target.buffers, m.target.n_buffers * 4) == 0, "target buffers identical");
+    /* On disk the stem conv is OIHW: element [o=1, i=2, h=0, w=1] is at ((1*3+2)*3+0)*3+1. */
+    Safetensors st;
+    CHECK(st_open(&st, p, &e) == 0, "%s", e.msg);
+    const StEntry *w = st_find(&st, "online.encoder.conv1.weight");
+    CHECK(w && w->ndim == 4 && w->shape[0] == 2 && w->shape[1] == 3 && w->shape[2] == 3, "conv1 shape [2, 3, 3, 3]");
+    if (w) {
+        float disk[54];
+        st_read_f32(&st, w, disk);
+        int idx = store_find(&m.online, "online.encoder.conv1.weight");
+        const float *mem = m.online.params + m.online.specs[idx].offset;
+        CHECK(disk[((1 * 3 + 2) * 3 + 0) * 3 + 1] == mem[((1 * 3 + 0) * 3 + 1) * 3 + 2], "OIHW on disk, OHWI in memory");
+    }
+    int n_params = 0;
+    for (int i = 0; i < m.online.n_specs; i++) n_params += m.online.specs[i].role == ROLE_PARAM;
+    CHECK(st.n_entries == m.online.n_specs + m.target.n_specs + n_params, "every tensor and momentum written once (%d)", st.n_entries);
+    CHECK(st_find(&st, "online.encoder.layer2.0.downsample.1.running_var") && st_find(&st, "predictor.3.bias") &&
+              st_find(&st, "target.projector.1.running_mean") && st_find(&st, "momentum.predictor.1.weight") &&
+              !st_find(&st, "momentum.target.encoder.conv1.weight") && !st_find(&st, "online.encoder.bn1.num_batches_tracked"),
+          "torchvision names");
+    st_close(&st);
+    byol_free(&m);
+    byol_free(&m2);
+}
+
+static void test_state_load_errors_name_the_key(void) {
+    ModelConfig c;
+    model_config_default(&c);
+    c.enc.width = 2, c.proj_hidden = 8, c.proj_dim = 4, c.pred_hidden = 8;
+    Byol m;
+    byol_init(&m, &c);
+    Err e;
+    const char *p = tmp_path("state2.safetensors");
+    CHECK(state_save(&m, p, NULL, 0, &e) == 0, "%s", e.msg);
+    /* The same file read by a model of another width: a shape error naming key and shapes. */
+    ModelConfig c4 = c;
+    c4.enc.width = 4;
+    Byol m4;
+    byol_init(&m4, &c4);
+    CHECK(state_load(&m4, p, &e) != 0, "width mismatch refused");
+    CHECK(strstr(e.msg, "online.encoder.conv1.weight") && strstr(e.msg, "[2, 3, 3, 3]") && strstr(e.msg, "[4, 3, 3, 3]"),
+          "message names key, found and expected: %s", e.msg);
+    byol_free(&m4);
+    /* A resnet34 reading a resnet18 file: the first missing key is named. */
+    ModelConfig c34 = c;
+    c34.enc.arch = ARCH_RESNET34;
+    Byol m34;
+    byol_init(&m34, &c34);
+    CHECK(state_load(&m34, p, &e) != 0 && strstr(e.msg, "missing tensor online.encoder.layer1.2.conv1.weight"),
+          "missing key named: %s", e.msg);
+    byol_free(&m34);
+    /* F64 where F32 is required. */
+    const char *q = tmp_path("f64.safetensors");
+    write_st_raw(q, "{\"online.encoder.conv1.weight\":{\"dtype\":\"F64\",\"shape\":[2,3,3,3],\"data_offsets\":[0,432]}}", 432);
+    CHECK(state_load(&m, q, &e) != 0 && strstr(e.msg, "dtype F64") && strstr(e.msg, "online.encoder.conv1.weight"),
+          "dtype error: %s", e.msg);
+    byol_free(&m);
+}
+
+int main(void) {
+    test_tmpdir("test_io");
+    RUN(test_safetensors_round_trip);
+    RUN(test_safetensors_rejects_malformed);
+    RUN(test_safetensors_write_failure_leaves_nothing);
+    RUN(test_npy_round_trip);
+    RUN(test_npy_rejects_malformed);
+    RUN(test_state_round_trip_and_layout);
+    RUN(test_state_load_errors_name_the_key);
+    return test_finish();
+}

@@ -1,0 +1,599 @@
+/* Every layer, forward and backward: against PyTorch fixtures (tests/fixtures/layers.safetensors,
+ * made by tests/reference/make_fixtures.py), optimized (_cpu) against naive (_ref) kernels, and
+ * by finite differences. */
+#include "backend/backend.h"
+#include "backend/gemm.h"
+#include "harness.h"
+
+static Safetensors FX;
+static const Backend *BACKENDS[2] = {&backend_cpu, &backend_ref};
+
+/* Fixture tolerance: the references are float64 results rounded to float32, so a correct
+ * float32 kernel lands within a few float32 ulps, accumulated over the reduction length. */
+#define TOL_FIXTURE 2e-6
+
+static float *nhwc_of(const float *nchw, const int64_t *s) {
+    float *out = xmalloc(sizeof(float) * s[0] * s[1] * s[2] * s[3], "test");
+    nchw_to_nhwc_ref(out, nchw, (int)s[0], (int)s[1], (int)s[2], (int)s[3]);
+    return out;
+}
+
+static float *ohwi_of(const float *oihw, const int64_t *s) {
+    float *out = xmalloc(sizeof(float) * s[0] * s[1] * s[2] * s[3], "test");
+    for (int64_t o = 0; o < s[0]; o++)
+        for (int64_t i = 0; i < s[1]; i++)
+            for (int64_t h = 0; h < s[2]; h++)
+                for (int64_t w = 0; w < s[3]; w++)
+                    out[((o * s[2] + h) * s[3] + w) * s[1] + i] = oihw[((o * s[1] + i) * s[2] + h) * s[3] + w];
+    return out;
+}
+
+static int meta_int(const char *key) {
+    const char *v = st_meta(&FX, key);
+    if (!v) {
+        printf("FATAL fixture metadata %s missing\n", key);
+        exit(2);
+    }
+    return atoi(v);
+}
+
+/* ---------------------------------------------------------------- finite differences */
+
+/* L(x) = sum(weights * layer(x)) evaluated by the callback; `pattern` is a hash of the
+ * layer's discrete choices (ReLU signs, max-pool winners): where a perturbation changes it, the
+ * function has a kink there and that element is skipped. */
+typedef double (*LossFn)(void *ctx, uint64_t *pattern);
+
+static double dot(const float *a, const float *w, size_t n) {
+    double s = 0;
+    for (size_t i = 0; i < n; i++) s += (double)a[i] * w[i];
+    return s;
+}
+
+static uint64_t hash_mask(const float *y, size_t n) {
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++) h = (h ^ (y[i] > 0)) * 1099511628211ULL;
+    return h;
+}
+
+static uint64_t hash_ints(const int32_t *a, size_t n) {
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++) h = (h ^ (uint32_t)a[i]) * 1099511628211ULL;
+    return h;
+}
+
+/* Checks `grad` (analytic dL/dx) on up to 48 elements of x, perturbing each by +-h. */
+static void fd_check(const char *what, float *x, size_t n, const float *grad, void *ctx, LossFn f,
+                     float h, double tol) {
+    uint64_t p0, pp, pm;
+    f(ctx, &p0);
+    double fd[48], an[48];
+    int checked = 0, tried = 0;
+    size_t stride = n / 48 + 1;
+    for (size_t i = 0; i < n && checked < 48; i += stride) {
+        float keep = x[i];
+        tried++;
+        x[i] = keep + h;
+        double lp = f(ctx, &pp);
+        x[i] = keep - h;
+        double lm = f(ctx, &pm);
+        x[i] = keep;
+        if (pp != p0 || pm != p0) continue; /* a kink inside [x-h, x+h] */
+        fd[checked] = (lp - lm) / (2.0 * h);
+        an[checked] = grad[i];
+        checked++;
+    }
+    double num = 0, den = 0;
+    for (int i = 0; i < checked; i++) {
+        num += (fd[i] - an[i]) * (fd[i] - an[i]);
+        den += an[i] * an[i];
+    }
+    double err = den > 0 ? sqrt(num / den) : sqrt(num);
+    CHECK(checked * 2 >= tried, "%s: only %d of %d elements away from kinks", what, checked, tried);
+    CHECK(err <= tol, "%s: finite differences vs backward: relative error %.3e > %.1e", what, err, tol);
+}
+
+/* ---------------------------------------------------------------- GEMM */
+
+static void test_gemm_matches_reference(void) {
+    TestRng r = {42};
+    const int M = 37, N = 29, K = 53;
+    float A[64 * 64], B[64 * 64], C[64 * 64], Cr[64 * 64];
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++) {
+            fill_normal(&r, A, M * K, 1);
+            fill_normal(&r, B, K * N, 1);
+            fill_normal(&r, C, M * N, 1);
+            memcpy(Cr, C, sizeof C);
+            int lda = ta ? M : K, ldb = tb ? K : N;
+            sgemm(ta, tb, M, N, K, 0.7f, A, lda, B, ldb, 0.3f, C, N);
+            sgemm_ref(ta, tb, M, N, K, 0.7f, A, lda, B, ldb, 0.3f, Cr, N);
+            CHECK_CLOSE(C, Cr, M * N, 1e-6, ta ? (tb ? "TT" : "TN") : (tb ? "NT" : "NN"));
+        }
+}
+
+/* ---------------------------------------------------------------- convolution */
+
+static const char *CONV_CASES[] = {"conv3x3_s1", "conv3x3_s2", "conv1x1_s1", "conv1x1_s2", "conv7x7_s2"};
+
+static void test_conv2d_matches_pytorch(void) {
+    for (size_t c = 0; c < ARRAY_LEN(CONV_CASES); c++) {
+        char key[64];
+        int64_t xs[4], ws[4], ys[4];
+        const char *name = CONV_CASES[c];
+#define FX_GET(field, shape) (snprintf(key, sizeof key, "%s." field, name), fx_get(&FX, key, shape, NULL))
+        float *x = FX_GET("x", xs), *w = FX_GET("w", ws), *y = FX_GET("y", ys), *dy = FX_GET("dy", NULL),
+              *dx = FX_GET("dx", NULL), *dw = FX_GET("dw", NULL);
+        snprintf(key, sizeof key, "%s.stride", name);
+        int stride = meta_int(key);
+        snprintf(key, sizeof key, "%s.pad", name);
+        int pad = meta_int(key);
+        ConvShape s = conv_shape((int)xs[0], (int)xs[2], (int)xs[3], (int)xs[1], (int)ws[0], (int)ws[2], stride, pad);
+        CHECK(s.Ho == ys[2] && s.Wo == ys[3], "%s: output shape", name);
+        float *xn = nhwc_of(x, xs), *wn = ohwi_of(w, ws), *yn = nhwc_of(y, ys), *dyn = nhwc_of(dy, ys),
+              *dxn = nhwc_of(dx, xs), *dwn = ohwi_of(dw, ws);
+        size_t ny = (size_t)ys[0] * ys[1] * ys[2] * ys[3], nx = (size_t)xs[0] * xs[1] * xs[2] * xs[3],
+               nw = (size_t)ws[0] * ws[1] * ws[2] * ws[3];
+        for (int b = 0; b < 2; b++) {
+            const Backend *be = BACKENDS[b];
+            float *out = xcalloc(ny, 4, "t"), *gin = xcalloc(nx, 4, "t"), *gw = xcalloc(nw, 4, "t");
+            float *scratch = xcalloc(be->conv2d_scratch_floats(&s) + 1, 4, "t");
+            char what[96];
+            be->conv2d_forward(out, xn, wn, &s, scratch);
+            snprintf(what, sizeof what, "%s %s forward", name, be->name);
+            CHECK_CLOSE(out, yn, ny, TOL_FIXTURE, what);
+            for (int i = 0; i < (int)nw; i++) gw[i] = 1.0f; /* backward must accumulate onto this */
+            be->conv2d_backward(gin, gw, dyn, xn, wn, &s, scratch);
+            for (int i = 0; i < (int)nw; i++) gw[i] -= 1.0f;
+            snprintf(what, sizeof what, "%s %s d input", name, be->name);
+            CHECK_CLOSE(gin, dxn, nx, TOL_FIXTURE, what);
+            snprintf(what, sizeof what, "%s %s d weight (accumulated)", name, be->name);
+            CHECK_CLOSE(gw, dwn, nw, 1e-5, what);
+            xfree(out), xfree(gin), xfree(gw), xfree(scratch);
+        }
+        float *all[] = {x, w, y, dy, dx, dw, xn, wn, yn, dyn, dxn, dwn};
+        for (size_t i = 0; i < ARRAY_LEN(all); i++) xfree(all[i]);
+#undef FX_GET
+    }
+}
+
+/* Tiles: a batch that needs several im2col tiles (and a remainder) against the naive loops. */
+static void test_conv2d_tiled_matches_naive(void) {
+    TestRng r = {7};
+    ConvShape s = conv_shape(7, 48, 48, 32, 16, 3, 1, 1);
+    CHECK(backend_cpu.conv2d_scratch_floats(&s) < (size_t)7 * 48 * 48 * 9 * 32, "expected tiling");
+    size_t nx = (size_t)7 * 48 * 48 * 32, ny = (size_t)7 * 48 * 48 * 16, nw = 16 * 9 * 32;
+    float *x = xmalloc(nx * 4, "t"), *w = xmalloc(nw * 4, "t"), *dy = xmalloc(ny * 4, "t");
+    fill_normal(&r, x, nx, 1), fill_normal(&r, w, nw, 0.1f), fill_normal(&r, dy, ny, 1);
+    float *y[2], *dx[2], *dw[2];
+    for (int b = 0; b < 2; b++) {
+        float *scratch = xcalloc(BACKENDS[b]->conv2d_scratch_floats(&s) + 1, 4, "t");
+        y[b] = xmalloc(ny * 4, "t"), dx[b] = xmalloc(nx * 4, "t"), dw[b] = xcalloc(nw, 4, "t");
+        BACKENDS[b]->conv2d_forward(y[b], x, w, &s, scratch);
+        BACKENDS[b]->conv2d_backward(dx[b], dw[b], dy, x, w, &s, scratch);
+        xfree(scratch);
+    }
+    CHECK_CLOSE(y[0], y[1], ny, 1e-5, "forward");
+    CHECK_CLOSE(dx[0], dx[1], nx, 1e-5, "d input");
+    CHECK_CLOSE(dw[0], dw[1], nw, 1e-5, "d weight");
+    for (int b = 0; b < 2; b++) xfree(y[b]), xfree(dx[b]), xfree(dw[b]);
+    xfree(x), xfree(w), xfree(dy);
+}
+
+typedef struct {
+    ConvShape s;
+    float *x, *w, *y, *wy, *scratch;
+} ConvCtx;
+
+static double conv_loss(void *p, uint64_t *pattern) {
+    ConvCtx *c = p;
+    conv2d_forward_cpu(c->y, c->x, c->w, &c->s, c->scratch);
+    *pattern = 0;
+    return dot(c->y, c->wy, (size_t)c->s.B * c->s.Ho * c->s.Wo * c->s.Cout);
+}
+
+static void test_conv2d_finite_differences(void) {
+    TestRng r = {11};
+    const ConvShape shapes[] = {conv_shape(2, 6, 5, 3, 4, 3, 2, 1), conv_shape(2, 4, 4, 3, 5, 1, 1, 0),
+                                conv_shape(1, 9, 9, 2, 3, 7, 2, 3)};
+    for (size_t k = 0; k < ARRAY_LEN(shapes); k++) {
+        ConvCtx c = {shapes[k], 0, 0, 0, 0, 0};
+        size_t nx = (size_t)c.s.B * c.s.H * c.s.W * c.s.Cin, nw = (size_t)c.s.Cout * c.s.K * c.s.K * c.s.Cin,
+               ny = (size_t)c.s.B * c.s.Ho * c.s.Wo * c.s.Cout;
+        c.x = xmalloc(nx * 4, "t"), c.w = xmalloc(nw * 4, "t"), c.y = xmalloc(ny * 4, "t"), c.wy = xmalloc(ny * 4, "t");
+        c.scratch = xcalloc(conv2d_scratch_floats(&c.s) + 1, 4, "t");
+        fill_normal(&r, c.x, nx, 1), fill_normal(&r, c.w, nw, 0.5f), fill_normal(&r, c.wy, ny, 1);
+        float *dx = xmalloc(nx * 4, "t"), *dw = xcalloc(nw, 4, "t");
+        conv2d_backward_cpu(dx, dw, c.wy, c.x, c.w, &c.s, c.scratch);
+        fd_check("conv d input", c.x, nx, dx, &c, conv_loss, 1e-2f, 1e-3);
+        fd_check("conv d weight", c.w, nw, dw, &c, conv_loss, 1e-2f, 1e-3);
+        xfree(c.x), xfree(c.w), xfree(c.y), xfree(c.wy), xfree(c.scratch), xfree(dx), xfree(dw);
+    }
+}
+
+/* ---------------------------------------------------------------- batch norm */
+
+static void test_batchnorm_matches_pytorch(void) {
+    const char *cases[] = {"bn2d_train", "bn2d_eval", "bn1d_train", "bn1d_eval"};
+    for (size_t c = 0; c < ARRAY_LEN(cases); c++) {
+        const char *name = cases[c];
+        int train = strstr(name, "train") != NULL;
+        char key[80];
+        int64_t xs[4] = {0, 0, 1, 1};
+        int nd;
+#define FX_GET(field) (snprintf(key, sizeof key, "%s." field, name), fx_get(&FX, key, NULL, NULL))
+        snprintf(key, sizeof key, "%s.x", name);
+        float *x = fx_get(&FX, key, xs, &nd);
+        float *gamma = FX_GET("gamma"), *beta = FX_GET("beta"), *rm0 = FX_GET("running_mean"),
+              *rv0 = FX_GET("running_var"), *y = FX_GET("y"), *dy = FX_GET("dy"), *dx = FX_GET("dx"),
+              *dgamma = FX_GET("dgamma"), *dbeta = FX_GET("dbeta"), *rm1 = FX_GET("new_running_mean"),
+              *rv1 = FX_GET("new_running_var");
+#undef FX_GET
+        if (nd == 2) xs[2] = xs[3] = 1;
+        const int C = (int)xs[1], M = (int)(xs[0] * xs[2] * xs[3]);
+        float *xn = nhwc_of(x, xs), *yn = nhwc_of(y, xs), *dyn = nhwc_of(dy, xs), *dxn = nhwc_of(dx, xs);
+        for (int b = 0; b < 2; b++) {
+            const Backend *be = BACKENDS[b];
+            float *out = xmalloc(M * C * 4, "t"), *din = xmalloc(M * C * 4, "t"), *rm = xmalloc(C * 4, "t"),
+                  *rv = xmalloc(C * 4, "t"), *mean = xmalloc(C * 4, "t"), *invstd = xmalloc(C * 4, "t"),
+                  *dg = xcalloc(C, 4, "t"), *db = xcalloc(C, 4, "t");
+            double *work = xmalloc(be->batchnorm_work_doubles(M, C) * 8, "t");
+            memcpy(rm, rm0, C * 4);
+            memcpy(rv, rv0, C * 4);
+            char what[96];
+            if (train) {
+                be->batchnorm_forward_train(out, mean, invstd, rm, rv, xn, gamma, beta, M, C, 0.1f, 1e-5f, work);
+            } else {
+                be->batchnorm_forward_eval(out, xn, gamma, beta, rm, rv, M, C, 1e-5f, work);
+                /* Eval-mode backward is the affine map: scale by gamma/sqrt(var+eps). */
+                for (int k = 0; k < C; k++) {
+                    mean[k] = rm[k];
+                    invstd[k] = (float)(1.0 / sqrt((double)rv[k] + 1e-5));
+                }
+            }
+            snprintf(what, sizeof what, "%s %s forward", name, be->name);
+            CHECK_CLOSE(out, yn, (size_t)M * C, TOL_FIXTURE, what);
+            snprintf(what, sizeof what, "%s %s running mean", name, be->name);
+            CHECK_CLOSE(rm, rm1, C, TOL_FIXTURE, what);
+            snprintf(what, sizeof what, "%s %s running var", name, be->name);
+            CHECK_CLOSE(rv, rv1, C, TOL_FIXTURE, what);
+            if (train) {
+                be->batchnorm_backward(din, dg, db, dyn, xn, mean, invstd, gamma, M, C, work);
+                snprintf(what, sizeof what, "%s %s d input", name, be->name);
+                CHECK_CLOSE(din, dxn, (size_t)M * C, 1e-5, what);
+                snprintf(what, sizeof what, "%s %s d gamma", name, be->name);
+                CHECK_CLOSE(dg, dgamma, C, 1e-5, what);
+                snprintf(what, sizeof what, "%s %s d beta", name, be->name);
+                CHECK_CLOSE(db, dbeta, C, 1e-5, what);
+                /* In place (din == dout), as the model uses it. */
+                memcpy(din, dyn, (size_t)M * C * 4);
+                be->batchnorm_backward(din, dg, db, din, xn, mean, invstd, gamma, M, C, work);
+                snprintf(what, sizeof what, "%s %s d input in place", name, be->name);
+                CHECK_CLOSE(din, dxn, (size_t)M * C, 1e-5, what);
+            }
+            xfree(out), xfree(din), xfree(rm), xfree(rv), xfree(mean), xfree(invstd), xfree(dg), xfree(db), xfree(work);
+        }
+        float *all[] = {x, gamma, beta, rm0, rv0, y, dy, dx, dgamma, dbeta, rm1, rv1, xn, yn, dyn, dxn};
+        for (size_t i = 0; i < ARRAY_LEN(all); i++) xfree(all[i]);
+    }
+}
+
+typedef struct {
+    int M, C;
+    float *x, *gamma, *beta, *y, *wy, *rm, *rv, *mean, *invstd;
+    double *work;
+} BnCtx;
+
+static double bn_loss(void *p, uint64_t *pattern) {
+    BnCtx *c = p;
+    batchnorm_forward_train_cpu(c->y, c->mean, c->invstd, c->rm, c->rv, c->x, c->gamma, c->beta, c->M, c->C, 0.1f, 1e-5f, c->work);
+    *pattern = 0;
+    return dot(c->y, c->wy, (size_t)c->M * c->C);
+}
+
+static void test_batchnorm_finite_differences(void) {
+    TestRng r = {5};
+    const int dims[][2] = {{6 * 4, 3}, {8, 5}};
+    for (size_t k = 0; k < ARRAY_LEN(dims); k++) {
+        BnCtx c = {dims[k][0], dims[k][1], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+        c.work = xmalloc(batchnorm_work_doubles(c.M, c.C) * 8, "t");
+        size_t n = (size_t)c.M * c.C;
+        c.x = xmalloc(n * 4, "t"), c.y = xmalloc(n * 4, "t"), c.wy = xmalloc(n * 4, "t");
+        c.gamma = xmalloc(c.C * 4, "t"), c.beta = xmalloc(c.C * 4, "t"), c.rm = xcalloc(c.C, 4, "t");
+        c.rv = xcalloc(c.C, 4, "t"), c.mean = xmalloc(c.C * 4, "t"), c.invstd = xmalloc(c.C * 4, "t");
+        fill_normal(&r, c.x, n, 1), fill_normal(&r, c.wy, n, 1), fill_normal(&r, c.beta, c.C, 0.3f);
+        for (int i = 0; i < c.C; i++) c.gamma[i] = 1 + 0.3f * rng_normal(&r);
+        float *dx = xmalloc(n * 4, "t"), *dg = xcalloc(c.C, 4, "t"), *db = xcalloc(c.C, 4, "t");
+        uint64_t pat;
+        bn_loss(&c, &pat);
+        batchnorm_backward_cpu(dx, dg, db, c.wy, c.x, c.mean, c.invstd, c.gamma, c.M, c.C, c.work);
+        fd_check("bn d input", c.x, n, dx, &c, bn_loss, 2e-3f, 2e-3);
+        fd_check("bn d gamma", c.gamma, c.C, dg, &c, bn_loss, 2e-3f, 2e-3);
+        fd_check("bn d beta", c.beta, c.C, db, &c, bn_loss, 2e-3f, 2e-3);
+        float *all[] = {c.x, c.y, c.wy, c.gamma, c.beta, c.rm, c.rv, c.mean, c.invstd, dx, dg, db};
+        for (size_t i = 0; i < ARRAY_LEN(all); i++) xfree(all[i]);
+        xfree(c.work);
+    }
+}
+
+/* ---------------------------------------------------------------- relu, add, pools */
+
+static void test_relu_matches_pytorch(void) {
+    int64_t s[4];
+    float *x = fx_get(&FX, "relu.x", s, NULL), *y = fx_get(&FX, "relu.y", NULL, NULL),
+          *dy = fx_get(&FX, "relu.dy", NULL, NULL), *dx = fx_get(&FX, "relu.dx", NULL, NULL);
+    size_t n = (size_t)s[0] * s[1] * s[2] * s[3];
+    CHECK(x[0] == 0.0f, "fixture includes an exact zero (the kink)");
+    for (int b = 0; b < 2; b++) {
+        float *out = xmalloc(n * 4, "t"), *din = xmalloc(n * 4, "t");
+        BACKENDS[b]->relu_forward(out, x, n);
+        BACKENDS[b]->relu_backward(din, dy, out, n);
+        CHECK(rel_err(out, y, n) == 0, "%s forward", BACKENDS[b]->name);
+        CHECK(rel_err(din, dx, n) == 0, "%s backward (zero gradient at the kink)", BACKENDS[b]->name);
+        float nan_in = NAN, nan_out;
+        BACKENDS[b]->relu_forward(&nan_out, &nan_in, 1);
+        CHECK(isnan(nan_out), "%s: NaN passes through ReLU (so a diverged step is noticed)", BACKENDS[b]->name);
+        xfree(out), xfree(din);
+    }
+    xfree(x), xfree(y), xfree(dy), xfree(dx);
+}
+
+typedef struct {
+    size_t n;
+    float *x, *y, *wy;
+} ReluCtx;
+
+static double relu_loss(void *p, uint64_t *pattern) {
+    ReluCtx *c = p;
+    relu_forward_cpu(c->y, c->x, c->n);
+    *pattern = hash_mask(c->y, c->n);
+    return dot(c->y, c->wy, c->n);
+}
+
+static void test_relu_finite_differences(void) {
+    TestRng r = {3};
+    ReluCtx c = {200, 0, 0, 0};
+    c.x = xmalloc(c.n * 4, "t"), c.y = xmalloc(c.n * 4, "t"), c.wy = xmalloc(c.n * 4, "t");
+    fill_normal(&r, c.x, c.n, 1), fill_normal(&r, c.wy, c.n, 1);
+    c.x[0] = 0.001f; /* within h of the kink: must be skipped, not compared */
+    float *dx = xmalloc(c.n * 4, "t");
+    relu_forward_cpu(c.y, c.x, c.n);
+    relu_backward_cpu(dx, c.wy, c.y, c.n);
+    fd_check("relu", c.x, c.n, dx, &c, relu_loss, 1e-2f, 1e-4);
+    xfree(c.x), xfree(c.y), xfree(c.wy), xfree(dx);
+}
+
+static void test_residual_add_matches_pytorch(void) {
+    int64_t s[4];
+    float *a = fx_get(&FX, "add.a", s, NULL), *b = fx_get(&FX, "add.b", NULL, NULL), *y = fx_get(&FX, "add.y", NULL, NULL),
+          *dy = fx_get(&FX, "add.dy", NULL, NULL), *da = fx_get(&FX, "add.da", NULL, NULL), *db = fx_get(&FX, "add.db", NULL, NULL);
+    size_t n = (size_t)s[0] * s[1] * s[2] * s[3];
+    for (int k = 0; k < 2; k++) {
+        float *out = xmalloc(n * 4, "t");
+        BACKENDS[k]->add_forward(out, a, b, n);
+        CHECK_CLOSE(out, y, n, 1e-7, "forward");
+        BACKENDS[k]->add_forward(out, a, b, n);
+        BACKENDS[k]->add_forward(out, out, a, n); /* in place, as the block uses it */
+        for (size_t i = 0; i < n; i++) out[i] -= a[i];
+        CHECK_CLOSE(out, y, n, 1e-6, "in place");
+        xfree(out);
+    }
+    /* Backward of a + b is dy for both inputs: the block backward reads one gradient buffer for
+     * both paths (src/model/resnet.c), which the whole-step tests check against PyTorch. */
+    xfree(a), xfree(b), xfree(y), xfree(dy), xfree(da), xfree(db);
+}
+
+static void test_maxpool_matches_pytorch(void) {
+    int64_t xs[4], ys[4];
+    float *x = fx_get(&FX, "maxpool.x", xs, NULL), *y = fx_get(&FX, "maxpool.y", ys, NULL),
+          *dy = fx_get(&FX, "maxpool.dy", NULL, NULL), *dx = fx_get(&FX, "maxpool.dx", NULL, NULL);
+    PoolShape s = pool_shape((int)xs[0], (int)xs[2], (int)xs[3], (int)xs[1], 3, 2, 1);
+    CHECK(s.Ho == ys[2] && s.Wo == ys[3], "output shape");
+    size_t nx = (size_t)xs[0] * xs[1] * xs[2] * xs[3], ny = (size_t)ys[0] * ys[1] * ys[2] * ys[3];
+    float *xn = nhwc_of(x, xs), *yn = nhwc_of(y, ys), *dyn = nhwc_of(dy, ys), *dxn = nhwc_of(dx, xs);
+    for (int b = 0; b < 2; b++) {
+        float *out = xmalloc(ny * 4, "t"), *din = xmalloc(nx * 4, "t");
+        int32_t *arg = xmalloc(ny * 4, "t");
+        BACKENDS[b]->maxpool2d_forward(out, arg, xn, &s);
+        BACKENDS[b]->maxpool2d_backward(din, dyn, arg, &s);
+        CHECK(rel_err(out, yn, ny) == 0, "%s forward", BACKENDS[b]->name);
+        CHECK_CLOSE(din, dxn, nx, 1e-6, "backward");
+        xfree(out), xfree(din), xfree(arg);
+    }
+    /* Ties go to the first maximum in window order, as in PyTorch: an all-equal input. */
+    PoolShape t = pool_shape(1, 4, 4, 1, 3, 2, 1);
+    float ones[16], o[4], d1[4] = {1, 1, 1, 1}, g[16];
+    int32_t arg[4];
+    for (int i = 0; i < 16; i++) ones[i] = 1.0f;
+    maxpool2d_forward_cpu(o, arg, ones, &t);
+    CHECK(arg[0] == 0 && arg[1] == 1 && arg[2] == 4 && arg[3] == 5, "ties: first in window order (%d %d %d %d)",
+          arg[0], arg[1], arg[2], arg[3]);
+    maxpool2d_backward_cpu(g, d1, arg, &t);
+    CHECK(g[0] == 1 && g[1] == 1 && g[4] == 1 && g[5] == 1 && g[2] == 0, "tie gradients routed to the winners");
+    xfree(x), xfree(y), xfree(dy), xfree(dx), xfree(xn), xfree(yn), xfree(dyn), xfree(dxn);
+}
+
+typedef struct {
+    PoolShape s;
+    float *x, *y, *wy;
+    int32_t *arg;
+} PoolCtx;
+
+static double pool_loss(void *p, uint64_t *pattern) {
+    PoolCtx *c = p;
+    size_t ny = (size_t)c->s.B * c->s.Ho * c->s.Wo * c->s.C;
+    maxpool2d_forward_cpu(c->y, c->arg, c->x, &c->s);
+    *pattern = hash_ints(c->arg, ny);
+    return dot(c->y, c->wy, ny);
+}
+
+static void test_maxpool_finite_differences(void) {
+    TestRng r = {9};
+    PoolCtx c = {pool_shape(2, 7, 6, 3, 3, 2, 1), 0, 0, 0, 0};
+    size_t nx = (size_t)2 * 7 * 6 * 3, ny = (size_t)2 * c.s.Ho * c.s.Wo * 3;
+    c.x = xmalloc(nx * 4, "t"), c.y = xmalloc(ny * 4, "t"), c.wy = xmalloc(ny * 4, "t"), c.arg = xmalloc(ny * 4, "t");
+    fill_normal(&r, c.x, nx, 1), fill_normal(&r, c.wy, ny, 1);
+    float *dx = xmalloc(nx * 4, "t");
+    uint64_t pat;
+    pool_loss(&c, &pat);
+    maxpool2d_backward_cpu(dx, c.wy, c.arg, &c.s);
+    fd_check("maxpool", c.x, nx, dx, &c, pool_loss, 1e-3f, 1e-3);
+    xfree(c.x), xfree(c.y), xfree(c.wy), xfree(c.arg), xfree(dx);
+}
+
+static void test_avgpool_matches_pytorch(void) {
+    int64_t xs[4];
+    float *x = fx_get(&FX, "avgpool.x", xs, NULL), *y = fx_get(&FX, "avgpool.y", NULL, NULL),
+          *dy = fx_get(&FX, "avgpool.dy", NULL, NULL), *dx = fx_get(&FX, "avgpool.dx", NULL, NULL);
+    const int B = (int)xs[0], C = (int)xs[1], HW = (int)(xs[2] * xs[3]);
+    float *xn = nhwc_of(x, xs), *dxn = nhwc_of(dx, xs);
+    for (int b = 0; b < 2; b++) {
+        float *out = xmalloc(B * C * 4, "t"), *din = xmalloc((size_t)B * HW * C * 4, "t");
+        BACKENDS[b]->avgpool_forward(out, xn, B, HW, C);
+        BACKENDS[b]->avgpool_backward(din, dy, B, HW, C);
+        CHECK_CLOSE(out, y, (size_t)B * C, TOL_FIXTURE, "forward");
+        CHECK_CLOSE(din, dxn, (size_t)B * HW * C, TOL_FIXTURE, "backward");
+        xfree(out), xfree(din);
+    }
+    xfree(x), xfree(y), xfree(dy), xfree(dx), xfree(xn), xfree(dxn);
+}
+
+typedef struct {
+    int B, HW, C;
+    float *x, *y, *wy;
+} AvgCtx;
+
+static double avg_loss(void *p, uint64_t *pattern) {
+    AvgCtx *c = p;
+    avgpool_forward_cpu(c->y, c->x, c->B, c->HW, c->C);
+    *pattern = 0;
+    return dot(c->y, c->wy, (size_t)c->B * c->C);
+}
+
+static void test_avgpool_finite_differences(void) {
+    TestRng r = {13};
+    AvgCtx c = {2, 12, 5, 0, 0, 0};
+    size_t nx = 2 * 12 * 5, ny = 2 * 5;
+    c.x = xmalloc(nx * 4, "t"), c.y = xmalloc(ny * 4, "t"), c.wy = xmalloc(ny * 4, "t");
+    fill_normal(&r, c.x, nx, 1), fill_normal(&r, c.wy, ny, 1);
+    float *dx = xmalloc(nx * 4, "t");
+    avgpool_backward_cpu(dx, c.wy, c.B, c.HW, c.C);
+    fd_check("avgpool", c.x, nx, dx, &c, avg_loss, 1e-2f, 1e-4);
+    xfree(c.x), xfree(c.y), xfree(c.wy), xfree(dx);
+}
+
+/* ---------------------------------------------------------------- linear, loss */
+
+static void test_linear_matches_pytorch(void) {
+    int64_t xs[2], ws[2];
+    float *x = fx_get(&FX, "linear.x", xs, NULL), *w = fx_get(&FX, "linear.w", ws, NULL), *b = fx_get(&FX, "linear.b", NULL, NULL),
+          *y = fx_get(&FX, "linear.y", NULL, NULL), *dy = fx_get(&FX, "linear.dy", NULL, NULL),
+          *dx = fx_get(&FX, "linear.dx", NULL, NULL), *dw = fx_get(&FX, "linear.dw", NULL, NULL), *db = fx_get(&FX, "linear.db", NULL, NULL);
+    const int B = (int)xs[0], In = (int)xs[1], Out = (int)ws[0];
+    for (int k = 0; k < 2; k++) {
+        float *out = xmalloc(B * Out * 4, "t"), *din = xmalloc(B * In * 4, "t"), *gw = xcalloc(Out * In, 4, "t"),
+              *gb = xcalloc(Out, 4, "t");
+        BACKENDS[k]->linear_forward(out, x, w, b, B, In, Out);
+        BACKENDS[k]->linear_backward(din, gw, gb, dy, x, w, B, In, Out);
+        CHECK_CLOSE(out, y, (size_t)B * Out, TOL_FIXTURE, "forward");
+        CHECK_CLOSE(din, dx, (size_t)B * In, TOL_FIXTURE, "d input");
+        CHECK_CLOSE(gw, dw, (size_t)Out * In, TOL_FIXTURE, "d weight");
+        CHECK_CLOSE(gb, db, Out, TOL_FIXTURE, "d bias");
+        xfree(out), xfree(din), xfree(gw), xfree(gb);
+    }
+    xfree(x), xfree(w), xfree(b), xfree(y), xfree(dy), xfree(dx), xfree(dw), xfree(db);
+}
+
+typedef struct {
+    int B, In, Out;
+    float *x, *w, *b, *y, *wy;
+} LinCtx;
+
+static double lin_loss(void *p, uint64_t *pattern) {
+    LinCtx *c = p;
+    linear_forward_cpu(c->y, c->x, c->w, c->b, c->B, c->In, c->Out);
+    *pattern = 0;
+    return dot(c->y, c->wy, (size_t)c->B * c->Out);
+}
+
+static void test_linear_finite_differences(void) {
+    TestRng r = {17};
+    LinCtx c = {5, 7, 6, 0, 0, 0, 0, 0};
+    c.x = xmalloc(35 * 4, "t"), c.w = xmalloc(42 * 4, "t"), c.b = xmalloc(6 * 4, "t"), c.y = xmalloc(30 * 4, "t"), c.wy = xmalloc(30 * 4, "t");
+    fill_normal(&r, c.x, 35, 1), fill_normal(&r, c.w, 42, 0.5f), fill_normal(&r, c.b, 6, 0.5f), fill_normal(&r, c.wy, 30, 1);
+    float *dx = xmalloc(35 * 4, "t"), *dw = xcalloc(42, 4, "t"), *db = xcalloc(6, 4, "t");
+    linear_backward_cpu(dx, dw, db, c.wy, c.x, c.w, c.B, c.In, c.Out);
+    fd_check("linear d input", c.x, 35, dx, &c, lin_loss, 1e-2f, 1e-3);
+    fd_check("linear d weight", c.w, 42, dw, &c, lin_loss, 1e-2f, 1e-3);
+    fd_check("linear d bias", c.b, 6, db, &c, lin_loss, 1e-2f, 1e-3);
+    xfree(c.x), xfree(c.w), xfree(c.b), xfree(c.y), xfree(c.wy), xfree(dx), xfree(dw), xfree(db);
+}
+
+static void test_cosine_loss_matches_pytorch(void) {
+    int64_t ps[2];
+    float *p = fx_get(&FX, "cosine.p", ps, NULL), *z = fx_get(&FX, "cosine.z", NULL, NULL),
+          *loss = fx_get(&FX, "cosine.loss", NULL, NULL), *dp = fx_get(&FX, "cosine.dp", NULL, NULL);
+    const int B = (int)ps[0], D = (int)ps[1];
+    for (int k = 0; k < 2; k++) {
+        float l = BACKENDS[k]->cosine_loss_forward(p, z, B, D), *g = xmalloc(B * D * 4, "t");
+        CHECK(fabs(l - loss[0]) <= 1e-6 * fabs(loss[0]), "%s loss %.9g vs %.9g", BACKENDS[k]->name, l, loss[0]);
+        BACKENDS[k]->cosine_loss_backward(g, p, z, B, D, 1.0f);
+        CHECK_CLOSE(g, dp, (size_t)B * D, TOL_FIXTURE, "gradient");
+        BACKENDS[k]->cosine_loss_backward(g, p, z, B, D, 2.5f);
+        for (int i = 0; i < B * D; i++) g[i] /= 2.5f;
+        CHECK_CLOSE(g, dp, (size_t)B * D, TOL_FIXTURE, "gradient scales with dloss");
+        xfree(g);
+    }
+    xfree(p), xfree(z), xfree(loss), xfree(dp);
+}
+
+typedef struct {
+    int B, D;
+    float *p, *z;
+} CosCtx;
+
+static double cos_loss(void *ctx, uint64_t *pattern) {
+    CosCtx *c = ctx;
+    *pattern = 0;
+    return cosine_loss_forward_ref(c->p, c->z, c->B, c->D);
+}
+
+static void test_cosine_loss_finite_differences(void) {
+    TestRng r = {19};
+    CosCtx c = {4, 9, 0, 0};
+    c.p = xmalloc(36 * 4, "t"), c.z = xmalloc(36 * 4, "t");
+    fill_normal(&r, c.p, 36, 1), fill_normal(&r, c.z, 36, 1);
+    float *dp = xmalloc(36 * 4, "t");
+    cosine_loss_backward_cpu(dp, c.p, c.z, c.B, c.D, 1.0f);
+    fd_check("cosine loss", c.p, 36, dp, &c, cos_loss, 1e-2f, 2e-3);
+    xfree(c.p), xfree(c.z), xfree(dp);
+}
+
+int main(void) {
+    char path[512];
+    Err e;
+    snprintf(path, sizeof path, "%s/layers.safetensors", fixture_dir());
+    if (st_open(&FX, path, &e)) {
+        printf("FATAL %s (run from the repository root, or set BYOL_FIXTURES)\n", e.msg);
+        return 2;
+    }
+    RUN(test_gemm_matches_reference);
+    RUN(test_conv2d_matches_pytorch);
+    RUN(test_conv2d_tiled_matches_naive);
+    RUN(test_conv2d_finite_differences);
+    RUN(test_batchnorm_matches_pytorch);
+    RUN(test_batchnorm_finite_differences);
+    RUN(test_relu_matches_pytorch);
+    RUN(test_relu_finite_differences);
+    RUN(test_residual_add_matches_pytorch);
+    RUN(test_maxpool_matches_pytorch);
+    RUN(test_maxpool_finite_differences);
+    RUN(test_avgpool_matches_pytorch);
+    RUN(test_avgpool_finite_differences);
+    RUN(test_linear_matches_pytorch);
+    RUN(test_linear_finite_differences);
+    RUN(test_cosine_loss_matches_pytorch);
+    RUN(test_cosine_loss_finite_differences);
+    st_close(&FX);
+    return test_finish();
+}

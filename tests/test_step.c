@@ -1,0 +1,321 @@
+/* Whole BYOL steps against PyTorch (float64 reference, tests/fixtures/step_*), by the update of
+ * every tensor: ||(ours - before) - (ref - before)|| / ||ref - before|| <= 1e-3, losses within
+ * 1e-5 relative. Also: the naive backend agrees, threads do not change a bit, absent momentum
+ * means zero momentum, and ./byol step writes the same state. */
+#include <cjson/cJSON.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "core/threads.h"
+#include "io/npy.h"
+#include "io/state.h"
+
+#define TOL_UPDATE 1e-3
+#define TOL_LOSS 1e-5
+
+static const char *FIXTURES[] = {"r18_cifar_rgb", "r50_imagenet_gray"};
+
+typedef struct {
+    char name[64];
+    ModelConfig cfg;
+    StepConfig sc;
+    int steps;
+    double losses[16];
+    Safetensors state, expected;
+    NpyArray views;
+} Fixture;
+
+static int json_int(const cJSON *o, const char *k) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    if (!cJSON_IsNumber(v)) {
+        printf("FATAL fixture config lacks %s\n", k);
+        exit(2);
+    }
+    return v->valueint;
+}
+
+static const char *json_str(const cJSON *o, const char *k) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    if (!cJSON_IsString(v)) {
+        printf("FATAL fixture config lacks %s\n", k);
+        exit(2);
+    }
+    return v->valuestring;
+}
+
+static double meta_num(const Safetensors *st, const char *k) {
+    const char *v = st_meta(st, k);
+    if (!v) {
+        printf("FATAL %s: metadata %s missing\n", st->path, k);
+        exit(2);
+    }
+    return atof(v);
+}
+
+static void fixture_load(Fixture *f, const char *name) {
+    char path[512];
+    Err e;
+    memset(f, 0, sizeof *f);
+    snprintf(f->name, sizeof f->name, "%s", name);
+    snprintf(path, sizeof path, "%s/step_%s.state.safetensors", fixture_dir(), name);
+    if (st_open(&f->state, path, &e)) goto fatal;
+    snprintf(path, sizeof path, "%s/step_%s.expected.safetensors", fixture_dir(), name);
+    if (st_open(&f->expected, path, &e)) goto fatal;
+    snprintf(path, sizeof path, "%s/step_%s.views.npy", fixture_dir(), name);
+    if (npy_read_f32(path, &f->views, &e)) goto fatal;
+    cJSON *c = cJSON_Parse(st_meta(&f->expected, "config"));
+    model_config_default(&f->cfg);
+    if (arch_parse(json_str(c, "arch"), &f->cfg.enc.arch) || stem_parse(json_str(c, "stem"), &f->cfg.enc.stem)) {
+        printf("FATAL %s: bad arch/stem\n", name);
+        exit(2);
+    }
+    f->cfg.enc.width = json_int(c, "width");
+    f->cfg.enc.in_channels = json_int(c, "in_channels");
+    f->cfg.proj_hidden = json_int(c, "proj_hidden");
+    f->cfg.proj_dim = json_int(c, "proj_dim");
+    f->cfg.pred_hidden = json_int(c, "pred_hidden");
+    cJSON_Delete(c);
+    f->sc.lars.lr = (float)meta_num(&f->expected, "lr");
+    f->sc.lars.weight_decay = (float)meta_num(&f->expected, "weight_decay");
+    f->sc.lars.momentum = (float)meta_num(&f->expected, "momentum");
+    f->sc.lars.eta = (float)meta_num(&f->expected, "lars_eta");
+    f->sc.tau = (float)meta_num(&f->expected, "tau");
+    f->steps = (int)meta_num(&f->expected, "steps");
+    const char *l = st_meta(&f->expected, "losses");
+    for (int i = 0; i < f->steps && i < 16; i++) {
+        char *end;
+        f->losses[i] = strtod(l, &end);
+        l = end;
+    }
+    return;
+fatal:
+    printf("FATAL %s\n", e.msg);
+    exit(2);
+}
+
+static void fixture_free(Fixture *f) {
+    st_close(&f->state);
+    st_close(&f->expected);
+    npy_free(&f->views);
+}
+
+/* Runs the fixture's steps on a model loaded from its state; fills losses. */
+static void run_fixture(const Fixture *f, Byol *m, const Backend *be, float *losses) {
+    Err e;
+    byol_init(m, &f->cfg);
+    if (state_load_from(m, &f->state, &e)) {
+        printf("FATAL %s\n", e.msg);
+        exit(2);
+    }
+    const int64_t *s = f->views.shape;
+    ByolWork w;
+    byol_work_init(&w, m, (int)s[2], (int)s[3], (int)s[4], (int)s[5], be);
+    size_t per_step = (size_t)2 * s[2] * s[3] * s[4] * s[5];
+    for (int i = 0; i < f->steps; i++) losses[i] = byol_step(m, &w, f->views.data + i * per_step, &f->sc, be);
+    byol_work_free(&w);
+}
+
+/* Compares every tensor's update in `after` (a state file written by us) with delta.<key>.
+ * Returns the worst relative error and its key. */
+static double compare_updates(const Fixture *f, const Safetensors *after, char *worst_key, double *median) {
+    double worst = 0, errs[4096];
+    int n = 0, failures = 0;
+    for (int i = 0; i < f->expected.n_entries; i++) {
+        const StEntry *d = &f->expected.entries[i];
+        if (strncmp(d->name, "delta.", 6) != 0) continue;
+        const char *key = d->name + 6;
+        const StEntry *a = st_find(after, key), *b = st_find(&f->state, key);
+        CHECK(a != NULL, "%s: our output lacks %s", f->name, key);
+        if (!a) continue;
+        size_t numel = st_numel(d);
+        CHECK(st_numel(a) == numel, "%s: %s has %zu values, reference %zu", f->name, key, st_numel(a), numel);
+        if (st_numel(a) != numel) continue;
+        float *ref = xmalloc(numel * 4, "t"), *ours = xmalloc(numel * 4, "t"), *before = xcalloc(numel, 4, "t");
+        st_read_f32(&f->expected, d, ref);
+        st_read_f32(after, a, ours);
+        if (b) st_read_f32(&f->state, b, before);
+        for (size_t k = 0; k < numel; k++) ours[k] -= before[k];
+        double err = rel_err(ours, ref, numel);
+        if (err > TOL_UPDATE && ++failures <= 5) /* the first few name the problem; the count follows */
+            CHECK(err <= TOL_UPDATE, "%s: update of %s off by %.3e (tolerance %.0e)", f->name, key, err, TOL_UPDATE);
+        if (err > worst || n == 0) {
+            worst = err;
+            snprintf(worst_key, TENSOR_NAME_LEN + 16, "%s", key);
+        }
+        if (n < 4096) errs[n++] = err;
+        xfree(ref), xfree(ours), xfree(before);
+    }
+    CHECK(n > 0, "%s: no reference updates compared", f->name);
+    CHECK(failures == 0, "%s: %d of %d tensor updates beyond tolerance", f->name, failures, n);
+    /* median, for the report */
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && errs[j - 1] > errs[j]; j--) {
+            double t = errs[j];
+            errs[j] = errs[j - 1];
+            errs[j - 1] = t;
+        }
+    *median = n ? errs[n / 2] : 0;
+    return worst;
+}
+
+static void check_fixture(const char *name, const Backend *be) {
+    Fixture f;
+    fixture_load(&f, name);
+    Byol m;
+    float losses[16];
+    run_fixture(&f, &m, be, losses);
+    for (int i = 0; i < f.steps; i++)
+        CHECK(fabs(losses[i] - f.losses[i]) <= TOL_LOSS * fabs(f.losses[i]), "%s step %d: loss %.9g, PyTorch %.9g",
+              name, i, losses[i], f.losses[i]);
+    Err e;
+    char path[600];
+    snprintf(path, sizeof path, "%s/%s_%s.safetensors", TEST_TMP, name, be->name);
+    CHECK(state_save(&m, path, NULL, 0, &e) == 0, "%s", e.msg);
+    Safetensors after;
+    if (st_open(&after, path, &e) == 0) {
+        char worst_key[TENSOR_NAME_LEN + 16] = "";
+        double median, worst = compare_updates(&f, &after, worst_key, &median);
+        printf("     %s/%s: %d steps, %d tensors, update error worst %.2e (%s), median %.2e; "
+               "PyTorch float32 worst %s\n",
+               name, be->name, f.steps, after.n_entries, worst, worst_key, median,
+               st_meta(&f.expected, "torch_float32_worst_update_error"));
+        st_close(&after);
+    }
+    byol_free(&m);
+    fixture_free(&f);
+}
+
+static void test_step_resnet18_cifar_matches_pytorch(void) { check_fixture(FIXTURES[0], &backend_cpu); }
+static void test_step_resnet50_imagenet_matches_pytorch(void) { check_fixture(FIXTURES[1], &backend_cpu); }
+static void test_step_naive_backend_matches_pytorch(void) {
+    check_fixture(FIXTURES[0], &backend_ref);
+    check_fixture(FIXTURES[1], &backend_ref);
+}
+
+static double state_rel_diff(const Byol *a, const Byol *b) {
+    double e1 = rel_err(a->online.mem, b->online.mem, a->online.n_params * 3 + a->online.n_buffers);
+    double e2 = rel_err(a->target.mem, b->target.mem, a->target.n_params + a->target.n_buffers);
+    return e1 > e2 ? e1 : e2;
+}
+
+/* Repeating a run with the same thread count reproduces every bit (what an exact resume needs).
+ * Our own kernels reduce over fixed chunks and do not depend on the thread count at all; OpenBLAS
+ * blocks its GEMMs differently for 1 and 2 threads, so across thread counts the step agrees to
+ * rounding, not to the bit: the single-threaded run is held to PyTorch like the default one. */
+static void test_step_deterministic(void) {
+    Fixture f;
+    fixture_load(&f, FIXTURES[0]);
+    Byol a, b;
+    float la[16], lb[16];
+    threads_set(2);
+    run_fixture(&f, &a, &backend_cpu, la);
+    run_fixture(&f, &b, &backend_cpu, lb);
+    threads_set(0);
+    CHECK(memcmp(la, lb, sizeof(float) * f.steps) == 0, "losses differ between two identical runs");
+    CHECK(state_rel_diff(&a, &b) == 0, "state differs between two identical runs");
+    byol_free(&a), byol_free(&b);
+    fixture_free(&f);
+}
+
+static void test_step_single_thread_matches_pytorch(void) {
+    threads_set(1);
+    check_fixture(FIXTURES[0], &backend_cpu);
+    check_fixture(FIXTURES[1], &backend_cpu);
+    threads_set(0);
+}
+
+/* A state file without momentum.* keys behaves as one with zero momentum. */
+static void test_absent_momentum_means_zero(void) {
+    Fixture f;
+    fixture_load(&f, FIXTURES[0]);
+    Byol m;
+    Err e;
+    byol_init(&m, &f.cfg);
+    CHECK(state_load_from(&m, &f.state, &e) == 0, "%s", e.msg);
+    /* Write it back without momentum: only the non-momentum tensors. */
+    StTensorOut *outs = xcalloc(f.state.n_entries, sizeof *outs, "t");
+    float **bufs = xcalloc(f.state.n_entries, sizeof *bufs, "t");
+    int n = 0;
+    for (int i = 0; i < f.state.n_entries; i++) {
+        const StEntry *t = &f.state.entries[i];
+        if (strncmp(t->name, "momentum.", 9) == 0) continue;
+        bufs[n] = xmalloc(st_numel(t) * 4, "t");
+        st_read_f32(&f.state, t, bufs[n]);
+        outs[n] = (StTensorOut){t->name, t->ndim, t->shape, bufs[n]};
+        n++;
+    }
+    char path[600];
+    snprintf(path, sizeof path, "%s/no_momentum.safetensors", TEST_TMP);
+    CHECK(st_write(path, outs, n, NULL, 0, &e) == 0, "%s", e.msg);
+    Byol z;
+    byol_init(&z, &f.cfg);
+    CHECK(state_load(&z, path, &e) == 0, "%s", e.msg);
+    int all_zero = 1;
+    for (size_t i = 0; i < z.online.n_params; i++) all_zero &= z.online.momentum[i] == 0.0f;
+    CHECK(all_zero, "momentum zero when absent");
+    memset(m.online.momentum, 0, m.online.n_params * 4);
+    CHECK(memcmp(m.online.mem, z.online.mem, (m.online.n_params * 3 + m.online.n_buffers) * 4) == 0,
+          "same state as explicit zero momentum");
+    for (int i = 0; i < n; i++) xfree(bufs[i]);
+    xfree(bufs), xfree(outs);
+    byol_free(&m), byol_free(&z);
+    fixture_free(&f);
+}
+
+/* ./byol step on the fixture: printed losses and written state match PyTorch. */
+static void test_cli_step_matches_pytorch(void) {
+    const char *byol = getenv("BYOL") ? getenv("BYOL") : "./byol";
+    Fixture f;
+    fixture_load(&f, FIXTURES[0]);
+    char out[600], log[600], cmd[4096];
+    snprintf(out, sizeof out, "%s/cli_out.safetensors", TEST_TMP);
+    snprintf(log, sizeof log, "%s/cli.log", TEST_TMP);
+    const ModelConfig *c = &f.cfg;
+    snprintf(cmd, sizeof cmd,
+             "%s step --state %s/step_%s.state.safetensors --views %s/step_%s.views.npy --out %s "
+             "--arch %s --width %d --stem %s --in-channels %d --proj-hidden %d --proj-dim %d --pred-hidden %d "
+             "--lr %.9g --weight-decay %.9g --momentum %.9g --lars-eta %.9g --tau %.9g --threads 2 > %s 2>&1",
+             byol, fixture_dir(), f.name, fixture_dir(), f.name, out, arch_name(c->enc.arch), c->enc.width,
+             stem_name(c->enc.stem), c->enc.in_channels, c->proj_hidden, c->proj_dim, c->pred_hidden,
+             f.sc.lars.lr, f.sc.lars.weight_decay, f.sc.lars.momentum, f.sc.lars.eta, f.sc.tau, log);
+    int rc = system(cmd);
+    CHECK(rc == 0, "byol step exited %d: %s", rc, cmd);
+    FILE *lf = fopen(log, "r");
+    int seen = 0;
+    char line[256];
+    while (lf && fgets(line, sizeof line, lf)) {
+        int i;
+        double loss;
+        if (sscanf(line, "step %d loss %lf", &i, &loss) == 2 && i == seen && i < f.steps) {
+            CHECK(fabs(loss - f.losses[i]) <= TOL_LOSS * fabs(f.losses[i]), "printed loss %d: %.9g vs %.9g", i, loss, f.losses[i]);
+            seen++;
+        }
+    }
+    if (lf) fclose(lf);
+    CHECK(seen == f.steps, "printed %d of %d 'step i loss X' lines", seen, f.steps);
+    Safetensors after;
+    Err e;
+    if (rc == 0 && st_open(&after, out, &e) == 0) {
+        char worst_key[TENSOR_NAME_LEN + 16];
+        double median;
+        compare_updates(&f, &after, worst_key, &median);
+        st_close(&after);
+    } else {
+        CHECK(0, "no output state: %s", e.msg);
+    }
+    fixture_free(&f);
+}
+
+int main(void) {
+    test_tmpdir("test_step");
+    threads_set(0);
+    RUN(test_step_resnet18_cifar_matches_pytorch);
+    RUN(test_step_resnet50_imagenet_matches_pytorch);
+    RUN(test_step_naive_backend_matches_pytorch);
+    RUN(test_step_deterministic);
+    RUN(test_step_single_thread_matches_pytorch);
+    RUN(test_absent_momentum_means_zero);
+    RUN(test_cli_step_matches_pytorch);
+    return test_finish();
+}
