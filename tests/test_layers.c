@@ -245,11 +245,6 @@ static void test_batchnorm_matches_pytorch(void) {
                 be->batchnorm_forward_train(out, mean, invstd, rm, rv, xn, gamma, beta, M, C, 0.1f, 1e-5f, work);
             } else {
                 be->batchnorm_forward_eval(out, xn, gamma, beta, rm, rv, M, C, 1e-5f, work);
-                /* Eval-mode backward is the affine map: scale by gamma/sqrt(var+eps). */
-                for (int k = 0; k < C; k++) {
-                    mean[k] = rm[k];
-                    invstd[k] = (float)(1.0 / sqrt((double)rv[k] + 1e-5));
-                }
             }
             snprintf(what, sizeof what, "%s %s forward", name, be->name);
             CHECK_CLOSE(out, yn, (size_t)M * C, TOL_FIXTURE, what);
@@ -257,7 +252,15 @@ static void test_batchnorm_matches_pytorch(void) {
             CHECK_CLOSE(rm, rm1, C, TOL_FIXTURE, what);
             snprintf(what, sizeof what, "%s %s running var", name, be->name);
             CHECK_CLOSE(rv, rv1, C, TOL_FIXTURE, what);
-            if (train) {
+            if (!train) {
+                be->batchnorm_backward_eval(din, dg, db, dyn, xn, gamma, rm, rv, M, C, 1e-5f, work);
+                snprintf(what, sizeof what, "%s %s d input", name, be->name);
+                CHECK_CLOSE(din, dxn, (size_t)M * C, 1e-5, what);
+                snprintf(what, sizeof what, "%s %s d gamma", name, be->name);
+                CHECK_CLOSE(dg, dgamma, C, 1e-5, what);
+                snprintf(what, sizeof what, "%s %s d beta", name, be->name);
+                CHECK_CLOSE(db, dbeta, C, 1e-5, what);
+            } else {
                 be->batchnorm_backward(din, dg, db, dyn, xn, mean, invstd, gamma, M, C, work);
                 snprintf(what, sizeof what, "%s %s d input", name, be->name);
                 CHECK_CLOSE(din, dxn, (size_t)M * C, 1e-5, what);
@@ -279,23 +282,26 @@ static void test_batchnorm_matches_pytorch(void) {
 }
 
 typedef struct {
-    int M, C;
+    int M, C, train;
     float *x, *gamma, *beta, *y, *wy, *rm, *rv, *mean, *invstd;
     double *work;
 } BnCtx;
 
 static double bn_loss(void *p, uint64_t *pattern) {
     BnCtx *c = p;
-    batchnorm_forward_train_cpu(c->y, c->mean, c->invstd, c->rm, c->rv, c->x, c->gamma, c->beta, c->M, c->C, 0.1f, 1e-5f, c->work);
+    if (c->train)
+        batchnorm_forward_train_cpu(c->y, c->mean, c->invstd, c->rm, c->rv, c->x, c->gamma, c->beta, c->M, c->C, 0.1f, 1e-5f, c->work);
+    else
+        batchnorm_forward_eval_cpu(c->y, c->x, c->gamma, c->beta, c->rm, c->rv, c->M, c->C, 1e-5f, c->work);
     *pattern = 0;
     return dot(c->y, c->wy, (size_t)c->M * c->C);
 }
 
 static void test_batchnorm_finite_differences(void) {
     TestRng r = {5};
-    const int dims[][2] = {{6 * 4, 3}, {8, 5}};
+    const int dims[][3] = {{6 * 4, 3, 1}, {8, 5, 1}, {6 * 4, 3, 0}};
     for (size_t k = 0; k < ARRAY_LEN(dims); k++) {
-        BnCtx c = {dims[k][0], dims[k][1], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+        BnCtx c = {dims[k][0], dims[k][1], dims[k][2], 0, 0, 0, 0, 0, 0, 0, 0, 0, 0};
         c.work = xmalloc(batchnorm_work_doubles(c.M, c.C) * 8, "t");
         size_t n = (size_t)c.M * c.C;
         c.x = xmalloc(n * 4, "t"), c.y = xmalloc(n * 4, "t"), c.wy = xmalloc(n * 4, "t");
@@ -303,13 +309,22 @@ static void test_batchnorm_finite_differences(void) {
         c.rv = xcalloc(c.C, 4, "t"), c.mean = xmalloc(c.C * 4, "t"), c.invstd = xmalloc(c.C * 4, "t");
         fill_normal(&r, c.x, n, 1), fill_normal(&r, c.wy, n, 1), fill_normal(&r, c.beta, c.C, 0.3f);
         for (int i = 0; i < c.C; i++) c.gamma[i] = 1 + 0.3f * rng_normal(&r);
+        for (int i = 0; i < c.C; i++) c.rm[i] = 0.2f * rng_normal(&r), c.rv[i] = 0.5f + (float)rng_uniform(&r);
         float *dx = xmalloc(n * 4, "t"), *dg = xcalloc(c.C, 4, "t"), *db = xcalloc(c.C, 4, "t");
         uint64_t pat;
         bn_loss(&c, &pat);
-        batchnorm_backward_cpu(dx, dg, db, c.wy, c.x, c.mean, c.invstd, c.gamma, c.M, c.C, c.work);
-        fd_check("bn d input", c.x, n, dx, &c, bn_loss, 2e-3f, 2e-3);
-        fd_check("bn d gamma", c.gamma, c.C, dg, &c, bn_loss, 2e-3f, 2e-3);
-        fd_check("bn d beta", c.beta, c.C, db, &c, bn_loss, 2e-3f, 2e-3);
+        if (c.train)
+            batchnorm_backward_cpu(dx, dg, db, c.wy, c.x, c.mean, c.invstd, c.gamma, c.M, c.C, c.work);
+        else
+            batchnorm_backward_eval_cpu(dx, dg, db, c.wy, c.x, c.gamma, c.rm, c.rv, c.M, c.C, 1e-5f, c.work);
+        const char *mode = c.train ? "train" : "eval";
+        char what[64];
+        snprintf(what, sizeof what, "bn %s d input", mode);
+        fd_check(what, c.x, n, dx, &c, bn_loss, 2e-3f, 2e-3);
+        snprintf(what, sizeof what, "bn %s d gamma", mode);
+        fd_check(what, c.gamma, c.C, dg, &c, bn_loss, 2e-3f, 2e-3);
+        snprintf(what, sizeof what, "bn %s d beta", mode);
+        fd_check(what, c.beta, c.C, db, &c, bn_loss, 2e-3f, 2e-3);
         float *all[] = {c.x, c.y, c.wy, c.gamma, c.beta, c.rm, c.rv, c.mean, c.invstd, dx, dg, db};
         for (size_t i = 0; i < ARRAY_LEN(all); i++) xfree(all[i]);
         xfree(c.work);

@@ -8,6 +8,7 @@
     .batchnorm_forward_train = batchnorm_forward_train_##suffix,     \
     .batchnorm_forward_eval = batchnorm_forward_eval_##suffix,       \
     .batchnorm_backward = batchnorm_backward_##suffix,               \
+    .batchnorm_backward_eval = batchnorm_backward_eval_##suffix,     \
     .relu_forward = relu_forward_##suffix,                           \
     .relu_backward = relu_backward_##suffix,                         \
     .add_forward = add_forward_##suffix,                             \

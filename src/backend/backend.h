@@ -36,6 +36,10 @@ typedef struct Backend {
     void (*batchnorm_backward)(float *din, float *dgamma, float *dbeta, const float *dout,
                                const float *in, const float *save_mean, const float *save_invstd,
                                const float *gamma, int M, int C, double *work);
+    void (*batchnorm_backward_eval)(float *din, float *dgamma, float *dbeta, const float *dout,
+                                    const float *in, const float *gamma,
+                                    const float *running_mean, const float *running_var, int M,
+                                    int C, float eps, double *work);
 
     void (*relu_forward)(float *out, const float *in, size_t n);
     void (*relu_backward)(float *din, const float *dout, const float *out, size_t n);

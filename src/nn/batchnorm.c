@@ -148,6 +148,40 @@ void batchnorm_backward_cpu(float *din, float *dgamma, float *dbeta, const float
     }
 }
 
+void batchnorm_backward_eval_cpu(float *din, float *dgamma, float *dbeta, const float *dout,
+                                 const float *in, const float *gamma, const float *running_mean,
+                                 const float *running_var, int M, int C, float eps, double *work) {
+    const int nchunk = row_chunks(M);
+    double *part_dy = work, *part_dyx = work + (size_t)nchunk * C;
+    float *scale = (float *)(part_dyx + (size_t)nchunk * C);
+    for (int c = 0; c < C; c++) scale[c] = (float)(gamma[c] / sqrt((double)running_var[c] + eps));
+#pragma omp parallel for schedule(static)
+    for (int k = 0; k < nchunk; k++) {
+        int r0, r1;
+        chunk_bounds(M, nchunk, k, &r0, &r1);
+        double *a = part_dy + (size_t)k * C, *b = part_dyx + (size_t)k * C;
+        for (int c = 0; c < C; c++) a[c] = b[c] = 0;
+        for (int r = r0; r < r1; r++) {
+            const float *dy = dout + (size_t)r * C, *x = in + (size_t)r * C;
+            float *dx = din + (size_t)r * C;
+            for (int c = 0; c < C; c++) {
+                a[c] += dy[c];
+                b[c] += (double)dy[c] * (x[c] - running_mean[c]);
+                dx[c] = dy[c] * scale[c];
+            }
+        }
+    }
+    for (int c = 0; c < C; c++) {
+        double sdy = 0, sdyx = 0;
+        for (int k = 0; k < nchunk; k++) {
+            sdy += part_dy[(size_t)k * C + c];
+            sdyx += part_dyx[(size_t)k * C + c];
+        }
+        dgamma[c] += (float)(sdyx / sqrt((double)running_var[c] + eps));
+        dbeta[c] += (float)sdy;
+    }
+}
+
 /* ---- naive reference: the textbook formulas, one channel at a time, in double ---- */
 
 void batchnorm_forward_train_ref(float *out, float *save_mean, float *save_invstd,
@@ -203,6 +237,23 @@ void batchnorm_backward_ref(float *din, float *dgamma, float *dbeta, const float
             double xhat = (in[(size_t)r * C + c] - mean) * invstd;
             double dy = dout[(size_t)r * C + c];
             din[(size_t)r * C + c] = (float)(gamma[c] * invstd * (dy - sdy / M - xhat * sdyxhat / M));
+        }
+        dgamma[c] += (float)sdyxhat;
+        dbeta[c] += (float)sdy;
+    }
+}
+
+void batchnorm_backward_eval_ref(float *din, float *dgamma, float *dbeta, const float *dout,
+                                 const float *in, const float *gamma, const float *running_mean,
+                                 const float *running_var, int M, int C, float eps, double *work) {
+    (void)work;
+    for (int c = 0; c < C; c++) {
+        double invstd = 1.0 / sqrt((double)running_var[c] + eps), sdy = 0, sdyxhat = 0;
+        for (int r = 0; r < M; r++) {
+            double dy = dout[(size_t)r * C + c];
+            sdy += dy;
+            sdyxhat += dy * (in[(size_t)r * C + c] - running_mean[c]) * invstd;
+            din[(size_t)r * C + c] = (float)(dy * gamma[c] * invstd);
         }
         dgamma[c] += (float)sdyxhat;
         dbeta[c] += (float)sdy;

@@ -56,6 +56,14 @@ void batchnorm_forward_eval_cpu(float *out, const float *in, const float *gamma,
 void batchnorm_backward_cpu(float *din, float *dgamma, float *dbeta, const float *dout,
                             const float *in, const float *save_mean, const float *save_invstd,
                             const float *gamma, int M, int C, double *work);
+/* Evaluation-mode backward: the running statistics are constants, so dx = dy*gamma/sqrt(var+eps)
+ * (what fine-tuning through a frozen-statistics encoder needs). Accumulates dgamma, dbeta. */
+void batchnorm_backward_eval_cpu(float *din, float *dgamma, float *dbeta, const float *dout,
+                                 const float *in, const float *gamma, const float *running_mean,
+                                 const float *running_var, int M, int C, float eps, double *work);
+void batchnorm_backward_eval_ref(float *din, float *dgamma, float *dbeta, const float *dout,
+                                 const float *in, const float *gamma, const float *running_mean,
+                                 const float *running_var, int M, int C, float eps, double *work);
 void batchnorm_forward_train_ref(float *out, float *save_mean, float *save_invstd,
                                  float *running_mean, float *running_var, const float *in,
                                  const float *gamma, const float *beta, int M, int C,

@@ -109,17 +109,18 @@ def main():
     worst_ours = max(e_ours.items(), key=lambda kv: kv[1])
     worst_t32 = max(e_t32.values())
     loss_err = max(abs(x - y) / abs(y) for x, y in zip(ours_losses, l64)) if ours_losses else float("inf")
+    loss_err_t32 = max(abs(x - y) / abs(y) for x, y in zip(l32, l64))
     print(f"losses byol.c {['%.7f' % x for x in ours_losses]} float64 {['%.7f' % x for x in l64]} "
-          f"(worst relative {loss_err:.1e})")
+          f"(worst relative {loss_err:.1e}; float32 PyTorch {loss_err_t32:.1e})")
     print(f"worst byol.c update error {worst_ours[1]:.2e} ({worst_ours[0]}); float32 PyTorch {worst_t32:.2e}"
           + (f"; {len(zero)} tensors with a zero reference update checked against float32 resolution" if zero else ""))
     if len(ours_losses) != a.steps:
         sys.exit("byol step printed the wrong number of losses")
     if worst_ours[1] <= a.tol and loss_err <= 1e-5:
         print("PASS")
-    elif worst_t32 > a.tol:
-        print(f"ILL-CONDITIONED: float32 PyTorch itself misses {a.tol:g}; try a smaller lr, fewer steps or "
-              "another seed")
+    elif worst_t32 > a.tol or loss_err_t32 > 1e-5:
+        print(f"ILL-CONDITIONED: float32 PyTorch itself misses the tolerance; try a batch of 8 or more, a "
+              "smaller lr, fewer steps or another seed")
     else:
         print("FAIL")
         sys.exit(1)
