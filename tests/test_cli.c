@@ -1,5 +1,6 @@
 /* ./byol's handling of bad input: every case exits non-zero with exactly one line on stderr that
  * names the problem, and leaves no output file behind. */
+#include <math.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -146,6 +147,21 @@ static void test_bad_views(void) {
     CHECK(npy_write_f32(path, five, 5, r5, &e) == 0, "%s", e.msg);
     step_args(a, sizeof a, STATE, path, "");
     expect_failure(a, "views must have shape [N, 2, B, C, H, W]");
+    /* No steps at all. */
+    int64_t n0[6] = {0, 2, 8, 3, 16, 16};
+    snprintf(path, sizeof path, "%s/n0.npy", TEST_TMP);
+    CHECK(npy_write_f32(path, zeros, 6, n0, &e) == 0, "%s", e.msg);
+    step_args(a, sizeof a, STATE, path, "");
+    expect_failure(a, "views dimension 0 is 0");
+    /* Views with a NaN: the loss is not finite, so the step fails and writes nothing. */
+    NpyArray v;
+    CHECK(npy_read_f32(VIEWS, &v, &e) == 0, "%s", e.msg);
+    v.data[123] = NAN;
+    snprintf(path, sizeof path, "%s/nan.npy", TEST_TMP);
+    CHECK(npy_write_f32(path, v.data, v.ndim, v.shape, &e) == 0, "%s", e.msg);
+    npy_free(&v);
+    step_args(a, sizeof a, STATE, path, "");
+    expect_failure(a, "loss is nan");
     /* Not .npy. */
     step_args(a, sizeof a, STATE, STATE, "");
     expect_failure(a, "not a .npy file");
@@ -167,6 +183,19 @@ static void test_unwritable_out(void) {
     CHECK(!exists(out), "no output");
 }
 
+/* Standard output that cannot be written (a full disk): the loss lines are lost, so the step
+ * fails and the state is not written either. */
+static void test_stdout_write_error(void) {
+    char cmd[8192];
+    const char *byol = getenv("BYOL") ? getenv("BYOL") : "./byol";
+    unlink(OUT);
+    snprintf(cmd, sizeof cmd, "%s step --state %s --views %s --out %s %s > /dev/full 2> %s/err",
+             byol, STATE, VIEWS, OUT, FLAGS, TEST_TMP);
+    int rc = system(cmd);
+    CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) != 0, "exit status %d with stdout on /dev/full", rc);
+    CHECK(!exists(OUT), "no output file after a failed stdout");
+}
+
 int main(void) {
     test_tmpdir("test_cli");
     snprintf(OUT, sizeof OUT, "%s/out.safetensors", TEST_TMP);
@@ -177,5 +206,6 @@ int main(void) {
     RUN(test_bad_state_files);
     RUN(test_bad_views);
     RUN(test_unwritable_out);
+    RUN(test_stdout_write_error);
     return test_finish();
 }

@@ -1,4 +1,6 @@
 /* safetensors and npy: round trips, and every malformed input refused with a clear message. */
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -106,6 +108,27 @@ static void test_safetensors_rejects_malformed(void) {
                     "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}", 8);
     expect_st_error(p, "duplicate");
 
+    p = tmp_path("meta2.safetensors");
+    write_st_raw(p, "{\"__metadata__\":{\"a\":\"1\"},\"__metadata__\":{\"b\":\"2\",\"c\":\"3\"}}", 0);
+    expect_st_error(p, "__metadata__ appears twice");
+
+    /* Many entries with a duplicate far apart (found by sorting, not by n^2 comparisons). */
+    p = tmp_path("dupmany.safetensors");
+    {
+        enum { NT = 20000 };
+        char *h = malloc(NT * 80), *q = h;
+        q += sprintf(q, "{");
+        for (int i = 0; i < NT; i++)
+            q += sprintf(q, "%s\"t%d\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[%d,%d]}",
+                         i ? "," : "", i == NT - 1 ? 3 : i, 4 * i, 4 * i + 4);
+        sprintf(q, "}");
+        write_st_raw(p, h, 4 * NT);
+        free(h);
+        double t0 = now_seconds();
+        expect_st_error(p, "duplicate tensor name \"t3\"");
+        CHECK(now_seconds() - t0 < 5, "20000 entries checked in %.1f s", now_seconds() - t0);
+    }
+
     p = tmp_path("overlap.safetensors");
     write_st_raw(p, "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
                     "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}", 12);
@@ -177,6 +200,35 @@ static void test_safetensors_write_failure_leaves_nothing(void) {
     char tmp[600];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", q, (long)getpid());
     CHECK(!exists(tmp), "temporary file removed after commit");
+    size_t n0, n1;
+    uint8_t *before = read_file(q, &n0, &e);
+
+    /* The temporary file cannot be created (a folder stands in its way): the old file stays. */
+    CHECK(mkdir(tmp, 0700) == 0, "made an obstacle");
+    float big[4096] = {0};
+    int64_t sb[1] = {4096};
+    StTensorOut tb = {"big", 1, sb, big};
+    CHECK(st_write(q, &tb, 1, NULL, 0, &e) != 0, "write with the temporary path blocked fails");
+    rmdir(tmp);
+    uint8_t *after = read_file(q, &n1, &e);
+    CHECK(after && n1 == n0 && memcmp(before, after, n0) == 0, "old file intact after a failed open");
+    free(after);
+
+    /* The disk fills up halfway through the data (a file size limit makes write() fail with
+     * EFBIG): the old file stays, and no temporary file is left. */
+    struct rlimit old;
+    getrlimit(RLIMIT_FSIZE, &old);
+    signal(SIGXFSZ, SIG_IGN);
+    struct rlimit small = {8192, old.rlim_max};
+    CHECK(setrlimit(RLIMIT_FSIZE, &small) == 0, "set a file size limit");
+    int rc = st_write(q, &tb, 1, NULL, 0, &e);
+    setrlimit(RLIMIT_FSIZE, &old);
+    CHECK(rc != 0 && strstr(e.msg, "write failed"), "write past the size limit fails: %s", e.msg);
+    after = read_file(q, &n1, &e);
+    CHECK(after && n1 == n0 && memcmp(before, after, n0) == 0, "old file intact after a failed write");
+    CHECK(!exists(tmp), "no temporary file left after a failed write");
+    free(after);
+    free(before);
 }
 
 static void test_npy_round_trip(void) {
@@ -227,8 +279,15 @@ static void test_npy_rejects_malformed(void) {
     expect_npy_error("{'descr': '<f4', 'fortran_order': True, 'shape': (2,), }", 8, "Fortran");
     expect_npy_error("{'descr': '<f4', 'fortran_order': False, 'shape': (3,), }", 8, "truncated");
     expect_npy_error("{'descr': '<f4', 'fortran_order': False, 'shape': (1,), }", 8, "trailing");
-    expect_npy_error("{'descr': '<f4', 'fortran_order': False, }", 8, "malformed");
+    expect_npy_error("{'descr': '<f4', 'fortran_order': False, }", 8, "lacks descr, fortran_order or shape");
     expect_npy_error("{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999,), }", 8, "absurd");
+    /* Strict dict: keys once each, nothing else, values of the right form. */
+    expect_npy_error("{'descr': '<f4', 'descr': '<f4', 'fortran_order': False, 'shape': (2,), }", 8, "repeated key 'descr'");
+    expect_npy_error("{'descr': '<f4', 'fortran_order': False, 'shape': (2,), 'x': 1}", 8, "unexpected");
+    expect_npy_error("{'note': 'shape': (2,)', 'descr': '<f4', 'fortran_order': False, 'shape': (2,)}", 8, "unexpected");
+    expect_npy_error("{'descr': '<f4', 'fortran_order': False, 'shape': (2 3), }", 8, "malformed shape");
+    expect_npy_error("{'descr': '<f4', 'fortran_order': Maybe, 'shape': (2,), }", 8, "fortran_order");
+    expect_npy_error("{'descr': '<f4', 'fortran_order': False, 'shape': (2,), } junk", 8, "trailing characters");
     NpyArray a;
     Err e = {{0}};
     CHECK(npy_parse_f32((const uint8_t *)"PK\x03\x04 not numpy", 16, "z.npy", &a, &e) != 0 &&

@@ -331,6 +331,52 @@ static void test_batchnorm_finite_differences(void) {
     }
 }
 
+/* Many rows: the CPU kernel reduces over several row chunks (M >= 64) and threads; the naive
+ * reference reduces in one pass. Both must agree, including a large channel mean (|mean| >> std,
+ * where a one-pass variance loses digits). */
+static void test_batchnorm_multichunk_matches_reference(void) {
+    TestRng r = {17};
+    const int dims[][2] = {{64, 5}, {8 * 16 * 16 + 3, 7}, {1000, 33}};
+    for (size_t k = 0; k < ARRAY_LEN(dims); k++) {
+        const int M = dims[k][0], C = dims[k][1];
+        size_t n = (size_t)M * C;
+        float *x = xmalloc(n * 4, "t"), *dy = xmalloc(n * 4, "t"), *g = xmalloc(C * 4, "t"),
+              *b = xmalloc(C * 4, "t");
+        fill_normal(&r, x, n, 1), fill_normal(&r, dy, n, 1), fill_normal(&r, b, C, 0.3f);
+        for (size_t i = 0; i < n; i++) x[i] += (i % C == 0) ? 50.0f : 0.0f;
+        for (int i = 0; i < C; i++) g[i] = 1 + 0.3f * rng_normal(&r);
+        float *y[2], *dx[2], *dg[2], *db[2], *rm[2], *rv[2], *mean[2], *inv[2];
+        for (int be = 0; be < 2; be++) {
+            y[be] = xmalloc(n * 4, "t"), dx[be] = xmalloc(n * 4, "t");
+            dg[be] = xcalloc(C, 4, "t"), db[be] = xcalloc(C, 4, "t"), rm[be] = xcalloc(C, 4, "t");
+            rv[be] = xmalloc(C * 4, "t"), mean[be] = xmalloc(C * 4, "t"), inv[be] = xmalloc(C * 4, "t");
+            for (int i = 0; i < C; i++) rv[be][i] = 1;
+            double *work = xmalloc(BACKENDS[be]->batchnorm_work_doubles(M, C) * 8, "t");
+            BACKENDS[be]->batchnorm_forward_train(y[be], mean[be], inv[be], rm[be], rv[be], x, g, b, M, C, 0.1f, 1e-5f, work);
+            BACKENDS[be]->batchnorm_backward(dx[be], dg[be], db[be], dy, x, mean[be], inv[be], g, M, C, work);
+            xfree(work);
+        }
+        char what[80];
+        snprintf(what, sizeof what, "bn M=%d C=%d forward", M, C);
+        CHECK_CLOSE(y[0], y[1], n, 1e-5, what);
+        snprintf(what, sizeof what, "bn M=%d C=%d running var", M, C);
+        CHECK_CLOSE(rv[0], rv[1], C, 1e-6, what);
+        snprintf(what, sizeof what, "bn M=%d C=%d running mean", M, C);
+        CHECK_CLOSE(rm[0], rm[1], C, 1e-6, what);
+        snprintf(what, sizeof what, "bn M=%d C=%d d input", M, C);
+        CHECK_CLOSE(dx[0], dx[1], n, 1e-4, what);
+        snprintf(what, sizeof what, "bn M=%d C=%d d gamma", M, C);
+        CHECK_CLOSE(dg[0], dg[1], C, 1e-5, what);
+        snprintf(what, sizeof what, "bn M=%d C=%d d beta", M, C);
+        CHECK_CLOSE(db[0], db[1], C, 1e-5, what);
+        for (int be = 0; be < 2; be++) {
+            float *all[] = {y[be], dx[be], dg[be], db[be], rm[be], rv[be], mean[be], inv[be]};
+            for (size_t i = 0; i < ARRAY_LEN(all); i++) xfree(all[i]);
+        }
+        xfree(x), xfree(dy), xfree(g), xfree(b);
+    }
+}
+
 /* ---------------------------------------------------------------- relu, add, pools */
 
 static void test_relu_matches_pytorch(void) {
@@ -393,8 +439,27 @@ static void test_residual_add_matches_pytorch(void) {
         CHECK_CLOSE(out, y, n, 1e-6, "in place");
         xfree(out);
     }
-    /* Backward of a + b is dy for both inputs: the block backward reads one gradient buffer for
-     * both paths (src/model/resnet.c), which the whole-step tests check against PyTorch. */
+    /* Backward of a + b hands dy to both inputs unchanged: the block backward reads one gradient
+     * buffer for both paths (src/model/resnet.c) instead of calling a kernel. PyTorch agrees: */
+    CHECK_CLOSE(da, dy, n, 0, "d a == d y");
+    CHECK_CLOSE(db, dy, n, 0, "d b == d y");
+    /* and so do finite differences of sum(w * (a + b)) through our forward. */
+    float *out = xmalloc(n * 4, "t");
+    double worst = 0;
+    for (size_t i = 0; i < n; i += 7) {
+        float keep = a[i];
+        a[i] = keep + 1e-2f;
+        backend_cpu.add_forward(out, a, b, n);
+        double up = dot(out, dy, n);
+        a[i] = keep - 1e-2f;
+        backend_cpu.add_forward(out, a, b, n);
+        double down = dot(out, dy, n);
+        a[i] = keep;
+        double fd = (up - down) / (2e-2 * 1.0), err = fabs(fd - dy[i]) / (fabs(dy[i]) + 1e-2);
+        if (err > worst) worst = err;
+    }
+    CHECK(worst < 1e-2, "finite differences of add: worst relative error %.3g", worst);
+    xfree(out);
     xfree(a), xfree(b), xfree(y), xfree(dy), xfree(da), xfree(db);
 }
 
@@ -598,6 +663,7 @@ int main(void) {
     RUN(test_conv2d_finite_differences);
     RUN(test_batchnorm_matches_pytorch);
     RUN(test_batchnorm_finite_differences);
+    RUN(test_batchnorm_multichunk_matches_reference);
     RUN(test_relu_matches_pytorch);
     RUN(test_relu_finite_differences);
     RUN(test_residual_add_matches_pytorch);

@@ -1,6 +1,7 @@
 /* byol step: run N BYOL steps from a saved state on given views, write the new state. The bridge
  * to PyTorch: same state file in, same views, same numbers out. */
 #include <libgen.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -74,6 +75,13 @@ int cmd_step(int argc, char **argv) {
         npy_free(&views);
         return 1;
     }
+    for (int d = 0; d < 6; d++)
+        if (views.shape[d] < 1 || views.shape[d] > 65536) {
+            fprintf(stderr, "byol step: %s: views dimension %d is %lld (expected 1..65536)\n",
+                    views_path, d, (long long)views.shape[d]);
+            npy_free(&views);
+            return 1;
+        }
     const int N = (int)views.shape[0], B = (int)views.shape[2], C = (int)views.shape[3],
               H = (int)views.shape[4], W = (int)views.shape[5];
     const char *bad = NULL;
@@ -101,12 +109,17 @@ int cmd_step(int argc, char **argv) {
     ByolWork work;
     byol_work_init(&work, &model, B, C, H, W, &backend_cpu);
     const size_t step_floats = (size_t)2 * B * C * H * W;
-    for (int i = 0; i < N; i++) {
+    rc = 0;
+    for (int i = 0; i < N && !rc; i++) {
         float loss = byol_step(&model, &work, views.data + i * step_floats, &sc, &backend_cpu);
         printf("step %d loss %.9g\n", i, loss);
-        fflush(stdout);
+        if (fflush(stdout) != 0 || ferror(stdout))
+            rc = err_set(&e, "cannot write to standard output");
+        else if (!isfinite(loss))
+            rc = err_set(&e, "step %d: loss is %g (diverged: lower --lr, or check the views for "
+                             "NaN/Inf); %s not written", i, loss, out_path);
     }
-    rc = state_save(&model, out_path, NULL, 0, &e);
+    if (!rc) rc = state_save(&model, out_path, NULL, 0, &e);
     if (rc) fprintf(stderr, "byol step: %s\n", e.msg);
     byol_work_free(&work);
     byol_free(&model);

@@ -11,18 +11,69 @@ void npy_free(NpyArray *a) {
     memset(a, 0, sizeof *a);
 }
 
-/* Finds the value that follows 'key': in the header dict; NULL when absent. */
-static const char *dict_value(const char *h, const char *key) {
-    char pat[32];
-    snprintf(pat, sizeof pat, "'%s'", key);
-    const char *p = strstr(h, pat);
-    if (!p) return NULL;
-    p += strlen(pat);
-    while (*p == ' ') p++;
-    if (*p != ':') return NULL;
-    p++;
-    while (*p == ' ') p++;
+static const char *skip_ws(const char *p) {
+    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++;
     return p;
+}
+
+/* Parses numpy's header dict, {'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), },
+ * strictly: exactly these three keys, each once, in any order; anything else is an error. */
+static int parse_header(const char *h, const char *label, NpyArray *out, Err *e) {
+    const char *p = skip_ws(h);
+    int have_descr = 0, have_fortran = 0, have_shape = 0;
+    if (*p++ != '{') return err_set(e, "%s: malformed .npy header (no dict)", label);
+    for (;;) {
+        p = skip_ws(p);
+        if (*p == '}') break;
+        if (*p != '\'') return err_set(e, "%s: malformed .npy header (expected a key)", label);
+        const char *key = ++p;
+        while (*p && *p != '\'') p++;
+        if (!*p) return err_set(e, "%s: malformed .npy header (unterminated key)", label);
+        size_t klen = (size_t)(p - key);
+        p = skip_ws(p + 1);
+        if (*p++ != ':') return err_set(e, "%s: malformed .npy header (expected ':')", label);
+        p = skip_ws(p);
+        if (klen == 5 && memcmp(key, "descr", 5) == 0 && !have_descr++) {
+            if (strncmp(p, "'<f4'", 5) != 0)
+                return err_set(e, "%s: dtype %.8s is not supported; save float32 (np.float32 / '<f4')",
+                               label, p);
+            p += 5;
+        } else if (klen == 13 && memcmp(key, "fortran_order", 13) == 0 && !have_fortran++) {
+            if (strncmp(p, "False", 5) == 0) p += 5;
+            else if (strncmp(p, "True", 4) == 0)
+                return err_set(e, "%s: array is in Fortran order; save it C-contiguous", label);
+            else return err_set(e, "%s: malformed fortran_order in .npy header", label);
+        } else if (klen == 5 && memcmp(key, "shape", 5) == 0 && !have_shape++) {
+            if (*p++ != '(') return err_set(e, "%s: malformed shape in .npy header", label);
+            out->numel = 1;
+            for (;;) {
+                p = skip_ws(p);
+                if (*p == ')') break;
+                if (!isdigit((unsigned char)*p) || out->ndim == NPY_MAX_NDIM)
+                    return err_set(e, "%s: malformed or too-high-rank shape in .npy header", label);
+                char *end;
+                long long d = strtoll(p, &end, 10);
+                if (d < 0 || d > NPY_MAX_DIM || (d && out->numel > SIZE_MAX / 8 / (size_t)d))
+                    return err_set(e, "%s: absurd dimension %lld in .npy header", label, d);
+                out->shape[out->ndim++] = d;
+                out->numel *= (size_t)d;
+                p = skip_ws(end);
+                if (*p == ',') p++;
+                else if (*p != ')') return err_set(e, "%s: malformed shape in .npy header", label);
+            }
+            p++;
+        } else {
+            return err_set(e, "%s: unexpected or repeated key '%.*s' in .npy header", label,
+                           (int)(klen > 32 ? 32 : klen), key);
+        }
+        p = skip_ws(p);
+        if (*p == ',') p++;
+        else if (*p != '}') return err_set(e, "%s: malformed .npy header (expected ',' or '}')", label);
+    }
+    if (!have_descr || !have_fortran || !have_shape)
+        return err_set(e, "%s: .npy header lacks descr, fortran_order or shape", label);
+    if (*skip_ws(p + 1) != 0) return err_set(e, "%s: trailing characters after the .npy header dict", label);
+    return 0;
 }
 
 int npy_parse_f32(const uint8_t *buf, size_t size, const char *label, NpyArray *out, Err *e) {
@@ -48,40 +99,12 @@ int npy_parse_f32(const uint8_t *buf, size_t size, const char *label, NpyArray *
     memcpy(h, buf + hstart, hlen);
     h[hlen] = 0;
 
-    int rc = 0;
-    const char *descr = dict_value(h, "descr"), *fortran = dict_value(h, "fortran_order"),
-               *shape = dict_value(h, "shape");
-    if (!descr || !fortran || !shape)
-        rc = err_set(e, "%s: malformed .npy header", label);
-    else if (strncmp(descr, "'<f4'", 5) != 0)
-        rc = err_set(e, "%s: dtype %.8s is not supported; save float32 (np.float32 / '<f4')",
-                     label, descr);
-    else if (strncmp(fortran, "False", 5) != 0)
-        rc = err_set(e, "%s: array is in Fortran order; save it C-contiguous", label);
-    else {
-        const char *p = shape;
-        if (*p++ != '(') rc = err_set(e, "%s: malformed shape in .npy header", label);
-        out->numel = 1;
-        while (!rc) {
-            while (*p == ' ' || *p == ',') p++;
-            if (*p == ')') break;
-            if (!isdigit((unsigned char)*p) || out->ndim == NPY_MAX_NDIM) {
-                rc = err_set(e, "%s: malformed or too-high-rank shape in .npy header", label);
-                break;
-            }
-            char *end;
-            long long d = strtoll(p, &end, 10);
-            if (d < 0 || d > NPY_MAX_DIM || (d && out->numel > SIZE_MAX / 8 / (size_t)d)) {
-                rc = err_set(e, "%s: absurd dimension %lld in .npy header", label, d);
-                break;
-            }
-            out->shape[out->ndim++] = d;
-            out->numel *= (size_t)d;
-            p = end;
-        }
-    }
+    int rc = parse_header(h, label, out, e);
     free(h);
-    if (rc) return rc;
+    if (rc) {
+        memset(out, 0, sizeof *out);
+        return rc;
+    }
     size_t have = size - hstart - hlen, want = out->numel * sizeof(float);
     if (have != want) {
         int n = out->ndim;

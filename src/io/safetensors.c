@@ -91,6 +91,10 @@ static int cmp_begin(const void *a, const void *b) {
     return x->begin < y->begin ? -1 : x->begin > y->begin;
 }
 
+static int cmp_name(const void *a, const void *b) {
+    return strcmp((*(const StEntry *const *)a)->name, (*(const StEntry *const *)b)->name);
+}
+
 int st_parse(Safetensors *st, uint8_t *file, size_t size, const char *label, Err *e) {
     memset(st, 0, sizeof *st);
     snprintf(st->path, sizeof st->path, "%s", label);
@@ -123,12 +127,16 @@ int st_parse(Safetensors *st, uint8_t *file, size_t size, const char *label, Err
     st->entries = calloc(n ? n : 1, sizeof *st->entries);
     st->meta = calloc(1, sizeof *st->meta);
     if (!st->entries || !st->meta) die("out of memory reading %s", label);
-    int rc = 0;
+    int rc = 0, seen_meta = 0;
     const cJSON *item;
     cJSON_ArrayForEach(item, root) {
         if (strcmp(item->string, "__metadata__") == 0) {
             if (!cJSON_IsObject(item)) {
                 rc = err_set(e, "%s: __metadata__ is not an object", label);
+                break;
+            }
+            if (seen_meta++) {
+                rc = err_set(e, "%s: __metadata__ appears twice: corrupt header", label);
                 break;
             }
             int nm = cJSON_GetArraySize(item);
@@ -148,12 +156,6 @@ int st_parse(Safetensors *st, uint8_t *file, size_t size, const char *label, Err
             if (rc) break;
             continue;
         }
-        for (int i = 0; i < st->n_entries; i++)
-            if (strcmp(st->entries[i].name, item->string) == 0) {
-                rc = err_set(e, "%s: duplicate tensor name \"%s\"", label, item->string);
-                break;
-            }
-        if (rc) break;
         StEntry *t = &st->entries[st->n_entries];
         if ((rc = parse_entry(t, item, label, e))) break;
         t->name = xstrdup(item->string);
@@ -178,6 +180,12 @@ int st_parse(Safetensors *st, uint8_t *file, size_t size, const char *label, Err
             rc = err_set(e, "%s: tensors \"%s\" and \"%s\" overlap", label, order[i - 1]->name,
                          order[i]->name);
     }
+    /* Duplicate names, found by sorting (a hostile header may list a million entries). */
+    for (int i = 0; i < st->n_entries; i++) order[i] = &st->entries[i];
+    qsort(order, st->n_entries, sizeof *order, cmp_name);
+    for (int i = 1; i < st->n_entries && !rc; i++)
+        if (strcmp(order[i - 1]->name, order[i]->name) == 0)
+            rc = err_set(e, "%s: duplicate tensor name \"%s\"", label, order[i]->name);
     free(order);
     if (rc) st_close(st);
     return rc;

@@ -2,7 +2,8 @@
  *
  * CPU version: the batch is cut into tiles of whole images; each tile is unfolded (im2col) into
  * a [rows, K*K*Cin] matrix in a fixed scratch buffer and multiplied with the weights by one
- * GEMM. Tiles bound the scratch to a few MB whatever the batch. 1x1 stride-1 convolutions need no
+ * GEMM. Tiles bound the scratch to 8 MiB whatever the batch (or to one image's unfolding when
+that alone is larger). 1x1 stride-1 convolutions need no
  * unfolding at all in NHWC: the activation already is the GEMM operand. */
 #include "nn.h"
 
