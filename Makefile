@@ -35,6 +35,18 @@ $(error cJSON not found: install it with 'apt-get install libcjson-dev')
 endif
 LDLIBS += -lcjson
 
+# Image and dataset decoding: zlib (gzipped IDX), libjpeg-turbo, libpng. Required.
+ifneq ($(call probe,zlib,-lz),yes)
+$(error zlib not found: install it with 'apt-get install zlib1g-dev')
+endif
+ifneq ($(call probe,jpeg,-ljpeg),yes)
+$(error libjpeg not found: install libjpeg-turbo with 'apt-get install libjpeg62-turbo-dev')
+endif
+ifneq ($(call probe,png,-lpng),yes)
+$(error libpng not found: install it with 'apt-get install libpng-dev')
+endif
+LDLIBS += -lpng -ljpeg -lz -lpthread
+
 ifneq ($(NO_OMP),1)
 HAVE_OMP := $(call probe,openmp,-fopenmp)
 endif
@@ -79,7 +91,7 @@ FEATURES += asan+ubsan
 endif
 
 # ---- sources ----
-LIB_SRC := $(wildcard src/core/*.c src/backend/*.c src/nn/*.c src/model/*.c src/optim/*.c src/io/*.c)
+LIB_SRC := $(wildcard src/core/*.c src/backend/*.c src/nn/*.c src/model/*.c src/optim/*.c src/io/*.c src/data/*.c)
 CLI_SRC := $(wildcard src/cli/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
@@ -90,7 +102,9 @@ ifeq ($(SANITIZE),1)
 BYOL := $(BUILD)/byol
 endif
 
-.PHONY: all test clean summary
+BENCH_BIN := $(patsubst bench/%.c,$(BUILD)/bench/%,$(wildcard bench/*.c))
+
+.PHONY: all test clean summary bench
 all: summary $(BYOL) $(TEST_BIN)
 
 summary:
@@ -110,6 +124,12 @@ $(BYOL): $(CLI_OBJ) $(BUILD)/libbyol.a
 $(BUILD)/tests/%: tests/%.c tests/harness.h $(BUILD)/libbyol.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Isrc $< $(BUILD)/libbyol.a -o $@ $(LDFLAGS) $(LDLIBS)
+
+$(BUILD)/bench/%: bench/%.c $(BUILD)/libbyol.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Isrc $< $(BUILD)/libbyol.a -o $@ $(LDFLAGS) $(LDLIBS)
+
+bench: all $(BENCH_BIN)
 
 test: all
 	@BUILD=$(BUILD) BYOL=./$(BYOL) bash tests/run.sh

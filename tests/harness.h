@@ -77,6 +77,35 @@ static inline void test_tmpdir(const char *program) {
     mkdir(TEST_TMP, 0700);
 }
 
+/* TEST_TMP/name, in one of 8 rotating buffers (so a few can be used in one call). */
+static inline const char *tmp_path(const char *name) {
+    static char buf[8][1200];
+    static int k;
+    k = (k + 1) % 8;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", TEST_TMP, name);
+    return buf[k];
+}
+
+/* Writes a file for a test; a failure here is a setup error that stops the program. */
+static inline void write_bytes(const char *path, const void *data, size_t n) {
+    FILE *f = fopen(path, "wb");
+    if (!f || (n && fwrite(data, 1, n, f) != n) || fclose(f) != 0) {
+        printf("FATAL cannot write %s\n", path);
+        exit(2);
+    }
+}
+
+/* Reads a whole file for a test, or stops the program (setup error). */
+static inline uint8_t *slurp(const char *path, size_t *n) {
+    Err e;
+    uint8_t *p = read_file(path, n, &e);
+    if (!p) {
+        printf("FATAL %s\n", e.msg);
+        exit(2);
+    }
+    return p;
+}
+
 static int test_finish(void) {
     if (TEST_TMP[0]) {
         char cmd[300];

@@ -10,22 +10,7 @@
 #include "io/state.h"
 
 
-static const char *tmp_path(const char *name) {
-    static char buf[4][512];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", TEST_TMP, name);
-    return buf[k];
-}
 
-static void write_bytes(const char *path, const void *data, size_t n) {
-    FILE *f = fopen(path, "wb");
-    if (!f || fwrite(data, 1, n, f) != n) {
-        printf("FATAL cannot write %s\n", path);
-        exit(2);
-    }
-    fclose(f);
-}
 
 /* A safetensors file from a literal header and `data_len` bytes of data. */
 static void write_st_raw(const char *path, const char *header, size_t data_len) {

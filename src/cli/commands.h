@@ -3,5 +3,7 @@
 #define BYOL_COMMANDS_H
 
 int cmd_step(int argc, char **argv);
+int cmd_data(int argc, char **argv);
+int cmd_augment(int argc, char **argv);
 
 #endif

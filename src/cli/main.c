@@ -10,6 +10,8 @@ static const struct {
     int (*run)(int argc, char **argv);
     const char *help;
 } COMMANDS[] = {
+    {"data", cmd_data, "describe a dataset: splits, classes, size, channel mean/std, skipped files"},
+    {"augment", cmd_augment, "write a PNG grid of images and their two augmented views"},
     {"step", cmd_step, "run BYOL steps from a saved state on given views (PyTorch bridge)"},
 };
 

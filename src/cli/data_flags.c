@@ -1,0 +1,75 @@
+#include "data_flags.h"
+
+#include <math.h>
+#include <string.h>
+
+void data_options_default(DataOptions *o) {
+    memset(o, 0, sizeof *o);
+    float *unset[] = {&o->crop_scale_min, &o->crop_scale_max, &o->crop_ratio_min, &o->crop_ratio_max,
+                      &o->flip_p, &o->jitter_p, &o->brightness, &o->contrast, &o->saturation, &o->hue,
+                      &o->gray_p, &o->blur_p[0], &o->blur_p[1], &o->blur_sigma_min, &o->blur_sigma_max,
+                      &o->solarize_p[0], &o->solarize_p[1], &o->solarize_threshold};
+    for (size_t i = 0; i < ARRAY_LEN(unset); i++) *unset[i] = NAN;
+}
+
+void data_flags(Flag *f, DataOptions *o) {
+    int i = 0;
+    f[i++] = (Flag){"data", FLAG_STRING, &o->data, "dataset path (" DEFAULT_DATA ")", 0, -1};
+    f[i++] = (Flag){"dataset", FLAG_STRING, &o->dataset, "mnist, fashion-mnist, cifar10, cifar100, stl10, folder (detected)", 0, -1};
+    f[i++] = (Flag){"image-size", FLAG_INT, &o->image_size, "view side in pixels (the dataset's; 224 for mixed sizes)", 1, 4096};
+    f[i++] = (Flag){"interp", FLAG_STRING, &o->interp, "resize filter: bilinear or bicubic (bilinear)", 0, -1};
+    f[i++] = (Flag){"crop-scale-min", FLAG_FLOAT, &o->crop_scale_min, "random resized crop: min area fraction (0.08)", 1e-6, 1};
+    f[i++] = (Flag){"crop-scale-max", FLAG_FLOAT, &o->crop_scale_max, "max area fraction (1)", 1e-6, 1};
+    f[i++] = (Flag){"crop-ratio-min", FLAG_FLOAT, &o->crop_ratio_min, "min aspect ratio w/h (0.75)", 1e-3, 1e3};
+    f[i++] = (Flag){"crop-ratio-max", FLAG_FLOAT, &o->crop_ratio_max, "max aspect ratio w/h (1.3333)", 1e-3, 1e3};
+    f[i++] = (Flag){"flip-p", FLAG_FLOAT, &o->flip_p, "horizontal flip probability (0.5)", 0, 1};
+    f[i++] = (Flag){"jitter-p", FLAG_FLOAT, &o->jitter_p, "colour jitter probability (0.8)", 0, 1};
+    f[i++] = (Flag){"brightness", FLAG_FLOAT, &o->brightness, "jitter brightness (0.4)", 0, 10};
+    f[i++] = (Flag){"contrast", FLAG_FLOAT, &o->contrast, "jitter contrast (0.4)", 0, 10};
+    f[i++] = (Flag){"saturation", FLAG_FLOAT, &o->saturation, "jitter saturation (0.2)", 0, 10};
+    f[i++] = (Flag){"hue", FLAG_FLOAT, &o->hue, "jitter hue (0.1)", 0, 0.5};
+    f[i++] = (Flag){"gray-p", FLAG_FLOAT, &o->gray_p, "grayscale probability (0.2; 0 for 1 channel)", 0, 1};
+    f[i++] = (Flag){"blur-p1", FLAG_FLOAT, &o->blur_p[0], "view 1 Gaussian blur probability (1.0; 0 at <= 64 px)", 0, 1};
+    f[i++] = (Flag){"blur-p2", FLAG_FLOAT, &o->blur_p[1], "view 2 Gaussian blur probability (0.1; 0 at <= 64 px)", 0, 1};
+    f[i++] = (Flag){"blur-sigma-min", FLAG_FLOAT, &o->blur_sigma_min, "blur sigma range (0.1 ..)", 1e-3, 100};
+    f[i++] = (Flag){"blur-sigma-max", FLAG_FLOAT, &o->blur_sigma_max, "(.. 2.0)", 1e-3, 100};
+    f[i++] = (Flag){"blur-kernel", FLAG_INT, &o->blur_kernel, "blur kernel side, odd (10% of --image-size)", 1, 255};
+    f[i++] = (Flag){"solarize-p1", FLAG_FLOAT, &o->solarize_p[0], "view 1 solarize probability (0.0)", 0, 1};
+    f[i++] = (Flag){"solarize-p2", FLAG_FLOAT, &o->solarize_p[1], "view 2 solarize probability (0.2)", 0, 1};
+    f[i++] = (Flag){"solarize-threshold", FLAG_FLOAT, &o->solarize_threshold, "solarize pixels >= this (0.5)", 0, 1};
+    if (i != DATA_FLAG_COUNT) die("data_flags: %d flags, DATA_FLAG_COUNT says %d", i, DATA_FLAG_COUNT);
+}
+
+int data_open(Dataset *ds, const DataOptions *o, FILE *warn, Err *e) {
+    return dataset_open(ds, o->data ? o->data : DEFAULT_DATA, o->dataset, warn, e);
+}
+
+static void take(float *dst, float v) {
+    if (!isnan(v)) *dst = v;
+}
+
+int data_aug_config(AugConfig *c, const DataOptions *o, const Dataset *ds, Err *e) {
+    int S = o->image_size;
+    if (!S) S = ds->sizes_vary ? 224 : (ds->height > ds->width ? ds->width : ds->height);
+    aug_config_default(c, S, ds->channels);
+    if (o->interp) {
+        if (strcmp(o->interp, "bilinear") == 0) c->interp = INTERP_BILINEAR;
+        else if (strcmp(o->interp, "bicubic") == 0) c->interp = INTERP_BICUBIC;
+        else return err_set(e, "--interp: unknown filter '%s' (bilinear, bicubic)", o->interp);
+    }
+    if (o->blur_kernel) c->blur_kernel = o->blur_kernel;
+    take(&c->crop_scale_min, o->crop_scale_min), take(&c->crop_scale_max, o->crop_scale_max);
+    take(&c->crop_ratio_min, o->crop_ratio_min), take(&c->crop_ratio_max, o->crop_ratio_max);
+    for (int v = 0; v < 2; v++) {
+        ViewAug *a = &c->view[v];
+        take(&a->flip_p, o->flip_p), take(&a->jitter_p, o->jitter_p);
+        take(&a->brightness, o->brightness), take(&a->contrast, o->contrast);
+        take(&a->saturation, o->saturation), take(&a->hue, o->hue);
+        if (ds->channels == 3) take(&a->gray_p, o->gray_p);
+        take(&a->blur_p, o->blur_p[v]);
+        take(&a->blur_sigma_min, o->blur_sigma_min), take(&a->blur_sigma_max, o->blur_sigma_max);
+        take(&a->solarize_p, o->solarize_p[v]);
+        take(&a->solarize_threshold, o->solarize_threshold);
+    }
+    return aug_config_check(c, e);
+}

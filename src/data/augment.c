@@ -1,0 +1,391 @@
+/* BYOL augmentations: see augment.h. Images are CHW float planes; every transform works in place
+ * on them except the crop-and-resize, which reads the decoded HWC uint8 image. */
+#include "augment.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <string.h>
+
+static int round_half_even(double v) { return (int)nearbyint(v); }
+
+void aug_config_default(AugConfig *c, int image_size, int channels) {
+    memset(c, 0, sizeof *c);
+    c->image_size = image_size;
+    c->channels = channels;
+    c->crop_scale_min = 0.08f, c->crop_scale_max = 1.0f;
+    c->crop_ratio_min = 3.0f / 4.0f, c->crop_ratio_max = 4.0f / 3.0f;
+    c->interp = INTERP_BILINEAR;
+    int k = (int)(0.1 * image_size);
+    c->blur_kernel = k % 2 ? k : k + 1;
+    for (int v = 0; v < 2; v++) {
+        ViewAug *a = &c->view[v];
+        a->flip_p = 0.5f;
+        a->jitter_p = 0.8f, a->brightness = 0.4f, a->contrast = 0.4f, a->saturation = 0.2f, a->hue = 0.1f;
+        a->gray_p = channels == 3 ? 0.2f : 0.0f;
+        a->blur_p = image_size <= 64 ? 0.0f : (v == 0 ? 1.0f : 0.1f);
+        a->blur_sigma_min = 0.1f, a->blur_sigma_max = 2.0f;
+        a->solarize_p = v == 0 ? 0.0f : 0.2f;
+        a->solarize_threshold = 0.5f;
+    }
+    for (int k2 = 0; k2 < 3; k2++) c->mean[k2] = 0.0f, c->std[k2] = 1.0f;
+}
+
+static int prob_ok(float p) { return p >= 0 && p <= 1; }
+
+int aug_config_check(const AugConfig *c, Err *e) {
+    if (c->image_size < 1 || c->image_size > 4096)
+        return err_set(e, "--image-size %d is out of range (1..4096)", c->image_size);
+    if (c->channels != 1 && c->channels != 3)
+        return err_set(e, "images must have 1 or 3 channels, not %d", c->channels);
+    if (!(c->crop_scale_min > 0 && c->crop_scale_min <= c->crop_scale_max && c->crop_scale_max <= 1))
+        return err_set(e, "--crop-scale %g..%g: need 0 < min <= max <= 1", c->crop_scale_min, c->crop_scale_max);
+    if (!(c->crop_ratio_min > 0 && c->crop_ratio_min <= c->crop_ratio_max))
+        return err_set(e, "--crop-ratio %g..%g: need 0 < min <= max", c->crop_ratio_min, c->crop_ratio_max);
+    for (int v = 0; v < 2; v++) {
+        const ViewAug *a = &c->view[v];
+        if (!prob_ok(a->flip_p) || !prob_ok(a->jitter_p) || !prob_ok(a->gray_p) ||
+            !prob_ok(a->blur_p) || !prob_ok(a->solarize_p))
+            return err_set(e, "view %d: probabilities must lie in [0, 1]", v + 1);
+        if (a->brightness < 0 || a->contrast < 0 || a->saturation < 0 || a->hue < 0 || a->hue > 0.5f)
+            return err_set(e, "view %d: jitter strengths must be >= 0 (hue at most 0.5)", v + 1);
+        if (a->blur_p > 0 && !(a->blur_sigma_min > 0 && a->blur_sigma_min <= a->blur_sigma_max))
+            return err_set(e, "view %d: blur sigma range %g..%g is empty", v + 1, a->blur_sigma_min,
+                           a->blur_sigma_max);
+        if (a->blur_p > 0 && (c->blur_kernel < 1 || c->blur_kernel % 2 == 0 ||
+                              c->blur_kernel / 2 >= c->image_size))
+            return err_set(e, "blur kernel %d must be odd and smaller than twice the image size %d",
+                           c->blur_kernel, c->image_size);
+    }
+    for (int k = 0; k < c->channels; k++)
+        if (!(c->std[k] > 0)) return err_set(e, "normalization std of channel %d is %g (must be > 0)", k, c->std[k]);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- random parameters */
+
+void aug_draw_crop(int *y, int *x, int *h, int *w, int H, int W, const AugConfig *c, Rng *r) {
+    const double area = (double)H * W;
+    const double lr0 = log(c->crop_ratio_min), lr1 = log(c->crop_ratio_max);
+    for (int attempt = 0; attempt < 10; attempt++) {
+        double target = area * rng_between(r, c->crop_scale_min, c->crop_scale_max);
+        double aspect = exp(rng_between(r, lr0, lr1));
+        int cw = round_half_even(sqrt(target * aspect)), ch = round_half_even(sqrt(target / aspect));
+        if (cw > 0 && cw <= W && ch > 0 && ch <= H) {
+            *y = (int)rng_below(r, (uint64_t)(H - ch + 1));
+            *x = (int)rng_below(r, (uint64_t)(W - cw + 1));
+            *h = ch, *w = cw;
+            return;
+        }
+    }
+    /* Fallback: the whole image, cut to the nearest allowed ratio, centred. */
+    double in_ratio = (double)W / H;
+    int cw = W, ch = H;
+    if (in_ratio < c->crop_ratio_min) ch = round_half_even(cw / (double)c->crop_ratio_min);
+    else if (in_ratio > c->crop_ratio_max) cw = round_half_even(ch * (double)c->crop_ratio_max);
+    if (ch < 1) ch = 1;
+    if (cw < 1) cw = 1;
+    *y = (H - ch) / 2, *x = (W - cw) / 2, *h = ch, *w = cw;
+}
+
+void aug_draw(ViewParams *p, const AugConfig *c, int view, int H, int W, Rng *r) {
+    const ViewAug *a = &c->view[view];
+    memset(p, 0, sizeof *p);
+    aug_draw_crop(&p->crop_y, &p->crop_x, &p->crop_h, &p->crop_w, H, W, c, r);
+    /* A fixed number of draws per view whatever the outcomes, so the stream's layout is stable. */
+    p->flip = rng_u01(r) < a->flip_p;
+    p->jitter = rng_u01(r) < a->jitter_p;
+    for (int i = 0; i < 4; i++) p->order[i] = i;
+    for (int i = 3; i > 0; i--) {
+        int j = (int)rng_below(r, (uint64_t)i + 1), t = p->order[i];
+        p->order[i] = p->order[j], p->order[j] = t;
+    }
+    p->brightness = (float)rng_between(r, fmax(0, 1 - a->brightness), 1 + a->brightness);
+    p->contrast = (float)rng_between(r, fmax(0, 1 - a->contrast), 1 + a->contrast);
+    p->saturation = (float)rng_between(r, fmax(0, 1 - a->saturation), 1 + a->saturation);
+    p->hue = (float)rng_between(r, -a->hue, a->hue);
+    p->gray = c->channels == 3 && rng_u01(r) < a->gray_p;
+    p->blur = rng_u01(r) < a->blur_p;
+    p->sigma = (float)rng_between(r, a->blur_sigma_min, a->blur_sigma_max);
+    p->solarize = rng_u01(r) < a->solarize_p;
+    p->solarize_threshold = a->solarize_threshold;
+}
+
+/* ---------------------------------------------------------------- resize */
+
+static double filter_weight(double x, Interp interp) {
+    x = fabs(x);
+    if (interp == INTERP_BILINEAR) return x < 1 ? 1 - x : 0;
+    const double a = -0.5; /* PIL's and torch's antialiased bicubic */
+    if (x < 1) return ((a + 2) * x - (a + 3)) * x * x + 1;
+    if (x < 2) return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a;
+    return 0;
+}
+
+static int filter_taps(int in, int out, Interp interp) {
+    double scale = (double)in / out, support = (interp == INTERP_BILINEAR ? 1.0 : 2.0) * (scale >= 1 ? scale : 1);
+    return (int)ceil(support) * 2 + 2;
+}
+
+/* Per output index i: first input index start[i], count[i] taps, weights w[i * taps + j];
+ * torch's _upsample_*_aa weights (the same as PIL's ImagingResample). */
+static void filter_weights(int *start, int *count, float *w, int taps, int in, int out, Interp interp) {
+    const double scale = (double)in / out;
+    const double support = (interp == INTERP_BILINEAR ? 1.0 : 2.0) * (scale >= 1 ? scale : 1);
+    const double invscale = scale >= 1 ? 1 / scale : 1;
+    for (int i = 0; i < out; i++) {
+        double center = scale * (i + 0.5);
+        int64_t lo = (int64_t)(center - support + 0.5), hi = (int64_t)(center + support + 0.5);
+        if (lo < 0) lo = 0;
+        if (hi > in) hi = in;
+        int n = (int)(hi - lo);
+        if (n > taps) n = taps;
+        double total = 0;
+        float *wi = w + (size_t)i * taps;
+        for (int j = 0; j < n; j++) total += filter_weight((j + lo - center + 0.5) * invscale, interp);
+        for (int j = 0; j < n; j++)
+            wi[j] = (float)(total != 0 ? filter_weight((j + lo - center + 0.5) * invscale, interp) / total : 0);
+        start[i] = (int)lo, count[i] = n;
+    }
+}
+
+static float *scratch_get(AugScratch *s, size_t floats) {
+    if (floats > s->cap) {
+        xfree(s->buf);
+        s->cap = floats + floats / 4;
+        s->buf = xmalloc(s->cap * sizeof(float), "augmentation scratch");
+    }
+    return s->buf;
+}
+
+void aug_scratch_free(AugScratch *s) {
+    xfree(s->buf);
+    s->buf = NULL, s->cap = 0;
+}
+
+/* The exact floats torch gets from uint8 / 255, filled once whatever the number of threads. */
+static float u8f[256];
+static pthread_once_t u8f_once = PTHREAD_ONCE_INIT;
+static void u8f_init(void) {
+    for (int i = 0; i < 256; i++) u8f[i] = (float)i / 255.0f;
+}
+
+void aug_resized_crop(float *out, const uint8_t *src, int H, int W, int C, int y0, int x0, int h,
+                      int w, int S, Interp interp, AugScratch *s) {
+    (void)H;
+    pthread_once(&u8f_once, u8f_init);
+    const int tx = filter_taps(w, S, interp), ty = filter_taps(h, S, interp);
+    /* scratch: [x weights][y weights][x start/count][y start/count][horizontal pass C*h*S] */
+    size_t need = (size_t)S * tx + (size_t)S * ty + 4 * (size_t)S + (size_t)C * h * S;
+    float *buf = scratch_get(s, need);
+    float *wx = buf, *wy = wx + (size_t)S * tx;
+    int *sx = (int *)(wy + (size_t)S * ty), *nx = sx + S, *sy = nx + S, *ny = sy + S;
+    float *tmp = (float *)(ny + S);
+    filter_weights(sx, nx, wx, tx, w, S, interp);
+    filter_weights(sy, ny, wy, ty, h, S, interp);
+    /* Horizontal: tmp[c][row][ox], rows of the crop. */
+    for (int row = 0; row < h; row++) {
+        const uint8_t *line = src + ((size_t)(y0 + row) * W + x0) * C;
+        for (int ox = 0; ox < S; ox++) {
+            const float *wt = wx + (size_t)ox * tx;
+            const uint8_t *p = line + (size_t)sx[ox] * C;
+            for (int c = 0; c < C; c++) {
+                float acc = 0;
+                for (int j = 0; j < nx[ox]; j++) acc += wt[j] * u8f[p[(size_t)j * C + c]];
+                tmp[((size_t)c * h + row) * S + ox] = acc;
+            }
+        }
+    }
+    /* Vertical: out[c][oy][ox]. */
+    for (int c = 0; c < C; c++)
+        for (int oy = 0; oy < S; oy++) {
+            const float *wt = wy + (size_t)oy * ty;
+            float *o = out + ((size_t)c * S + oy) * S;
+            const float *base = tmp + ((size_t)c * h + sy[oy]) * S;
+            for (int ox = 0; ox < S; ox++) o[ox] = 0;
+            for (int j = 0; j < ny[oy]; j++) {
+                const float wj = wt[j], *r = base + (size_t)j * S;
+                for (int ox = 0; ox < S; ox++) o[ox] += wj * r[ox];
+            }
+        }
+}
+
+/* ---------------------------------------------------------------- colour */
+
+void aug_hflip(float *img, int C, int H, int W) {
+    for (size_t r = 0; r < (size_t)C * H; r++) {
+        float *row = img + r * W;
+        for (int i = 0, j = W - 1; i < j; i++, j--) {
+            float t = row[i];
+            row[i] = row[j], row[j] = t;
+        }
+    }
+}
+
+static inline float clamp01(float v) { return v < 0 ? 0 : v > 1 ? 1 : v; }
+
+/* torchvision's _blend: ratio * a + (1 - ratio) * b, clamped to [0, 1]. */
+static inline float blend(float a, float b, float ratio) { return clamp01(ratio * a + (1.0f - ratio) * b); }
+
+static inline float gray_of(float r, float g, float b) { return 0.299f * r + 0.587f * g + 0.114f * b; }
+
+void aug_brightness(float *img, int C, int H, int W, float f) {
+    const size_t n = (size_t)C * H * W;
+    for (size_t i = 0; i < n; i++) img[i] = blend(img[i], 0.0f, f);
+}
+
+void aug_contrast(float *img, int C, int H, int W, float f) {
+    const size_t hw = (size_t)H * W, n = (size_t)C * hw;
+    double sum = 0;
+    if (C == 3)
+        for (size_t i = 0; i < hw; i++) sum += gray_of(img[i], img[hw + i], img[2 * hw + i]);
+    else
+        for (size_t i = 0; i < n; i++) sum += img[i];
+    const float mean = (float)(sum / (C == 3 ? hw : n));
+    for (size_t i = 0; i < n; i++) img[i] = blend(img[i], mean, f);
+}
+
+void aug_saturation(float *img, int C, int H, int W, float f) {
+    if (C != 3) return; /* torchvision: no-op on one channel */
+    const size_t hw = (size_t)H * W;
+    for (size_t i = 0; i < hw; i++) {
+        float g = gray_of(img[i], img[hw + i], img[2 * hw + i]);
+        for (int c = 0; c < 3; c++) img[c * hw + i] = blend(img[c * hw + i], g, f);
+    }
+}
+
+/* torchvision's _rgb2hsv / _hsv2rgb per pixel, hue shifted by f (mod 1). */
+void aug_hue(float *img, int C, int H, int W, float f) {
+    if (C != 3) return;
+    const size_t hw = (size_t)H * W;
+    for (size_t i = 0; i < hw; i++) {
+        float r = img[i], g = img[hw + i], b = img[2 * hw + i];
+        float maxc = fmaxf(r, fmaxf(g, b)), minc = fminf(r, fminf(g, b));
+        int eqc = maxc == minc;
+        float cr = maxc - minc;
+        float s = cr / (eqc ? 1.0f : maxc);
+        float crd = eqc ? 1.0f : cr;
+        float rc = (maxc - r) / crd, gc = (maxc - g) / crd, bc = (maxc - b) / crd;
+        float h;
+        if (maxc == r) h = bc - gc;
+        else if (maxc == g) h = 2.0f + rc - bc;
+        else h = 4.0f + gc - rc;
+        h = fmodf(h / 6.0f + 1.0f, 1.0f);
+        h = h + f;
+        h = h - floorf(h); /* Python's % 1.0 */
+        float v = maxc;
+        float hi = floorf(h * 6.0f), fr = h * 6.0f - hi;
+        int sector = ((int)hi % 6 + 6) % 6;
+        float p = clamp01(v * (1.0f - s)), q = clamp01(v * (1.0f - s * fr)),
+              t = clamp01(v * (1.0f - s * (1.0f - fr)));
+        float o[3];
+        switch (sector) {
+        case 0: o[0] = v, o[1] = t, o[2] = p; break;
+        case 1: o[0] = q, o[1] = v, o[2] = p; break;
+        case 2: o[0] = p, o[1] = v, o[2] = t; break;
+        case 3: o[0] = p, o[1] = q, o[2] = v; break;
+        case 4: o[0] = t, o[1] = p, o[2] = v; break;
+        default: o[0] = v, o[1] = p, o[2] = q; break;
+        }
+        img[i] = o[0], img[hw + i] = o[1], img[2 * hw + i] = o[2];
+    }
+}
+
+void aug_grayscale(float *img, int C, int H, int W) {
+    if (C != 3) return;
+    const size_t hw = (size_t)H * W;
+    for (size_t i = 0; i < hw; i++) img[i] = img[hw + i] = img[2 * hw + i] = gray_of(img[i], img[hw + i], img[2 * hw + i]);
+}
+
+static inline int reflect(int i, int n) {
+    if (i < 0) return -i;
+    if (i >= n) return 2 * n - 2 - i;
+    return i;
+}
+
+void aug_blur(float *img, float *tmp, int C, int H, int W, int k, float sigma) {
+    float kern[257];
+    const int half = k / 2;
+    double total = 0, kd[257];
+    for (int i = 0; i < k; i++) {
+        double x = (i - half) / (double)sigma;
+        total += kd[i] = exp(-0.5 * x * x);
+    }
+    for (int i = 0; i < k; i++) kern[i] = (float)(kd[i] / total);
+    for (int c = 0; c < C; c++) {
+        float *pl = img + (size_t)c * H * W, *tp = tmp + (size_t)c * H * W;
+        for (int y = 0; y < H; y++) { /* horizontal */
+            const float *row = pl + (size_t)y * W;
+            float *o = tp + (size_t)y * W;
+            for (int x = 0; x < W; x++) {
+                float acc = 0;
+                if (x >= half && x + half < W) {
+                    const float *p = row + x - half;
+                    for (int j = 0; j < k; j++) acc += kern[j] * p[j];
+                } else {
+                    for (int j = 0; j < k; j++) acc += kern[j] * row[reflect(x + j - half, W)];
+                }
+                o[x] = acc;
+            }
+        }
+        for (int y = 0; y < H; y++) { /* vertical, row by row for contiguous access */
+            float *o = pl + (size_t)y * W;
+            for (int x = 0; x < W; x++) o[x] = 0;
+            for (int j = 0; j < k; j++) {
+                const float *r = tp + (size_t)reflect(y + j - half, H) * W, kj = kern[j];
+                for (int x = 0; x < W; x++) o[x] += kj * r[x];
+            }
+        }
+    }
+}
+
+void aug_solarize(float *img, int C, int H, int W, float threshold) {
+    const size_t n = (size_t)C * H * W;
+    for (size_t i = 0; i < n; i++)
+        if (img[i] >= threshold) img[i] = 1.0f - img[i];
+}
+
+void aug_normalize(float *img, int C, int H, int W, const float *mean, const float *std) {
+    const size_t hw = (size_t)H * W;
+    for (int c = 0; c < C; c++) {
+        const float m = mean[c], s = std[c];
+        float *p = img + c * hw;
+        for (size_t i = 0; i < hw; i++) p[i] = (p[i] - m) / s;
+    }
+}
+
+/* ---------------------------------------------------------------- the pipeline */
+
+/* Everything but normalization, into img (C x S x S). The scratch's tail past the resize's use
+ * holds the blur's temporary plane. */
+static void pipeline(float *img, const Image *src, const ViewParams *p, const AugConfig *c, AugScratch *s) {
+    const int C = c->channels, S = c->image_size;
+    aug_resized_crop(img, src->px, src->h, src->w, C, p->crop_y, p->crop_x, p->crop_h, p->crop_w, S,
+                     c->interp, s);
+    if (p->flip) aug_hflip(img, C, S, S);
+    if (p->jitter)
+        for (int i = 0; i < 4; i++) switch (p->order[i]) {
+            case 0: aug_brightness(img, C, S, S, p->brightness); break;
+            case 1: aug_contrast(img, C, S, S, p->contrast); break;
+            case 2: aug_saturation(img, C, S, S, p->saturation); break;
+            default: aug_hue(img, C, S, S, p->hue); break;
+            }
+    if (p->gray) aug_grayscale(img, C, S, S);
+    if (p->blur) aug_blur(img, scratch_get(s, (size_t)C * S * S), C, S, S, c->blur_kernel, p->sigma);
+    if (p->solarize) aug_solarize(img, C, S, S, p->solarize_threshold);
+}
+
+void aug_apply(float *out, const Image *src, const ViewParams *p, const AugConfig *c, AugScratch *s) {
+    pipeline(out, src, p, c, s);
+    aug_normalize(out, c->channels, c->image_size, c->image_size, c->mean, c->std);
+}
+
+void aug_apply_u8(uint8_t *out, const Image *src, const ViewParams *p, const AugConfig *c, AugScratch *s) {
+    const int C = c->channels, S = c->image_size;
+    float *img = xmalloc((size_t)C * S * S * sizeof(float), "augmented view");
+    pipeline(img, src, p, c, s);
+    for (int y = 0; y < S; y++)
+        for (int x = 0; x < S; x++)
+            for (int k = 0; k < C; k++)
+                out[((size_t)y * S + x) * C + k] = (uint8_t)lrintf(clamp01(img[((size_t)k * S + y) * S + x]) * 255.0f);
+    xfree(img);
+}

@@ -1,0 +1,261 @@
+/* Datasets: opening by kind or by detection, the helpers the per-format openers share (blobs,
+ * mapped files, class names), release, and image access with the layout conversion to HWC. */
+#include "dataset.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+const char *const SPLIT_NAMES[SPLIT_COUNT] = {"train", "test", "unlabeled"};
+
+void dataset_keep_blob(Dataset *ds, void *p, size_t size, int mapped) {
+    if (ds->n_blobs >= (int)ARRAY_LEN(ds->blobs))
+        die("dataset %s: more than %d buffers kept (internal limit)", ds->root,
+            (int)ARRAY_LEN(ds->blobs));
+    ds->blobs[ds->n_blobs].p = p;
+    ds->blobs[ds->n_blobs].size = size;
+    ds->blobs[ds->n_blobs].mapped = mapped;
+    ds->n_blobs++;
+}
+
+/* An empty file maps nothing: it gets this address, valid and never dereferenced. */
+static const uint8_t empty_file[1];
+
+const uint8_t *dataset_map_file(Dataset *ds, const char *path, size_t *size, Err *e) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        err_set(e, "%s: cannot open: %s", path, strerror(errno));
+        return NULL;
+    }
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        err_set(e, "%s: cannot stat: %s", path, strerror(errno));
+        close(fd);
+        return NULL;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        err_set(e, "%s: not a regular file", path);
+        close(fd);
+        return NULL;
+    }
+    size_t n = (size_t)st.st_size;
+    *size = n;
+    if (n == 0) {
+        close(fd);
+        return empty_file;
+    }
+    void *p = mmap(NULL, n, PROT_READ, MAP_PRIVATE, fd, 0);
+    int saved = errno;
+    close(fd);
+    if (p == MAP_FAILED) {
+        err_set(e, "%s: cannot map %zu bytes: %s", path, n, strerror(saved));
+        return NULL;
+    }
+    dataset_keep_blob(ds, p, n, 1);
+    return p;
+}
+
+char *dataset_strdup(const char *s) {
+    char *r = strdup(s);
+    if (!r) die("out of memory copying a %zu-byte string", strlen(s));
+    return r;
+}
+
+int dataset_set_class_names(Dataset *ds, const char *root, const char *file, int n,
+                            const char *const *defaults, Err *e) {
+    ds->n_classes = n;
+    ds->class_names = calloc((size_t)n, sizeof(char *));
+    if (!ds->class_names) die("out of memory for %d class names", n);
+    char path[4200];
+    struct stat st;
+    if (file) snprintf(path, sizeof path, "%s/%s", root, file);
+    if (!file || stat(path, &st) != 0) {
+        for (int i = 0; i < n; i++) {
+            char num[16];
+            snprintf(num, sizeof num, "%d", i);
+            ds->class_names[i] = dataset_strdup(defaults ? defaults[i] : num);
+        }
+        return 0;
+    }
+    size_t size;
+    uint8_t *text = read_file(path, &size, e);
+    if (!text) return -1;
+    int count = 0;
+    size_t i = 0;
+    while (i < size) {
+        size_t j = i;
+        while (j < size && text[j] != '\n') j++;
+        size_t a = i, b = j; /* trim spaces and the \r of CRLF files */
+        while (a < b && isspace(text[a])) a++;
+        while (b > a && isspace(text[b - 1])) b--;
+        if (b > a) {
+            if (count < n) {
+                char *name = malloc(b - a + 1);
+                if (!name) die("out of memory for a class name");
+                memcpy(name, text + a, b - a);
+                name[b - a] = 0;
+                ds->class_names[count] = name;
+            }
+            count++;
+        }
+        i = j + 1;
+    }
+    free(text);
+    if (count != n)
+        return err_set(e, "%s: %d class names, expected %d (one a line)", path, count, n);
+    return 0;
+}
+
+void dataset_close(Dataset *ds) {
+    for (int s = 0; s < SPLIT_COUNT; s++) {
+        DatasetSplit *sp = &ds->split[s];
+        free(sp->labels);
+        if (sp->paths) {
+            for (int i = 0; i < sp->n; i++) free(sp->paths[i]);
+            free(sp->paths);
+        }
+    }
+    if (ds->class_names) {
+        for (int i = 0; i < ds->n_classes; i++) free(ds->class_names[i]);
+        free(ds->class_names);
+    }
+    if (ds->skipped) {
+        for (int i = 0; i < ds->n_skipped; i++) free(ds->skipped[i]);
+        free(ds->skipped);
+    }
+    for (int b = 0; b < ds->n_blobs; b++) {
+        if (ds->blobs[b].mapped)
+            munmap(ds->blobs[b].p, ds->blobs[b].size);
+        else
+            free(ds->blobs[b].p);
+    }
+    memset(ds, 0, sizeof *ds);
+}
+
+static int file_exists(const char *dir, const char *name) {
+    char path[4200];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* Whether the canonical path contains "fashion" (any case): Fashion-MNIST and MNIST share the
+ * IDX file names, so only the folder's name tells them apart. */
+static int path_says_fashion(const char *path) {
+    char *real = realpath(path, NULL);
+    const char *p = real ? real : path;
+    int found = 0;
+    for (size_t i = 0; p[i] && !found; i++) {
+        const char *w = "fashion";
+        size_t k = 0;
+        while (w[k] && p[i + k] && tolower((unsigned char)p[i + k]) == w[k]) k++;
+        found = w[k] == 0;
+    }
+    free(real);
+    return found;
+}
+
+/* By the files a format's folder holds. A folder with only some of them (just the test files,
+ * say) is still detected, so that its opener names what is missing. */
+static const char *detect_kind(const char *path) {
+    if (file_exists(path, "train-images-idx3-ubyte") ||
+        file_exists(path, "train-images-idx3-ubyte.gz") ||
+        file_exists(path, "t10k-images-idx3-ubyte") ||
+        file_exists(path, "t10k-images-idx3-ubyte.gz"))
+        return path_says_fashion(path) ? "fashion-mnist" : "mnist";
+    if (file_exists(path, "data_batch_1.bin") || file_exists(path, "test_batch.bin"))
+        return "cifar10";
+    if (file_exists(path, "train.bin") || file_exists(path, "test.bin")) return "cifar100";
+    if (file_exists(path, "train_X.bin") || file_exists(path, "unlabeled_X.bin") ||
+        file_exists(path, "test_X.bin"))
+        return "stl10";
+    return "folder";
+}
+
+int dataset_open(Dataset *ds, const char *path, const char *kind, FILE *warn, Err *e) {
+    memset(ds, 0, sizeof *ds);
+    static const char *const kinds[] = {"mnist", "fashion-mnist", "cifar10", "cifar100", "stl10",
+                                        "folder"};
+    if (kind) {
+        int known = 0;
+        for (size_t k = 0; k < ARRAY_LEN(kinds); k++) known |= strcmp(kind, kinds[k]) == 0;
+        if (!known)
+            return err_set(e, "unknown dataset '%s' (mnist, fashion-mnist, cifar10, cifar100, "
+                              "stl10, folder)", kind);
+    }
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return err_set(e, "%s: cannot open: %s (check --data)", path, strerror(errno));
+    if (strlen(path) >= sizeof ds->root) return err_set(e, "%s: path too long", path);
+    snprintf(ds->root, sizeof ds->root, "%s", path);
+    if (!kind) {
+        if (!S_ISDIR(st.st_mode))
+            return err_set(e, "%s: not a folder (--data names the folder that holds the "
+                              "dataset's files)", path);
+        kind = detect_kind(path);
+    }
+    int rc;
+    if (strcmp(kind, "mnist") == 0)
+        rc = idx_open(ds, path, 0, e);
+    else if (strcmp(kind, "fashion-mnist") == 0)
+        rc = idx_open(ds, path, 1, e);
+    else if (strcmp(kind, "cifar10") == 0)
+        rc = cifar_open(ds, path, 0, e);
+    else if (strcmp(kind, "cifar100") == 0)
+        rc = cifar_open(ds, path, 1, e);
+    else if (strcmp(kind, "stl10") == 0)
+        rc = stl10_open(ds, path, e);
+    else
+        rc = folder_open(ds, path, warn, e);
+    if (rc != 0) {
+        dataset_close(ds);
+        return -1;
+    }
+    if (!ds->kind[0]) snprintf(ds->kind, sizeof ds->kind, "%s", kind);
+    return 0;
+}
+
+int dataset_image(const Dataset *ds, Split s, int i, int min_side, Image *out, Err *e) {
+    if ((int)s < 0 || s >= SPLIT_COUNT)
+        return err_set(e, "dataset %s: no split number %d", ds->root, (int)s);
+    const DatasetSplit *sp = &ds->split[s];
+    if (i < 0 || i >= sp->n)
+        return err_set(e, "dataset %s: image %d out of range: the %s split holds %d images",
+                       ds->root, i, SPLIT_NAMES[s], sp->n);
+    if (sp->paths) return image_decode_file(out, sp->paths[i], ds->channels, min_side, e);
+
+    const int W = ds->width, H = ds->height, C = ds->channels;
+    const size_t plane = (size_t)W * H;
+    const uint8_t *src = sp->records + (size_t)i * sp->record_stride + sp->pixel_offset;
+    image_reserve(out, W, H, C);
+    uint8_t *dst = out->px;
+    switch (sp->layout) {
+    case PIXELS_HWC:
+        memcpy(dst, src, plane * C);
+        break;
+    case PIXELS_CHW:
+        for (int k = 0; k < C; k++) {
+            const uint8_t *p = src + k * plane;
+            for (size_t j = 0; j < plane; j++) dst[j * C + k] = p[j];
+        }
+        break;
+    case PIXELS_CHW_COLMAJOR:
+        for (int k = 0; k < C; k++) {
+            const uint8_t *p = src + k * plane;
+            for (int x = 0; x < W; x++) {
+                const uint8_t *col = p + (size_t)x * H;
+                for (int y = 0; y < H; y++) dst[((size_t)y * W + x) * C + k] = col[y];
+            }
+        }
+        break;
+    default:
+        return err_set(e, "dataset %s: unknown pixel layout %d", ds->root, (int)sp->layout);
+    }
+    return 0;
+}

@@ -1,0 +1,91 @@
+/* Datasets: what images there are, in which split, with which labels, and how to get image i's
+ * pixels. Formats: IDX (MNIST, Fashion-MNIST; gzipped or not), the CIFAR-10/100 binary
+ * versions, the STL-10 binary version, and image folders (torchvision's ImageFolder layout).
+ *
+ * Fixed-size formats are mapped or read into memory once, as stored; pixels are converted to
+ * HWC on access. A folder keeps only its file list: images are decoded on access, so memory
+ * stays bounded whatever the folder's size. */
+#ifndef BYOL_DATASET_H
+#define BYOL_DATASET_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "../core/common.h"
+#include "image.h"
+
+typedef enum { SPLIT_TRAIN, SPLIT_TEST, SPLIT_UNLABELED, SPLIT_COUNT } Split;
+extern const char *const SPLIT_NAMES[SPLIT_COUNT]; /* "train", "test", "unlabeled" */
+
+/* How a fixed-size format stores one image's pixels inside its record. */
+typedef enum {
+    PIXELS_HWC,          /* IDX (one channel) */
+    PIXELS_CHW,          /* CIFAR: three planes, each row-major */
+    PIXELS_CHW_COLMAJOR, /* STL-10: three planes, each column-major */
+} PixelLayout;
+
+typedef struct {
+    int n;              /* images in this split (0: split absent) */
+    int32_t *labels;    /* n labels in [0, n_classes), or -1 where there is none */
+    /* Fixed-size formats: image i is at records + i * record_stride + pixel_offset. */
+    const uint8_t *records;
+    size_t record_stride, pixel_offset;
+    PixelLayout layout;
+    /* Folders: image i is the file paths[i]. */
+    char **paths;
+} DatasetSplit;
+
+typedef struct {
+    char kind[16];          /* "mnist", "fashion-mnist", "cifar10", "cifar100", "stl10", "folder" */
+    char root[4096];
+    int channels;           /* 1 or 3: what dataset_image returns */
+    int height, width;      /* stored size; for a folder the size of the first image, and
+                             * sizes_vary set when not all images share it */
+    int sizes_vary;
+    int n_classes;
+    char **class_names;     /* n_classes names */
+    DatasetSplit split[SPLIT_COUNT];
+    int n_skipped;          /* folder files that were skipped, each with one warning */
+    char **skipped;         /* n_skipped lines "path: reason" */
+    /* Owned memory: mapped files and buffers, released by dataset_close. */
+    struct {
+        void *p;
+        size_t size;
+        int mapped;
+    } blobs[16];
+    int n_blobs;
+} Dataset;
+
+/* Opens PATH as dataset `kind` ("mnist", "fashion-mnist", "cifar10", "cifar100", "stl10",
+ * "folder"), or detects the format when kind is NULL. Each skipped folder file is also printed
+ * as one warning line to `warn` (NULL: silent). Fails with one line naming the file and the
+ * problem: unreadable path, empty folder, truncated or wrongly sized file (expected vs found),
+ * bad IDX magic, labels that do not match the images. */
+int dataset_open(Dataset *ds, const char *path, const char *kind, FILE *warn, Err *e);
+void dataset_close(Dataset *ds);
+
+/* Image i of split s as HWC uint8 with ds->channels channels, in out (reused across calls).
+ * min_side is a decoding hint for folders (see image_decode_mem). Thread-safe: any number of
+ * threads may call it at once with their own `out`. */
+int dataset_image(const Dataset *ds, Split s, int i, int min_side, Image *out, Err *e);
+
+/* Which split to pretrain on: train, or unlabeled where the dataset has one and the caller asks
+ * for it. Splits used for evaluation: train and test. */
+
+/* Internal: the per-format openers dataset_open dispatches to (src/data/{idx,cifar,stl10,
+ * folder}.c). Each fills ds (kind, channels, size, classes, splits, blobs) or fails. */
+int idx_open(Dataset *ds, const char *root, int fashion, Err *e);
+int cifar_open(Dataset *ds, const char *root, int cifar100, Err *e);
+int stl10_open(Dataset *ds, const char *root, Err *e);
+int folder_open(Dataset *ds, const char *root, FILE *warn, Err *e);
+/* Helpers for openers: keep a blob (mapped or malloc'ed) for dataset_close to release, and the
+ * whole file mapped read-only (size returned; errors name the file). */
+void dataset_keep_blob(Dataset *ds, void *p, size_t size, int mapped);
+const uint8_t *dataset_map_file(Dataset *ds, const char *path, size_t *size, Err *e);
+char *dataset_strdup(const char *s);
+/* Sets n_classes and class_names: from the text file root/file when it exists (one name a line,
+ * blank lines skipped, exactly n names), else from `defaults` (NULL: "0" .. "n-1"). */
+int dataset_set_class_names(Dataset *ds, const char *root, const char *file, int n,
+                            const char *const *defaults, Err *e);
+
+#endif

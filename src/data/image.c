@@ -1,0 +1,448 @@
+/* JPEG (libjpeg-turbo) and PNG (libpng) decoding into 8-bit HWC pixels, header probing, and a
+ * PNG writer. See image.h.
+ *
+ * Both libraries report errors through callbacks; ours format the message into an Err and
+ * longjmp back to the caller, so a corrupt file becomes one line naming it. libjpeg warnings
+ * (a truncated file gives "Premature end of JPEG file" and then gray pixels) are errors too, except
+ * "extraneous bytes before marker", which leaves every pixel intact (some ImageNet files have it).
+ * libpng warnings (e.g. "known incorrect sRGB profile") are ignored: its real problems (bad CRC
+ * on a critical chunk, truncated or missing image data) are errors. */
+#include "image.h"
+
+#include <errno.h>
+#include <setjmp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jpeglib.h>
+#include <jerror.h>
+#include <png.h>
+
+void image_free(Image *img) {
+    if (!img) return;
+    xfree(img->px);
+    img->px = NULL;
+    img->cap = 0;
+    img->w = img->h = img->c = 0;
+}
+
+void image_reserve(Image *img, int w, int h, int c) {
+    if (w < 0 || h < 0 || c < 0) die("image_reserve: negative size %dx%dx%d", w, h, c);
+    size_t need = (size_t)w * (size_t)h * (size_t)c;
+    if (need > img->cap || !img->px) {
+        xfree(img->px);
+        img->px = xmalloc(need ? need : 1, "decoded image pixels");
+        img->cap = need ? need : 1;
+    }
+    img->w = w;
+    img->h = h;
+    img->c = c;
+}
+
+static const uint8_t PNG_SIG[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+
+ImageFormat image_format_of(const uint8_t *buf, size_t n) {
+    if (n >= 3 && buf[0] == 0xFF && buf[1] == 0xD8 && buf[2] == 0xFF) return IMAGE_FORMAT_JPEG;
+    if (n >= 8 && memcmp(buf, PNG_SIG, 8) == 0) return IMAGE_FORMAT_PNG;
+    return IMAGE_FORMAT_UNKNOWN;
+}
+
+/* The size check every decoder runs before allocating. */
+static int check_dims(const char *label, long w, long h, Err *e) {
+    if (w <= 0 || h <= 0 || w > IMAGE_MAX_SIDE || h > IMAGE_MAX_SIDE)
+        return err_set(e, "%s: header claims %ldx%ld pixels (corrupt or hostile; at most %d per side)",
+                       label, w, h, (int)IMAGE_MAX_SIDE);
+    if ((size_t)w * (size_t)h > IMAGE_MAX_PIXELS)
+        return err_set(e, "%s: header claims %ldx%ld pixels (corrupt or hostile; at most %zu pixels)",
+                       label, w, h, (size_t)IMAGE_MAX_PIXELS);
+    return 0;
+}
+
+/* PIL's RGB -> L: L = (R * 19595 + G * 38470 + B * 7471 + 0x8000) >> 16, in place (n pixels). */
+static void rgb_to_gray_inplace(uint8_t *px, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *s = px + 3 * i;
+        px[i] = (uint8_t)((s[0] * 19595u + s[1] * 38470u + s[2] * 7471u + 0x8000u) >> 16);
+    }
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* JPEG */
+
+typedef struct {
+    struct jpeg_error_mgr pub;
+    jmp_buf jb;
+    const char *label;
+    Err *e;
+} JpegErr;
+
+static void jpeg_fail(j_common_ptr cinfo) {
+    JpegErr *je = (JpegErr *)cinfo->err;
+    char buf[JMSG_LENGTH_MAX];
+    (*cinfo->err->format_message)(cinfo, buf);
+    err_set(je->e, "%s: corrupt or truncated JPEG: %s", je->label, buf);
+    longjmp(je->jb, 1);
+}
+
+static void jpeg_message(j_common_ptr cinfo, int level) {
+    if (level >= 0) return; /* trace messages */
+    if (cinfo->err->msg_code == JWRN_EXTRANEOUS_DATA) return;
+    jpeg_fail(cinfo);
+}
+
+static void jpeg_err_init(JpegErr *je, const char *label, Err *e) {
+    jpeg_std_error(&je->pub);
+    je->pub.error_exit = jpeg_fail;
+    je->pub.emit_message = jpeg_message;
+    je->label = label;
+    je->e = e;
+}
+
+/* Channels a JPEG is stored with (1 or 3; CMYK/YCCK count as colour), or -1. */
+static int jpeg_stored_channels(const struct jpeg_decompress_struct *c) {
+    if (c->num_components == 1) return 1;
+    if (c->num_components == 3) return 3;
+    if (c->num_components == 4 && (c->jpeg_color_space == JCS_CMYK || c->jpeg_color_space == JCS_YCCK))
+        return 3;
+    return -1;
+}
+
+/* PIL's CMYK -> RGB for Adobe-style (inverted) CMYK JPEGs, in place from 4 to 3 channels:
+ * PIL reads them as "CMYK;I" (c = 255 - stored) and converts r = (255 - k) - c (255 - k) / 255
+ * with its MULDIV255 rounding. */
+static void cmyk_to_rgb_inplace(uint8_t *px, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *s = px + 4 * i;
+        unsigned nk = s[3]; /* 255 - k, k = 255 - stored */
+        uint8_t out[3];
+        for (int j = 0; j < 3; j++) {
+            unsigned c = 255u - s[j];
+            unsigned t = c * nk + 128;
+            unsigned m = ((t >> 8) + t) >> 8;
+            out[j] = (uint8_t)(nk > m ? nk - m : 0);
+        }
+        memcpy(px + 3 * i, out, 3);
+    }
+}
+
+static int jpeg_decode(Image *img, const uint8_t *buf, size_t n, const char *label, int channels,
+                       int min_side, Err *e) {
+    struct jpeg_decompress_struct cinfo;
+    JpegErr je;
+    jpeg_err_init(&je, label, e);
+    cinfo.err = &je.pub;
+    jpeg_create_decompress(&cinfo);
+    if (setjmp(je.jb)) {
+        jpeg_destroy_decompress(&cinfo);
+        return -1;
+    }
+    jpeg_mem_src(&cinfo, buf, (unsigned long)n);
+    jpeg_read_header(&cinfo, TRUE);
+    if (check_dims(label, (long)cinfo.image_width, (long)cinfo.image_height, e) != 0) {
+        jpeg_destroy_decompress(&cinfo);
+        return -1;
+    }
+    int stored = jpeg_stored_channels(&cinfo);
+    if (stored < 0) {
+        err_set(e, "%s: unsupported JPEG with %d components (colour space %d)", label,
+                cinfo.num_components, (int)cinfo.jpeg_color_space);
+        jpeg_destroy_decompress(&cinfo);
+        return -1;
+    }
+    int cmyk = cinfo.num_components == 4;
+    /* Colour -> gray goes through RGB and PIL's rounding, so results match PIL exactly (libjpeg's
+     * own gray output is the Y plane, which differs from PIL's rule by +-1 in places). */
+    int out_c = cmyk ? 4 : (channels == 1 && stored == 1) ? 1 : 3;
+    cinfo.out_color_space = cmyk ? JCS_CMYK : out_c == 1 ? JCS_GRAYSCALE : JCS_RGB;
+    cinfo.scale_num = 8;
+    cinfo.scale_denom = 8;
+    if (min_side > 0) {
+        static const int nums[3] = {1, 2, 4};
+        for (int k = 0; k < 3; k++) {
+            cinfo.scale_num = (unsigned)nums[k];
+            jpeg_calc_output_dimensions(&cinfo);
+            if ((int)MIN(cinfo.output_width, cinfo.output_height) >= min_side) break;
+            cinfo.scale_num = 8;
+        }
+    }
+    jpeg_calc_output_dimensions(&cinfo);
+    int w = (int)cinfo.output_width, h = (int)cinfo.output_height;
+    if ((int)cinfo.output_components != out_c) {
+        err_set(e, "%s: JPEG decoder gave %d channels, expected %d", label,
+                (int)cinfo.output_components, out_c);
+        jpeg_destroy_decompress(&cinfo);
+        return -1;
+    }
+    image_reserve(img, w, h, out_c);
+    jpeg_start_decompress(&cinfo);
+    size_t stride = (size_t)w * (size_t)out_c;
+    while (cinfo.output_scanline < cinfo.output_height) {
+        JSAMPROW rows[16];
+        unsigned k = 0;
+        for (; k < 16 && cinfo.output_scanline + k < cinfo.output_height; k++)
+            rows[k] = img->px + (size_t)(cinfo.output_scanline + k) * stride;
+        jpeg_read_scanlines(&cinfo, rows, k);
+    }
+    /* No jpeg_finish_decompress: every pixel is in; a missing EOI after them is harmless. */
+    jpeg_destroy_decompress(&cinfo);
+    size_t np = (size_t)w * (size_t)h;
+    if (cmyk) {
+        cmyk_to_rgb_inplace(img->px, np);
+        img->c = 3;
+    }
+    if (channels == 1 && img->c == 3) {
+        rgb_to_gray_inplace(img->px, np);
+        img->c = 1;
+    }
+    return 0;
+}
+
+static int jpeg_probe(FILE *f, const char *label, int *w, int *h, int *c, Err *e) {
+    struct jpeg_decompress_struct cinfo;
+    JpegErr je;
+    jpeg_err_init(&je, label, e);
+    cinfo.err = &je.pub;
+    jpeg_create_decompress(&cinfo);
+    if (setjmp(je.jb)) {
+        jpeg_destroy_decompress(&cinfo);
+        return -1;
+    }
+    jpeg_stdio_src(&cinfo, f);
+    jpeg_read_header(&cinfo, TRUE);
+    int rc = check_dims(label, (long)cinfo.image_width, (long)cinfo.image_height, e);
+    int stored = jpeg_stored_channels(&cinfo);
+    if (rc == 0 && stored < 0)
+        rc = err_set(e, "%s: unsupported JPEG with %d components (colour space %d)", label,
+                     cinfo.num_components, (int)cinfo.jpeg_color_space);
+    if (rc == 0) {
+        *w = (int)cinfo.image_width;
+        *h = (int)cinfo.image_height;
+        *c = stored;
+    }
+    jpeg_destroy_decompress(&cinfo);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* PNG */
+
+typedef struct {
+    jmp_buf jb;
+    const char *label;
+    Err *e;
+    /* memory source */
+    const uint8_t *buf;
+    size_t n, pos;
+} PngCtx;
+
+static void png_fail(png_structp png, png_const_charp msg) {
+    PngCtx *ctx = png_get_error_ptr(png);
+    err_set(ctx->e, "%s: corrupt or truncated PNG: %s", ctx->label, msg);
+    png_longjmp(png, 1);
+}
+
+static void png_warn(png_structp png, png_const_charp msg) {
+    (void)png;
+    (void)msg;
+}
+
+static void png_read_mem(png_structp png, png_bytep out, png_size_t len) {
+    PngCtx *ctx = png_get_io_ptr(png);
+    if (len > ctx->n - ctx->pos) png_error(png, "unexpected end of file");
+    memcpy(out, ctx->buf + ctx->pos, len);
+    ctx->pos += len;
+}
+
+static int png_stored_channels(int color_type) {
+    return (color_type == PNG_COLOR_TYPE_GRAY || color_type == PNG_COLOR_TYPE_GRAY_ALPHA) ? 1 : 3;
+}
+
+static int png_decode(Image *img, const uint8_t *buf, size_t n, const char *label, int channels,
+                      Err *e) {
+    PngCtx ctx = {.label = label, .e = e, .buf = buf, .n = n, .pos = 0};
+    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &ctx, png_fail, png_warn);
+    if (!png) die("out of memory creating a PNG decoder");
+    png_infop info = png_create_info_struct(png);
+    if (!info) die("out of memory creating a PNG decoder");
+    png_bytep *volatile rows = NULL;
+    if (setjmp(png_jmpbuf(png))) {
+        free(rows);
+        png_destroy_read_struct(&png, &info, NULL);
+        return -1;
+    }
+    png_set_read_fn(png, &ctx, png_read_mem);
+    png_read_info(png, info);
+    png_uint_32 w = png_get_image_width(png, info), h = png_get_image_height(png, info);
+    if (check_dims(label, (long)w, (long)h, e) != 0) {
+        png_destroy_read_struct(&png, &info, NULL);
+        return -1;
+    }
+    int ct = png_get_color_type(png, info), depth = png_get_bit_depth(png, info);
+    int stored = png_stored_channels(ct);
+    if (ct == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
+    if (ct == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
+    if (depth == 16) png_set_scale_16(png);
+    if (ct & PNG_COLOR_MASK_ALPHA) png_set_strip_alpha(png);
+    /* tRNS (a transparent colour or palette alpha) is ignored: alpha is dropped anyway. */
+    if (png_get_valid(png, info, PNG_INFO_tRNS)) png_set_strip_alpha(png);
+    if (channels == 3 && stored == 1) png_set_gray_to_rgb(png);
+    png_set_interlace_handling(png);
+    png_read_update_info(png, info);
+    int out_c = png_get_channels(png, info);
+    if (png_get_bit_depth(png, info) != 8 || (out_c != 1 && out_c != 3) ||
+        png_get_rowbytes(png, info) != (size_t)w * (size_t)out_c) {
+        err_set(e, "%s: unsupported PNG layout (colour type %d, bit depth %d)", label, ct, depth);
+        png_destroy_read_struct(&png, &info, NULL);
+        return -1;
+    }
+    image_reserve(img, (int)w, (int)h, out_c);
+    rows = malloc((size_t)h * sizeof *rows);
+    if (!rows) die("out of memory decoding %s", label);
+    for (png_uint_32 y = 0; y < h; y++) rows[y] = img->px + (size_t)y * w * (size_t)out_c;
+    png_read_image(png, rows);
+    free(rows);
+    rows = NULL;
+    png_destroy_read_struct(&png, &info, NULL);
+    if (channels == 1 && out_c == 3) {
+        rgb_to_gray_inplace(img->px, (size_t)w * h);
+        img->c = 1;
+    }
+    return 0;
+}
+
+static int png_probe(FILE *f, const char *label, int *w, int *h, int *c, Err *e) {
+    PngCtx ctx = {.label = label, .e = e};
+    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &ctx, png_fail, png_warn);
+    if (!png) die("out of memory creating a PNG decoder");
+    png_infop info = png_create_info_struct(png);
+    if (!info) die("out of memory creating a PNG decoder");
+    if (setjmp(png_jmpbuf(png))) {
+        png_destroy_read_struct(&png, &info, NULL);
+        return -1;
+    }
+    png_init_io(png, f);
+    png_read_info(png, info);
+    png_uint_32 pw = png_get_image_width(png, info), ph = png_get_image_height(png, info);
+    int rc = check_dims(label, (long)pw, (long)ph, e);
+    if (rc == 0) {
+        *w = (int)pw;
+        *h = (int)ph;
+        *c = png_stored_channels(png_get_color_type(png, info));
+    }
+    png_destroy_read_struct(&png, &info, NULL);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+
+int image_probe_file(const char *path, int *w, int *h, int *c, Err *e) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return err_set(e, "%s: cannot open: %s", path, strerror(errno));
+    uint8_t magic[8];
+    size_t got = fread(magic, 1, sizeof magic, f);
+    if (got < sizeof magic && ferror(f)) {
+        int saved = errno;
+        fclose(f);
+        return err_set(e, "%s: cannot read: %s", path, strerror(saved));
+    }
+    ImageFormat fmt = image_format_of(magic, got);
+    int rc;
+    if (fmt == IMAGE_FORMAT_UNKNOWN) {
+        rc = err_set(e, "%s: not a JPEG or PNG file", path);
+    } else {
+        rewind(f);
+        rc = fmt == IMAGE_FORMAT_JPEG ? jpeg_probe(f, path, w, h, c, e) : png_probe(f, path, w, h, c, e);
+    }
+    fclose(f);
+    return rc;
+}
+
+int image_decode_mem(Image *img, const uint8_t *buf, size_t n, const char *label, int channels,
+                     int min_side, Err *e) {
+    if (channels != 1 && channels != 3)
+        return err_set(e, "%s: cannot decode to %d channels (1 or 3)", label, channels);
+    switch (image_format_of(buf, n)) {
+    case IMAGE_FORMAT_JPEG: return jpeg_decode(img, buf, n, label, channels, min_side, e);
+    case IMAGE_FORMAT_PNG: return png_decode(img, buf, n, label, channels, e);
+    default: return err_set(e, "%s: not a JPEG or PNG file", label);
+    }
+}
+
+int image_decode_file(Image *img, const char *path, int channels, int min_side, Err *e) {
+    size_t n = 0;
+    uint8_t *buf = read_file(path, &n, e);
+    if (!buf) return -1;
+    int rc = image_decode_mem(img, buf, n, path, channels, min_side, e);
+    free(buf);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* PNG writer: encode into a growing memory buffer, then one atomic write. */
+
+typedef struct {
+    uint8_t *p;
+    size_t n, cap;
+    const char *path;
+    Err *e;
+} PngOut;
+
+static void png_out_fail(png_structp png, png_const_charp msg) {
+    PngOut *o = png_get_error_ptr(png);
+    err_set(o->e, "%s: cannot encode PNG: %s", o->path, msg);
+    png_longjmp(png, 1);
+}
+
+static void png_out_write(png_structp png, png_bytep data, png_size_t len) {
+    PngOut *o = png_get_io_ptr(png);
+    if (len > o->cap - o->n) {
+        size_t cap = o->cap ? o->cap : 4096;
+        while (cap - o->n < len) cap *= 2;
+        uint8_t *p = realloc(o->p, cap);
+        if (!p) png_error(png, "out of memory");
+        o->p = p;
+        o->cap = cap;
+    }
+    memcpy(o->p + o->n, data, len);
+    o->n += len;
+}
+
+static void png_out_flush(png_structp png) { (void)png; }
+
+int png_write(const char *path, const uint8_t *px, int w, int h, int c, Err *e) {
+    if (c != 1 && c != 3) return err_set(e, "%s: PNG writer takes 1 or 3 channels, not %d", path, c);
+    if (w <= 0 || h <= 0 || w > IMAGE_MAX_SIDE || h > IMAGE_MAX_SIDE)
+        return err_set(e, "%s: cannot write a %dx%d PNG", path, w, h);
+    PngOut o = {.path = path, .e = e};
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &o, png_out_fail, png_warn);
+    if (!png) die("out of memory creating a PNG encoder");
+    png_infop info = png_create_info_struct(png);
+    if (!info) die("out of memory creating a PNG encoder");
+    png_bytep *volatile rows = NULL;
+    if (setjmp(png_jmpbuf(png))) {
+        free(rows);
+        free(o.p);
+        png_destroy_write_struct(&png, &info);
+        return -1;
+    }
+    png_set_write_fn(png, &o, png_out_write, png_out_flush);
+    png_set_IHDR(png, info, (png_uint_32)w, (png_uint_32)h, 8,
+                 c == 1 ? PNG_COLOR_TYPE_GRAY : PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE,
+                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_write_info(png, info);
+    rows = malloc((size_t)h * sizeof *rows);
+    if (!rows) png_error(png, "out of memory");
+    for (int y = 0; y < h; y++) rows[y] = (png_bytep)(px + (size_t)y * w * c);
+    png_write_image(png, rows);
+    png_write_end(png, NULL);
+    free(rows);
+    rows = NULL;
+    png_destroy_write_struct(&png, &info);
+
+    AtomicFile af;
+    int rc = atomic_open(&af, path, e);
+    if (rc == 0) rc = atomic_write(&af, o.p, o.n, e);
+    if (rc == 0) rc = atomic_commit(&af, e);
+    free(o.p);
+    return rc;
+}

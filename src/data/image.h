@@ -1,0 +1,52 @@
+/* Decoded images and the codecs behind them: JPEG through libjpeg-turbo (with its scaled
+ * decoding when the image is much larger than needed), PNG through libpng (gray, RGB, RGBA,
+ * palette, 16-bit), and a PNG writer for pictures byol.c makes (augmentation grids).
+ *
+ * Every decoder reads the header first and refuses absurd dimensions before allocating pixels,
+ * and turns libjpeg/libpng errors and warnings (corrupt or truncated data) into an Err line that
+ * names the file. */
+#ifndef BYOL_IMAGE_H
+#define BYOL_IMAGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../core/common.h"
+
+/* Larger sides or pixel counts are refused as corrupt or hostile before any allocation. */
+enum { IMAGE_MAX_SIDE = 32768 };
+#define IMAGE_MAX_PIXELS ((size_t)1 << 28)
+
+/* Interleaved 8-bit pixels, row-major, HWC: px[(y * w + x) * c + k]. `cap` is the allocated
+ * size of px in bytes, so one Image can be reused for many decodes without reallocating. */
+typedef struct {
+    int w, h, c;
+    uint8_t *px;
+    size_t cap;
+} Image;
+
+void image_free(Image *img);
+/* Makes img hold w x h x c pixels (contents undefined), growing px only when needed. */
+void image_reserve(Image *img, int w, int h, int c);
+
+typedef enum { IMAGE_FORMAT_UNKNOWN, IMAGE_FORMAT_JPEG, IMAGE_FORMAT_PNG } ImageFormat;
+/* By magic bytes, not by file name. */
+ImageFormat image_format_of(const uint8_t *buf, size_t n);
+
+/* Header only: format, size and channel count as stored (1 gray, 3 colour; alpha and palettes
+ * count as 3). Refuses absurd dimensions and files that are neither JPEG nor PNG. */
+int image_probe_file(const char *path, int *w, int *h, int *c, Err *e);
+
+/* Decodes into img with `channels` channels (1: gray by PIL's weights 299/587/114 per mille,
+ * rounded as PIL does; 3: gray replicated, alpha dropped, palette expanded, 16-bit scaled to 8).
+ * min_side > 0 lets a JPEG be decoded at a reduced scale (1/2, 1/4, 1/8, ... as libjpeg-turbo
+ * offers) as long as the smaller side stays >= min_side; 0 decodes at full size. `label` names
+ * the data in messages. Corrupt or truncated data is an error, never silently gray pixels. */
+int image_decode_mem(Image *img, const uint8_t *buf, size_t n, const char *label, int channels,
+                     int min_side, Err *e);
+int image_decode_file(Image *img, const char *path, int channels, int min_side, Err *e);
+
+/* Writes 8-bit gray (c = 1) or RGB (c = 3) pixels as a PNG, atomically (see AtomicFile). */
+int png_write(const char *path, const uint8_t *px, int w, int h, int c, Err *e);
+
+#endif

@@ -1,0 +1,244 @@
+/* Threaded two-view loader: see loader.h. One mutex guards the ring's bookkeeping; pixels are
+ * written outside it, each image of a slot by exactly one worker. */
+#include "loader.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------- epoch order */
+
+int64_t epoch_permute(int64_t i, int64_t n, uint64_t seed, int epoch) {
+    if (n <= 1) return 0;
+    int bits = 2;
+    while (((int64_t)1 << bits) < n) bits += 2;
+    const int half = bits / 2;
+    const uint64_t mask = ((uint64_t)1 << half) - 1;
+    uint64_t keys[4];
+    for (int r = 0; r < 4; r++) keys[r] = rng_mix64(rng_keyed(seed, (uint64_t)epoch, 0x5eed, (uint64_t)r).s);
+    uint64_t x = (uint64_t)i;
+    do { /* cycle walking: re-encrypt until the value falls inside [0, n) */
+        uint64_t left = x >> half, right = x & mask;
+        for (int r = 0; r < 4; r++) {
+            uint64_t f = rng_mix64(right ^ keys[r]) & mask;
+            uint64_t t = left ^ f;
+            left = right, right = t;
+        }
+        x = left << half | right;
+    } while (x >= (uint64_t)n);
+    return (int64_t)x;
+}
+
+/* ---------------------------------------------------------------- loader */
+
+typedef struct {
+    int64_t batch; /* the batch this slot holds or is being filled with */
+    int done;      /* images finished */
+    int ready;
+    float *views;
+    int32_t *labels, *indices;
+} Slot;
+
+struct Loader {
+    LoaderConfig cfg;
+    int n_images, batches_per_epoch;
+    size_t view_floats; /* C * S * S */
+    Slot *slots;
+    pthread_t *threads;
+    int n_threads;
+    pthread_mutex_t mu;
+    pthread_cond_t work_cv, ready_cv;
+    int64_t next_unit;     /* next (batch, image) unit to hand to a worker: batch * B + k */
+    int64_t next_consume;  /* the batch loader_next returns next */
+    int stop;
+    atomic_llong failures;
+    uint8_t *warned;       /* per image: a decode failure was reported */
+};
+
+int loader_batches_per_epoch(const Loader *l) { return l->batches_per_epoch; }
+int64_t loader_decode_failures(const Loader *l) { return atomic_load(&l->failures); }
+
+/* Decodes image idx, or when it fails (a file corrupted after the folder was scanned) warns once
+ * and takes the next image of the split that decodes: deterministic, like the rest. */
+static int32_t load_image(Loader *l, int32_t idx, Image *img) {
+    const Dataset *ds = l->cfg.ds;
+    for (int tries = 0; tries < 100; tries++) {
+        Err e;
+        if (dataset_image(ds, l->cfg.split, idx, l->cfg.aug.image_size, img, &e) == 0) return idx;
+        atomic_fetch_add(&l->failures, 1);
+        pthread_mutex_lock(&l->mu);
+        if (!l->warned[idx]) {
+            l->warned[idx] = 1;
+            fprintf(stderr, "byol: warning: %s (replaced by the next image)\n", e.msg);
+        }
+        pthread_mutex_unlock(&l->mu);
+        idx = (idx + 1) % l->n_images;
+    }
+    die("%s: 100 images in a row failed to decode: is the dataset still there?", ds->root);
+}
+
+static void *worker_main(void *arg) {
+    Loader *l = arg;
+    const int B = l->cfg.batch, P = l->cfg.slots;
+    Image img = {0};
+    AugScratch scratch = {0};
+    for (;;) {
+        pthread_mutex_lock(&l->mu);
+        const int64_t unit = l->next_unit++;
+        const int64_t t = unit / B;
+        const int k = (int)(unit % B);
+        Slot *s = &l->slots[t % P];
+        while (!l->stop && s->batch != t) pthread_cond_wait(&l->work_cv, &l->mu);
+        int stop = l->stop;
+        pthread_mutex_unlock(&l->mu);
+        if (stop) break;
+
+        const int epoch = (int)(t / l->batches_per_epoch);
+        const int64_t pos = (t % l->batches_per_epoch) * B + k;
+        int32_t idx = (int32_t)epoch_permute(pos, l->n_images, l->cfg.seed, epoch);
+        const int32_t want = idx;
+        idx = load_image(l, idx, &img);
+        const int32_t *labels = l->cfg.ds->split[l->cfg.split].labels;
+        s->labels[k] = labels ? labels[idx] : -1;
+        s->indices[k] = idx;
+        for (int v = 0; v < 2; v++) {
+            /* Keyed by the image the permutation chose, so a replacement does not shift others. */
+            Rng r = rng_keyed(l->cfg.seed, (uint64_t)epoch, (uint64_t)want, (uint64_t)v);
+            ViewParams p;
+            aug_draw(&p, &l->cfg.aug, v, img.h, img.w, &r);
+            aug_apply(s->views + ((size_t)v * B + k) * l->view_floats, &img, &p, &l->cfg.aug, &scratch);
+        }
+
+        pthread_mutex_lock(&l->mu);
+        if (++s->done == B) {
+            s->ready = 1;
+            pthread_cond_broadcast(&l->ready_cv);
+        }
+        pthread_mutex_unlock(&l->mu);
+    }
+    image_free(&img);
+    aug_scratch_free(&scratch);
+    return NULL;
+}
+
+Loader *loader_create(const LoaderConfig *cfg, Err *e) {
+    const DatasetSplit *sp = &cfg->ds->split[cfg->split];
+    if (aug_config_check(&cfg->aug, e)) return NULL;
+    if (cfg->aug.channels != cfg->ds->channels) {
+        err_set(e, "augmentation set up for %d channels, dataset has %d", cfg->aug.channels, cfg->ds->channels);
+        return NULL;
+    }
+    if (cfg->batch < 1 || sp->n < cfg->batch) {
+        err_set(e, "%s: the %s split has %d images, fewer than one batch of %d (lower --batch-size)",
+                cfg->ds->root, SPLIT_NAMES[cfg->split], sp->n, cfg->batch);
+        return NULL;
+    }
+    Loader *l = calloc(1, sizeof *l);
+    if (!l) die("out of memory creating the loader");
+    l->cfg = *cfg;
+    if (l->cfg.workers < 1) l->cfg.workers = 1;
+    if (l->cfg.slots < 2) l->cfg.slots = 2;
+    l->n_images = sp->n;
+    l->batches_per_epoch = sp->n / cfg->batch;
+    l->view_floats = (size_t)cfg->aug.channels * cfg->aug.image_size * cfg->aug.image_size;
+    l->slots = calloc((size_t)l->cfg.slots, sizeof *l->slots);
+    l->warned = calloc((size_t)l->n_images, 1);
+    if (!l->slots || !l->warned) die("out of memory creating the loader");
+    for (int s = 0; s < l->cfg.slots; s++) {
+        l->slots[s].batch = s;
+        l->slots[s].views = xmalloc(2 * (size_t)cfg->batch * l->view_floats * sizeof(float),
+                                    "loader batch (lower --batch-size or --image-size)");
+        l->slots[s].labels = xmalloc((size_t)cfg->batch * sizeof(int32_t), "loader labels");
+        l->slots[s].indices = xmalloc((size_t)cfg->batch * sizeof(int32_t), "loader indices");
+    }
+    pthread_mutex_init(&l->mu, NULL);
+    pthread_cond_init(&l->work_cv, NULL);
+    pthread_cond_init(&l->ready_cv, NULL);
+    atomic_init(&l->failures, 0);
+    l->threads = calloc((size_t)l->cfg.workers, sizeof *l->threads);
+    for (int i = 0; i < l->cfg.workers; i++) {
+        if (pthread_create(&l->threads[i], NULL, worker_main, l) != 0)
+            die("cannot start loader thread %d of %d (lower --workers)", i + 1, l->cfg.workers);
+        l->n_threads++;
+    }
+    return l;
+}
+
+Batch loader_next(Loader *l) {
+    const int P = l->cfg.slots;
+    pthread_mutex_lock(&l->mu);
+    if (l->next_consume > 0) { /* hand the previous batch's slot back to the workers */
+        Slot *prev = &l->slots[(l->next_consume - 1) % P];
+        prev->batch += P;
+        prev->done = 0;
+        prev->ready = 0;
+        pthread_cond_broadcast(&l->work_cv);
+    }
+    const int64_t t = l->next_consume++;
+    Slot *s = &l->slots[t % P];
+    while (!(s->batch == t && s->ready)) pthread_cond_wait(&l->ready_cv, &l->mu);
+    pthread_mutex_unlock(&l->mu);
+    Batch b = {s->views, s->labels, s->indices, (int)(t / l->batches_per_epoch),
+               (int)(t % l->batches_per_epoch), t};
+    return b;
+}
+
+void loader_destroy(Loader *l) {
+    if (!l) return;
+    pthread_mutex_lock(&l->mu);
+    l->stop = 1;
+    pthread_cond_broadcast(&l->work_cv);
+    pthread_mutex_unlock(&l->mu);
+    for (int i = 0; i < l->n_threads; i++) pthread_join(l->threads[i], NULL);
+    for (int s = 0; s < l->cfg.slots; s++) {
+        xfree(l->slots[s].views);
+        xfree(l->slots[s].labels);
+        xfree(l->slots[s].indices);
+    }
+    pthread_mutex_destroy(&l->mu);
+    pthread_cond_destroy(&l->work_cv);
+    pthread_cond_destroy(&l->ready_cv);
+    free(l->slots);
+    free(l->threads);
+    free(l->warned);
+    free(l);
+}
+
+/* ---------------------------------------------------------------- channel statistics */
+
+int dataset_channel_stats(const Dataset *ds, Split s, int max_images, int min_side, float *mean,
+                          float *std, Err *e) {
+    const DatasetSplit *sp = &ds->split[s];
+    const int C = ds->channels;
+    if (sp->n < 1) return err_set(e, "%s: the %s split is empty", ds->root, SPLIT_NAMES[s]);
+    int n = sp->n;
+    if (ds->split[s].paths && max_images > 0 && n > max_images) n = max_images;
+    double sum[3] = {0}, sq[3] = {0}, count = 0;
+    int used = 0;
+    Image img = {0};
+    for (int j = 0; j < n; j++) {
+        int idx = (int)((int64_t)j * sp->n / n); /* evenly spaced */
+        Err de;
+        if (dataset_image(ds, s, idx, min_side, &img, &de)) continue; /* counted by the loader */
+        const size_t px = (size_t)img.w * img.h;
+        uint64_t is[3] = {0}, iq[3] = {0};
+        for (size_t i = 0; i < px; i++)
+            for (int c = 0; c < C; c++) {
+                unsigned v = img.px[i * C + c];
+                is[c] += v, iq[c] += v * v;
+            }
+        for (int c = 0; c < C; c++) sum[c] += (double)is[c], sq[c] += (double)iq[c];
+        count += (double)px;
+        used++;
+    }
+    image_free(&img);
+    if (!used) return err_set(e, "%s: no image of the %s split could be decoded", ds->root, SPLIT_NAMES[s]);
+    for (int c = 0; c < C; c++) {
+        double m = sum[c] / count / 255.0, var = sq[c] / count / (255.0 * 255.0) - m * m;
+        mean[c] = (float)m;
+        std[c] = (float)sqrt(var > 0 ? var : 0);
+    }
+    return used;
+}

@@ -1,0 +1,2 @@
+#include <zlib.h>
+int main(void) { return gzopen("/dev/null", "rb") == 0; }
