@@ -20,5 +20,8 @@ for setting in "cifar10-jpeg/train 32" "large 224"; do
     for rep in 1 2 3; do
         build/bench/bench_loader --data "$work/$1" --image-size "$2" --workers 1 --seconds "$SECONDS_EACH" | tail -n1
         /usr/bin/python3 bench/torchvision_loader.py --data "$work/$1" --image-size "$2" --seconds "$SECONDS_EACH" | tail -n1
+        if [ "$2" -gt 64 ]; then # the blur is on: also solo-learn's faster PIL blur
+            /usr/bin/python3 bench/torchvision_loader.py --data "$work/$1" --image-size "$2" --seconds "$SECONDS_EACH" --pil-blur | tail -n1
+        fi
     done
 done

@@ -85,7 +85,7 @@ static void hflip_op(float *img, int C, int H, int W, float f) { (void)f, aug_hf
 static void solarize_op(float *img, int C, int H, int W, float f) { aug_solarize(img, C, H, W, f); }
 static int blur_k;
 static void blur_op(float *img, int C, int H, int W, float sigma) {
-    float *tmp = xmalloc((size_t)C * H * W * 4, "t");
+    float *tmp = xmalloc(aug_blur_tmp_floats(C, H, W, blur_k) * 4, "t");
     aug_blur(img, tmp, C, H, W, blur_k, sigma);
     xfree(tmp);
 }
@@ -193,7 +193,7 @@ static void test_pipeline_composes_the_transforms(void) {
     for (int i = 0; i < 130 * 110 * 3; i++) img.px[i] = (uint8_t)(rng_uniform(&tr) * 256);
     ViewParams p = {10, 7, 90, 100, 1, 1, {3, 1, 0, 2}, 1.2f, 0.7f, 1.1f, -0.05f, 0, 1, 1.3f, 1, 0.5f};
     const int S = 96, n = 3 * S * S;
-    float *got = xmalloc(n * 4, "t"), *want = xmalloc(n * 4, "t"), *tmp = xmalloc(n * 4, "t");
+    float *got = xmalloc(n * 4, "t"), *want = xmalloc(n * 4, "t"), *tmp = xmalloc(aug_blur_tmp_floats(3, 96, 96, c.blur_kernel) * 4, "t");
     AugScratch s = {0};
     aug_apply(got, &img, &p, &c, &s);
     aug_resized_crop(want, img.px, 110, 130, 3, 10, 7, 90, 100, S, INTERP_BILINEAR, &s);

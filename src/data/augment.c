@@ -3,7 +3,6 @@
 #include "augment.h"
 
 #include <math.h>
-#include <pthread.h>
 #include <string.h>
 
 static int round_half_even(double v) { return (int)nearbyint(v); }
@@ -162,51 +161,43 @@ void aug_scratch_free(AugScratch *s) {
     s->buf = NULL, s->cap = 0;
 }
 
-/* The exact floats torch gets from uint8 / 255, filled once whatever the number of threads. */
-static float u8f[256];
-static pthread_once_t u8f_once = PTHREAD_ONCE_INIT;
-static void u8f_init(void) {
-    for (int i = 0; i < 256; i++) u8f[i] = (float)i / 255.0f;
-}
-
 void aug_resized_crop(float *out, const uint8_t *src, int H, int W, int C, int y0, int x0, int h,
                       int w, int S, Interp interp, AugScratch *s) {
-    (void)H;
-    pthread_once(&u8f_once, u8f_init);
+    (void)H; /* the crop box lies inside the image (aug_draw_crop) */
     const int tx = filter_taps(w, S, interp), ty = filter_taps(h, S, interp);
-    /* scratch: [x weights][y weights][x start/count][y start/count][horizontal pass C*h*S] */
-    size_t need = (size_t)S * tx + (size_t)S * ty + 4 * (size_t)S + (size_t)C * h * S;
+    /* scratch: [x weights][y weights][x start/count][y start/count][vertical pass S*w*C] */
+    size_t need = (size_t)S * tx + (size_t)S * ty + 4 * (size_t)S + (size_t)S * w * C;
     float *buf = scratch_get(s, need);
     float *wx = buf, *wy = wx + (size_t)S * tx;
     int *sx = (int *)(wy + (size_t)S * ty), *nx = sx + S, *sy = nx + S, *ny = sy + S;
     float *tmp = (float *)(ny + S);
     filter_weights(sx, nx, wx, tx, w, S, interp);
     filter_weights(sy, ny, wy, ty, h, S, interp);
-    /* Horizontal: tmp[c][row][ox], rows of the crop. */
-    for (int row = 0; row < h; row++) {
-        const uint8_t *line = src + ((size_t)(y0 + row) * W + x0) * C;
-        for (int ox = 0; ox < S; ox++) {
-            const float *wt = wx + (size_t)ox * tx;
-            const uint8_t *p = line + (size_t)sx[ox] * C;
-            for (int c = 0; c < C; c++) {
-                float acc = 0;
-                for (int j = 0; j < nx[ox]; j++) acc += wt[j] * u8f[p[(size_t)j * C + c]];
-                tmp[((size_t)c * h + row) * S + ox] = acc;
-            }
+    /* Vertical first, on whole rows of the crop (w*C contiguous values, vectorizable):
+     * tmp[oy][x*C + c]. It also leaves fewer rows (S) for the strided horizontal pass when the
+     * crop is taller than S. */
+    const size_t rowlen = (size_t)w * C;
+    for (int oy = 0; oy < S; oy++) {
+        float *o = tmp + (size_t)oy * rowlen;
+        const float *wt = wy + (size_t)oy * ty;
+        for (size_t i = 0; i < rowlen; i++) o[i] = 0;
+        for (int j = 0; j < ny[oy]; j++) {
+            const uint8_t *line = src + ((size_t)(y0 + sy[oy] + j) * W + x0) * C;
+            const float wj = wt[j];
+            for (size_t i = 0; i < rowlen; i++) o[i] += wj * ((float)line[i] / 255.0f);
         }
     }
-    /* Vertical: out[c][oy][ox]. */
-    for (int c = 0; c < C; c++)
-        for (int oy = 0; oy < S; oy++) {
-            const float *wt = wy + (size_t)oy * ty;
-            float *o = out + ((size_t)c * S + oy) * S;
-            const float *base = tmp + ((size_t)c * h + sy[oy]) * S;
-            for (int ox = 0; ox < S; ox++) o[ox] = 0;
-            for (int j = 0; j < ny[oy]; j++) {
-                const float wj = wt[j], *r = base + (size_t)j * S;
-                for (int ox = 0; ox < S; ox++) o[ox] += wj * r[ox];
-            }
+    /* Horizontal: out[c][oy][ox]. */
+    for (int oy = 0; oy < S; oy++) {
+        const float *row = tmp + (size_t)oy * rowlen;
+        for (int ox = 0; ox < S; ox++) {
+            const float *wt = wx + (size_t)ox * tx, *p = row + (size_t)sx[ox] * C;
+            float acc[3] = {0, 0, 0};
+            for (int j = 0; j < nx[ox]; j++)
+                for (int c = 0; c < C; c++) acc[c] += wt[j] * p[(size_t)j * C + c];
+            for (int c = 0; c < C; c++) out[((size_t)c * S + oy) * S + ox] = acc[c];
         }
+    }
 }
 
 /* ---------------------------------------------------------------- colour */
@@ -253,40 +244,41 @@ void aug_saturation(float *img, int C, int H, int W, float f) {
     }
 }
 
-/* torchvision's _rgb2hsv / _hsv2rgb per pixel, hue shifted by f (mod 1). */
+/* torchvision's _rgb2hsv / _hsv2rgb per pixel, hue shifted by f (mod 1), with torchvision's own
+ * arithmetic: branches become 0/1 masks multiplied in (exact, since the values are finite), which
+ * also lets the compiler vectorize the loop. */
 void aug_hue(float *img, int C, int H, int W, float f) {
     if (C != 3) return;
     const size_t hw = (size_t)H * W;
+    float *R = img, *G = img + hw, *B = img + 2 * hw;
     for (size_t i = 0; i < hw; i++) {
-        float r = img[i], g = img[hw + i], b = img[2 * hw + i];
-        float maxc = fmaxf(r, fmaxf(g, b)), minc = fminf(r, fminf(g, b));
-        int eqc = maxc == minc;
-        float cr = maxc - minc;
-        float s = cr / (eqc ? 1.0f : maxc);
-        float crd = eqc ? 1.0f : cr;
-        float rc = (maxc - r) / crd, gc = (maxc - g) / crd, bc = (maxc - b) / crd;
-        float h;
-        if (maxc == r) h = bc - gc;
-        else if (maxc == g) h = 2.0f + rc - bc;
-        else h = 4.0f + gc - rc;
-        h = fmodf(h / 6.0f + 1.0f, 1.0f);
+        const float r = R[i], g = G[i], b = B[i];
+        /* plain compares, not fmaxf/fminf (whose NaN rules block vectorization; no NaN here) */
+        const float mx_gb = g > b ? g : b, mn_gb = g < b ? g : b;
+        const float maxc = r > mx_gb ? r : mx_gb, minc = r < mn_gb ? r : mn_gb;
+        const float eqc = (float)(maxc == minc), cr = maxc - minc;
+        const float s = cr / (eqc * 1.0f + (1.0f - eqc) * maxc);
+        const float crd = eqc * 1.0f + (1.0f - eqc) * cr;
+        const float rc = (maxc - r) / crd, gc = (maxc - g) / crd, bc = (maxc - b) / crd;
+        const float is_r = (float)(maxc == r), is_g = (float)(maxc == g);
+        const float h0 = is_r * (bc - gc) + (is_g * (1.0f - is_r)) * (2.0f + rc - bc) +
+                         ((1.0f - is_g) * (1.0f - is_r)) * (4.0f + gc - rc);
+        float h = h0 / 6.0f + 1.0f;
+        h = h - floorf(h); /* fmod(h, 1) for h >= 0, exactly */
         h = h + f;
         h = h - floorf(h); /* Python's % 1.0 */
-        float v = maxc;
-        float hi = floorf(h * 6.0f), fr = h * 6.0f - hi;
-        int sector = ((int)hi % 6 + 6) % 6;
-        float p = clamp01(v * (1.0f - s)), q = clamp01(v * (1.0f - s * fr)),
-              t = clamp01(v * (1.0f - s * (1.0f - fr)));
-        float o[3];
-        switch (sector) {
-        case 0: o[0] = v, o[1] = t, o[2] = p; break;
-        case 1: o[0] = q, o[1] = v, o[2] = p; break;
-        case 2: o[0] = p, o[1] = v, o[2] = t; break;
-        case 3: o[0] = p, o[1] = q, o[2] = v; break;
-        case 4: o[0] = t, o[1] = p, o[2] = v; break;
-        default: o[0] = v, o[1] = p, o[2] = q; break;
-        }
-        img[i] = o[0], img[hw + i] = o[1], img[2 * hw + i] = o[2];
+        const float v = maxc, h6 = h * 6.0f, hi = floorf(h6), fr = h6 - hi;
+        const float p = clamp01(v * (1.0f - s)), q = clamp01(v * (1.0f - s * fr)),
+                    t = clamp01(v * (1.0f - s * (1.0f - fr)));
+        /* sector (i % 6):  0  1  2  3  4  5
+         *   R              v  q  p  p  t  v
+         *   G              t  v  v  q  p  p
+         *   B              p  p  t  v  v  q */
+        const float m0 = (float)(hi == 0.0f) + (float)(hi == 6.0f), m1 = (float)(hi == 1.0f), m2 = (float)(hi == 2.0f),
+                    m3 = (float)(hi == 3.0f), m4 = (float)(hi == 4.0f), m5 = (float)(hi == 5.0f);
+        R[i] = (m0 + m5) * v + m1 * q + (m2 + m3) * p + m4 * t;
+        G[i] = (m1 + m2) * v + m0 * t + m3 * q + (m4 + m5) * p;
+        B[i] = (m3 + m4) * v + m2 * t + m5 * q + (m0 + m1) * p;
     }
 }
 
@@ -302,6 +294,8 @@ static inline int reflect(int i, int n) {
     return i;
 }
 
+size_t aug_blur_tmp_floats(int C, int H, int W, int k) { return (size_t)C * H * W + W + k; }
+
 void aug_blur(float *img, float *tmp, int C, int H, int W, int k, float sigma) {
     float kern[257];
     const int half = k / 2;
@@ -311,20 +305,19 @@ void aug_blur(float *img, float *tmp, int C, int H, int W, int k, float sigma) {
         total += kd[i] = exp(-0.5 * x * x);
     }
     for (int i = 0; i < k; i++) kern[i] = (float)(kd[i] / total);
+    /* Horizontal pass: each row is copied with its reflected borders into a padded line, then
+     * accumulated tap by tap over contiguous values (vectorizable). tmp holds the result. */
+    float *line = tmp + (size_t)C * H * W; /* W + 2 * half floats past the planes */
     for (int c = 0; c < C; c++) {
         float *pl = img + (size_t)c * H * W, *tp = tmp + (size_t)c * H * W;
-        for (int y = 0; y < H; y++) { /* horizontal */
+        for (int y = 0; y < H; y++) {
             const float *row = pl + (size_t)y * W;
             float *o = tp + (size_t)y * W;
-            for (int x = 0; x < W; x++) {
-                float acc = 0;
-                if (x >= half && x + half < W) {
-                    const float *p = row + x - half;
-                    for (int j = 0; j < k; j++) acc += kern[j] * p[j];
-                } else {
-                    for (int j = 0; j < k; j++) acc += kern[j] * row[reflect(x + j - half, W)];
-                }
-                o[x] = acc;
+            for (int x = -half; x < W + half; x++) line[x + half] = row[reflect(x, W)];
+            for (int x = 0; x < W; x++) o[x] = 0;
+            for (int j = 0; j < k; j++) {
+                const float kj = kern[j], *pj = line + j;
+                for (int x = 0; x < W; x++) o[x] += kj * pj[x];
             }
         }
         for (int y = 0; y < H; y++) { /* vertical, row by row for contiguous access */
@@ -370,7 +363,7 @@ static void pipeline(float *img, const Image *src, const ViewParams *p, const Au
             default: aug_hue(img, C, S, S, p->hue); break;
             }
     if (p->gray) aug_grayscale(img, C, S, S);
-    if (p->blur) aug_blur(img, scratch_get(s, (size_t)C * S * S), C, S, S, c->blur_kernel, p->sigma);
+    if (p->blur) aug_blur(img, scratch_get(s, aug_blur_tmp_floats(C, S, S, c->blur_kernel)), C, S, S, c->blur_kernel, p->sigma);
     if (p->solarize) aug_solarize(img, C, S, S, p->solarize_threshold);
 }
 

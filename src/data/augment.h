@@ -89,7 +89,8 @@ void aug_hue(float *img, int C, int H, int W, float f);
 /* Gray by PIL's weights (0.299, 0.587, 0.114), replicated over C = 3 channels. */
 void aug_grayscale(float *img, int C, int H, int W);
 /* torchvision gaussian_blur: 1-D kernel exp(-x^2 / 2 sigma^2) normalized, on both axes,
- * reflect padding. k odd, k/2 < min(H, W). tmp holds C*H*W floats. */
+ * reflect padding. k odd, k/2 < min(H, W). tmp holds aug_blur_tmp_floats(C, H, W, k) floats. */
+size_t aug_blur_tmp_floats(int C, int H, int W, int k);
 void aug_blur(float *img, float *tmp, int C, int H, int W, int k, float sigma);
 void aug_solarize(float *img, int C, int H, int W, float threshold);
 void aug_normalize(float *img, int C, int H, int W, const float *mean, const float *std);
