@@ -100,10 +100,10 @@ static void test_other_transforms_match_torchvision(void) {
     check_op("hflip", hflip_op, 0, 0);
     check_op("solarize", solarize_op, 0.5f, 0);
     check_op("normalize", normalize_op, 0, 1e-6);
-    const int ks[] = {3, 5, 7};
-    const float sig[] = {0.7f, 1.9f, 0.1f};
-    const char *names[] = {"blur_3_0.7", "blur_5_1.9", "blur_7_0.1"};
-    for (int i = 0; i < 3; i++) {
+    const int ks[] = {3, 5, 7, 23};
+    const float sig[] = {0.7f, 1.9f, 0.1f, 1.3f};
+    const char *names[] = {"blur_3_0.7", "blur_5_1.9", "blur_7_0.1", "blur_23_1.3"};
+    for (int i = 0; i < 4; i++) {
         blur_k = ks[i];
         check_op(names[i], blur_op, sig[i], 2e-6);
     }
@@ -147,7 +147,7 @@ static void test_view_draws_have_the_papers_probabilities(void) {
     CHECK(c.blur_kernel == 23, "blur kernel at 224 px: %d (10%% of the side, odd)", c.blur_kernel);
     const int N = 20000;
     int flip[2] = {0}, jit[2] = {0}, gray[2] = {0}, blur[2] = {0}, sol[2] = {0}, order_first[4] = {0};
-    double bmin = 9, bmax = -9, hmin = 9, hmax = -9, smin = 9, smax = -9;
+    double bmin = 9, bmax = -9, hmin = 9, hmax = -9, smin = 9, smax = -9, cmin = 9, cmax = -9, tmin = 9, tmax = -9;
     for (int i = 0; i < N; i++)
         for (int v = 0; v < 2; v++) {
             Rng r = rng_keyed(5, 1, (uint64_t)i, (uint64_t)v);
@@ -157,6 +157,8 @@ static void test_view_draws_have_the_papers_probabilities(void) {
             order_first[p.order[0]]++;
             bmin = fmin(bmin, p.brightness), bmax = fmax(bmax, p.brightness);
             hmin = fmin(hmin, p.hue), hmax = fmax(hmax, p.hue);
+            cmin = fmin(cmin, p.contrast), cmax = fmax(cmax, p.contrast);
+            tmin = fmin(tmin, p.saturation), tmax = fmax(tmax, p.saturation);
             smin = fmin(smin, p.sigma), smax = fmax(smax, p.sigma);
         }
     /* Within 5 standard deviations of the expected counts. */
@@ -174,6 +176,8 @@ static void test_view_draws_have_the_papers_probabilities(void) {
     CHECK(bmin >= 0.6 && bmin < 0.61 && bmax <= 1.4 && bmax > 1.39, "brightness in [%g, %g]", bmin, bmax);
     CHECK(hmin >= -0.1 && hmin < -0.099 && hmax <= 0.1 && hmax > 0.099, "hue in [%g, %g]", hmin, hmax);
     CHECK(smin >= 0.1 && smax <= 2.0, "sigma in [%g, %g]", smin, smax);
+    CHECK(cmin >= 0.6 && cmin < 0.61 && cmax <= 1.4 && cmax > 1.39, "contrast in [%g, %g]", cmin, cmax);
+    CHECK(tmin >= 0.8 && tmin < 0.81 && tmax <= 1.2 && tmax > 1.19, "saturation in [%g, %g]", tmin, tmax);
     /* Defaults at CIFAR size: no blur; one channel: no grayscale. */
     aug_config_default(&c, 32, 1);
     CHECK(c.view[0].blur_p == 0 && c.view[1].blur_p == 0 && c.view[0].gray_p == 0, "blur off at 32 px, no gray for 1 channel");

@@ -101,12 +101,16 @@ static void test_data_folder_with_bad_files(void) {
     write_bytes(p, "\xff\xd8\xff\xe0 this is not really a jpeg", 30);
     snprintf(p, sizeof p, "%s/train/b/notes.txt", root);
     write_bytes(p, "ignored", 7);
+    /* A JPEG whose header is intact but whose data is cut: only a full decode finds it. */
+    snprintf(cmd, sizeof cmd, "f=%s/bird/0002.jpg; head -c $(( $(stat -c %%s $f) - 250 )) $f > %s/train/b/cut.jpg", CIFAR, root);
+    CHECK(system(cmd) == 0, "made a truncated JPEG");
     byol("data --data %s", root);
     CHECK(R.status == 0, "exit %d: %s", R.status, R.err);
-    CHECK(R.err_lines == 1 && strstr(R.err, "broken.jpg"), "one warning naming the file: %s", R.err);
+    CHECK(R.err_lines == 2 && strstr(R.err, "broken.jpg") && strstr(R.err, "cut.jpg"), "one warning per bad file: %s", R.err);
     cJSON *j = last_json();
-    CHECK(j && cJSON_GetObjectItem(cJSON_GetObjectItem(j, "splits"), "train")->valueint == 4, "4 images kept");
-    CHECK(j && cJSON_GetArraySize(cJSON_GetObjectItem(j, "skipped")) == 1, "1 skipped, in the JSON");
+    CHECK(j && cJSON_GetObjectItem(cJSON_GetObjectItem(j, "splits"), "train")->valueint == 5, "5 images pass the header check");
+    CHECK(j && cJSON_GetArraySize(cJSON_GetObjectItem(j, "skipped")) == 2, "2 skipped, in the JSON");
+    CHECK(j && cJSON_GetObjectItem(j, "undecodable")->valueint == 1, "1 fails to decode");
     CHECK(j && cJSON_GetArraySize(cJSON_GetObjectItem(j, "classes")) == 2, "2 classes");
     cJSON_Delete(j);
 }

@@ -2,7 +2,8 @@
  * generated files opened by kind and by detection, pixels checked position by position against
  * the layout each format stores (so CHW and column-major conversions are exact), every malformed
  * input refused with one line naming the file (expected vs found sizes where relevant), and the
- * real Fashion-MNIST from Debian's dataset-fashion-mnist package. */
+ * real Fashion-MNIST from Debian's dataset-fashion-mnist package. CIFAR and STL-10 files must
+ * have their official sizes; the tests make them sparse (a few KB on disk each). */
 #include <pthread.h>
 #include <sys/stat.h>
 #include <zlib.h>
@@ -79,6 +80,10 @@ static uint8_t *idx_images(int n, int rows, int cols, uint32_t magic, size_t *si
         for (int y = 0; y < rows; y++)
             for (int x = 0; x < cols; x++) b[16 + ((size_t)i * rows + y) * cols + x] = idx_px(i, y, x);
     return b;
+}
+
+static void put_be32_idx(uint8_t *p, uint32_t v) {
+    for (int j = 0; j < 4; j++) p[j] = (uint8_t)(v >> (24 - 8 * j));
 }
 
 static uint8_t *idx_labels(int n, size_t *size) {
@@ -280,6 +285,76 @@ static void test_idx_errors(void) {
     free(gz);
     expect_open_error(dir, "mnist", f, "truncated gzip data");
 
+    /* Gzip bombs: files that decompress to far more than their headers announce are refused
+     * after expected + 1 bytes, without decompressing (or allocating) the rest. Labels: a header
+     * for 2 labels (10 bytes) followed by 10 MB of zeros. */
+    dir = fresh_dir("idx_bomb_labels");
+    write_idx_dir(dir, 1, 2, 0, 4, 4);
+    f = in_dir(dir, "train-labels-idx1-ubyte.gz");
+    {
+        size_t big = 10u << 20;
+        uint8_t *z = calloc(1, big);
+        b = idx_labels(2, &n);
+        memcpy(z, b, n);
+        free(b);
+        write_gz(f, z, big);
+        free(z);
+    }
+    struct stat st;
+    CHECK(stat(f, &st) == 0 && st.st_size < 100000, "the bomb is small: %lld bytes",
+          (long long)st.st_size);
+    expect_open_error(dir, "mnist", f, "expected 10 bytes, found more than 10");
+    /* Images: a header for 2 images of 4x4 (48 bytes), then 1 GiB of zeros, made of 64
+     * concatenated gzip members of 16 MiB of zeros each (about 1 MB on disk). Decompressing it
+     * all would take seconds and a 1 GiB buffer; refusing it takes microseconds. */
+    dir = fresh_dir("idx_bomb_images");
+    write_idx_dir(dir, 1, 2, 0, 4, 4);
+    f = in_dir(dir, "train-images-idx3-ubyte.gz");
+    {
+        const size_t chunk = 16u << 20;
+        uint8_t *z = calloc(1, chunk);
+        b = idx_images(2, 4, 4, 0x803, &n);
+        write_gz(f, b, n);
+        free(b);
+        const char *member = tmp_path("zeros.gz");
+        write_gz(member, z, chunk);
+        free(z);
+        size_t mn;
+        uint8_t *m = slurp(member, &mn);
+        FILE *fp = fopen(f, "ab");
+        for (int k = 0; k < 64; k++) CHECK(fwrite(m, 1, mn, fp) == mn, "appending");
+        fclose(fp);
+        free(m);
+    }
+    double t0 = now_seconds();
+    expect_open_error(dir, NULL, f, "expected 48 bytes, found more than 48");
+    double dt = now_seconds() - t0;
+    CHECK(dt < 1.0, "a 1 GiB gzip bomb took %.2f s to refuse", dt);
+    /* A header announcing the largest allowed dimensions (1e8 images of 4096x4096, 1.7 PB)
+     * with 26 bytes behind it: the buffer grows with the data that arrives, so this is a size
+     * error, not an attempt to allocate 1.7 PB. */
+    dir = fresh_dir("idx_huge_header_gz");
+    write_idx_dir(dir, 1, 2, 0, 4, 4);
+    f = in_dir(dir, "train-images-idx3-ubyte.gz");
+    b = idx_images(2, 4, 4, 0x803, &n);
+    put_be32_idx(b + 4, 100000000u);
+    put_be32_idx(b + 8, 4096);
+    put_be32_idx(b + 12, 4096);
+    write_gz(f, b, 42);
+    free(b);
+    expect_open_error(dir, NULL, f, "expected 1677721600000016 bytes, found 42");
+    /* ... and a dimension beyond the limits is refused from the header alone. */
+    b = idx_images(2, 4, 4, 0x803, &n);
+    put_be32_idx(b + 8, 5000);
+    write_gz(f, b, n);
+    free(b);
+    expect_open_error(dir, NULL, f, "implausible IDX images: dimension 1 is 5000");
+    /* A header cut short inside the gzip stream. */
+    b = idx_images(2, 4, 4, 0x803, &n);
+    write_gz(f, b, 10);
+    free(b);
+    expect_open_error(dir, NULL, f, "expected at least 16 bytes (the header), found 10");
+
     /* Test files only: detected as IDX all the same, and the missing train files named. */
     dir = fresh_dir("idx_test_only");
     write_idx_dir(dir, 1, 0, 2, 2, 2);
@@ -309,6 +384,26 @@ static void test_idx_errors(void) {
 
 /* ---------------------------------------------------------------- CIFAR */
 
+/* Full-size files are made sparse: the few records a test checks are written at the start (or
+ * patched in place), then the file is extended to its official size with ftruncate, so it takes
+ * a few KB on disk however large it is. The rest reads back as zero bytes: label 0 and black
+ * pixels. */
+static void set_size(const char *path, size_t size) {
+    if (truncate(path, (off_t)size) != 0) {
+        printf("FATAL cannot resize %s to %zu bytes\n", path, size);
+        exit(2);
+    }
+}
+
+/* Overwrites n bytes at offset `at` of an existing file, keeping the rest (and its holes). */
+static void patch_bytes(const char *path, size_t at, const void *data, size_t n) {
+    FILE *f = fopen(path, "r+b");
+    if (!f || fseek(f, (long)at, SEEK_SET) != 0 || fwrite(data, 1, n, f) != n || fclose(f) != 0) {
+        printf("FATAL cannot patch %s\n", path);
+        exit(2);
+    }
+}
+
 /* Channel k, row y, column x of CIFAR/STL image `id`: distinct for every position in one image
  * (mod 256 over 32x32 is not, but a transposition or a channel mix-up changes most pixels). */
 static uint8_t rgb_px(int id, int k, int y, int x) {
@@ -332,17 +427,23 @@ static void cifar_record(uint8_t *r, int id, int cifar100, int label) {
 
 static int cifar_label(int id, int cifar100) { return cifar100 ? (id * 37 + 99) % 100 : (id * 3 + 1) % 10; }
 
-/* A file of `count` records for images first .. first+count-1. */
-static void write_cifar(const char *path, int first, int count, int cifar100) {
-    size_t rec = cifar100 ? 3074 : 3073;
+enum { C10_BATCH = 10000, C100_TRAIN = 50000, C100_TEST = 10000 };
+
+static size_t cifar_rec(int cifar100) { return cifar100 ? 3074 : 3073; }
+
+/* A file of `total` records whose first `count` are images first .. first+count-1 (the rest
+ * zero, sparse); total 0: exactly the `count` records. */
+static void write_cifar(const char *path, int first, int count, int cifar100, int total) {
+    size_t rec = cifar_rec(cifar100);
     uint8_t *b = malloc(rec * count);
     for (int i = 0; i < count; i++)
         cifar_record(b + rec * i, first + i, cifar100, cifar_label(first + i, cifar100));
     write_bytes(path, b, rec * count);
     free(b);
+    if (total) set_size(path, rec * (size_t)total);
 }
 
-/* Every pixel of image i of split s equals rgb_px(first + i, ...), in HWC order. */
+/* Every pixel of image i of split s equals rgb_px(id, ...), in HWC order (id < 0: all zero). */
 static void check_rgb_image(const Dataset *ds, Split s, int i, int id, int side) {
     Image img = {0};
     Err e;
@@ -355,28 +456,48 @@ static void check_rgb_image(const Dataset *ds, Split s, int i, int id, int side)
         for (int y = 0; y < side; y++)
             for (int x = 0; x < side; x++)
                 for (int k = 0; k < 3; k++)
-                    bad += img.px[(y * side + x) * 3 + k] != rgb_px(id, k, y, x);
+                    bad += img.px[(y * side + x) * 3 + k] != (id < 0 ? 0 : rgb_px(id, k, y, x));
         CHECK(bad == 0, "%s image %d: %d of %d pixel values wrong", SPLIT_NAMES[s], i, bad,
               side * side * 3);
     }
     image_free(&img);
 }
 
-static void check_cifar_split(const Dataset *ds, Split s, int n, int first, int cifar100) {
+/* Records written at index `at` of a split: images first .. first+count-1. */
+typedef struct {
+    int at, count, first;
+} Written;
+
+/* Split s holds n images: the written runs (labels and every pixel checked) and zero records
+ * elsewhere (label 0; the first one after each run and the last one checked black). */
+static void check_cifar_split(const Dataset *ds, Split s, int n, const Written *runs, int nruns,
+                              int cifar100) {
     const DatasetSplit *sp = &ds->split[s];
     CHECK(sp->n == n, "%s split: %d images, expected %d", SPLIT_NAMES[s], sp->n, n);
     if (sp->n != n) return;
     int bad = 0;
-    for (int i = 0; i < n; i++) bad += sp->labels[i] != cifar_label(first + i, cifar100);
+    for (int i = 0; i < n; i++) {
+        int want = 0;
+        for (int r = 0; r < nruns; r++)
+            if (i >= runs[r].at && i < runs[r].at + runs[r].count)
+                want = cifar_label(runs[r].first + i - runs[r].at, cifar100);
+        bad += sp->labels[i] != want;
+    }
     CHECK(bad == 0, "%s split: %d wrong labels", SPLIT_NAMES[s], bad);
-    for (int i = 0; i < n; i++) check_rgb_image(ds, s, i, first + i, 32);
+    for (int r = 0; r < nruns; r++) {
+        for (int j = 0; j < runs[r].count; j++)
+            check_rgb_image(ds, s, runs[r].at + j, runs[r].first + j, 32);
+        check_rgb_image(ds, s, runs[r].at + runs[r].count, -1, 32);
+    }
+    check_rgb_image(ds, s, n - 1, -1, 32);
 }
 
 static void test_cifar10(void) {
     const char *dir = fresh_dir("c10");
-    write_cifar(in_dir(dir, "data_batch_1.bin"), 0, 3, 0);
-    write_cifar(in_dir(dir, "data_batch_2.bin"), 3, 2, 0);
-    write_cifar(in_dir(dir, "test_batch.bin"), 100, 2, 0);
+    write_cifar(in_dir(dir, "data_batch_1.bin"), 0, 3, 0, C10_BATCH);
+    write_cifar(in_dir(dir, "data_batch_2.bin"), 3, 2, 0, C10_BATCH);
+    write_cifar(in_dir(dir, "test_batch.bin"), 100, 2, 0, C10_BATCH);
+    const Written train[2] = {{0, 3, 0}, {C10_BATCH, 2, 3}}, test[1] = {{0, 2, 100}};
     for (int detect = 0; detect < 2; detect++) {
         Dataset ds;
         Err e;
@@ -387,10 +508,15 @@ static void test_cifar10(void) {
         CHECK(ds.channels == 3 && ds.height == 32 && ds.width == 32, "size");
         CHECK(ds.n_classes == 10 && strcmp(ds.class_names[0], "airplane") == 0 &&
                   strcmp(ds.class_names[9], "truck") == 0, "default class names");
-        check_cifar_split(&ds, SPLIT_TRAIN, 5, 0, 0); /* across both batch files */
-        check_cifar_split(&ds, SPLIT_TEST, 2, 100, 0);
+        check_cifar_split(&ds, SPLIT_TRAIN, 2 * C10_BATCH, train, 2, 0); /* across both files */
+        check_cifar_split(&ds, SPLIT_TEST, C10_BATCH, test, 1, 0);
         dataset_close(&ds);
     }
+    /* The full-size files are sparse: a few KB on disk each. */
+    struct stat st;
+    CHECK(stat(in_dir(dir, "data_batch_1.bin"), &st) == 0 && st.st_size == 30730000 &&
+              st.st_blocks * 512 < 1 << 20, "sparse batch: %lld bytes, %lld on disk",
+          (long long)st.st_size, (long long)st.st_blocks * 512);
     /* Class names from batches.meta.txt (CRLF and blank lines tolerated); one batch only (mapped). */
     remove(in_dir(dir, "data_batch_2.bin"));
     write_text(in_dir(dir, "batches.meta.txt"), "c0\r\nc1\nc2\nc3\nc4\nc5\nc6\nc7\nc8\nlast one\n\n\n");
@@ -399,7 +525,7 @@ static void test_cifar10(void) {
     CHECK(dataset_open(&ds, dir, NULL, NULL, &e) == 0, "%s", e.msg);
     CHECK(ds.n_classes == 10 && strcmp(ds.class_names[0], "c0") == 0 &&
               strcmp(ds.class_names[9], "last one") == 0, "names from batches.meta.txt");
-    check_cifar_split(&ds, SPLIT_TRAIN, 3, 0, 0);
+    check_cifar_split(&ds, SPLIT_TRAIN, C10_BATCH, train, 1, 0);
     dataset_close(&ds);
     write_text(in_dir(dir, "batches.meta.txt"), "a\nb\nc\n");
     expect_open_error(dir, NULL, "batches.meta.txt", "3 class names, expected 10");
@@ -407,8 +533,9 @@ static void test_cifar10(void) {
 
 static void test_cifar100(void) {
     const char *dir = fresh_dir("c100");
-    write_cifar(in_dir(dir, "train.bin"), 0, 4, 1);
-    write_cifar(in_dir(dir, "test.bin"), 50, 3, 1);
+    write_cifar(in_dir(dir, "train.bin"), 0, 4, 1, C100_TRAIN);
+    write_cifar(in_dir(dir, "test.bin"), 50, 3, 1, C100_TEST);
+    const Written train[1] = {{0, 4, 0}}, test[1] = {{0, 3, 50}};
     for (int detect = 0; detect < 2; detect++) {
         Dataset ds;
         Err e;
@@ -419,8 +546,8 @@ static void test_cifar100(void) {
         CHECK(ds.channels == 3 && ds.height == 32 && ds.width == 32, "size");
         CHECK(ds.n_classes == 100 && strcmp(ds.class_names[0], "0") == 0 &&
                   strcmp(ds.class_names[99], "99") == 0, "default class names");
-        check_cifar_split(&ds, SPLIT_TRAIN, 4, 0, 1);
-        check_cifar_split(&ds, SPLIT_TEST, 3, 50, 1);
+        check_cifar_split(&ds, SPLIT_TRAIN, C100_TRAIN, train, 1, 1);
+        check_cifar_split(&ds, SPLIT_TEST, C100_TEST, test, 1, 1);
         CHECK(ds.split[SPLIT_TRAIN].labels[0] == 99, "fine label 99 kept");
         dataset_close(&ds);
     }
@@ -442,75 +569,118 @@ static void test_cifar100(void) {
 static void test_cifar_errors(void) {
     const char *dir = fresh_dir("c10_size"), *f;
     f = in_dir(dir, "data_batch_1.bin");
-    write_cifar(f, 0, 2, 0);
+    /* Not a whole number of records. */
+    write_cifar(f, 0, 2, 0, 0);
     FILE *fp = fopen(f, "ab");
     fwrite("xxxxx", 1, 5, fp);
     fclose(fp);
-    expect_open_error(dir, NULL, f, "6151 bytes", "3073-byte record");
+    expect_open_error(dir, NULL, f, "expected 30730000 bytes (10000 records), found 6151",
+                      "3073-byte records");
+    /* Cut on a record boundary: one record short of the official 10000, then one too many. */
+    write_cifar(f, 0, 2, 0, C10_BATCH - 1);
+    expect_open_error(dir, NULL, f, "expected 30730000 bytes (10000 records), found 30726927",
+                      "9999 records: truncated");
+    set_size(f, 3073 * (size_t)(C10_BATCH + 1));
+    expect_open_error(dir, "cifar10", f, "expected 30730000 bytes (10000 records), found 30733073",
+                      "10001 records");
+    write_bytes(f, "", 0);
+    expect_open_error(dir, "cifar10", f, "expected 30730000 bytes (10000 records), found 0");
+    /* A later batch and the test batch are checked as strictly. */
+    write_cifar(f, 0, 1, 0, C10_BATCH);
+    const char *f2 = in_dir(dir, "data_batch_2.bin");
+    write_cifar(f2, 0, 1, 0, 2);
+    expect_open_error(dir, "cifar10", f2, "expected 30730000 bytes (10000 records), found 6146",
+                      "2 records: truncated");
+    remove(f2);
+    const char *ft = in_dir(dir, "test_batch.bin");
+    write_cifar(ft, 0, 1, 0, 1);
+    expect_open_error(dir, "cifar10", ft, "expected 30730000 bytes (10000 records), found 3073",
+                      "(1 record: truncated");
 
     dir = fresh_dir("c10_label");
     f = in_dir(dir, "data_batch_1.bin");
-    write_cifar(f, 0, 3, 0);
-    write_cifar(in_dir(dir, "data_batch_2.bin"), 3, 2, 0);
-    const char *f2 = in_dir(dir, "data_batch_2.bin");
-    size_t n;
-    uint8_t *b = slurp(f2, &n);
-    b[3073] = 10; /* second record of batch 2 */
-    write_bytes(f2, b, n);
-    free(b);
+    write_cifar(f, 0, 3, 0, C10_BATCH);
+    f2 = in_dir(dir, "data_batch_2.bin");
+    write_cifar(f2, 3, 2, 0, C10_BATCH);
+    patch_bytes(f2, 3073, "\x0a", 1); /* label 10 in the second record of batch 2 */
     expect_open_error(dir, "cifar10", f2, "label 10 of record 1");
+    write_cifar(f2, 3, 2, 0, C10_BATCH);
+    patch_bytes(f2, 3073 * (size_t)(C10_BATCH - 1), "\xff", 1); /* and in its last record */
+    expect_open_error(dir, "cifar10", f2, "label 255 of record 9999");
 
     dir = fresh_dir("c10_gap");
-    write_cifar(in_dir(dir, "data_batch_1.bin"), 0, 1, 0);
-    write_cifar(in_dir(dir, "data_batch_3.bin"), 0, 1, 0);
+    write_cifar(in_dir(dir, "data_batch_1.bin"), 0, 1, 0, C10_BATCH);
+    write_cifar(in_dir(dir, "data_batch_3.bin"), 0, 1, 0, C10_BATCH);
     expect_open_error(dir, NULL, "data_batch_3.bin", "data_batch_2.bin");
 
     dir = fresh_dir("c100_size");
     f = in_dir(dir, "train.bin");
-    write_cifar(f, 0, 2, 0); /* CIFAR-10 records in a CIFAR-100 file: 6146 bytes */
-    expect_open_error(dir, "cifar100", f, "6146 bytes", "3074-byte record");
+    write_cifar(f, 0, 2, 0, 0); /* CIFAR-10 records in a CIFAR-100 file: 6146 bytes */
+    expect_open_error(dir, "cifar100", f, "expected 153700000 bytes (50000 records), found 6146",
+                      "3074-byte records");
+    /* A CIFAR-10 batch's 10000 records in a CIFAR-100 file: not a multiple of 3074 either. */
+    write_cifar(f, 0, 2, 0, C10_BATCH);
+    expect_open_error(dir, "cifar100", f, "found 30730000", "3074-byte records");
+    /* 49999 records, cut on a record boundary. */
+    write_cifar(f, 0, 2, 1, C100_TRAIN - 1);
+    expect_open_error(dir, "cifar100", f,
+                      "expected 153700000 bytes (50000 records), found 153696926",
+                      "49999 records: truncated");
+    /* The train file where the test file belongs: 50000 records, not 10000. */
+    write_cifar(f, 0, 2, 1, C100_TRAIN);
+    const char *t = in_dir(dir, "test.bin");
+    write_cifar(t, 0, 2, 1, C100_TRAIN);
+    expect_open_error(dir, NULL, t, "expected 30740000 bytes (10000 records), found 153700000",
+                      "50000 records: too many");
 
     dir = fresh_dir("c100_label");
     f = in_dir(dir, "test.bin");
-    write_cifar(in_dir(dir, "train.bin"), 0, 2, 1);
-    write_cifar(f, 0, 2, 1);
-    b = slurp(f, &n);
-    b[1] = 100;
-    write_bytes(f, b, n);
-    free(b);
+    write_cifar(in_dir(dir, "train.bin"), 0, 2, 1, C100_TRAIN);
+    write_cifar(f, 0, 2, 1, C100_TEST);
+    patch_bytes(f, 1, "\x64", 1); /* fine label 100 */
     expect_open_error(dir, NULL, f, "label 100 of record 0");
+    write_cifar(f, 0, 2, 1, C100_TEST);
+    patch_bytes(f, 3074 * (size_t)5, "\x14", 1); /* coarse label 20 in a zero record */
+    expect_open_error(dir, NULL, f, "coarse label 20 of record 5");
 }
 
 /* ---------------------------------------------------------------- STL-10 */
 
-/* An STL-10 X file of images first .. first+count-1: planes column-major, as stored. */
-static void write_stl_x(const char *path, int first, int count, size_t extra) {
-    size_t img = 3 * 96 * 96, n = img * count + extra;
-    uint8_t *b = calloc(1, n);
+enum { STL_IMG = 3 * 96 * 96, STL_TRAIN = 5000, STL_TEST = 8000, STL_UNLABELED = 100000 };
+
+/* An STL-10 X file of `total` images (sparse) whose first `count` are images first ..
+ * first+count-1, planes column-major as stored. */
+static void write_stl_x(const char *path, int first, int count, int total) {
+    size_t n = (size_t)STL_IMG * count;
+    uint8_t *b = calloc(1, n ? n : 1);
     for (int i = 0; i < count; i++)
         for (int k = 0; k < 3; k++)
             for (int x = 0; x < 96; x++)
                 for (int y = 0; y < 96; y++)
-                    b[img * i + k * 9216 + x * 96 + y] = rgb_px(first + i, k, y, x);
+                    b[(size_t)STL_IMG * i + k * 9216 + x * 96 + y] = rgb_px(first + i, k, y, x);
     write_bytes(path, b, n);
     free(b);
+    set_size(path, (size_t)STL_IMG * total);
 }
 
 static uint8_t stl_label(int id) { return (uint8_t)(id % 10 + 1); } /* 1..10 as stored */
 
+/* A y file of `count` labels for images first .. first+count-1, written in full (a zero byte
+ * is not a valid STL-10 label, so y files cannot be sparse; they are small). */
 static void write_stl_y(const char *path, int first, int count) {
-    uint8_t b[64];
+    uint8_t *b = malloc((size_t)count);
     for (int i = 0; i < count; i++) b[i] = stl_label(first + i);
-    write_bytes(path, b, count);
+    write_bytes(path, b, (size_t)count);
+    free(b);
 }
 
 static void test_stl10(void) {
     const char *dir = fresh_dir("stl");
-    write_stl_x(in_dir(dir, "train_X.bin"), 0, 2, 0);
-    write_stl_y(in_dir(dir, "train_y.bin"), 0, 2);
-    write_stl_x(in_dir(dir, "test_X.bin"), 9, 2, 0); /* labels 10 and 1: stored 9 and 0 */
-    write_stl_y(in_dir(dir, "test_y.bin"), 9, 2);
-    write_stl_x(in_dir(dir, "unlabeled_X.bin"), 20, 3, 0);
+    write_stl_x(in_dir(dir, "train_X.bin"), 0, 2, STL_TRAIN);
+    write_stl_y(in_dir(dir, "train_y.bin"), 0, STL_TRAIN);
+    write_stl_x(in_dir(dir, "test_X.bin"), 9, 2, STL_TEST); /* labels 10 and 1: stored 9 and 0 */
+    write_stl_y(in_dir(dir, "test_y.bin"), 9, STL_TEST);
+    write_stl_x(in_dir(dir, "unlabeled_X.bin"), 20, 3, STL_UNLABELED); /* 2.7 GB, sparse */
     for (int detect = 0; detect < 2; detect++) {
         Dataset ds;
         Err e;
@@ -523,25 +693,36 @@ static void test_stl10(void) {
                   strcmp(ds.class_names[7], "monkey") == 0, "default class names");
         const DatasetSplit *tr = &ds.split[SPLIT_TRAIN], *te = &ds.split[SPLIT_TEST],
                            *un = &ds.split[SPLIT_UNLABELED];
-        CHECK(tr->n == 2 && te->n == 2 && un->n == 3, "counts %d %d %d", tr->n, te->n, un->n);
-        if (tr->n == 2 && te->n == 2 && un->n == 3) {
+        int ok = tr->n == STL_TRAIN && te->n == STL_TEST && un->n == STL_UNLABELED;
+        CHECK(ok, "counts %d %d %d", tr->n, te->n, un->n);
+        if (ok) {
             CHECK(tr->labels[0] == 0 && tr->labels[1] == 1, "train labels");
             CHECK(te->labels[0] == 9 && te->labels[1] == 0, "test labels 10, 1 -> 9, 0");
-            CHECK(un->labels[0] == -1 && un->labels[2] == -1, "unlabeled labels are -1");
+            int bad = 0;
+            for (int i = 0; i < STL_TEST; i++) bad += te->labels[i] != stl_label(9 + i) - 1;
+            CHECK(bad == 0, "%d wrong test labels", bad);
+            CHECK(un->labels[0] == -1 && un->labels[STL_UNLABELED - 1] == -1,
+                  "unlabeled labels are -1");
             check_rgb_image(&ds, SPLIT_TRAIN, 1, 1, 96);
+            check_rgb_image(&ds, SPLIT_TRAIN, 2, -1, 96);
             check_rgb_image(&ds, SPLIT_TEST, 0, 9, 96);
             check_rgb_image(&ds, SPLIT_UNLABELED, 2, 22, 96);
+            check_rgb_image(&ds, SPLIT_UNLABELED, STL_UNLABELED - 1, -1, 96);
         }
         dataset_close(&ds);
     }
+    struct stat st;
+    CHECK(stat(in_dir(dir, "unlabeled_X.bin"), &st) == 0 && st.st_blocks * 512 < 1 << 20,
+          "sparse unlabeled_X.bin: %lld bytes on disk", (long long)st.st_blocks * 512);
     /* Unlabeled alone is a dataset; class names from class_names.txt. */
     dir = fresh_dir("stl_unlabeled");
-    write_stl_x(in_dir(dir, "unlabeled_X.bin"), 0, 1, 0);
+    write_stl_x(in_dir(dir, "unlabeled_X.bin"), 0, 1, STL_UNLABELED);
     write_text(in_dir(dir, "class_names.txt"), "a\nb\nc\nd\ne\nf\ng\nh\ni\nj\n");
     Dataset ds;
     Err e;
     CHECK(dataset_open(&ds, dir, NULL, NULL, &e) == 0, "%s", e.msg);
-    CHECK(ds.split[SPLIT_UNLABELED].n == 1 && ds.split[SPLIT_TRAIN].n == 0, "unlabeled only");
+    CHECK(ds.split[SPLIT_UNLABELED].n == STL_UNLABELED && ds.split[SPLIT_TRAIN].n == 0,
+          "unlabeled only");
     CHECK(ds.n_classes == 10 && strcmp(ds.class_names[9], "j") == 0, "class_names.txt");
     dataset_close(&ds);
 }
@@ -549,33 +730,66 @@ static void test_stl10(void) {
 static void test_stl10_errors(void) {
     const char *dir = fresh_dir("stl_size"), *f;
     f = in_dir(dir, "train_X.bin");
-    write_stl_x(f, 0, 1, 100);
-    write_stl_y(in_dir(dir, "train_y.bin"), 0, 1);
-    expect_open_error(dir, NULL, f, "expected a multiple of 27648 bytes", "found 27748");
+    write_stl_y(in_dir(dir, "train_y.bin"), 0, STL_TRAIN);
+    /* Not a whole number of images. */
+    write_stl_x(f, 0, 1, STL_TRAIN);
+    set_size(f, (size_t)STL_IMG * STL_TRAIN + 100);
+    expect_open_error(dir, NULL, f, "expected 138240000 bytes (5000 images), found 138240100",
+                      "not a whole number of 27648-byte");
+    /* Cut on an image boundary, and one image too many. */
+    write_stl_x(f, 0, 1, STL_TRAIN - 1);
+    expect_open_error(dir, NULL, f, "expected 138240000 bytes (5000 images), found 138212352",
+                      "4999 images: truncated");
+    set_size(f, (size_t)STL_IMG * (STL_TRAIN + 1));
+    expect_open_error(dir, "stl10", f, "expected 138240000 bytes (5000 images), found 138267648",
+                      "5001 images: too many");
+    /* The test and unlabeled files against their own counts. */
+    write_stl_x(f, 0, 1, STL_TRAIN);
+    const char *t = in_dir(dir, "test_X.bin");
+    write_stl_x(t, 0, 1, STL_TRAIN); /* a train-sized test file */
+    write_stl_y(in_dir(dir, "test_y.bin"), 0, STL_TRAIN);
+    expect_open_error(dir, NULL, t, "expected 221184000 bytes (8000 images), found 138240000",
+                      "5000 images: truncated");
+    remove(t);
+    remove(in_dir(dir, "test_y.bin"));
+    const char *u = in_dir(dir, "unlabeled_X.bin");
+    write_stl_x(u, 0, 1, STL_UNLABELED - 1);
+    expect_open_error(dir, NULL, u, "expected 2764800000 bytes (100000 images), found 2764772352",
+                      "99999 images: truncated");
+    write_stl_x(u, 0, 1, 1);
+    expect_open_error(dir, NULL, u, "found 27648 (1 image: truncated");
 
+    /* X and y counts that disagree: y is checked against the official count too. */
     dir = fresh_dir("stl_count");
-    write_stl_x(in_dir(dir, "train_X.bin"), 0, 2, 0);
-    write_stl_y(in_dir(dir, "train_y.bin"), 0, 3);
-    expect_open_error(dir, "stl10", "train_y.bin", "train_X.bin holds 2 images but",
-                      "train_y.bin 3 labels");
+    write_stl_x(in_dir(dir, "train_X.bin"), 0, 2, STL_TRAIN);
+    write_stl_y(in_dir(dir, "train_y.bin"), 0, STL_TRAIN - 1);
+    expect_open_error(dir, "stl10", "train_y.bin", "expected 5000 bytes (5000 labels",
+                      "train_X.bin), found 4999");
+    write_stl_y(in_dir(dir, "train_y.bin"), 0, STL_TRAIN + 3);
+    expect_open_error(dir, "stl10", "train_y.bin", "expected 5000 bytes (5000 labels",
+                      "found 5003");
 
-    uint8_t y[2] = {1, 0};
-    for (int t = 0; t < 2; t++) {
-        y[1] = t ? 11 : 0;
+    uint8_t y[STL_TEST];
+    for (int t2 = 0; t2 < 3; t2++) {
+        for (int i = 0; i < STL_TEST; i++) y[i] = stl_label(i);
+        int at = t2 == 2 ? STL_TEST - 1 : 1;
+        y[at] = t2 == 1 ? 11 : 0;
         dir = fresh_dir("stl_label");
-        write_stl_x(in_dir(dir, "test_X.bin"), 0, 2, 0);
-        write_bytes(in_dir(dir, "test_y.bin"), y, 2);
-        write_stl_x(in_dir(dir, "unlabeled_X.bin"), 0, 1, 0);
-        expect_open_error(dir, NULL, "test_y.bin", t ? "label 11 at index 1" : "label 0 at index 1");
+        write_stl_x(in_dir(dir, "test_X.bin"), 0, 2, STL_TEST);
+        write_bytes(in_dir(dir, "test_y.bin"), y, STL_TEST);
+        write_stl_x(in_dir(dir, "unlabeled_X.bin"), 0, 1, STL_UNLABELED);
+        expect_open_error(dir, NULL, "test_y.bin",
+                          t2 == 0 ? "label 0 at index 1"
+                                  : t2 == 1 ? "label 11 at index 1" : "label 0 at index 7999");
     }
 
     dir = fresh_dir("stl_half");
-    write_stl_x(in_dir(dir, "train_X.bin"), 0, 1, 0);
+    write_stl_x(in_dir(dir, "train_X.bin"), 0, 1, STL_TRAIN);
     expect_open_error(dir, NULL, "train_X.bin", "train_y.bin");
 
     dir = fresh_dir("stl_none");
-    write_stl_x(in_dir(dir, "test_X.bin"), 0, 1, 0);
-    write_stl_y(in_dir(dir, "test_y.bin"), 0, 1);
+    write_stl_x(in_dir(dir, "test_X.bin"), 0, 1, STL_TEST);
+    write_stl_y(in_dir(dir, "test_y.bin"), 0, STL_TEST);
     expect_open_error(dir, "stl10", dir, "unlabeled_X.bin");
     expect_open_error(dir, NULL, dir, "unlabeled_X.bin"); /* detected as STL-10 all the same */
 }
@@ -590,7 +804,7 @@ static void test_open_errors(void) {
     expect_open_error(dir, "imagenet", NULL, "unknown dataset 'imagenet'",
                       "(mnist, fashion-mnist, cifar10, cifar100, stl10, folder)");
     /* A kind that does not match the files names what it looked for. */
-    write_cifar(in_dir(dir, "data_batch_1.bin"), 0, 1, 0);
+    write_cifar(in_dir(dir, "data_batch_1.bin"), 0, 1, 0, 0);
     expect_open_error(dir, "mnist", dir, "train-images-idx3-ubyte");
     expect_open_error(dir, "stl10", dir, "train_X.bin");
 }
@@ -620,17 +834,18 @@ static void test_detect_folder(void) {
 
 static void test_image_index_range(void) {
     const char *dir = fresh_dir("range");
-    write_cifar(in_dir(dir, "data_batch_1.bin"), 0, 3, 0);
+    write_cifar(in_dir(dir, "data_batch_1.bin"), 0, 3, 0, C10_BATCH);
     Dataset ds;
     Err e;
     CHECK(dataset_open(&ds, dir, NULL, NULL, &e) == 0, "%s", e.msg);
     Image img = {0};
-    CHECK(dataset_image(&ds, SPLIT_TRAIN, 3, 0, &img, &e) != 0 && strstr(e.msg, "image 3") &&
-              strstr(e.msg, "3 images"), "index n refused: %s", e.msg);
+    CHECK(dataset_image(&ds, SPLIT_TRAIN, 10000, 0, &img, &e) != 0 &&
+              strstr(e.msg, "image 10000") && strstr(e.msg, "10000 images"),
+          "index n refused: %s", e.msg);
     CHECK(dataset_image(&ds, SPLIT_TRAIN, -1, 0, &img, &e) != 0, "index -1 refused");
     CHECK(dataset_image(&ds, SPLIT_TEST, 0, 0, &img, &e) != 0 && strstr(e.msg, "test"),
           "absent split refused: %s", e.msg);
-    CHECK(dataset_image(&ds, SPLIT_TRAIN, 2, 0, &img, &e) == 0, "%s", e.msg);
+    CHECK(dataset_image(&ds, SPLIT_TRAIN, 9999, 0, &img, &e) == 0, "%s", e.msg);
     image_free(&img);
     dataset_close(&ds);
     /* dataset_close twice is harmless (it zeroes the struct). */
@@ -648,7 +863,7 @@ static void *image_thread(void *p) {
     Image img = {0};
     Err e;
     for (int rep = 0; rep < 20; rep++)
-        for (int i = 0; i < a->ds->split[SPLIT_TRAIN].n; i++) {
+        for (int i = 0; i < 4; i++) { /* the images written; the rest of the file is zero */
             if (dataset_image(a->ds, SPLIT_TRAIN, i, 0, &img, &e) != 0) {
                 a->bad++;
                 continue;
@@ -664,8 +879,8 @@ static void *image_thread(void *p) {
 
 static void test_image_threads(void) {
     const char *dir = fresh_dir("stl_threads");
-    write_stl_x(in_dir(dir, "train_X.bin"), 0, 4, 0);
-    write_stl_y(in_dir(dir, "train_y.bin"), 0, 4);
+    write_stl_x(in_dir(dir, "train_X.bin"), 0, 4, STL_TRAIN);
+    write_stl_y(in_dir(dir, "train_y.bin"), 0, STL_TRAIN);
     Dataset ds;
     Err e;
     CHECK(dataset_open(&ds, dir, NULL, NULL, &e) == 0, "%s", e.msg);

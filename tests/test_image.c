@@ -297,27 +297,68 @@ static void test_png_color_types(void) {
         for (int i = 0; i < W * H; i++) g[i] = pil_gray(want + 3 * i);
         expect_decode(p, 1, W, H, g, "palette as gray");
     }
-    /* 16-bit RGB and gray: round(v * 255 / 65535). */
+    /* 16-bit colour keeps the high byte (v >> 8), as PIL does ("RGB;16B", "RGBA;16B" and
+     * "LA;16B" unpackers), so RGB16, RGBA16 and gray+alpha 16 match PIL exactly. 16-bit gray
+     * without alpha is scaled, round(v * 255 / 65535) (PIL opens it as mode "I" and clips it to
+     * 255 when converting to L or RGB; we differ on purpose). 129 (0 vs 1) and 0xFF00 (255 vs
+     * 254) tell the two rules apart. */
     {
-        uint8_t d[W * H * 6], want[W * H * 3];
-        uint16_t special[6] = {0, 65535, 128, 129, 32767, 32768 + 127};
-        for (int i = 0; i < W * H * 3; i++) {
+        uint8_t d[W * H * 8], hi[W * H * 4], scaled[W * H * 4];
+        uint16_t special[6] = {0, 65535, 128, 129, 32767, 0xFF00};
+        for (int i = 0; i < W * H * 4; i++) {
             uint16_t v = i < 6 ? special[i] : (uint16_t)(rng_uniform(&r) * 65536);
             d[2 * i] = (uint8_t)(v >> 8);
             d[2 * i + 1] = (uint8_t)v;
-            want[i] = (uint8_t)((v * 255u + 32767u) / 65535u);
+            hi[i] = (uint8_t)(v >> 8);
+            scaled[i] = (uint8_t)((v * 255u + 32767u) / 65535u);
         }
+        CHECK(hi[3] != scaled[3] && hi[5] != scaled[5], "the special values separate the rules");
         PngSpec sp = {16, PNG_COLOR_TYPE_RGB, PNG_INTERLACE_NONE, NULL, 0, NULL, 0};
         const char *p = tmp_path("rgb16.png");
         write_png_raw(p, W, H, &sp, d, W * 6);
         expect_probe(p, W, H, 3, "rgb16");
-        expect_decode(p, 3, W, H, want, "rgb 16-bit");
+        expect_decode(p, 3, W, H, hi, "rgb 16-bit: high byte, as PIL");
+        uint8_t g[W * H];
+        for (int i = 0; i < W * H; i++) g[i] = pil_gray(hi + 3 * i);
+        expect_decode(p, 1, W, H, g, "rgb 16-bit as gray: PIL's L of the high bytes");
 
+        /* RGBA 16: the same high bytes, alpha dropped. */
+        uint8_t rgba[W * H * 8], want[W * H * 3];
+        for (int i = 0; i < W * H; i++) {
+            memcpy(rgba + 8 * i, d + 6 * i, 6);
+            rgba[8 * i + 6] = (uint8_t)(i * 5);
+            rgba[8 * i + 7] = (uint8_t)(255 - i);
+            memcpy(want + 3 * i, hi + 3 * i, 3);
+        }
+        PngSpec sa = {16, PNG_COLOR_TYPE_RGBA, PNG_INTERLACE_NONE, NULL, 0, NULL, 0};
+        p = tmp_path("rgba16.png");
+        write_png_raw(p, W, H, &sa, rgba, W * 8);
+        expect_probe(p, W, H, 3, "rgba16");
+        expect_decode(p, 3, W, H, want, "rgba 16-bit: high byte, as PIL");
+
+        /* Gray + alpha 16: high byte (PIL's "LA;16B"). */
+        uint8_t la[W * H * 4], lwant[W * H];
+        for (int i = 0; i < W * H; i++) {
+            memcpy(la + 4 * i, d + 2 * i, 2);
+            la[4 * i + 2] = 0x12;
+            la[4 * i + 3] = 0x34;
+            lwant[i] = hi[i];
+        }
+        PngSpec sl = {16, PNG_COLOR_TYPE_GRAY_ALPHA, PNG_INTERLACE_NONE, NULL, 0, NULL, 0};
+        p = tmp_path("la16.png");
+        write_png_raw(p, W, H, &sl, la, W * 4);
+        expect_probe(p, W, H, 1, "gray+alpha 16");
+        expect_decode(p, 1, W, H, lwant, "gray+alpha 16-bit: high byte, as PIL");
+
+        /* Gray 16: scaled, as gray and replicated as RGB. */
         PngSpec sg = {16, PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE, NULL, 0, NULL, 0};
         const char *q = tmp_path("gray16.png");
         write_png_raw(q, W, H, &sg, d, W * 2);
         expect_probe(q, W, H, 1, "gray16");
-        expect_decode(q, 1, W, H, want, "gray 16-bit");
+        expect_decode(q, 1, W, H, scaled, "gray 16-bit: scaled");
+        uint8_t rep[W * H * 3];
+        for (int i = 0; i < W * H; i++) rep[3 * i] = rep[3 * i + 1] = rep[3 * i + 2] = scaled[i];
+        expect_decode(q, 3, W, H, rep, "gray 16-bit as rgb: scaled, replicated");
     }
     /* Gray 1, 2, 4 bits: scaled to 0..255 (x255, x85, x17). */
     for (int depth = 1; depth <= 4; depth *= 2) {
@@ -498,9 +539,45 @@ static void test_corrupt_files(void) {
         free(g);
     }
 
+    /* libjpeg warnings that lose no pixels do not make a file corrupt (PIL opens such files):
+     * a JFIF APP0 claiming version 2.01 ("unknown JFIF revision number")... */
+    {
+        Image ref = {0}, img = {0};
+        Err e = {{0}};
+        CHECK(image_decode_mem(&ref, jbytes, jn, "ok", 3, 0, &e) == 0, "%s", e.msg);
+        uint8_t *j = malloc(jn + 16);
+        memcpy(j, jbytes, jn);
+        CHECK(memcmp(j + 6, "JFIF", 5) == 0 && j[11] == 1, "JFIF APP0 version at byte 11");
+        j[11] = 2;
+        j[12] = 1;
+        p = tmp_path("jfif201.jpg");
+        write_bytes(p, j, jn);
+        expect_probe(p, w, h, 3, "JFIF 2.01");
+        expect_decode(p, 3, w, h, ref.px, "JFIF 2.01 decodes like the original");
+        /* ... but cut in half it is still refused. */
+        p = tmp_path("jfif201_half.jpg");
+        write_bytes(p, j, jn / 2);
+        expect_refused(p, "Premature end of JPEG file", 0);
+        /* An Adobe APP14 with an unknown transform code (7) in place of the JFIF APP0: libjpeg
+         * warns and decodes as YCbCr, the same pixels. */
+        static const uint8_t app14[16] = {0xFF, 0xEE, 0x00, 0x0E, 'A', 'd', 'o', 'b',
+                                          'e',  0x00, 0x64, 0x00, 0x00, 0x00, 0x00, 0x07};
+        CHECK(j[2] == 0xFF && j[3] == 0xE0 && j[4] == 0 && j[5] == 16, "APP0 of 16 bytes");
+        memcpy(j + 2, app14, sizeof app14);
+        memcpy(j + 18, jbytes + 20, jn - 20);
+        p = tmp_path("adobe_xform.jpg");
+        write_bytes(p, j, jn - 2);
+        CHECK(image_decode_mem(&img, j, jn - 2, "adobe", 3, 0, &e) == 0,
+              "unknown Adobe transform: %s", e.msg);
+        expect_decode(p, 3, w, h, ref.px, "unknown Adobe transform decodes like the original");
+        image_free(&ref);
+        image_free(&img);
+        free(j);
+    }
+
     /* PNG cut in half, and cut inside its header. */
     const char *pp = tmp_path("ok.png");
-    Err e;
+    Err e = {{0}};
     uint8_t *noise = random_bytes((size_t)w * h * 3, 5);
     CHECK(png_write(pp, noise, w, h, 3, &e) == 0, "%s", e.msg);
     size_t pn;

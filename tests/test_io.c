@@ -42,7 +42,7 @@ static void expect_st_error(const char *path, const char *needle) {
 static void test_safetensors_round_trip(void) {
     float a[6] = {1, -2, 3.5f, 1e-30f, -0.0f, 7}, b[1] = {42};
     int64_t sa[2] = {2, 3}, sb[1] = {1};
-    StTensorOut t[2] = {{"first.weight", 2, sa, a}, {"second \"quoted\"", 1, sb, b}};
+    StTensorOut t[2] = {{"first.weight", 2, sa, a, 0}, {"second \"quoted\"", 1, sb, b, 0}};
     StMeta meta[2] = {{"config", "{\"width\": 8}"}, {"note", "line\nbreak"}};
     Err e;
     const char *p = tmp_path("rt.safetensors");
@@ -150,7 +150,7 @@ static void test_safetensors_rejects_malformed(void) {
     /* Every prefix of a valid file is refused (truncation anywhere). */
     float v[4] = {1, 2, 3, 4};
     int64_t s4[1] = {4};
-    StTensorOut t = {"v", 1, s4, v};
+    StTensorOut t = {"v", 1, s4, v, 0};
     Err e;
     const char *good = tmp_path("good.safetensors");
     CHECK(st_write(good, &t, 1, NULL, 0, &e) == 0, "%s", e.msg);
@@ -173,7 +173,7 @@ static void test_safetensors_rejects_malformed(void) {
 static void test_safetensors_write_failure_leaves_nothing(void) {
     float v[1] = {1};
     int64_t s1[1] = {1};
-    StTensorOut t = {"v", 1, s1, v};
+    StTensorOut t = {"v", 1, s1, v, 0};
     Err e = {{0}};
     const char *p = tmp_path("no/such/dir/x.safetensors");
     CHECK(st_write(p, &t, 1, NULL, 0, &e) != 0, "write into a missing folder fails");
@@ -192,7 +192,7 @@ static void test_safetensors_write_failure_leaves_nothing(void) {
     CHECK(mkdir(tmp, 0700) == 0, "made an obstacle");
     float big[4096] = {0};
     int64_t sb[1] = {4096};
-    StTensorOut tb = {"big", 1, sb, big};
+    StTensorOut tb = {"big", 1, sb, big, 0};
     CHECK(st_write(q, &tb, 1, NULL, 0, &e) != 0, "write with the temporary path blocked fails");
     rmdir(tmp);
     uint8_t *after = read_file(q, &n1, &e);

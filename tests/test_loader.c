@@ -52,7 +52,7 @@ static void test_epoch_permutation_is_a_bijection(void) {
 /* All batches of `steps` steps, concatenated. */
 static float *run_loader(const Dataset *ds, const AugConfig *ac, int B, int workers, int slots, int steps,
                          int32_t *indices, int32_t *labels, int *epochs) {
-    LoaderConfig lc = {ds, SPLIT_TRAIN, *ac, B, 1234, workers, slots};
+    LoaderConfig lc = {ds, SPLIT_TRAIN, *ac, B, 1234, workers, slots, 0};
     Err e;
     Loader *l = loader_create(&lc, &e);
     if (!l) {
@@ -127,6 +127,84 @@ static void test_batches_do_not_depend_on_workers(void) {
     free_synthetic(&ds, px);
 }
 
+/* A loader started at step t (a resumed run) produces exactly the batches t, t+1, ... of a run
+ * started at 0, across epoch boundaries. */
+static void test_loader_resumes_at_a_step(void) {
+    Dataset ds;
+    uint8_t *px;
+    synthetic(&ds, 13, 12, 12, 3, &px);
+    AugConfig ac;
+    aug_config_default(&ac, 8, 3);
+    const int B = 3, per = 2 * B * 3 * 8 * 8;
+    Err e;
+    LoaderConfig lc = {&ds, SPLIT_TRAIN, ac, B, 99, 2, 2, 0};
+    Loader *a = loader_create(&lc, &e);
+    float *ref = xmalloc((size_t)12 * per * 4, "t");
+    for (int t = 0; t < 12; t++) memcpy(ref + (size_t)t * per, loader_next(a).views, per * 4);
+    loader_destroy(a);
+    for (int start = 1; start < 12; start += 5) {
+        lc.start_step = start;
+        Loader *b = loader_create(&lc, &e);
+        for (int t = start; t < 12; t++) {
+            Batch bt = loader_next(b);
+            CHECK(bt.step == t && bt.epoch == t / 4, "step %lld epoch %d", (long long)bt.step, bt.epoch);
+            CHECK(memcmp(bt.views, ref + (size_t)t * per, per * 4) == 0, "start %d: batch %d differs", start, t);
+        }
+        loader_destroy(b);
+    }
+    xfree(ref);
+    free_synthetic(&ds, px);
+}
+
+/* A folder image that passes the header check but fails to decode: the loader warns, counts it,
+ * and hands the next image instead, the same way whatever the number of workers. */
+static void test_loader_replaces_undecodable_images(void) {
+    char dir[600], path[700];
+    snprintf(dir, sizeof dir, "%s/folder/c", TEST_TMP);
+    char cmd[800];
+    snprintf(cmd, sizeof cmd, "mkdir -p %s", dir);
+    CHECK(system(cmd) == 0, "mkdir");
+    uint8_t px[8 * 8 * 3];
+    Err e;
+    for (int i = 0; i < 8; i++) {
+        for (int k = 0; k < 8 * 8 * 3; k++) px[k] = (uint8_t)(i * 30 + k);
+        snprintf(path, sizeof path, "%s/%d.png", dir, i);
+        CHECK(png_write(path, px, 8, 8, 3, &e) == 0, "%s", e.msg);
+    }
+    size_t n;
+    snprintf(path, sizeof path, "%s/3.png", dir);
+    uint8_t *good = slurp(path, &n);
+    write_bytes(path, good, n - 20); /* IHDR intact, image data cut */
+    free(good);
+    snprintf(path, sizeof path, "%s/folder", TEST_TMP);
+    Dataset ds;
+    CHECK(dataset_open(&ds, path, NULL, NULL, &e) == 0, "%s", e.msg);
+    CHECK(ds.split[SPLIT_TRAIN].n == 8, "the cut file passes the header check: %d images", ds.split[SPLIT_TRAIN].n);
+    AugConfig ac;
+    aug_config_default(&ac, 8, 3);
+    int32_t idx[2][16];
+    float *views[2];
+    for (int w = 0; w < 2; w++) {
+        LoaderConfig lc = {&ds, SPLIT_TRAIN, ac, 4, 5, w + 1, 2, 0};
+        Loader *l = loader_create(&lc, &e);
+        views[w] = xmalloc(4 * 2 * 4 * 3 * 8 * 8 * 4, "t");
+        for (int t = 0; t < 4; t++) {
+            Batch b = loader_next(l);
+            memcpy(idx[w] + 4 * t, b.indices, 4 * sizeof(int32_t));
+            memcpy(views[w] + (size_t)t * 2 * 4 * 192, b.views, 2 * 4 * 192 * 4);
+        }
+        CHECK(loader_decode_failures(l) == 2, "one failure per epoch, counted: %lld", (long long)loader_decode_failures(l));
+        loader_destroy(l);
+    }
+    int used_bad = 0;
+    for (int k = 0; k < 16; k++) used_bad += idx[0][k] == 3;
+    CHECK(used_bad == 0, "the undecodable image is never handed out");
+    CHECK(memcmp(idx[0], idx[1], sizeof idx[0]) == 0 && memcmp(views[0], views[1], 4 * 2 * 4 * 192 * 4) == 0,
+          "replacement independent of the number of workers");
+    xfree(views[0]), xfree(views[1]);
+    dataset_close(&ds);
+}
+
 static void test_loader_refuses_bad_setups(void) {
     Dataset ds;
     uint8_t *px;
@@ -134,7 +212,7 @@ static void test_loader_refuses_bad_setups(void) {
     AugConfig ac;
     aug_config_default(&ac, 8, 3);
     Err e = {{0}};
-    LoaderConfig lc = {&ds, SPLIT_TRAIN, ac, 7, 1, 1, 2};
+    LoaderConfig lc = {&ds, SPLIT_TRAIN, ac, 7, 1, 1, 2, 0};
     CHECK(loader_create(&lc, &e) == NULL && strstr(e.msg, "6 images, fewer than one batch of 7"), "%s", e.msg);
     lc.batch = 2;
     lc.aug.channels = 1;
@@ -167,8 +245,11 @@ static void test_channel_stats(void) {
 }
 
 int main(void) {
+    test_tmpdir("test_loader");
     RUN(test_epoch_permutation_is_a_bijection);
     RUN(test_batches_do_not_depend_on_workers);
+    RUN(test_loader_resumes_at_a_step);
+    RUN(test_loader_replaces_undecodable_images);
     RUN(test_loader_refuses_bad_setups);
     RUN(test_channel_stats);
     return test_finish();

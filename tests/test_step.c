@@ -242,7 +242,7 @@ static void test_absent_momentum_means_zero(void) {
         if (strncmp(t->name, "momentum.", 9) == 0) continue;
         bufs[n] = xmalloc(st_numel(t) * 4, "t");
         st_read_f32(&f.state, t, bufs[n]);
-        outs[n] = (StTensorOut){t->name, t->ndim, t->shape, bufs[n]};
+        outs[n] = (StTensorOut){t->name, t->ndim, t->shape, bufs[n], 0};
         n++;
     }
     char path[600];

@@ -1,6 +1,7 @@
 #include "args.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,4 +93,104 @@ int flags_parse(int argc, char **argv, const Flag *flags, int n, const char *usa
         if (set_value(fl, v, e)) return -1;
     }
     return 0;
+}
+
+/* ---------------------------------------------------------------- config files */
+
+static char *trim(char *s) {
+    while (*s == ' ' || *s == '\t') s++;
+    char *end = s + strlen(s);
+    while (end > s && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\n' || end[-1] == '\r')) *--end = 0;
+    return s;
+}
+
+/* String settings point into the parsed text, so each text stays alive until the program ends. */
+static char **kept_texts;
+static int n_kept_texts;
+static void free_kept_texts(void) {
+    for (int i = 0; i < n_kept_texts; i++) free(kept_texts[i]);
+    free(kept_texts);
+}
+
+int flags_parse_text(const char *text, const char *label, const Flag *flags, int n, Err *e) {
+    char *copy = strdup(text);
+    char **grown = realloc(kept_texts, sizeof *kept_texts * (size_t)(n_kept_texts + 1));
+    if (!copy || !grown) die("out of memory reading %s", label);
+    if (!kept_texts) atexit(free_kept_texts);
+    kept_texts = grown;
+    kept_texts[n_kept_texts++] = copy;
+    int rc = 0, lineno = 0;
+    for (char *line = copy, *next; line && !rc; line = next) {
+        next = strchr(line, '\n');
+        if (next) *next++ = 0;
+        lineno++;
+        char *hash = strchr(line, '#');
+        if (hash) *hash = 0;
+        char *l = trim(line);
+        if (!*l) continue;
+        char *eq = strchr(l, '=');
+        if (!eq) {
+            rc = err_set(e, "%s:%d: expected 'key = value', found '%.60s'", label, lineno, l);
+            break;
+        }
+        *eq = 0;
+        char *key = trim(l), *value = trim(eq + 1);
+        const Flag *fl = NULL;
+        for (int k = 0; k < n; k++)
+            if (strcmp(flags[k].name, key) == 0) fl = &flags[k];
+        if (!fl) rc = err_set(e, "%s:%d: unknown setting '%s' (settings are the flags, without --)", label, lineno, key);
+        else if (set_value(fl, value, e)) {
+            char inner[1024];
+            snprintf(inner, sizeof inner, "%s", e->msg);
+            rc = err_set(e, "%s:%d: %s", label, lineno, inner);
+        }
+    }
+    return rc;
+}
+
+int flags_parse_file(const char *path, const Flag *flags, int n, Err *e) {
+    size_t size;
+    uint8_t *buf = read_file(path, &size, e);
+    if (!buf) return -1;
+    char *text = malloc(size + 1);
+    if (!text) die("out of memory reading %s", path);
+    memcpy(text, buf, size);
+    text[size] = 0;
+    free(buf);
+    int rc = strlen(text) != size ? err_set(e, "%s: not a text file", path)
+                                  : flags_parse_text(text, path, flags, n, e);
+    free(text);
+    return rc;
+}
+
+const char *flag_value_string(const Flag *fl, char *buf, size_t cap) {
+    switch (fl->type) {
+    case FLAG_INT: snprintf(buf, cap, "%d", *(const int *)fl->dst); break;
+    case FLAG_FLOAT: snprintf(buf, cap, "%.9g", *(const float *)fl->dst); break;
+    case FLAG_STRING: {
+        const char *v = *(const char *const *)fl->dst;
+        if (!v) return NULL;
+        snprintf(buf, cap, "%s", v);
+        break;
+    }
+    case FLAG_ARCH: snprintf(buf, cap, "%s", arch_name(*(const Arch *)fl->dst)); break;
+    case FLAG_STEM: snprintf(buf, cap, "%s", stem_name(*(const Stem *)fl->dst)); break;
+    }
+    return buf;
+}
+
+char *flags_dump(const Flag *flags, int n) {
+    size_t cap = 256 + (size_t)n * 160, len = 0;
+    char *out = malloc(cap);
+    if (!out) die("out of memory");
+    out[0] = 0;
+    for (int i = 0; i < n; i++) {
+        char v[1200];
+        if (flags[i].dst == NULL || !flag_value_string(&flags[i], v, sizeof v)) continue;
+        if (flags[i].type == FLAG_FLOAT && isnan(*(const float *)flags[i].dst)) continue; /* unset */
+        int w = snprintf(out + len, cap - len, "%s = %s\n", flags[i].name, v);
+        if (w < 0 || (size_t)w >= cap - len) break;
+        len += (size_t)w;
+    }
+    return out;
 }

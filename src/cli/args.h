@@ -20,6 +20,14 @@ typedef struct {
 int flags_parse(int argc, char **argv, const Flag *flags, int n, const char *usage, Err *e);
 void flags_usage(FILE *f, const char *usage, const Flag *flags, int n);
 
+/* Settings as text, one `key = value` per line (the flag's name without --; '#' starts a
+ * comment), e.g. a --config file or the config saved with a checkpoint. */
+int flags_parse_text(const char *text, const char *label, const Flag *flags, int n, Err *e);
+int flags_parse_file(const char *path, const Flag *flags, int n, Err *e);
+/* Every flag with a value as `key = value` lines (malloc'ed): the effective configuration. */
+char *flags_dump(const Flag *flags, int n);
+const char *flag_value_string(const Flag *fl, char *buf, size_t cap);
+
 /* The model flags every command shares, appended to a command's table. */
 enum { MODEL_FLAG_COUNT = 7 };
 void model_flags(Flag *out, ModelConfig *cfg);

@@ -29,20 +29,52 @@ static const char *DATA_USAGE =
 int cmd_data(int argc, char **argv) {
     DataOptions o;
     data_options_default(&o);
-    int stats_images = 10000, threads = 0;
-    Flag flags[4] = {
+    int stats_images = 10000, threads = 0, verify = 1;
+    Flag flags[5] = {
         {"data", FLAG_STRING, &o.data, "dataset path (" DEFAULT_DATA ")", 0, -1},
         {"dataset", FLAG_STRING, &o.dataset, "mnist, fashion-mnist, cifar10, cifar100, stl10, folder (detected)", 0, -1},
         {"stats-images", FLAG_INT, &stats_images, "folders: images sampled for mean/std (10000; fixed formats use all)", 1, 1 << 30},
         {"threads", FLAG_INT, &threads, "threads (all cores)", 1, 4096},
+        {"verify", FLAG_INT, &verify, "folders: decode every image to find corrupt ones, 0 or 1 (1)", 0, 1},
     };
     Err e;
-    int rc = flags_parse(argc, argv, flags, 4, DATA_USAGE, &e);
+    int rc = flags_parse(argc, argv, flags, 5, DATA_USAGE, &e);
     if (rc == 1) return 0;
     if (rc) return fail("data", &e, 2);
     threads_set(threads);
     Dataset ds;
     if (data_open(&ds, &o, stderr, &e)) return fail("data", &e, 1);
+
+    /* A folder's headers were checked when it was opened; a file can still be cut or corrupt
+     * after its header, which only a full decode finds. */
+    int n_bad = 0;
+    char **bad = NULL;
+    if (verify && strcmp(ds.kind, "folder") == 0) {
+        for (int s = 0; s < SPLIT_COUNT; s++) {
+            const int n = ds.split[s].n;
+            char **msg = calloc((size_t)(n ? n : 1), sizeof *msg);
+            if (!msg) die("out of memory verifying %s", ds.root);
+#pragma omp parallel
+            {
+                Image img = {0};
+#pragma omp for schedule(dynamic, 64)
+                for (int i = 0; i < n; i++) {
+                    Err de;
+                    if (dataset_image(&ds, (Split)s, i, 0, &img, &de)) msg[i] = strdup(de.msg);
+                }
+                image_free(&img);
+            }
+            for (int i = 0; i < n; i++)
+                if (msg[i]) {
+                    fprintf(stderr, "byol: warning: %s (fails to decode: the trainer replaces it)\n", msg[i]);
+                    char **grown = realloc(bad, sizeof *bad * (size_t)(n_bad + 1));
+                    if (!grown) die("out of memory");
+                    bad = grown;
+                    bad[n_bad++] = msg[i];
+                }
+            free(msg);
+        }
+    }
 
     float mean[3] = {0}, std[3] = {0};
     const Split ss = stats_split(&ds);
@@ -100,11 +132,18 @@ int cmd_data(int argc, char **argv) {
     printf("   (%s split, %d images)\n", SPLIT_NAMES[ss], used);
     cJSON_AddNumberToObject(j, "stats_images", used);
     cJSON *sk = cJSON_AddArrayToObject(j, "skipped");
-    printf("skipped   %d file%s\n", ds.n_skipped, ds.n_skipped == 1 ? "" : "s");
+    printf("skipped   %d file%s\n", ds.n_skipped + n_bad, ds.n_skipped + n_bad == 1 ? "" : "s");
     for (int i = 0; i < ds.n_skipped; i++) {
         printf("  %s\n", ds.skipped[i]);
         cJSON_AddItemToArray(sk, cJSON_CreateString(ds.skipped[i]));
     }
+    for (int i = 0; i < n_bad; i++) {
+        printf("  %s (fails to decode)\n", bad[i]);
+        cJSON_AddItemToArray(sk, cJSON_CreateString(bad[i]));
+        free(bad[i]);
+    }
+    free(bad);
+    cJSON_AddNumberToObject(j, "undecodable", n_bad);
     char *line = cJSON_PrintUnformatted(j);
     printf("%s\n", line);
     free(line);
@@ -214,8 +253,14 @@ int cmd_augment(int argc, char **argv) {
     }
     if (!rc) rc = png_write(out, grid, gw, gh, C, &e) ? 1 : 0;
     if (rc) fprintf(stderr, "byol augment: %s\n", e.msg);
-    else printf("wrote %s: %d rows (original, view 1, view 2), %dx%d views%s\n", out, n, S, S,
-                zoom > 1 ? " (enlarged for viewing)" : "");
+    else {
+        printf("wrote %s: %d rows (original, view 1, view 2), %dx%d views%s\n", out, n, S, S,
+               zoom > 1 ? " (enlarged for viewing)" : "");
+        if (fflush(stdout) != 0 || ferror(stdout)) {
+            fprintf(stderr, "byol augment: cannot write to standard output\n");
+            rc = 1;
+        }
+    }
     image_free(&img);
     aug_scratch_free(&scratch);
     xfree(grid), xfree(pic), xfree(orig);

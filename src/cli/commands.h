@@ -5,5 +5,9 @@
 int cmd_step(int argc, char **argv);
 int cmd_data(int argc, char **argv);
 int cmd_augment(int argc, char **argv);
+int cmd_train(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
+int cmd_export(int argc, char **argv);
+int cmd_embed(int argc, char **argv);
 
 #endif

@@ -10,6 +10,10 @@ static const struct {
     int (*run)(int argc, char **argv);
     const char *help;
 } COMMANDS[] = {
+    {"train", cmd_train, "pretrain an encoder with BYOL (Fashion-MNIST and a CPU-sized model by default)"},
+    {"eval", cmd_eval, "kNN and linear-probe accuracy of a checkpoint's encoder (or untrained, or raw pixels)"},
+    {"export", cmd_export, "the encoder alone with torchvision's names, for PyTorch"},
+    {"embed", cmd_embed, "features of a dataset's images as .npy"},
     {"data", cmd_data, "describe a dataset: splits, classes, size, channel mean/std, skipped files"},
     {"augment", cmd_augment, "write a PNG grid of images and their two augmented views"},
     {"step", cmd_step, "run BYOL steps from a saved state on given views (PyTorch bridge)"},

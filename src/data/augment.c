@@ -15,7 +15,8 @@ void aug_config_default(AugConfig *c, int image_size, int channels) {
     c->crop_ratio_min = 3.0f / 4.0f, c->crop_ratio_max = 4.0f / 3.0f;
     c->interp = INTERP_BILINEAR;
     int k = (int)(0.1 * image_size);
-    c->blur_kernel = k % 2 ? k : k + 1;
+    k = k % 2 ? k : k + 1;
+    c->blur_kernel = k > AUG_MAX_BLUR_KERNEL ? AUG_MAX_BLUR_KERNEL : k;
     for (int v = 0; v < 2; v++) {
         ViewAug *a = &c->view[v];
         a->flip_p = 0.5f;
@@ -50,14 +51,22 @@ int aug_config_check(const AugConfig *c, Err *e) {
         if (a->blur_p > 0 && !(a->blur_sigma_min > 0 && a->blur_sigma_min <= a->blur_sigma_max))
             return err_set(e, "view %d: blur sigma range %g..%g is empty", v + 1, a->blur_sigma_min,
                            a->blur_sigma_max);
-        if (a->blur_p > 0 && (c->blur_kernel < 1 || c->blur_kernel % 2 == 0 ||
+        if (a->blur_p > 0 && (c->blur_kernel < 1 || c->blur_kernel % 2 == 0 || c->blur_kernel > AUG_MAX_BLUR_KERNEL ||
                               c->blur_kernel / 2 >= c->image_size))
-            return err_set(e, "blur kernel %d must be odd and smaller than twice the image size %d",
-                           c->blur_kernel, c->image_size);
+            return err_set(e, "blur kernel %d must be odd, at most %d, and smaller than twice the image size %d",
+                           c->blur_kernel, AUG_MAX_BLUR_KERNEL, c->image_size);
     }
     for (int k = 0; k < c->channels; k++)
         if (!(c->std[k] > 0)) return err_set(e, "normalization std of channel %d is %g (must be > 0)", k, c->std[k]);
     return 0;
+}
+
+int aug_decode_min_side(const AugConfig *c) {
+    /* The smallest crop side is at least short * sqrt(scale_min) * min(sqrt(ratio_min),
+     * 1/sqrt(ratio_max)) (0.245 of the short side with the defaults). */
+    double f = sqrt(c->crop_scale_min) * fmin(sqrt(c->crop_ratio_min), 1 / sqrt(c->crop_ratio_max));
+    double side = ceil(c->image_size / fmax(f, 1e-3));
+    return side > IMAGE_MAX_SIDE ? IMAGE_MAX_SIDE : (int)side;
 }
 
 /* ---------------------------------------------------------------- random parameters */
@@ -297,9 +306,9 @@ static inline int reflect(int i, int n) {
 size_t aug_blur_tmp_floats(int C, int H, int W, int k) { return (size_t)C * H * W + W + k; }
 
 void aug_blur(float *img, float *tmp, int C, int H, int W, int k, float sigma) {
-    float kern[257];
+    float kern[AUG_MAX_BLUR_KERNEL];
     const int half = k / 2;
-    double total = 0, kd[257];
+    double total = 0, kd[AUG_MAX_BLUR_KERNEL];
     for (int i = 0; i < k; i++) {
         double x = (i - half) / (double)sigma;
         total += kd[i] = exp(-0.5 * x * x);

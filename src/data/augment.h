@@ -17,6 +17,9 @@
 
 typedef enum { INTERP_BILINEAR, INTERP_BICUBIC } Interp;
 
+/* Largest blur kernel side (10% of a 2550-px view); larger views keep this kernel. */
+enum { AUG_MAX_BLUR_KERNEL = 255 };
+
 /* Probabilities and ranges of one view's pipeline. */
 typedef struct {
     float flip_p;
@@ -43,6 +46,12 @@ typedef struct {
 void aug_config_default(AugConfig *c, int image_size, int channels);
 /* One line per problem (probabilities outside [0, 1], empty ranges, even kernel, std <= 0). */
 int aug_config_check(const AugConfig *c, Err *e);
+
+/* The short side a JPEG may be decoded down to (libjpeg-turbo's reduced DCT scales) without any
+ * crop the config can draw ending up smaller than the output: image_size over the smallest
+ * crop's side fraction (about 4.1 x image_size with the defaults), so reduced decoding only
+ * serves images far larger than the views and never changes what a small crop shows. */
+int aug_decode_min_side(const AugConfig *c);
 
 /* Everything random about one view of one image. */
 typedef struct {

@@ -5,11 +5,12 @@
  * label byte and 3072 pixel bytes (three 32x32 planes, R, G, B, rows in order).
  * CIFAR-100: train.bin (required) and test.bin (optional), records of a coarse label byte, a
  * fine label byte and the 3072 pixels; the fine label (100 classes) is the label.
+ * Every file must hold exactly the official archive's record count (10000 per CIFAR-10 batch and
+ * in test.bin, 50000 in train.bin): a file cut short, even on a record boundary, is refused.
  *
  * A split in one file is mapped; the CIFAR-10 train batches are read into one buffer (150 MB)
  * so that its records are contiguous. */
 #include <errno.h>
-#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -21,6 +22,8 @@ static const char *const CIFAR10_NAMES[10] = {"airplane", "automobile", "bird", 
                                               "dog",      "frog",       "horse", "ship", "truck"};
 
 enum { CIFAR_PIXELS = 3 * 32 * 32, CIFAR_MAX_FILES = 5 };
+/* Records per file: every CIFAR-10 batch and CIFAR-100's test.bin; CIFAR-100's train.bin. */
+enum { CIFAR_BATCH = 10000, CIFAR100_TRAIN = 50000 };
 
 typedef struct {
     const char *name;       /* "CIFAR-10" or "CIFAR-100" */
@@ -35,16 +38,21 @@ static int is_file(const char *path, size_t *size) {
     return 1;
 }
 
-static int check_size(const CifarFormat *f, const char *path, size_t size, Err *e) {
-    if (size == 0)
-        return err_set(e, "%s: empty %s file (expected records of %zu bytes)", path, f->name,
-                       f->record);
+/* The official archives' record counts: CIFAR-10 batches and the CIFAR-100 test file hold
+ * 10000 records, CIFAR-100's train.bin 50000. Anything else (a file cut on a record boundary
+ * included) is refused. */
+static int check_size(const CifarFormat *f, const char *path, size_t size, size_t records,
+                      Err *e) {
+    size_t expect = records * f->record;
+    if (size == expect) return 0;
     if (size % f->record)
-        return err_set(e, "%s: wrongly sized %s file: %zu bytes is not a multiple of the "
-                          "%zu-byte record (truncated?)", path, f->name, size, f->record);
-    if (size / f->record > INT_MAX)
-        return err_set(e, "%s: %zu records, too many", path, size / f->record);
-    return 0;
+        return err_set(e, "%s: wrongly sized %s file: expected %zu bytes (%zu records), found "
+                          "%zu (not a whole number of %zu-byte records: truncated?)", path,
+                       f->name, expect, records, size, f->record);
+    size_t got = size / f->record;
+    return err_set(e, "%s: wrongly sized %s file: expected %zu bytes (%zu records), found %zu "
+                      "(%zu record%s: %s)", path, f->name, expect, records, size, got,
+                   got == 1 ? "" : "s", size < expect ? "truncated?" : "too many");
 }
 
 /* Reads the files one after another into one malloc'ed buffer, kept by ds; a single file is
@@ -83,17 +91,16 @@ static const uint8_t *load_files(Dataset *ds, char paths[][4200], const size_t *
     return buf;
 }
 
-/* One split from `n` files of records: sizes, labels, the record table. */
+/* One split from `n` files of `records` records each: sizes, labels, the record table. */
 static int open_split(Dataset *ds, const CifarFormat *f, DatasetSplit *sp, char paths[][4200],
-                      int n, Err *e) {
+                      int n, size_t records, Err *e) {
     size_t sizes[CIFAR_MAX_FILES] = {0}, total = 0;
     for (int i = 0; i < n; i++) {
         if (!is_file(paths[i], &sizes[i]))
             return err_set(e, "%s: cannot open: %s", paths[i], strerror(errno ? errno : ENOENT));
-        if (check_size(f, paths[i], sizes[i], e) != 0) return -1;
+        if (check_size(f, paths[i], sizes[i], records, e) != 0) return -1;
         total += sizes[i];
     }
-    if (total / f->record > INT_MAX) return err_set(e, "%s: too many records", paths[0]);
     const uint8_t *rec = load_files(ds, paths, sizes, n, total, e);
     if (!rec) return -1;
     int count = (int)(total / f->record);
@@ -157,10 +164,12 @@ int cifar_open(Dataset *ds, const char *root, int cifar100, Err *e) {
             return err_set(e, "%s: no data_batch_1.bin (a CIFAR-10 binary folder holds "
                               "data_batch_1.bin .. data_batch_5.bin and test_batch.bin)", root);
     }
-    if (open_split(ds, f, &ds->split[SPLIT_TRAIN], paths, n, e) != 0) return -1;
+    size_t train_records = cifar100 ? CIFAR100_TRAIN : CIFAR_BATCH;
+    if (open_split(ds, f, &ds->split[SPLIT_TRAIN], paths, n, train_records, e) != 0) return -1;
 
     snprintf(paths[0], sizeof paths[0], "%s/%s", root, cifar100 ? "test.bin" : "test_batch.bin");
-    if (is_file(paths[0], &size) && open_split(ds, f, &ds->split[SPLIT_TEST], paths, 1, e) != 0)
+    if (is_file(paths[0], &size) &&
+        open_split(ds, f, &ds->split[SPLIT_TEST], paths, 1, CIFAR_BATCH, e) != 0)
         return -1;
 
     return dataset_set_class_names(ds, root, cifar100 ? "fine_label_names.txt" : "batches.meta.txt",

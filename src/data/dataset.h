@@ -69,9 +69,6 @@ void dataset_close(Dataset *ds);
  * threads may call it at once with their own `out`. */
 int dataset_image(const Dataset *ds, Split s, int i, int min_side, Image *out, Err *e);
 
-/* Which split to pretrain on: train, or unlabeled where the dataset has one and the caller asks
- * for it. Splits used for evaluation: train and test. */
-
 /* Internal: the per-format openers dataset_open dispatches to (src/data/{idx,cifar,stl10,
  * folder}.c). Each fills ds (kind, channels, size, classes, splits, blobs) or fails. */
 int idx_open(Dataset *ds, const char *root, int fashion, Err *e);

@@ -2,9 +2,13 @@
  * PNG writer. See image.h.
  *
  * Both libraries report errors through callbacks; ours format the message into an Err and
- * longjmp back to the caller, so a corrupt file becomes one line naming it. libjpeg warnings
- * (a truncated file gives "Premature end of JPEG file" and then gray pixels) are errors too, except
- * "extraneous bytes before marker", which leaves every pixel intact (some ImageNet files have it).
+ * longjmp back to the caller, so a corrupt file becomes one line naming it. libjpeg warnings that
+ * mean lost pixels are errors too (a truncated file gives "Premature end of JPEG file" and then
+ * gray pixels; corrupt entropy data gives bad Huffman codes or missing restart markers), never
+ * silently gray or garbled pixels. Its other warnings describe metadata it does not need or
+ * works around with every pixel intact (an unknown JFIF revision, extraneous bytes before a
+ * marker, an unknown Adobe transform code, a bad ICC or thumbnail segment, an inconsistent
+ * progression), so they are ignored, as PIL does: such files open there and must here.
  * libpng warnings (e.g. "known incorrect sRGB profile") are ignored: its real problems (bad CRC
  * on a critical chunk, truncated or missing image data) are errors. */
 #include "image.h"
@@ -84,10 +88,28 @@ static void jpeg_fail(j_common_ptr cinfo) {
     longjmp(je->jb, 1);
 }
 
+/* The warnings after which pixels are missing or wrong (libjpeg fills them with gray or
+ * garbage and goes on). JWRN_TOO_MUCH_DATA (more scanlines read than the image has) would be a
+ * bug in our read loop, so it fails loudly too. Every other warning is ignored. */
+static int jpeg_warning_loses_data(int code) {
+    switch (code) {
+    case JWRN_JPEG_EOF:      /* premature end of file */
+    case JWRN_HIT_MARKER:    /* premature end of a data segment */
+    case JWRN_HUFF_BAD_CODE: /* corrupt entropy-coded data */
+    case JWRN_MUST_RESYNC:   /* a marker where a restart marker should be: data skipped */
+#if JPEG_LIB_VERSION >= 70 || defined(C_ARITH_CODING_SUPPORTED) || defined(D_ARITH_CODING_SUPPORTED)
+    case JWRN_ARITH_BAD_CODE: /* corrupt arithmetic-coded data */
+#endif
+    case JWRN_TOO_MUCH_DATA:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
 static void jpeg_message(j_common_ptr cinfo, int level) {
     if (level >= 0) return; /* trace messages */
-    if (cinfo->err->msg_code == JWRN_EXTRANEOUS_DATA) return;
-    jpeg_fail(cinfo);
+    if (jpeg_warning_loses_data(cinfo->err->msg_code)) jpeg_fail(cinfo);
 }
 
 static void jpeg_err_init(JpegErr *je, const char *label, Err *e) {
@@ -281,7 +303,15 @@ static int png_decode(Image *img, const uint8_t *buf, size_t n, const char *labe
     int stored = png_stored_channels(ct);
     if (ct == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
     if (ct == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
-    if (depth == 16) png_set_scale_16(png);
+    /* 16 bits to 8: colour (RGB, RGBA) and gray+alpha keep the high byte, as PIL does (its
+     * "RGB;16B", "RGBA;16B" and "LA;16B" unpackers), so the pixels match PIL exactly. Plain 16-bit
+     * gray is scaled, round(v * 255 / 65535): PIL opens it as 32-bit mode "I" and converting that
+     * to "L" or "RGB" clips at 255, which would turn nearly every pixel white; here we differ
+     * from PIL on purpose. */
+    if (depth == 16) {
+        if (ct == PNG_COLOR_TYPE_GRAY) png_set_scale_16(png);
+        else png_set_strip_16(png);
+    }
     if (ct & PNG_COLOR_MASK_ALPHA) png_set_strip_alpha(png);
     /* tRNS (a transparent colour or palette alpha) is ignored: alpha is dropped anyway. */
     if (png_get_valid(png, info, PNG_INFO_tRNS)) png_set_strip_alpha(png);

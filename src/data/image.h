@@ -38,7 +38,7 @@ ImageFormat image_format_of(const uint8_t *buf, size_t n);
 int image_probe_file(const char *path, int *w, int *h, int *c, Err *e);
 
 /* Decodes into img with `channels` channels (1: gray by PIL's weights 299/587/114 per mille,
- * rounded as PIL does; 3: gray replicated, alpha dropped, palette expanded, 16-bit scaled to 8).
+ * rounded as PIL does; 3: gray replicated, alpha dropped, palette expanded, 16-bit colour and gray+alpha keep the high byte as PIL does, 16-bit gray is scaled).
  * min_side > 0 lets a JPEG be decoded at a reduced scale (1/2, 1/4, 1/8, ... as libjpeg-turbo
  * offers) as long as the smaller side stays >= min_side; 0 decodes at full size. `label` names
  * the data in messages. Corrupt or truncated data is an error, never silently gray pixels. */

@@ -7,6 +7,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* ---------------------------------------------------------------- epoch order */
 
@@ -55,7 +56,14 @@ struct Loader {
     int stop;
     atomic_llong failures;
     uint8_t *warned;       /* per image: a decode failure was reported */
+    int decode_min_side;   /* JPEG reduced-scale decoding keeps the short side at least this */
 };
+
+int loader_default_workers(void) {
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    long w = cores / 2;
+    return (int)(w < 1 ? 1 : w > 8 ? 8 : w);
+}
 
 int loader_batches_per_epoch(const Loader *l) { return l->batches_per_epoch; }
 int64_t loader_decode_failures(const Loader *l) { return atomic_load(&l->failures); }
@@ -66,7 +74,7 @@ static int32_t load_image(Loader *l, int32_t idx, Image *img) {
     const Dataset *ds = l->cfg.ds;
     for (int tries = 0; tries < 100; tries++) {
         Err e;
-        if (dataset_image(ds, l->cfg.split, idx, l->cfg.aug.image_size, img, &e) == 0) return idx;
+        if (dataset_image(ds, l->cfg.split, idx, l->decode_min_side, img, &e) == 0) return idx;
         atomic_fetch_add(&l->failures, 1);
         pthread_mutex_lock(&l->mu);
         if (!l->warned[idx]) {
@@ -138,16 +146,20 @@ Loader *loader_create(const LoaderConfig *cfg, Err *e) {
     Loader *l = calloc(1, sizeof *l);
     if (!l) die("out of memory creating the loader");
     l->cfg = *cfg;
-    if (l->cfg.workers < 1) l->cfg.workers = 1;
+    if (l->cfg.workers < 1) l->cfg.workers = loader_default_workers();
     if (l->cfg.slots < 2) l->cfg.slots = 2;
     l->n_images = sp->n;
+    l->decode_min_side = aug_decode_min_side(&cfg->aug);
     l->batches_per_epoch = sp->n / cfg->batch;
     l->view_floats = (size_t)cfg->aug.channels * cfg->aug.image_size * cfg->aug.image_size;
     l->slots = calloc((size_t)l->cfg.slots, sizeof *l->slots);
     l->warned = calloc((size_t)l->n_images, 1);
     if (!l->slots || !l->warned) die("out of memory creating the loader");
+    l->next_unit = cfg->start_step * cfg->batch;
+    l->next_consume = cfg->start_step;
     for (int s = 0; s < l->cfg.slots; s++) {
-        l->slots[s].batch = s;
+        const int64_t t = cfg->start_step + s;
+        l->slots[t % l->cfg.slots].batch = t;
         l->slots[s].views = xmalloc(2 * (size_t)cfg->batch * l->view_floats * sizeof(float),
                                     "loader batch (lower --batch-size or --image-size)");
         l->slots[s].labels = xmalloc((size_t)cfg->batch * sizeof(int32_t), "loader labels");
@@ -169,7 +181,7 @@ Loader *loader_create(const LoaderConfig *cfg, Err *e) {
 Batch loader_next(Loader *l) {
     const int P = l->cfg.slots;
     pthread_mutex_lock(&l->mu);
-    if (l->next_consume > 0) { /* hand the previous batch's slot back to the workers */
+    if (l->next_consume > l->cfg.start_step) { /* hand the previous batch's slot back */
         Slot *prev = &l->slots[(l->next_consume - 1) % P];
         prev->batch += P;
         prev->done = 0;

@@ -1,12 +1,12 @@
 /* STL-10, binary version ("stl10_binary"): train_X.bin + train_y.bin (5000 labelled images),
  * test_X.bin + test_y.bin (8000), unlabeled_X.bin (100000, 2.7 GB). X files hold 96x96 RGB
  * images, each as three planes stored column-major (the official reader transposes them with
- * np.transpose(images, (0, 3, 2, 1))); y files one byte per image, labels 1..10.
+ * np.transpose(images, (0, 3, 2, 1))); y files one byte per image, labels 1..10. Every file
+ * must have exactly its official size (a file cut short on an image boundary is refused too).
  *
  * X files are mapped, never copied; pixels are transposed on access. Each pair is optional, but
  * a pair needs both halves, and the train pair or the unlabeled file must exist. */
 #include <errno.h>
-#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -18,32 +18,42 @@ static const char *const STL10_NAMES[10] = {"airplane", "bird",  "car",    "cat"
                                             "dog",      "horse", "monkey", "ship", "truck"};
 
 enum { STL_SIDE = 96, STL_IMAGE = 3 * STL_SIDE * STL_SIDE };
+/* The official image counts; files of any other size are refused. */
+enum { STL_TRAIN = 5000, STL_TEST = 8000, STL_UNLABELED = 100000 };
 
 static int exists(const char *path) {
     struct stat st;
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-/* Maps an X file and checks its size; *n gets the image count. */
-static const uint8_t *map_x(Dataset *ds, const char *path, int *n, Err *e) {
-    size_t size;
+static int file_size(const char *path, size_t *size, Err *e) {
+    struct stat st;
+    if (stat(path, &st) != 0) return err_set(e, "%s: cannot open: %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode)) return err_set(e, "%s: not a regular file", path);
+    *size = (size_t)st.st_size;
+    return 0;
+}
+
+/* Checks an X file's size against the official image count, then maps it. */
+static const uint8_t *map_x(Dataset *ds, const char *path, int count, Err *e) {
+    size_t size, expect = (size_t)count * STL_IMAGE;
+    if (file_size(path, &size, e) != 0) return NULL;
+    if (size != expect) {
+        if (size % STL_IMAGE)
+            err_set(e, "%s: wrongly sized STL-10 file: expected %zu bytes (%d images), found %zu "
+                       "(not a whole number of %d-byte 96x96x3 images: truncated?)", path, expect,
+                    count, size, STL_IMAGE);
+        else
+            err_set(e, "%s: wrongly sized STL-10 file: expected %zu bytes (%d images), found %zu "
+                       "(%zu image%s: %s)", path, expect, count, size, size / STL_IMAGE,
+                    size / STL_IMAGE == 1 ? "" : "s", size < expect ? "truncated?" : "too many");
+        return NULL;
+    }
     const uint8_t *p = dataset_map_file(ds, path, &size, e);
-    if (!p) return NULL;
-    if (size == 0) {
-        err_set(e, "%s: empty STL-10 file (expected images of %d bytes, 96x96x3)", path,
-                STL_IMAGE);
+    if (p && size != expect) {
+        err_set(e, "%s: changed size while being opened", path);
         return NULL;
     }
-    if (size % STL_IMAGE) {
-        err_set(e, "%s: wrongly sized STL-10 file: expected a multiple of %d bytes (96x96x3), "
-                   "found %zu", path, STL_IMAGE, size);
-        return NULL;
-    }
-    if (size / STL_IMAGE > INT_MAX) {
-        err_set(e, "%s: %zu images, too many", path, size / STL_IMAGE);
-        return NULL;
-    }
-    *n = (int)(size / STL_IMAGE);
     return p;
 }
 
@@ -55,9 +65,10 @@ static void set_split(DatasetSplit *sp, const uint8_t *x, int n) {
     sp->layout = PIXELS_CHW_COLMAJOR;
 }
 
-/* A labelled split from prefix_X.bin and prefix_y.bin; absent (0) when neither exists. */
-static int open_pair(Dataset *ds, const char *root, const char *prefix, DatasetSplit *sp,
-                     Err *e) {
+/* A labelled split of `count` images from prefix_X.bin and prefix_y.bin; absent (0) when
+ * neither exists. */
+static int open_pair(Dataset *ds, const char *root, const char *prefix, int count,
+                     DatasetSplit *sp, Err *e) {
     char xp[4200], yp[4200];
     snprintf(xp, sizeof xp, "%s/%s_X.bin", root, prefix);
     snprintf(yp, sizeof yp, "%s/%s_y.bin", root, prefix);
@@ -66,13 +77,17 @@ static int open_pair(Dataset *ds, const char *root, const char *prefix, DatasetS
     if (hx != hy)
         return err_set(e, "%s exists but %s does not: the %s split needs both", hx ? xp : yp,
                        hx ? yp : xp, prefix);
-    int n;
-    const uint8_t *x = map_x(ds, xp, &n, e);
+    const int n = count;
+    const uint8_t *x = map_x(ds, xp, n, e);
     if (!x) return -1;
     size_t ny;
+    if (file_size(yp, &ny, e) != 0) return -1;
+    if (ny != (size_t)n)
+        return err_set(e, "%s: wrongly sized STL-10 label file: expected %d bytes (%d labels, "
+                          "one per image of %s), found %zu", yp, n, n, xp, ny);
     uint8_t *y = read_file(yp, &ny, e);
     if (!y) return -1;
-    if (ny != (size_t)n) {
+    if (ny != (size_t)n) { /* changed since the check above */
         err_set(e, "%s holds %d images but %s %zu labels", xp, n, yp, ny);
         free(y);
         return -1;
@@ -97,13 +112,13 @@ int stl10_open(Dataset *ds, const char *root, Err *e) {
     snprintf(ds->kind, sizeof ds->kind, "stl10");
     ds->channels = 3;
     ds->height = ds->width = STL_SIDE;
-    if (open_pair(ds, root, "train", &ds->split[SPLIT_TRAIN], e) != 0) return -1;
-    if (open_pair(ds, root, "test", &ds->split[SPLIT_TEST], e) != 0) return -1;
+    if (open_pair(ds, root, "train", STL_TRAIN, &ds->split[SPLIT_TRAIN], e) != 0) return -1;
+    if (open_pair(ds, root, "test", STL_TEST, &ds->split[SPLIT_TEST], e) != 0) return -1;
     char up[4200];
     snprintf(up, sizeof up, "%s/unlabeled_X.bin", root);
     if (exists(up)) {
-        int n;
-        const uint8_t *x = map_x(ds, up, &n, e);
+        const int n = STL_UNLABELED;
+        const uint8_t *x = map_x(ds, up, n, e);
         if (!x) return -1;
         DatasetSplit *sp = &ds->split[SPLIT_UNLABELED];
         sp->labels = malloc(sizeof(int32_t) * (size_t)n);

@@ -126,9 +126,10 @@ int npy_read_f32(const char *path, NpyArray *out, Err *e) {
     return rc;
 }
 
-int npy_write_f32(const char *path, const float *data, int ndim, const int64_t *shape, Err *e) {
+static int npy_write(const char *path, const void *data, size_t esize, const char *descr, int ndim,
+                     const int64_t *shape, Err *e) {
     char dict[512];
-    size_t n = snprintf(dict, sizeof dict, "{'descr': '<f4', 'fortran_order': False, 'shape': (");
+    size_t n = snprintf(dict, sizeof dict, "{'descr': '%s', 'fortran_order': False, 'shape': (", descr);
     size_t numel = 1;
     for (int i = 0; i < ndim; i++) {
         n += snprintf(dict + n, sizeof dict - n, "%lld,%s", (long long)shape[i], i + 1 < ndim ? " " : "");
@@ -149,8 +150,16 @@ int npy_write_f32(const char *path, const float *data, int ndim, const int64_t *
     AtomicFile af;
     int rc = atomic_open(&af, path, e);
     if (!rc) rc = atomic_write(&af, head, padded, e);
-    if (!rc) rc = atomic_write(&af, data, numel * sizeof(float), e);
+    if (!rc) rc = atomic_write(&af, data, numel * esize, e);
     if (!rc) rc = atomic_commit(&af, e);
     else atomic_abort(&af);
     return rc;
+}
+
+int npy_write_f32(const char *path, const float *data, int ndim, const int64_t *shape, Err *e) {
+    return npy_write(path, data, sizeof(float), "<f4", ndim, shape, e);
+}
+
+int npy_write_i64(const char *path, const int64_t *data, int ndim, const int64_t *shape, Err *e) {
+    return npy_write(path, data, sizeof(int64_t), "<i8", ndim, shape, e);
 }

@@ -21,5 +21,6 @@ int npy_read_f32(const char *path, NpyArray *out, Err *e);
 int npy_parse_f32(const uint8_t *buf, size_t size, const char *label, NpyArray *out, Err *e);
 void npy_free(NpyArray *a);
 int npy_write_f32(const char *path, const float *data, int ndim, const int64_t *shape, Err *e);
+int npy_write_i64(const char *path, const int64_t *data, int ndim, const int64_t *shape, Err *e);
 
 #endif

@@ -301,15 +301,16 @@ int st_write(const char *path, const StTensorOut *ts, int n, const StMeta *meta,
         size_t numel = 1;
         if (n_meta || i) sb_str(&h, ",");
         sb_json_string(&h, ts[i].name);
-        sb_str(&h, ":{\"dtype\":\"F32\",\"shape\":[");
+        const size_t esize = ts[i].i64 ? 8 : 4;
+        sb_str(&h, ts[i].i64 ? ":{\"dtype\":\"I64\",\"shape\":[" : ":{\"dtype\":\"F32\",\"shape\":[");
         for (int d = 0; d < ts[i].ndim; d++) {
             snprintf(num, sizeof num, "%s%lld", d ? "," : "", (long long)ts[i].shape[d]);
             sb_str(&h, num);
             numel *= (size_t)ts[i].shape[d];
         }
-        snprintf(num, sizeof num, "],\"data_offsets\":[%zu,%zu]}", offset, offset + numel * 4);
+        snprintf(num, sizeof num, "],\"data_offsets\":[%zu,%zu]}", offset, offset + numel * esize);
         sb_str(&h, num);
-        offset += numel * 4;
+        offset += numel * esize;
     }
     sb_str(&h, "}");
     while ((8 + h.len) % 8) sb_str(&h, " "); /* data starts 8-byte aligned, as the spec advises */
@@ -323,7 +324,7 @@ int st_write(const char *path, const StTensorOut *ts, int n, const StMeta *meta,
     for (int i = 0; i < n && !rc; i++) {
         size_t numel = 1;
         for (int d = 0; d < ts[i].ndim; d++) numel *= (size_t)ts[i].shape[d];
-        rc = atomic_write(&af, ts[i].data, numel * 4, e);
+        rc = atomic_write(&af, ts[i].data, numel * (ts[i].i64 ? 8 : 4), e);
     }
     if (!rc) rc = atomic_commit(&af, e);
     else atomic_abort(&af);

@@ -55,10 +55,11 @@ typedef struct {
     const char *name;
     int ndim;
     const int64_t *shape;
-    const float *data; /* F32 */
+    const void *data; /* F32 values, or I64 when i64 is set (little-endian machines) */
+    int i64;
 } StTensorOut;
 
-/* Writes tensors (F32) and string metadata atomically: an existing file at `path` is replaced
+/* Writes tensors (F32, or I64) and string metadata atomically: an existing file at `path` is replaced
  * only once the new one is complete on disk. */
 int st_write(const char *path, const StTensorOut *tensors, int n, const StMeta *meta, int n_meta,
              Err *e);

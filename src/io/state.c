@@ -98,7 +98,7 @@ int state_save(const Byol *m, const char *path, const StMeta *meta, int n_meta, 
             const TensorSpec *t = &stores[s]->specs[i];
             tensor_to_torch(t, cursor, store_data(stores[s], t));
             snprintf(names[k], sizeof names[k], "%s", t->name);
-            out[k] = (StTensorOut){names[k], t->ndim, t->shape, cursor};
+            out[k] = (StTensorOut){names[k], t->ndim, t->shape, cursor, 0};
             k++;
             cursor += t->numel;
         }
@@ -107,7 +107,7 @@ int state_save(const Byol *m, const char *path, const StMeta *meta, int n_meta, 
         if (t->role != ROLE_PARAM) continue;
         tensor_to_torch(t, cursor, on->momentum + t->offset);
         snprintf(names[k], sizeof names[k], "momentum.%s", t->name);
-        out[k] = (StTensorOut){names[k], t->ndim, t->shape, cursor};
+        out[k] = (StTensorOut){names[k], t->ndim, t->shape, cursor, 0};
         k++;
         cursor += t->numel;
     }

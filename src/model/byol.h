@@ -30,6 +30,8 @@ typedef struct {
 
 void byol_init(Byol *m, const ModelConfig *cfg); /* builds and allocates (all zeros) */
 void byol_free(Byol *m);
+/* Fresh weights as torchvision/PyTorch initialize them (src/model/init.c); target = online. */
+void byol_init_weights(Byol *m, uint64_t seed);
 
 /* Everything one step needs besides the parameters, sized once for [B, C, H, W] views. */
 typedef struct {

@@ -85,6 +85,8 @@ def main():
     put("hflip", rgb, FT.hflip(rgb))
     for k, s in ((3, 0.7), (5, 1.9), (7, 0.1)):
         put(f"blur_{k}_{s}", rgb, FT.gaussian_blur(rgb, [k, k], [s, s]), kernel=k, sigma=s)
+    big = torch.rand(3, 30, 34, generator=g)  # the default kernel at 224 px is 23
+    put("blur_23_1.3", big, FT.gaussian_blur(big, [23, 23], [1.3, 1.3]), kernel=23, sigma=1.3)
     put("solarize", rgb, FT.solarize(rgb, 0.5), threshold=0.5)
     mean, std = [0.4914, 0.4822, 0.4465], [0.247, 0.243, 0.261]
     put("normalize", rgb, F.normalize(rgb, mean, std), mean=mean, std=std)

@@ -1,0 +1,398 @@
+/* byol eval (kNN and linear probe on frozen features), byol export (the encoder alone, with
+ * torchvision's names), byol embed (features as .npy). All three read a checkpoint of byol train,
+ * whose saved configuration says which model it holds and how images were normalized. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/threads.h"
+#include "../data/loader.h"
+#include "../eval/features.h"
+#include "../eval/knn.h"
+#include "../eval/probe.h"
+#include "../io/checkpoint.h"
+#include "../io/npy.h"
+#include "commands.h"
+#include "train_opts.h"
+
+/* A model from a checkpoint: the architecture from its saved configuration; model flags given
+ * on the command line must agree with it. Fills mean/std and the training image size. */
+typedef struct {
+    TrainOptions o;     /* the checkpoint's configuration */
+    Flag flags[TRAIN_FLAG_MAX];
+    int nf;
+    Byol model;
+    float mean[3], std[3];
+    int64_t step;
+    int loaded;
+} Loaded;
+
+static int model_flags_agree(const ModelConfig *ckpt, const ModelConfig *asked, int argc, char **argv,
+                             const char *path, Err *e) {
+    struct {
+        const char *flag;
+        long a, b;
+        const char *sa, *sb;
+    } cmp[] = {
+        {"arch", ckpt->enc.arch, asked->enc.arch, arch_name(ckpt->enc.arch), arch_name(asked->enc.arch)},
+        {"width", ckpt->enc.width, asked->enc.width, NULL, NULL},
+        {"stem", ckpt->enc.stem, asked->enc.stem, stem_name(ckpt->enc.stem), stem_name(asked->enc.stem)},
+        {"in-channels", ckpt->enc.in_channels, asked->enc.in_channels, NULL, NULL},
+        {"proj-hidden", ckpt->proj_hidden, asked->proj_hidden, NULL, NULL},
+        {"proj-dim", ckpt->proj_dim, asked->proj_dim, NULL, NULL},
+        {"pred-hidden", ckpt->pred_hidden, asked->pred_hidden, NULL, NULL},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(cmp); i++) {
+        int given = 0;
+        size_t len = strlen(cmp[i].flag);
+        for (int k = 0; k < argc; k++)
+            if (strncmp(argv[k], "--", 2) == 0 && strncmp(argv[k] + 2, cmp[i].flag, len) == 0 &&
+                (argv[k][2 + len] == 0 || argv[k][2 + len] == '='))
+                given = 1;
+        if (given && cmp[i].a != cmp[i].b) {
+            if (cmp[i].sa)
+                return err_set(e, "--%s %s, but %s holds a %s model (leave the model flags out: the checkpoint says)",
+                               cmp[i].flag, cmp[i].sb, path, cmp[i].sa);
+            return err_set(e, "--%s %ld, but %s was trained with %ld (leave the model flags out: the checkpoint says)",
+                           cmp[i].flag, cmp[i].b, path, cmp[i].a);
+        }
+    }
+    return 0;
+}
+
+static int load_checkpoint(Loaded *L, const char *ckpt, const ModelConfig *asked, int argc, char **argv, Err *e) {
+    char path[4400];
+    Safetensors st;
+    if (ckpt_resolve(ckpt, path, sizeof path, e) || st_open(&st, path, e)) return -1;
+    const char *cfg = st_meta(&st, "byol.config");
+    L->nf = train_flags(L->flags, &L->o);
+    if (!cfg) {
+        st_close(&st);
+        return err_set(e, "%s: not a byol train checkpoint (no byol.config metadata)", path);
+    }
+    if (flags_parse_text(cfg, path, L->flags, L->nf, e) || model_flags_agree(&L->o.mc, asked, argc, argv, path, e)) {
+        st_close(&st);
+        return -1;
+    }
+    byol_init(&L->model, &L->o.mc);
+    int rc = state_load_from(&L->model, &st, e);
+    const char *m = st_meta(&st, "byol.mean"), *s = st_meta(&st, "byol.std"), *step = st_meta(&st, "byol.step");
+    L->mean[0] = L->mean[1] = L->mean[2] = 0, L->std[0] = L->std[1] = L->std[2] = 1;
+    if (m) sscanf(m, "%f %f %f", &L->mean[0], &L->mean[1], &L->mean[2]);
+    if (s) sscanf(s, "%f %f %f", &L->std[0], &L->std[1], &L->std[2]);
+    L->step = step ? atoll(step) : 0;
+    st_close(&st);
+    if (rc) {
+        byol_free(&L->model);
+        return -1;
+    }
+    L->loaded = 1;
+    return 0;
+}
+
+static int fail(const char *cmd, const Err *e, int code) {
+    fprintf(stderr, "byol %s: %s\n", cmd, e->msg);
+    return code;
+}
+
+/* ---------------------------------------------------------------- byol eval */
+
+static const char *EVAL_USAGE =
+    "usage: byol eval --ckpt FILE|DIR [--data PATH] [--dataset NAME] [--random-init] [--raw-pixels]\n"
+    "Frozen, un-augmented features of the train split (kNN bank, probe training set) and the test\n"
+    "split (scored): kNN top-1 (cosine, weights exp(s/T)) and linear-probe top-1 (multinomial\n"
+    "logistic regression on standardized features, L-BFGS to convergence). Last line: JSON.";
+
+int cmd_eval(int argc, char **argv) {
+    const char *ckpt = NULL;
+    ModelConfig asked;
+    model_config_default(&asked);
+    DataOptions dopt;
+    data_options_default(&dopt);
+    int random_init = 0, raw_pixels = 0, k = KNN_DEFAULT_K, threads = 0, seed = 0, bank = 0, queries = 0,
+        image_size = 0, probe_iters = 0;
+    float T = KNN_DEFAULT_T, probe_l2 = -1;
+    Flag flags[32 + MODEL_FLAG_COUNT];
+    int nf = 0;
+    flags[nf++] = (Flag){"ckpt", FLAG_STRING, &ckpt, "checkpoint file, or a run folder (its newest)", 0, -1};
+    flags[nf++] = (Flag){"data", FLAG_STRING, &dopt.data, "dataset path (the checkpoint's)", 0, -1};
+    flags[nf++] = (Flag){"dataset", FLAG_STRING, &dopt.dataset, "dataset kind (detected)", 0, -1};
+    flags[nf++] = (Flag){"random-init", FLAG_INT, &random_init, "1: a freshly initialized encoder of the same shape instead", 0, 1};
+    flags[nf++] = (Flag){"raw-pixels", FLAG_INT, &raw_pixels, "1: the normalized pixels as features instead", 0, 1};
+    flags[nf++] = (Flag){"knn-k", FLAG_INT, &k, "neighbours (200)", 1, 1000000};
+    flags[nf++] = (Flag){"knn-t", FLAG_FLOAT, &T, "temperature (0.1)", 1e-4, 100};
+    flags[nf++] = (Flag){"probe-l2", FLAG_FLOAT, &probe_l2, "probe weight decay (1e-4)", 0, 100};
+    flags[nf++] = (Flag){"probe-iters", FLAG_INT, &probe_iters, "probe L-BFGS iterations at most (1000)", 1, 1000000};
+    flags[nf++] = (Flag){"eval-bank", FLAG_INT, &bank, "train images used, evenly spaced, 0 all (0)", 0, 1 << 30};
+    flags[nf++] = (Flag){"eval-queries", FLAG_INT, &queries, "test images scored, 0 all (0)", 0, 1 << 30};
+    flags[nf++] = (Flag){"image-size", FLAG_INT, &image_size, "image side (the checkpoint's)", 1, 4096};
+    flags[nf++] = (Flag){"seed", FLAG_INT, &seed, "seed of --random-init (0)", 0, 2147483647};
+    flags[nf++] = (Flag){"threads", FLAG_INT, &threads, "threads (all cores)", 1, 4096};
+    model_flags(flags + nf, &asked);
+    nf += MODEL_FLAG_COUNT;
+    Err e;
+    int rc = flags_parse(argc, argv, flags, nf, EVAL_USAGE, &e);
+    if (rc == 1) return 0;
+    if (rc) return fail("eval", &e, 2);
+    if (!ckpt && !random_init && !raw_pixels) {
+        fprintf(stderr, "byol eval: --ckpt is required (or --random-init 1 / --raw-pixels 1 with model flags)\n");
+        return 2;
+    }
+    threads_set(threads);
+    Loaded L;
+    memset(&L, 0, sizeof L);
+    if (ckpt && load_checkpoint(&L, ckpt, &asked, argc, argv, &e)) return fail("eval", &e, 1);
+    if (!dopt.data && L.loaded) dopt.data = L.o.data.data, dopt.dataset = dopt.dataset ? dopt.dataset : L.o.data.dataset;
+    Dataset ds;
+    if (data_open(&ds, &dopt, stderr, &e)) {
+        if (L.loaded) byol_free(&L.model);
+        return fail("eval", &e, 1);
+    }
+    rc = 1;
+    float *fb = NULL, *fq = NULL;
+    int32_t *lb = NULL, *lq = NULL;
+    Byol fresh;
+    int fresh_built = 0;
+    if (!ds.n_classes || !ds.split[SPLIT_TRAIN].labels || !ds.split[SPLIT_TEST].n || !ds.split[SPLIT_TEST].labels) {
+        fprintf(stderr, "byol eval: %s has no labelled train and test splits: kNN and the linear probe need labels\n", ds.root);
+        goto out;
+    }
+    FeatureConfig fc = {image_size, {0, 0, 0}, {1, 1, 1}, 256, bank};
+    if (L.loaded) {
+        memcpy(fc.mean, L.mean, sizeof fc.mean), memcpy(fc.std, L.std, sizeof fc.std);
+        if (!fc.image_size) fc.image_size = L.o.data.image_size;
+    } else {
+        if (dataset_channel_stats(&ds, SPLIT_TRAIN, 10000, 0, fc.mean, fc.std, &e) < 0) {
+            fprintf(stderr, "byol eval: %s\n", e.msg);
+            goto out;
+        }
+    }
+    if (!fc.image_size) fc.image_size = ds.sizes_vary ? 224 : (ds.height < ds.width ? ds.height : ds.width);
+    const ResNet *net = NULL;
+    const float *params = NULL, *buffers = NULL;
+    const char *what = "checkpoint";
+    if (raw_pixels) {
+        what = "raw pixels";
+    } else if (random_init) {
+        ModelConfig mc = L.loaded ? L.o.mc : asked;
+        mc.enc.in_channels = ds.channels;
+        byol_init(&fresh, &mc);
+        byol_init_weights(&fresh, (uint64_t)seed);
+        fresh_built = 1;
+        net = &fresh.encoder, params = fresh.online.params, buffers = fresh.online.buffers;
+        what = "untrained encoder";
+    } else {
+        if (L.o.mc.enc.in_channels != ds.channels) {
+            fprintf(stderr, "byol eval: %s has %d-channel images, the checkpoint's encoder takes %d\n", ds.root,
+                    ds.channels, L.o.mc.enc.in_channels);
+            goto out;
+        }
+        net = &L.model.encoder, params = L.model.online.params, buffers = L.model.online.buffers;
+    }
+    int d;
+    double t0 = now_seconds();
+    int nb = extract_features(net, params, buffers, &ds, SPLIT_TRAIN, &fc, &fb, &lb, &d, &e);
+    fc.max_images = queries;
+    int nq = nb < 0 ? -1 : extract_features(net, params, buffers, &ds, SPLIT_TEST, &fc, &fq, &lq, &d, &e);
+    if (nq < 0) {
+        fprintf(stderr, "byol eval: %s\n", e.msg);
+        goto out;
+    }
+    double t_feat = now_seconds() - t0;
+    double knn = knn_top1(fb, lb, nb, fq, lq, nq, d, ds.n_classes, k, T, &e);
+    if (knn < 0) {
+        fprintf(stderr, "byol eval: %s\n", e.msg);
+        goto out;
+    }
+    ProbeConfig pc;
+    probe_config_default(&pc);
+    if (probe_l2 >= 0) pc.l2 = probe_l2;
+    if (probe_iters) pc.max_iter = probe_iters;
+    ProbeReport pr;
+    double t1 = now_seconds();
+    double probe = probe_top1(fb, lb, nb, fq, lq, nq, d, ds.n_classes, &pc, &pr, &e);
+    if (probe < 0) {
+        fprintf(stderr, "byol eval: %s\n", e.msg);
+        goto out;
+    }
+    printf("features   %s: %d train (bank) + %d test images, %d dims, %dx%d, %.1f s\n", what, nb, nq, d,
+           fc.image_size, fc.image_size, t_feat);
+    printf("kNN        top-1 %.2f%%  (k %d, T %g, cosine)\n", 100 * knn, k, T);
+    printf("linear     top-1 %.2f%%  (train %.2f%%, %d L-BFGS iterations%s, l2 %g, %.1f s)\n", 100 * probe,
+           100 * pr.train_top1, pr.iterations, pr.converged ? ", converged" : ", NOT converged", pc.l2, now_seconds() - t1);
+    printf("{\"what\": \"%s\", \"ckpt\": \"%s\", \"step\": %lld, \"dataset\": \"%s\", \"train\": %d, \"test\": %d, "
+           "\"dim\": %d, \"knn_top1\": %.6f, \"knn_k\": %d, \"knn_t\": %g, \"linear_top1\": %.6f, "
+           "\"probe_iterations\": %d, \"probe_converged\": %s}\n",
+           what, ckpt && !raw_pixels && !random_init ? ckpt : "", (long long)L.step, ds.kind, nb, nq, d, knn, k, T,
+           probe, pr.iterations, pr.converged ? "true" : "false");
+    rc = fflush(stdout) == 0 && !ferror(stdout) ? 0 : 1;
+out:
+    xfree(fb), xfree(fq), free(lb), free(lq);
+    if (fresh_built) byol_free(&fresh);
+    if (L.loaded) byol_free(&L.model);
+    dataset_close(&ds);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- byol export */
+
+static const char *EXPORT_USAGE =
+    "usage: byol export --ckpt FILE|DIR --out encoder.safetensors\n"
+    "The online encoder alone with torchvision's names and layouts (conv1.weight, bn1.*, layer1.0.*,\n"
+    "...), loadable by torchvision.models.resnetNN() with load_state_dict(strict=False), which then\n"
+    "reports only fc.* missing (replace conv1 and maxpool first for the cifar stem).";
+
+int cmd_export(int argc, char **argv) {
+    const char *ckpt = NULL, *out = NULL;
+    ModelConfig asked;
+    model_config_default(&asked);
+    Flag flags[2 + MODEL_FLAG_COUNT] = {
+        {"ckpt", FLAG_STRING, &ckpt, "checkpoint file, or a run folder (its newest)", 0, -1},
+        {"out", FLAG_STRING, &out, "output safetensors", 0, -1},
+    };
+    model_flags(flags + 2, &asked);
+    Err e;
+    int rc = flags_parse(argc, argv, flags, 2 + MODEL_FLAG_COUNT, EXPORT_USAGE, &e);
+    if (rc == 1) return 0;
+    if (rc) return fail("export", &e, 2);
+    if (!ckpt || !out) {
+        fprintf(stderr, "byol export: --ckpt and --out are required (see --help)\n");
+        return 2;
+    }
+    Loaded L;
+    memset(&L, 0, sizeof L);
+    if (load_checkpoint(&L, ckpt, &asked, argc, argv, &e)) return fail("export", &e, 1);
+    const ParamStore *s = &L.model.online;
+    const char *prefix = "online.encoder.";
+    const size_t plen = strlen(prefix);
+    int n = 0, nbn = 0;
+    for (int i = 0; i < s->n_specs; i++)
+        if (strncmp(s->specs[i].name, prefix, plen) == 0) n++, nbn += strstr(s->specs[i].name, "running_var") != NULL;
+    StTensorOut *ts = calloc((size_t)(n + nbn), sizeof *ts);
+    char (*names)[TENSOR_NAME_LEN] = calloc((size_t)(n + nbn), TENSOR_NAME_LEN);
+    float **data = calloc((size_t)n, sizeof *data);
+    int64_t *tracked = calloc((size_t)(nbn ? nbn : 1), sizeof *tracked);
+    if (!ts || !names || !data || !tracked) die("out of memory exporting %s", out);
+    int j = 0, jb = 0;
+    for (int i = 0; i < s->n_specs; i++) {
+        const TensorSpec *t = &s->specs[i];
+        if (strncmp(t->name, prefix, plen) != 0) continue;
+        data[j] = xmalloc(t->numel * sizeof(float), "export");
+        tensor_to_torch(t, data[j], store_data(s, t));
+        snprintf(names[j], TENSOR_NAME_LEN, "%s", t->name + plen);
+        ts[j] = (StTensorOut){names[j], t->ndim, t->shape, data[j], 0};
+        j++;
+        const char *rv = strstr(t->name, "running_var");
+        if (rv) { /* torchvision's BatchNorm also carries num_batches_tracked (int64, 0-d) */
+            tracked[jb] = 2 * L.step;
+            snprintf(names[n + jb], TENSOR_NAME_LEN, "%.*snum_batches_tracked", (int)(rv - t->name - plen), t->name + plen);
+            ts[n + jb] = (StTensorOut){names[n + jb], 0, NULL, &tracked[jb], 1};
+            jb++;
+        }
+    }
+    char arch[64];
+    snprintf(arch, sizeof arch, "%s", arch_name(L.o.mc.enc.arch));
+    char width[16], stem[16], inch[16];
+    snprintf(width, sizeof width, "%d", L.o.mc.enc.width);
+    snprintf(stem, sizeof stem, "%s", stem_name(L.o.mc.enc.stem));
+    snprintf(inch, sizeof inch, "%d", L.o.mc.enc.in_channels);
+    StMeta meta[] = {{"arch", arch}, {"width", width}, {"stem", stem}, {"in_channels", inch}};
+    rc = st_write(out, ts, n + nbn, meta, 4, &e);
+    if (rc) fprintf(stderr, "byol export: %s\n", e.msg);
+    else printf("wrote %s: %s width %d, %s stem, %d tensors (%d dims out)\n", out, arch, L.o.mc.enc.width, stem,
+                n + nbn, L.model.encoder.out_dim);
+    for (int i = 0; i < n; i++) xfree(data[i]);
+    free(ts), free(names), free(data), free(tracked);
+    byol_free(&L.model);
+    return rc ? 1 : 0;
+}
+
+/* ---------------------------------------------------------------- byol embed */
+
+static const char *EMBED_USAGE =
+    "usage: byol embed --ckpt FILE|DIR --data PATH [--dataset NAME] --out features.npy [--labels labels.npy]\n"
+    "                  [--split train|test|unlabeled]\n"
+    "Pooled encoder features (evaluation-mode batch norm) of un-augmented images: float32 [N, d];\n"
+    "labels as int64 [N] (-1 where none).";
+
+int cmd_embed(int argc, char **argv) {
+    const char *ckpt = NULL, *out = NULL, *labels_out = NULL, *split_name = "train";
+    ModelConfig asked;
+    model_config_default(&asked);
+    DataOptions dopt;
+    data_options_default(&dopt);
+    int threads = 0;
+    Flag flags[8 + MODEL_FLAG_COUNT] = {
+        {"ckpt", FLAG_STRING, &ckpt, "checkpoint file, or a run folder (its newest)", 0, -1},
+        {"data", FLAG_STRING, &dopt.data, "dataset path (the checkpoint's)", 0, -1},
+        {"dataset", FLAG_STRING, &dopt.dataset, "dataset kind (detected)", 0, -1},
+        {"out", FLAG_STRING, &out, "features .npy", 0, -1},
+        {"labels", FLAG_STRING, &labels_out, "labels .npy (optional)", 0, -1},
+        {"split", FLAG_STRING, &split_name, "train, test or unlabeled (train)", 0, -1},
+        {"threads", FLAG_INT, &threads, "threads (all cores)", 1, 4096},
+    };
+    model_flags(flags + 7, &asked);
+    Err e;
+    int rc = flags_parse(argc, argv, flags, 7 + MODEL_FLAG_COUNT, EMBED_USAGE, &e);
+    if (rc == 1) return 0;
+    if (rc) return fail("embed", &e, 2);
+    if (!ckpt || !out) {
+        fprintf(stderr, "byol embed: --ckpt and --out are required (see --help)\n");
+        return 2;
+    }
+    Split split = SPLIT_COUNT;
+    for (int s = 0; s < SPLIT_COUNT; s++)
+        if (strcmp(split_name, SPLIT_NAMES[s]) == 0) split = (Split)s;
+    if (split == SPLIT_COUNT) {
+        fprintf(stderr, "byol embed: --split: unknown split '%s' (train, test, unlabeled)\n", split_name);
+        return 2;
+    }
+    threads_set(threads);
+    Loaded L;
+    memset(&L, 0, sizeof L);
+    if (load_checkpoint(&L, ckpt, &asked, argc, argv, &e)) return fail("embed", &e, 1);
+    if (!dopt.data) dopt.data = L.o.data.data, dopt.dataset = dopt.dataset ? dopt.dataset : L.o.data.dataset;
+    Dataset ds;
+    if (data_open(&ds, &dopt, stderr, &e)) {
+        byol_free(&L.model);
+        return fail("embed", &e, 1);
+    }
+    rc = 1;
+    float *f = NULL;
+    int32_t *lab = NULL;
+    int64_t *lab64 = NULL;
+    if (L.o.mc.enc.in_channels != ds.channels) {
+        fprintf(stderr, "byol embed: %s has %d-channel images, the checkpoint's encoder takes %d\n", ds.root,
+                ds.channels, L.o.mc.enc.in_channels);
+        goto out;
+    }
+    FeatureConfig fc = {L.o.data.image_size, {L.mean[0], L.mean[1], L.mean[2]}, {L.std[0], L.std[1], L.std[2]}, 256, 0};
+    int d, n = extract_features(&L.model.encoder, L.model.online.params, L.model.online.buffers, &ds, split, &fc,
+                                &f, &lab, &d, &e);
+    if (n < 0) {
+        fprintf(stderr, "byol embed: %s\n", e.msg);
+        goto out;
+    }
+    int64_t shape[2] = {n, d};
+    if (npy_write_f32(out, f, 2, shape, &e)) {
+        fprintf(stderr, "byol embed: %s\n", e.msg);
+        goto out;
+    }
+    if (labels_out) {
+        lab64 = malloc(sizeof *lab64 * (size_t)n);
+        if (!lab64) die("out of memory");
+        for (int i = 0; i < n; i++) lab64[i] = lab[i];
+        if (npy_write_i64(labels_out, lab64, 1, shape, &e)) {
+            fprintf(stderr, "byol embed: %s\n", e.msg);
+            goto out;
+        }
+    }
+    printf("wrote %s: %d x %d features of the %s split%s%s\n", out, n, d, SPLIT_NAMES[split],
+           labels_out ? ", labels in " : "", labels_out ? labels_out : "");
+    rc = 0;
+out:
+    xfree(f), free(lab), free(lab64);
+    byol_free(&L.model);
+    dataset_close(&ds);
+    return rc;
+}

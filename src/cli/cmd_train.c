@@ -1,0 +1,426 @@
+/* byol train: pretrain an encoder with BYOL on a dataset, with the paper's recipe (LARS, warm-up
+ * then cosine learning rate, cosine tau), checkpoints, exact resume, a kNN monitor and a collapse
+ * monitor. Everything of a run lives in --out DIR: config.txt, metrics.jsonl, plot.svg,
+ * ckpt-<step>.safetensors. */
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../core/threads.h"
+#include "../data/loader.h"
+#include "../eval/features.h"
+#include "../eval/knn.h"
+#include "../eval/monitor.h"
+#include "../eval/plot.h"
+#include "../io/checkpoint.h"
+#include "../optim/optim.h"
+#include "commands.h"
+#include "data_flags.h"
+#include "train_opts.h"
+
+static volatile sig_atomic_t g_signal;
+static void on_signal(int sig) { g_signal = sig; }
+
+/* ---------------------------------------------------------------- helpers */
+
+static int make_dir(const char *dir, Err *e) {
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", dir);
+    for (char *p = buf + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+                return err_set(e, "--out %s: cannot create %s: %s", dir, buf, strerror(errno));
+            *p = '/';
+        }
+    if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+        return err_set(e, "--out %s: cannot create the folder: %s", dir, strerror(errno));
+    if (access(buf, W_OK) != 0) return err_set(e, "--out %s: folder is not writable", dir);
+    return 0;
+}
+
+static int write_text_file(const char *path, const char *text, Err *e) {
+    AtomicFile af;
+    if (atomic_open(&af, path, e)) return -1;
+    if (atomic_write(&af, text, strlen(text), e)) return -1;
+    return atomic_commit(&af, e);
+}
+
+/* kNN top-1 of the online encoder: train split as the bank, test split scored (subsets of
+ * max_bank / max_query images, evenly spaced; 0 = all). -1 when the dataset has no labels. */
+static double knn_monitor(const Byol *m, const Dataset *ds, const FeatureConfig *base, int max_bank,
+                          int max_query, int k, float T, Err *e) {
+    if (!ds->n_classes || !ds->split[SPLIT_TRAIN].labels || !ds->split[SPLIT_TEST].n ||
+        !ds->split[SPLIT_TEST].labels)
+        return -1;
+    FeatureConfig fc = *base;
+    float *fb, *fq;
+    int32_t *lb, *lq;
+    int d;
+    fc.max_images = max_bank;
+    int nb = extract_features(&m->encoder, m->online.params, m->online.buffers, ds, SPLIT_TRAIN, &fc, &fb, &lb, &d, e);
+    if (nb < 0) return -2;
+    fc.max_images = max_query;
+    int nq = extract_features(&m->encoder, m->online.params, m->online.buffers, ds, SPLIT_TEST, &fc, &fq, &lq, &d, e);
+    if (nq < 0) {
+        xfree(fb), free(lb);
+        return -2;
+    }
+    double acc = knn_top1(fb, lb, nb, fq, lq, nq, d, ds->n_classes, k, T, e);
+    xfree(fb), xfree(fq), free(lb), free(lq);
+    return acc;
+}
+
+/* A checkpoint with what a resume, eval, export or embed needs besides the tensors; then only
+ * the newest --keep are kept. */
+static int save_run_checkpoint(const Byol *m, const TrainOptions *o, int64_t step, long spe, const char *config,
+                               const char *mean_s, const char *std_s, char *cp, size_t cap, Err *e) {
+    char step_s[32], epoch_s[32];
+    snprintf(step_s, sizeof step_s, "%lld", (long long)step);
+    snprintf(epoch_s, sizeof epoch_s, "%.4f", (double)step / spe);
+    StMeta meta[] = {{"byol.config", (char *)config}, {"byol.step", step_s}, {"byol.epoch", epoch_s},
+                     {"byol.mean", (char *)mean_s}, {"byol.std", (char *)std_s}, {"byol.format", "1"}};
+    if (ckpt_save(m, o->out, step, meta, (int)ARRAY_LEN(meta), cp, cap, e)) return -1;
+    ckpt_prune(o->out, o->keep);
+    return 0;
+}
+
+static void format_eta(char *buf, size_t cap, double s) {
+    if (!(s >= 0) || s > 1e7) snprintf(buf, cap, "--");
+    else if (s >= 3600) snprintf(buf, cap, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
+    else snprintf(buf, cap, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
+}
+
+/* ---------------------------------------------------------------- the command */
+
+int cmd_train(int argc, char **argv) {
+    TrainOptions o;
+    Flag flags[TRAIN_FLAG_MAX];
+    int nf = train_flags(flags, &o);
+    Err e;
+    int rc = train_parse(argc, argv, flags, nf, &o, &e);
+    if (rc == 1) return 0;
+    if (rc) {
+        fprintf(stderr, "byol train: %s\n", e.msg);
+        return 2;
+    }
+    threads_set(o.threads);
+
+    /* Resume: the checkpoint's own configuration, then the flags given now on top of it. */
+    char ckpt_path[4400] = "";
+    Safetensors resume_st = {0};
+    int64_t start_step = 0;
+    if (o.resume) {
+        if (ckpt_resolve(o.resume, ckpt_path, sizeof ckpt_path, &e) || st_open(&resume_st, ckpt_path, &e)) {
+            fprintf(stderr, "byol train: --resume: %s\n", e.msg);
+            return 1;
+        }
+        const char *cfg = st_meta(&resume_st, "byol.config"), *step = st_meta(&resume_st, "byol.step");
+        if (!cfg || !step) {
+            fprintf(stderr, "byol train: --resume %s: not a byol train checkpoint (no byol.config/byol.step metadata)\n", ckpt_path);
+            st_close(&resume_st);
+            return 1;
+        }
+        nf = train_flags(flags, &o); /* defaults, then the saved config, then today's flags */
+        int bad = flags_parse_text(cfg, ckpt_path, flags, nf, &e);
+        o.max_steps = 0; /* an interruption for a test is not part of the recipe */
+        if (bad || train_parse(argc, argv, flags, nf, &o, &e) < 0) {
+            fprintf(stderr, "byol train: %s\n", e.msg);
+            st_close(&resume_st);
+            return 2;
+        }
+        start_step = atoll(step);
+        if (!o.out_given) { /* continue in the checkpoint's folder */
+            snprintf(o.out_buf, sizeof o.out_buf, "%s", ckpt_path);
+            char *slash = strrchr(o.out_buf, '/');
+            if (slash) *slash = 0;
+            else snprintf(o.out_buf, sizeof o.out_buf, ".");
+            o.out = o.out_buf;
+        }
+    }
+
+    Dataset ds;
+    if (data_open(&ds, &o.data, stderr, &e)) {
+        if (!o.data.data && access(DEFAULT_DATA, R_OK) != 0)
+            fprintf(stderr, "byol train: no data: the default is Fashion-MNIST from Debian's dataset-fashion-mnist "
+                            "(apt-get install dataset-fashion-mnist), or pass --data PATH\n");
+        else
+            fprintf(stderr, "byol train: %s\n", e.msg);
+        st_close(&resume_st);
+        return 1;
+    }
+    rc = 1;
+    Split split = o.split_unlabeled && ds.split[SPLIT_UNLABELED].n ? SPLIT_UNLABELED : SPLIT_TRAIN;
+    AugConfig ac;
+    ByolWork work = {0};
+    Loader *loader = NULL;
+    Byol model;
+    memset(&model, 0, sizeof model);
+    FILE *metrics = NULL;
+    if (data_aug_config(&ac, &o.data, &ds, &e)) {
+        fprintf(stderr, "byol train: %s\n", e.msg);
+        goto done_data;
+    }
+    if (o.mc.enc.in_channels != ds.channels) {
+        if (o.in_channels_given) {
+            fprintf(stderr, "byol train: --in-channels %d but %s has %d-channel images\n", o.mc.enc.in_channels,
+                    ds.root, ds.channels);
+            goto done_data;
+        }
+        o.mc.enc.in_channels = ds.channels;
+    }
+    /* Normalization: the checkpoint's when resuming, else the split's statistics. */
+    if (o.resume && st_meta(&resume_st, "byol.mean")) {
+        sscanf(st_meta(&resume_st, "byol.mean"), "%f %f %f", &ac.mean[0], &ac.mean[1], &ac.mean[2]);
+        sscanf(st_meta(&resume_st, "byol.std"), "%f %f %f", &ac.std[0], &ac.std[1], &ac.std[2]);
+    } else if (dataset_channel_stats(&ds, split, 10000, ac.image_size, ac.mean, ac.std, &e) < 0) {
+        fprintf(stderr, "byol train: %s\n", e.msg);
+        goto done_data;
+    }
+    const int S = ac.image_size, B = o.batch;
+    const int n_images = ds.split[split].n;
+    if (n_images < B) {
+        fprintf(stderr, "byol train: %s: the %s split has %d images, fewer than one batch of %d (lower --batch)\n",
+                ds.root, SPLIT_NAMES[split], n_images, B);
+        goto done_data;
+    }
+    const long spe = n_images / B, total = (long)o.epochs * spe;
+    long warmup = o.warmup_epochs >= 0 ? (long)(o.warmup_epochs * spe) : (long)fmin(10.0 * spe, 0.1 * total);
+    if (warmup > total) warmup = total;
+    const double lr_peak = o.base_lr * B / 256.0;
+
+    /* The run's folder: a fresh run refuses a folder that already holds checkpoints. */
+    if (make_dir(o.out, &e)) {
+        fprintf(stderr, "byol train: %s\n", e.msg);
+        goto done_data;
+    }
+    if (!o.resume && ckpt_count(o.out) > 0) {
+        fprintf(stderr, "byol train: --out %s already holds a run (ckpt-*.safetensors): --resume %s to continue it, "
+                        "or choose another --out\n", o.out, o.out);
+        goto done_data;
+    }
+    /* The effective configuration: what was asked, with the dataset's figures filled in. */
+    o.data.image_size = S;
+    char *config = flags_dump(flags, nf);
+    char path[4400];
+    snprintf(path, sizeof path, "%s/config.txt", o.out);
+    if (write_text_file(path, config, &e)) {
+        fprintf(stderr, "byol train: %s\n", e.msg);
+        free(config);
+        goto done_data;
+    }
+
+    byol_init(&model, &o.mc);
+    if (o.resume) {
+        if (state_load_from(&model, &resume_st, &e)) {
+            fprintf(stderr, "byol train: --resume: %s (the checkpoint's model differs from the flags?)\n", e.msg);
+            free(config);
+            goto done_model;
+        }
+    } else {
+        byol_init_weights(&model, (uint64_t)o.seed);
+    }
+    byol_work_init(&work, &model, B, ds.channels, S, S, &backend_cpu);
+    LoaderConfig lc = {&ds, split, ac, B, (uint64_t)o.seed, o.workers, 2, start_step};
+    loader = loader_create(&lc, &e);
+    if (!loader) {
+        fprintf(stderr, "byol train: %s\n", e.msg);
+        free(config);
+        goto done_model;
+    }
+    snprintf(path, sizeof path, "%s/metrics.jsonl", o.out);
+    metrics = fopen(path, o.resume ? "a" : "w");
+    if (!metrics) {
+        fprintf(stderr, "byol train: %s: cannot write: %s\n", path, strerror(errno));
+        free(config);
+        goto done_model;
+    }
+
+    char mean_s[64], std_s[64];
+    snprintf(mean_s, sizeof mean_s, "%.9g %.9g %.9g", ac.mean[0], ac.mean[1], ac.mean[2]);
+    snprintf(std_s, sizeof std_s, "%.9g %.9g %.9g", ac.std[0], ac.std[1], ac.std[2]);
+    FeatureConfig fc = {S, {ac.mean[0], ac.mean[1], ac.mean[2]}, {ac.std[0], ac.std[1], ac.std[2]}, 256, 0};
+    const int tty = isatty(STDOUT_FILENO);
+    printf("byol train: %s %s (%d images, %dx%d, %d ch), %s width %d %s stem, heads %d/%d/%d\n", ds.kind,
+           SPLIT_NAMES[split], n_images, S, S, ds.channels, arch_name(o.mc.enc.arch), o.mc.enc.width,
+           stem_name(o.mc.enc.stem), o.mc.proj_hidden, o.mc.proj_dim, o.mc.pred_hidden);
+    if (o.time_budget > 0)
+        printf("  batch %d, time budget %.0f s, lr %.4g (base %.3g x %d/256), tau %.4g -> 1, out %s\n", B,
+               o.time_budget, lr_peak, o.base_lr, B, o.tau_base, o.out);
+    else
+        printf("  batch %d, %d epochs x %ld steps, warm-up %ld steps, lr %.4g (base %.3g x %d/256), tau %.4g -> 1, "
+               "out %s\n", B, o.epochs, spe, warmup, lr_peak, o.base_lr, B, o.tau_base, o.out);
+    fflush(stdout);
+
+    if (start_step == 0 && o.knn_before) {
+        double acc = knn_monitor(&model, &ds, &fc, o.eval_bank, o.eval_queries, o.knn_k, o.knn_t, &e);
+        if (acc < -1.5) {
+            fprintf(stderr, "byol train: %s\n", e.msg);
+            free(config);
+            goto done_model;
+        }
+        if (acc >= 0) {
+            printf("kNN top-1 before training (untrained encoder): %.2f%%\n", 100 * acc);
+            fprintf(metrics, "{\"step\": 0, \"epoch\": 0, \"knn_top1\": %.6f, \"untrained\": true}\n", acc);
+            fflush(metrics);
+        }
+    }
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    StepConfig sc = {{(float)lr_peak, o.weight_decay, o.momentum, o.lars_eta}, o.tau_base};
+    double *cwork = xmalloc(collapse_work_doubles(B, o.mc.proj_dim) * sizeof(double), "collapse monitor");
+    const double t_start = now_seconds();
+    double t_log = t_start, last_ckpt_time = t_start;
+    long log_images = 0;
+    int64_t step = start_step;
+    int collapse_warned = 0, stop_signal = 0;
+    rc = 0;
+    double last_knn = -1;
+    for (;;) {
+        const double elapsed = now_seconds() - t_start;
+        double frac; /* progress in [0, 1] */
+        if (o.time_budget > 0) {
+            frac = elapsed / o.time_budget;
+            if (frac >= 1) break;
+        } else {
+            if (step >= total) break;
+            frac = (double)step / total;
+        }
+        if (o.max_steps > 0 && step >= o.max_steps) { /* as if interrupted here (tests) */
+            stop_signal = -1;
+            break;
+        }
+        const long K = 1000000; /* schedules as a function of progress */
+        const long kk = o.time_budget > 0 ? (long)(frac * K) : step;
+        const long kt = o.time_budget > 0 ? K : total;
+        const long kw = o.time_budget > 0 ? (long)(K * (o.warmup_epochs >= 0 ? fmin(1, o.warmup_epochs / fmax(1, o.epochs)) : 0.1)) : warmup;
+        sc.lars.lr = (float)lr_at_step(kk, kt, kw, lr_peak);
+        sc.tau = (float)tau_at_step(kk, kt, o.tau_base);
+
+        Batch b = loader_next(loader);
+        const float loss = byol_step(&model, &work, b.views, &sc, &backend_cpu);
+        step++;
+        log_images += B;
+        if (!isfinite(loss)) {
+            fprintf(stderr, "byol train: step %lld: loss is %g (diverged: lower --base-lr); the last good checkpoint "
+                            "is in %s\n", (long long)step, loss, o.out);
+            rc = 1;
+            break;
+        }
+        const int epoch_end = o.time_budget <= 0 ? step % spe == 0 : step % spe == 0;
+        const double now = now_seconds();
+        if (step % o.log_every == 0 || epoch_end || step == total) {
+            CollapseStats cs;
+            collapse_stats(work.proj.out, B, o.mc.proj_dim, &cs, cwork);
+            const double ips = log_images / fmax(now - t_log, 1e-9);
+            fprintf(metrics, "{\"step\": %lld, \"epoch\": %.4f, \"loss\": %.7g, \"lr\": %.6g, \"tau\": %.7g, "
+                             "\"images_per_s\": %.2f, \"proj_std\": %.5f, \"eff_rank\": %.3f}\n",
+                    (long long)step, (double)step / spe, loss, sc.lars.lr, sc.tau, ips, cs.std_sqrt_d, cs.eff_rank);
+            fflush(metrics);
+            double left = o.time_budget > 0 ? o.time_budget - (now - t_start)
+                                             : (total - step) * (double)B / fmax(ips, 1e-9);
+            char eta[32];
+            format_eta(eta, sizeof eta, left);
+            if (tty)
+                printf("\r\033[Kepoch %.2f  step %lld/%ld  loss %.4f  lr %.3g  tau %.5f  %.0f img/s  std %.2f  rank %.1f  ETA %s",
+                       (double)step / spe, (long long)step, o.time_budget > 0 ? 0 : total, loss, sc.lars.lr, sc.tau, ips,
+                       cs.std_sqrt_d, cs.eff_rank, eta);
+            else if (step % (o.log_every * 10) == 0 || epoch_end)
+                printf("epoch %.2f step %lld loss %.5f lr %.4g tau %.6f %.1f img/s proj_std %.3f eff_rank %.1f ETA %s\n",
+                       (double)step / spe, (long long)step, loss, sc.lars.lr, sc.tau, ips, cs.std_sqrt_d, cs.eff_rank, eta);
+            fflush(stdout);
+            if (collapse_warning(&cs, o.mc.proj_dim) && !collapse_warned) {
+                fprintf(stderr, "%sbyol train: warning: step %lld: the projections are collapsing (std x sqrt(D) %.3f, "
+                                "effective rank %.1f of %d): lower --base-lr or raise --tau-base\n",
+                        tty ? "\n" : "", (long long)step, cs.std_sqrt_d, cs.eff_rank, o.mc.proj_dim);
+                collapse_warned = 1;
+            }
+            t_log = now;
+            log_images = 0;
+        }
+        const int last = o.time_budget > 0 ? 0 : step == total;
+        if (epoch_end && !last && o.eval_every > 0 && (step / spe) % o.eval_every == 0) {
+            last_knn = knn_monitor(&model, &ds, &fc, o.eval_bank, o.eval_queries, o.knn_k, o.knn_t, &e);
+            if (last_knn >= 0) {
+                fprintf(metrics, "{\"step\": %lld, \"epoch\": %.4f, \"knn_top1\": %.6f}\n", (long long)step,
+                        (double)step / spe, last_knn);
+                fflush(metrics);
+                printf("%sepoch %lld: kNN top-1 %.2f%%\n", tty ? "\n" : "", (long long)(step / spe), 100 * last_knn);
+            }
+            snprintf(path, sizeof path, "%s/plot.svg", o.out);
+            char mpath[4400];
+            snprintf(mpath, sizeof mpath, "%s/metrics.jsonl", o.out);
+            Err pe;
+            plot_metrics_svg(mpath, path, &pe); /* a picture is a convenience: never stop for it */
+        }
+        if (g_signal) {
+            stop_signal = g_signal;
+            break;
+        }
+        if (epoch_end || (o.ckpt_minutes > 0 && now - last_ckpt_time > 60 * o.ckpt_minutes)) {
+            char cp[4400];
+            if (save_run_checkpoint(&model, &o, step, spe, config, mean_s, std_s, cp, sizeof cp, &e)) {
+                fprintf(stderr, "%sbyol train: %s\n", tty ? "\n" : "", e.msg);
+                rc = 1;
+                break;
+            }
+            last_ckpt_time = now;
+        }
+    }
+    xfree(cwork);
+    if (tty) printf("\n");
+
+    if (rc == 0) { /* the final (or interrupted) state */
+        char cp[4400];
+        if (save_run_checkpoint(&model, &o, step, spe, config, mean_s, std_s, cp, sizeof cp, &e)) {
+            fprintf(stderr, "byol train: %s\n", e.msg);
+            rc = 1;
+        } else {
+            printf("checkpoint %s (step %lld)\n", cp, (long long)step);
+        }
+    }
+    if (rc == 0 && stop_signal > 0) {
+        printf("stopped by signal %d at step %lld: byol train --resume %s continues\n", stop_signal, (long long)step, o.out);
+        rc = 128 + stop_signal;
+    } else if (rc == 0 && stop_signal < 0) {
+        printf("stopped at --max-steps %lld: byol train --resume %s continues\n", (long long)step, o.out);
+    } else if (rc == 0) {
+        printf("trained %lld steps in %.1f s\n", (long long)(step - start_step), now_seconds() - t_start);
+        if (o.knn_after) {
+            double acc = knn_monitor(&model, &ds, &fc, o.eval_bank, o.eval_queries, o.knn_k, o.knn_t, &e);
+            if (acc >= 0) {
+                printf("kNN top-1 after training: %.2f%%\n", 100 * acc);
+                fprintf(metrics, "{\"step\": %lld, \"epoch\": %.4f, \"knn_top1\": %.6f, \"final\": true}\n",
+                        (long long)step, (double)step / spe, acc);
+            }
+        }
+    }
+    fflush(metrics);
+    {
+        char mpath[4400];
+        snprintf(mpath, sizeof mpath, "%s/metrics.jsonl", o.out);
+        snprintf(path, sizeof path, "%s/plot.svg", o.out);
+        Err pe;
+        if (plot_metrics_svg(mpath, path, &pe) == 0 && rc == 0 && stop_signal == 0) printf("plot %s\n", path);
+    }
+    free(config);
+done_model:
+    if (metrics) fclose(metrics);
+    loader_destroy(loader);
+    byol_work_free(&work);
+    byol_free(&model);
+done_data:
+    dataset_close(&ds);
+    st_close(&resume_st);
+    return rc;
+}

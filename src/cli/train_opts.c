@@ -1,0 +1,114 @@
+#include "train_opts.h"
+
+#include <string.h>
+#include <time.h>
+
+static const char *TRAIN_USAGE =
+    "usage: byol train [--data PATH] [--dataset NAME] [--out DIR] [--epochs N] [--batch B]\n"
+    "                  [--time-budget SECONDS] [--resume DIR|FILE] [--config FILE] [flags]\n"
+    "Pretrains an encoder with BYOL. Runs with no flags on Debian's Fashion-MNIST with a CPU-sized\n"
+    "model. Settings can also come from --config FILE (one 'flag = value' per line).";
+
+/* The defaults: a model and recipe sized for a 2-core CPU and 15 minutes on Fashion-MNIST. */
+void train_options_default(TrainOptions *o) {
+    memset(o, 0, sizeof *o);
+    model_config_default(&o->mc);
+    o->mc.enc.width = 16;
+    o->mc.proj_hidden = 1024;
+    o->mc.proj_dim = 128;
+    o->mc.pred_hidden = 1024;
+    data_options_default(&o->data);
+    o->epochs = 10;
+    o->batch = 256;
+    o->seed = 0;
+    o->eval_every = 5;
+    o->keep = 3;
+    o->log_every = 10;
+    o->workers = 0;
+    o->threads = 0;
+    o->knn_k = 200;
+    o->knn_t = 0.1f;
+    o->eval_bank = 10000;
+    o->eval_queries = 10000;
+    o->knn_before = 1;
+    o->knn_after = 1;
+    o->base_lr = 1.0f;
+    o->weight_decay = 1e-5f;
+    o->momentum = 0.9f;
+    o->lars_eta = 0.02f;
+    o->tau_base = 0.99f;
+    o->warmup_epochs = -1; /* 10 epochs, at most 10% of the run */
+    o->ckpt_minutes = 10;
+}
+
+int train_flags(Flag *f, TrainOptions *o) {
+    train_options_default(o);
+    int n = 0;
+    model_flags(f + n, &o->mc);
+    n += MODEL_FLAG_COUNT;
+    data_flags(f + n, &o->data);
+    n += DATA_FLAG_COUNT;
+    Flag own[] = {
+        {"out", FLAG_STRING, &o->out, "run folder: config, metrics, plot, checkpoints (runs/<date-time>)", 0, -1},
+        {"epochs", FLAG_INT, &o->epochs, "epochs (10)", 1, 1000000},
+        {"batch", FLAG_INT, &o->batch, "images per step (256)", 2, 1 << 20},
+        {"base-lr", FLAG_FLOAT, &o->base_lr, "LARS learning rate per 256 images (1.0)", 0, 1e4},
+        {"weight-decay", FLAG_FLOAT, &o->weight_decay, "weight decay (1e-5)", 0, 10},
+        {"momentum", FLAG_FLOAT, &o->momentum, "SGD momentum (0.9)", 0, 1},
+        {"lars-eta", FLAG_FLOAT, &o->lars_eta, "LARS trust coefficient (0.02)", 0, 1e3},
+        {"warmup-epochs", FLAG_FLOAT, &o->warmup_epochs, "linear warm-up (10 epochs, at most 10% of the run)", -1, 1e6},
+        {"tau-base", FLAG_FLOAT, &o->tau_base, "target EMA decay at the start, cosine to 1 (0.99)", 0, 1},
+        {"time-budget", FLAG_FLOAT, &o->time_budget, "seconds: schedules end when the budget does (off)", 0, 1e9},
+        {"seed", FLAG_INT, &o->seed, "random seed: weights, order, augmentations (0)", 0, 2147483647},
+        {"workers", FLAG_INT, &o->workers, "loader threads (half the cores, at most 8)", 0, 256},
+        {"threads", FLAG_INT, &o->threads, "compute threads (all cores)", 0, 4096},
+        {"eval-every", FLAG_INT, &o->eval_every, "kNN monitor every N epochs, 0 off (5)", 0, 1000000},
+        {"eval-bank", FLAG_INT, &o->eval_bank, "kNN monitor: train images as the bank, 0 all (10000)", 0, 1 << 30},
+        {"eval-queries", FLAG_INT, &o->eval_queries, "kNN monitor: test images scored, 0 all (10000)", 0, 1 << 30},
+        {"knn-k", FLAG_INT, &o->knn_k, "kNN neighbours (200)", 1, 100000},
+        {"knn-t", FLAG_FLOAT, &o->knn_t, "kNN temperature (0.1)", 1e-4, 100},
+        {"knn-before", FLAG_INT, &o->knn_before, "kNN of the untrained encoder first, 0 or 1 (1)", 0, 1},
+        {"knn-after", FLAG_INT, &o->knn_after, "kNN of the trained encoder at the end, 0 or 1 (1)", 0, 1},
+        {"unlabeled", FLAG_INT, &o->split_unlabeled, "pretrain on the unlabeled split when there is one (STL-10), 0 or 1 (0)", 0, 1},
+        {"log-every", FLAG_INT, &o->log_every, "steps between metrics lines (10)", 1, 1000000},
+        {"keep", FLAG_INT, &o->keep, "checkpoints kept (3)", 1, 1000000},
+        {"ckpt-minutes", FLAG_FLOAT, &o->ckpt_minutes, "also checkpoint every N minutes within an epoch, 0 off (10)", 0, 1e6},
+        {"max-steps", FLAG_INT, &o->max_steps, "stop after this many steps as if interrupted, 0 off (tests)", 0, 2147483647},
+        {"resume", FLAG_STRING, &o->resume, "continue the run of a folder (its newest checkpoint) or a checkpoint", 0, -1},
+        {"config", FLAG_STRING, &o->config, "settings file, 'flag = value' per line", 0, -1},
+    };
+    memcpy(f + n, own, sizeof own);
+    n += (int)ARRAY_LEN(own);
+    if (n > TRAIN_FLAG_MAX) die("train_flags: %d flags exceed TRAIN_FLAG_MAX", n);
+    return n;
+}
+
+static int given(int argc, char **argv, const char *name) {
+    size_t len = strlen(name);
+    for (int i = 0; i < argc; i++)
+        if (strncmp(argv[i], "--", 2) == 0 && strncmp(argv[i] + 2, name, len) == 0 &&
+            (argv[i][2 + len] == 0 || argv[i][2 + len] == '='))
+            return 1;
+    return 0;
+}
+
+int train_parse(int argc, char **argv, const Flag *flags, int n, TrainOptions *o, Err *e) {
+    for (int i = 0; i < argc; i++) {
+        const char *path = NULL;
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) path = argv[i + 1];
+        else if (strncmp(argv[i], "--config=", 9) == 0) path = argv[i] + 9;
+        if (path && flags_parse_file(path, flags, n, e)) return -1;
+    }
+    int rc = flags_parse(argc, argv, flags, n, TRAIN_USAGE, e);
+    if (rc) return rc;
+    o->out_given = given(argc, argv, "out") || (o->out && !o->resume);
+    o->in_channels_given = given(argc, argv, "in-channels");
+    if (!o->out) {
+        time_t t = time(NULL);
+        struct tm tm;
+        localtime_r(&t, &tm);
+        strftime(o->out_buf, sizeof o->out_buf, "runs/%Y%m%d-%H%M%S", &tm);
+        o->out = o->out_buf;
+    }
+    return 0;
+}

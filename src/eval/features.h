@@ -1,0 +1,31 @@
+/* Frozen features for evaluation: the encoder in evaluation mode (batch norm with running
+ * statistics) on un-augmented images, or the raw pixels themselves as a baseline.
+ *
+ * Un-augmented means: decoded, the largest centred square resized (antialiased) to S x S when the
+ * image is not S x S already (torchvision's Resize(S) + CenterCrop(S)), scaled to [0, 1],
+ * normalized by the training run's channel mean and std. */
+#ifndef BYOL_FEATURES_H
+#define BYOL_FEATURES_H
+
+#include "../data/augment.h"
+#include "../data/dataset.h"
+#include "../model/byol.h"
+
+typedef struct {
+    int image_size;
+    float mean[3], std[3];
+    int batch;      /* images per encoder forward */
+    int max_images; /* evenly spaced subset when the split is larger (0: all) */
+} FeatureConfig;
+
+/* Features of split s as a malloc'ed [n, d] float array (d = encoder.out_dim, or C*S*S for raw
+ * pixels when net is NULL), labels [n] (malloc'ed; -1 where none). Returns n, or -1 with e set. */
+int extract_features(const ResNet *net, const float *params, const float *buffers,
+                     const Dataset *ds, Split s, const FeatureConfig *fc, float **features,
+                     int32_t **labels, int *dim, Err *e);
+
+/* One image, un-augmented, as CHW floats (C*S*S). scratch: reused across calls. */
+int preprocess_eval(float *out, const Dataset *ds, Split s, int idx, const FeatureConfig *fc,
+                    Image *img, AugScratch *scratch, Err *e);
+
+#endif

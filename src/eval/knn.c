@@ -1,0 +1,170 @@
+#include "knn.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "../backend/gemm.h"
+
+/* L2-normalized copy of x [n, d] (norms in double; a zero row stays zero). Returns -1 with e
+ * filled at the first non-finite value. */
+static float *normalized_copy(const float *x, int n, int d, const char *what, Err *e) {
+    float *out = xmalloc((size_t)n * d * sizeof(float), what);
+    int bad = -1;
+#pragma omp parallel for schedule(static) if ((size_t)n * d > 65536)
+    for (int i = 0; i < n; i++) {
+        const float *xi = x + (size_t)i * d;
+        float *oi = out + (size_t)i * d;
+        double ss = 0;
+        for (int j = 0; j < d; j++) ss += (double)xi[j] * xi[j];
+        if (!isfinite(ss)) {
+#pragma omp critical(knn_bad)
+            if (bad < 0 || i < bad) bad = i;
+            memset(oi, 0, (size_t)d * sizeof(float));
+            continue;
+        }
+        double inv = ss > 0 ? 1.0 / sqrt(ss) : 0.0;
+        for (int j = 0; j < d; j++) oi[j] = (float)(xi[j] * inv);
+    }
+    if (bad >= 0) {
+        xfree(out);
+        err_set(e, "knn: %s feature row %d is not finite (or overflows)", what, bad);
+        return NULL;
+    }
+    return out;
+}
+
+/* The heap holds a query's current top-k, its root the worst member: lowest similarity, and of
+ * equal similarities the higher bank index. */
+static inline int worse(float sa, int ia, float sb, int ib) { return sa < sb || (sa == sb && ia > ib); }
+
+static void heap_sift_down(float *hs, int *hi, int n, int pos) {
+    for (;;) {
+        int l = 2 * pos + 1, r = l + 1, w = pos;
+        if (l < n && worse(hs[l], hi[l], hs[w], hi[w])) w = l;
+        if (r < n && worse(hs[r], hi[r], hs[w], hi[w])) w = r;
+        if (w == pos) return;
+        float ts = hs[w];
+        int ti = hi[w];
+        hs[w] = hs[pos], hi[w] = hi[pos];
+        hs[pos] = ts, hi[pos] = ti;
+        pos = w;
+    }
+}
+
+static void heap_push(float *hs, int *hi, int *n, float s, int idx) {
+    int pos = (*n)++;
+    hs[pos] = s, hi[pos] = idx;
+    while (pos > 0) {
+        int parent = (pos - 1) / 2;
+        if (!worse(hs[pos], hi[pos], hs[parent], hi[parent])) break;
+        float ts = hs[parent];
+        int ti = hi[parent];
+        hs[parent] = hs[pos], hi[parent] = hi[pos];
+        hs[pos] = ts, hi[pos] = ti;
+        pos = parent;
+    }
+}
+
+/* Feeds similarities s[0..n) of bank items first..first+n-1 (increasing, and above every index
+ * already seen) into the heap. A candidate equal to the root has the higher index, so only a
+ * strictly larger similarity can enter a full heap. */
+static void heap_feed(float *hs, int *hi, int *count, int k, const float *s, int first, int n) {
+    int j = 0;
+    for (; j < n && *count < k; j++) heap_push(hs, hi, count, s[j], first + j);
+    float thr = *count ? hs[0] : 0.0f;
+    for (; j < n; j++) {
+        if (s[j] > thr) {
+            hs[0] = s[j], hi[0] = first + j;
+            heap_sift_down(hs, hi, k, 0);
+            thr = hs[0];
+        }
+    }
+}
+
+int knn_predict(const float *bank, const int32_t *bank_labels, int n_bank, const float *query,
+                int n_query, int d, int n_classes, int k, float T, int32_t *pred, Err *e) {
+    if (n_bank < 1 || n_query < 1) return err_set(e, "knn: empty %s set", n_bank < 1 ? "bank" : "query");
+    if (d < 1) return err_set(e, "knn: feature dimension %d must be at least 1", d);
+    if (n_classes < 2) return err_set(e, "knn: %d classes, need at least 2", n_classes);
+    if (k < 1) return err_set(e, "knn: k = %d must be at least 1", k);
+    if (!(T > 0) || !isfinite(T)) return err_set(e, "knn: temperature %g must be positive and finite", (double)T);
+    for (int i = 0; i < n_bank; i++)
+        if (bank_labels[i] < 0 || bank_labels[i] >= n_classes)
+            return err_set(e, "knn: bank label %d at row %d is outside [0, %d)", (int)bank_labels[i], i, n_classes);
+    if (k > n_bank) k = n_bank;
+
+    float *bn = normalized_copy(bank, n_bank, d, "knn bank", e);
+    if (!bn) return -1;
+    float *qn = normalized_copy(query, n_query, d, "knn query", e);
+    if (!qn) {
+        xfree(bn);
+        return -1;
+    }
+
+    const int n_blocks = (n_query + KNN_QUERY_BLOCK - 1) / KNN_QUERY_BLOCK;
+    const int tile = MIN(KNN_BANK_TILE, n_bank);
+    const double inv_t = 1.0 / (double)T;
+#pragma omp parallel if (n_blocks > 1)
+    {
+        float *sim = xmalloc((size_t)KNN_QUERY_BLOCK * tile * sizeof(float), "knn similarities");
+        float *hs = xmalloc((size_t)KNN_QUERY_BLOCK * k * sizeof(float), "knn heaps");
+        int *hi = xmalloc((size_t)KNN_QUERY_BLOCK * k * sizeof(int), "knn heaps");
+        double *score = xmalloc((size_t)n_classes * sizeof(double), "knn class scores");
+        int count[KNN_QUERY_BLOCK];
+#pragma omp for schedule(dynamic, 1)
+        for (int blk = 0; blk < n_blocks; blk++) {
+            const int q0 = blk * KNN_QUERY_BLOCK, nq = MIN(KNN_QUERY_BLOCK, n_query - q0);
+            for (int q = 0; q < nq; q++) count[q] = 0;
+            for (int b0 = 0; b0 < n_bank; b0 += tile) {
+                const int nb = MIN(tile, n_bank - b0);
+                /* Inside the parallel region OpenBLAS (OpenMP build) runs this on one thread. */
+                sgemm(0, 1, nq, nb, d, 1.0f, qn + (size_t)q0 * d, d, bn + (size_t)b0 * d, d, 0.0f, sim, nb);
+                for (int q = 0; q < nq; q++)
+                    heap_feed(hs + (size_t)q * k, hi + (size_t)q * k, &count[q], k, sim + (size_t)q * nb, b0, nb);
+            }
+            for (int q = 0; q < nq; q++) {
+                const float *s = hs + (size_t)q * k;
+                const int *idx = hi + (size_t)q * k;
+                /* exp(s/T) scaled by exp(-s_max/T), which leaves the argmax and cannot overflow. */
+                float smax = s[0];
+                for (int j = 1; j < k; j++) smax = s[j] > smax ? s[j] : smax;
+                for (int c = 0; c < n_classes; c++) score[c] = 0;
+                for (int j = 0; j < k; j++) score[bank_labels[idx[j]]] += exp(((double)s[j] - smax) * inv_t);
+                int best = 0;
+                for (int c = 1; c < n_classes; c++)
+                    if (score[c] > score[best]) best = c;
+                pred[q0 + q] = best;
+            }
+        }
+        xfree(score);
+        xfree(hi);
+        xfree(hs);
+        xfree(sim);
+    }
+    xfree(qn);
+    xfree(bn);
+    return 0;
+}
+
+double knn_top1(const float *bank, const int32_t *bank_labels, int n_bank, const float *query,
+                const int32_t *query_labels, int n_query, int d, int n_classes, int k, float T,
+                Err *e) {
+    if (n_classes < 2) {
+        err_set(e, "knn: %d classes, need at least 2", n_classes);
+        return -1.0;
+    }
+    for (int i = 0; i < n_query; i++)
+        if (query_labels[i] < 0 || query_labels[i] >= n_classes) {
+            err_set(e, "knn: query label %d at row %d is outside [0, %d)", (int)query_labels[i], i, n_classes);
+            return -1.0;
+        }
+    int32_t *pred = xmalloc((size_t)(n_query > 0 ? n_query : 1) * sizeof(int32_t), "knn predictions");
+    if (knn_predict(bank, bank_labels, n_bank, query, n_query, d, n_classes, k, T, pred, e) != 0) {
+        xfree(pred);
+        return -1.0;
+    }
+    long correct = 0;
+    for (int i = 0; i < n_query; i++) correct += pred[i] == query_labels[i];
+    xfree(pred);
+    return (double)correct / n_query;
+}

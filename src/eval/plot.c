@@ -1,0 +1,421 @@
+#include "plot.h"
+
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- a growing text buffer ---- */
+
+typedef struct {
+    char *p;
+    size_t n, cap;
+} Buf;
+
+static void buf_reserve(Buf *b, size_t extra) {
+    if (b->n + extra + 1 <= b->cap) return;
+    size_t cap = b->cap ? b->cap : 65536;
+    while (cap < b->n + extra + 1) cap *= 2;
+    char *p = realloc(b->p, cap);
+    if (!p) die("out of memory building the SVG plot (%zu bytes)", cap);
+    b->p = p;
+    b->cap = cap;
+}
+
+static void bprintf(Buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void bprintf(Buf *b, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int len = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (len < 0) die("plot: bad format");
+    buf_reserve(b, (size_t)len);
+    va_start(ap, fmt);
+    vsnprintf(b->p + b->n, b->cap - b->n, fmt, ap);
+    va_end(ap);
+    b->n += (size_t)len;
+}
+
+/* Text for an XML text node or attribute: markup characters escaped; control characters and
+ * bytes outside ASCII (which might not be valid UTF-8) become '?'. */
+static void bescape(Buf *b, const char *s) {
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '&') bprintf(b, "&amp;");
+        else if (c == '<') bprintf(b, "&lt;");
+        else if (c == '>') bprintf(b, "&gt;");
+        else if (c == '"') bprintf(b, "&quot;");
+        else if (c < 0x20 || c >= 0x7f) bprintf(b, "?");
+        else bprintf(b, "%c", c);
+    }
+}
+
+/* Our own labels (UTF-8 constants): only markup characters escaped. */
+static void btext(Buf *b, const char *s) {
+    for (; *s; s++) {
+        if (*s == '&') bprintf(b, "&amp;");
+        else if (*s == '<') bprintf(b, "&lt;");
+        else if (*s == '>') bprintf(b, "&gt;");
+        else bprintf(b, "%c", *s);
+    }
+}
+
+static size_t utf8_chars(const char *s) {
+    size_t n = 0;
+    for (; *s; s++) n += ((unsigned char)*s & 0xC0) != 0x80;
+    return n;
+}
+
+/* ---- series ---- */
+
+typedef struct {
+    double x, y;
+    size_t order; /* line number, so equal steps keep file order */
+} Pt;
+
+typedef struct {
+    Pt *pt;
+    size_t n, cap;
+} Series;
+
+static void series_push(Series *s, double x, double y, size_t order) {
+    if (s->n == s->cap) {
+        s->cap = s->cap ? 2 * s->cap : 256;
+        Pt *p = realloc(s->pt, s->cap * sizeof *p);
+        if (!p) die("out of memory reading metrics (%zu points)", s->cap);
+        s->pt = p;
+    }
+    s->pt[s->n++] = (Pt){x, y, order};
+}
+
+static int cmp_pt(const void *pa, const void *pb) {
+    const Pt *a = pa, *b = pb;
+    if (a->x != b->x) return a->x < b->x ? -1 : 1;
+    return a->order < b->order ? -1 : a->order > b->order;
+}
+
+static void series_range(const Series *s, double *lo, double *hi) {
+    for (size_t i = 0; i < s->n; i++) {
+        if (s->pt[i].y < *lo) *lo = s->pt[i].y;
+        if (s->pt[i].y > *hi) *hi = s->pt[i].y;
+    }
+}
+
+enum { S_LOSS, S_LR, S_KNN, S_STD, S_RANK, S_COUNT };
+static const char *const KEYS[S_COUNT] = {"loss", "lr", "knn_top1", "proj_std", "eff_rank"};
+
+/* ---- axes ---- */
+
+typedef struct {
+    double lo, hi, step;
+} Axis;
+
+/* Covers [lo, hi] with round ticks: the step is 1, 2 or 5 times a power of ten, about `target`
+ * intervals. An empty or one-point range is widened first. */
+static Axis nice_axis(double lo, double hi, int target) {
+    if (!(hi > lo)) {
+        const double d = lo != 0 ? fabs(lo) * 0.1 : 1.0;
+        if (lo == 0) {
+            hi = 1;
+        } else {
+            lo -= d;
+            hi += d;
+        }
+    }
+    const double raw = (hi - lo) / target;
+    const double mag = pow(10.0, floor(log10(raw)));
+    const double f = raw / mag;
+    const double step = (f <= 1 ? 1 : f <= 2 ? 2 : f <= 5 ? 5 : 10) * mag;
+    Axis a = {floor(lo / step + 1e-9) * step, ceil(hi / step - 1e-9) * step, step};
+    if (!(a.hi > a.lo)) a.hi = a.lo + step;
+    return a;
+}
+
+/* Tick k of an axis, with a clean zero. */
+static double tick_value(const Axis *a, long k) {
+    const double v = k * a->step;
+    return fabs(v) < a->step * 1e-6 ? 0.0 : v;
+}
+static long tick_first(const Axis *a) { return lround(a->lo / a->step); }
+static long tick_last(const Axis *a) { return lround(a->hi / a->step); }
+
+/* ---- layout ---- */
+
+#define SVG_W 960.0
+#define PLOT_L 80.0
+#define PLOT_R 880.0
+#define PANEL_H 220.0
+#define PANEL_GAP 56.0
+#define TOP0 64.0
+#define LEGEND_X 250.0 /* legend start, right of the panel titles */
+#define THRESHOLD_COLOR "#d62728"
+#define FONT "font-family=\"Helvetica, Arial, sans-serif\""
+
+static double map_x(const Axis *a, double x) { return PLOT_L + (x - a->lo) / (a->hi - a->lo) * (PLOT_R - PLOT_L); }
+static double map_y(const Axis *a, double y, double top) {
+    return top + PANEL_H - (y - a->lo) / (a->hi - a->lo) * PANEL_H;
+}
+
+typedef struct {
+    const Series *s;
+    const char *name;   /* class of the polyline */
+    const char *label;  /* legend text */
+    const char *color;
+    const char *dash;   /* stroke-dasharray, or NULL */
+    double opacity;
+    int right;          /* drawn on the right axis */
+    int markers;        /* circles at the points */
+} Trace;
+
+typedef struct {
+    const char *title;
+    const char *left_label, *right_label, *right_color;
+    Axis left, right;
+    int has_right;
+    double threshold;   /* dashed horizontal line on the left axis, NaN for none */
+    const char *threshold_label;
+    const Trace *tr;
+    int n_tr;
+} Panel;
+
+static void draw_polyline(Buf *b, const Trace *t, const Axis *xa, const Axis *ya, double top) {
+    const Series *s = t->s;
+    bprintf(b, "<polyline class=\"%s\" fill=\"none\" stroke=\"%s\" stroke-width=\"1.6\" stroke-linejoin=\"round\"",
+            t->name, t->color);
+    if (t->dash) bprintf(b, " stroke-dasharray=\"%s\"", t->dash);
+    if (t->opacity < 1) bprintf(b, " stroke-opacity=\"%g\"", t->opacity);
+    bprintf(b, " points=\"");
+    for (size_t i = 0; i < s->n; i++)
+        bprintf(b, "%s%.1f,%.1f", i ? " " : "", map_x(xa, s->pt[i].x), map_y(ya, s->pt[i].y, top));
+    bprintf(b, "\"/>\n");
+    if (t->markers || s->n == 1)
+        for (size_t i = 0; i < s->n; i++)
+            bprintf(b, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"%s/>\n", map_x(xa, s->pt[i].x),
+                    map_y(ya, s->pt[i].y, top), t->color, t->opacity < 1 ? " fill-opacity=\"0.5\"" : "");
+}
+
+static void draw_panel(Buf *b, const Panel *p, const Axis *xa, double top, int x_labels) {
+    const double bottom = top + PANEL_H, mid = top + PANEL_H / 2;
+    int any = 0;
+    for (int i = 0; i < p->n_tr; i++) any |= p->tr[i].s->n > 0;
+
+    bprintf(b, "<g class=\"panel\">\n");
+    bprintf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"14\" font-weight=\"bold\">", PLOT_L, top - 10);
+    btext(b, p->title);
+    bprintf(b, "</text>\n");
+    bprintf(b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"#ffffff\" stroke=\"none\"/>\n",
+            PLOT_L, top, PLOT_R - PLOT_L, PANEL_H);
+
+    /* x grid, and the x tick labels under the bottom panel */
+    for (long k = tick_first(xa); k <= tick_last(xa); k++) {
+        const double v = tick_value(xa, k), x = map_x(xa, v);
+        bprintf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#e4e4e4\"/>\n", x, top, x, bottom);
+        bprintf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#666666\"/>\n", x, bottom, x, bottom + 4);
+        if (x_labels)
+            bprintf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"middle\">%g</text>\n", x,
+                    bottom + 17, v);
+    }
+
+    if (!any) {
+        bprintf(b, "<text class=\"nodata\" x=\"%.1f\" y=\"%.1f\" font-size=\"16\" fill=\"#999999\" text-anchor=\"middle\">no data</text>\n",
+                (PLOT_L + PLOT_R) / 2, mid + 5);
+    } else {
+        /* left axis: grid, ticks, labels */
+        for (long k = tick_first(&p->left); k <= tick_last(&p->left); k++) {
+            const double v = tick_value(&p->left, k), y = map_y(&p->left, v, top);
+            bprintf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#e4e4e4\"/>\n", PLOT_L, y, PLOT_R, y);
+            bprintf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"#666666\"/>\n", PLOT_L - 4, y, PLOT_L, y);
+            bprintf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" text-anchor=\"end\">%g</text>\n", PLOT_L - 7, y + 4, v);
+        }
+        bprintf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\" text-anchor=\"middle\" transform=\"rotate(-90 %.1f %.1f)\">",
+                PLOT_L - 52, mid, PLOT_L - 52, mid);
+        btext(b, p->left_label);
+        bprintf(b, "</text>\n");
+        if (p->has_right) {
+            for (long k = tick_first(&p->right); k <= tick_last(&p->right); k++) {
+                const double v = tick_value(&p->right, k), y = map_y(&p->right, v, top);
+                bprintf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\"/>\n", PLOT_R, y, PLOT_R + 4, y,
+                        p->right_color);
+                bprintf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"11\" fill=\"%s\">%g</text>\n", PLOT_R + 7, y + 4,
+                        p->right_color, v);
+            }
+            bprintf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\" text-anchor=\"middle\" fill=\"%s\" transform=\"rotate(90 %.1f %.1f)\">",
+                    PLOT_R + 56, mid, p->right_color, PLOT_R + 56, mid);
+            btext(b, p->right_label);
+            bprintf(b, "</text>\n");
+        }
+        if (!isnan(p->threshold)) {
+            const double y = map_y(&p->left, p->threshold, top);
+            bprintf(b, "<line class=\"threshold\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-dasharray=\"2 4\"/>\n",
+                    PLOT_L, y, PLOT_R, y, THRESHOLD_COLOR);
+        }
+        for (int i = 0; i < p->n_tr; i++)
+            if (p->tr[i].s->n) draw_polyline(b, &p->tr[i], xa, p->tr[i].right ? &p->right : &p->left, top);
+
+        /* legend, one row above the frame, right of the panel title */
+        double lx = PLOT_L + LEGEND_X;
+        for (int i = 0; i <= p->n_tr; i++) {
+            const char *label, *color, *dash = NULL;
+            double opacity = 1;
+            if (i < p->n_tr) {
+                if (!p->tr[i].s->n) continue;
+                label = p->tr[i].label, color = p->tr[i].color, dash = p->tr[i].dash, opacity = p->tr[i].opacity;
+            } else {
+                if (isnan(p->threshold)) continue;
+                label = p->threshold_label, color = THRESHOLD_COLOR, dash = "2 4";
+            }
+            const double y = top - 10;
+            bprintf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"2\"", lx, y - 4,
+                    lx + 24, y - 4, color);
+            if (dash) bprintf(b, " stroke-dasharray=\"%s\"", dash);
+            if (opacity < 1) bprintf(b, " stroke-opacity=\"%g\"", opacity);
+            if (i < p->n_tr && p->tr[i].markers)
+                bprintf(b, "/>\n<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"", lx + 12, y - 4, color);
+            bprintf(b, "/>\n<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\">", lx + 30, y);
+            btext(b, label);
+            bprintf(b, "</text>\n");
+            lx += 30 + 6.8 * (double)utf8_chars(label) + 24;
+        }
+    }
+    bprintf(b, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"none\" stroke=\"#666666\"/>\n",
+            PLOT_L, top, PLOT_R - PLOT_L, PANEL_H);
+    bprintf(b, "</g>\n");
+}
+
+/* ---- reading metrics.jsonl ---- */
+
+/* Fills the series; returns the number of skipped lines. */
+static int read_metrics(char *text, size_t size, Series *s) {
+    int skipped = 0;
+    size_t line_no = 0;
+    char *line = xmalloc(size + 1, "metrics line");
+    for (size_t pos = 0; pos < size;) {
+        size_t end = pos;
+        while (end < size && text[end] != '\n') end++;
+        size_t len = end - pos;
+        memcpy(line, text + pos, len);
+        line[len] = 0;
+        pos = end + 1;
+        line_no++;
+        while (len && (line[len - 1] == '\r' || line[len - 1] == ' ' || line[len - 1] == '\t')) line[--len] = 0;
+        size_t lead = strspn(line, " \t");
+        if (line[lead] == 0) continue; /* blank */
+        cJSON *obj = cJSON_ParseWithOpts(line + lead, NULL, 1);
+        const cJSON *step = obj && cJSON_IsObject(obj) ? cJSON_GetObjectItemCaseSensitive(obj, "step") : NULL;
+        if (!step || !cJSON_IsNumber(step) || !(fabs(step->valuedouble) <= 1e300)) {
+            skipped++;
+            cJSON_Delete(obj);
+            continue;
+        }
+        for (int k = 0; k < S_COUNT; k++) {
+            const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, KEYS[k]);
+            if (!v || !cJSON_IsNumber(v) || !(fabs(v->valuedouble) <= 1e300)) continue; /* axes stay finite */
+            const double y = k == S_KNN ? 100.0 * v->valuedouble : v->valuedouble;
+            series_push(&s[k], step->valuedouble, y, line_no);
+        }
+        cJSON_Delete(obj);
+    }
+    xfree(line);
+    for (int k = 0; k < S_COUNT; k++)
+        if (s[k].n) qsort(s[k].pt, s[k].n, sizeof *s[k].pt, cmp_pt);
+    return skipped;
+}
+
+/* ---- the figure ---- */
+
+static void build_svg(Buf *b, const char *jsonl_path, const Series *s, int skipped) {
+    const double height = TOP0 + 3 * PANEL_H + 2 * PANEL_GAP + 82;
+    const char *C_LOSS = "#1f77b4", *C_LR = "#7f7f7f", *C_KNN = "#2ca02c", *C_STD = "#9467bd",
+               *C_RANK = "#ff7f0e";
+
+    /* shared x axis */
+    double xlo = INFINITY, xhi = -INFINITY;
+    for (int k = 0; k < S_COUNT; k++)
+        for (size_t i = 0; i < s[k].n; i++) {
+            if (s[k].pt[i].x < xlo) xlo = s[k].pt[i].x;
+            if (s[k].pt[i].x > xhi) xhi = s[k].pt[i].x;
+        }
+    if (xlo > xhi) xlo = 0, xhi = 1;
+    const Axis xa = nice_axis(xlo, xhi, 8);
+
+    bprintf(b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    bprintf(b, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%g\" height=\"%g\" viewBox=\"0 0 %g %g\" " FONT ">\n",
+            SVG_W, height, SVG_W, height);
+    bprintf(b, "<title>BYOL training: ");
+    bescape(b, jsonl_path);
+    bprintf(b, "</title>\n<rect width=\"100%%\" height=\"100%%\" fill=\"#fafafa\"/>\n");
+    bprintf(b, "<text x=\"%.1f\" y=\"30\" font-size=\"18\" font-weight=\"bold\" text-anchor=\"middle\">BYOL training: ",
+            SVG_W / 2);
+    bescape(b, jsonl_path);
+    bprintf(b, "</text>\n");
+
+    /* (a) loss, lr faint on the right */
+    {
+        double lo = INFINITY, hi = -INFINITY, lrlo = 0, lrhi = 0;
+        series_range(&s[S_LOSS], &lo, &hi);
+        series_range(&s[S_LR], &lrlo, &lrhi);
+        const Trace tr[] = {
+            {&s[S_LOSS], "loss", "loss", C_LOSS, NULL, 1, 0, 0},
+            {&s[S_LR], "lr", "learning rate (right)", C_LR, "5 3", 0.6, 1, 0},
+        };
+        const Panel p = {"(a) loss", "loss", "learning rate", C_LR,
+                         s[S_LOSS].n ? nice_axis(lo, hi, 5) : nice_axis(0, 1, 5), nice_axis(lrlo, lrhi, 5),
+                         s[S_LR].n > 0, NAN, NULL, tr, 2};
+        draw_panel(b, &p, &xa, TOP0, 0);
+    }
+    /* (b) kNN top-1 */
+    {
+        double lo = INFINITY, hi = -INFINITY;
+        series_range(&s[S_KNN], &lo, &hi);
+        const Trace tr[] = {{&s[S_KNN], "knn_top1", "kNN top-1 (%)", C_KNN, NULL, 1, 0, 1}};
+        const Panel p = {"(b) kNN top-1 (%)", "top-1 (%)", NULL, NULL,
+                         s[S_KNN].n ? nice_axis(lo, hi, 5) : nice_axis(0, 100, 5), nice_axis(0, 1, 5), 0, NAN,
+                         NULL, tr, 1};
+        draw_panel(b, &p, &xa, TOP0 + PANEL_H + PANEL_GAP, 0);
+    }
+    /* (c) collapse monitor */
+    {
+        double lo = 0, hi = 1.2, rlo = 0, rhi = 0;
+        series_range(&s[S_STD], &lo, &hi);
+        series_range(&s[S_RANK], &rlo, &rhi);
+        const Trace tr[] = {
+            {&s[S_STD], "proj_std", "std·√D (left)", C_STD, NULL, 1, 0, 0},
+            {&s[S_RANK], "eff_rank", "effective rank (right)", C_RANK, NULL, 1, 1, 0},
+        };
+        const Panel p = {"(c) collapse", "projection std·√D", "effective rank", C_RANK, nice_axis(lo, hi, 6),
+                         nice_axis(rlo, rhi, 5), s[S_RANK].n > 0, s[S_STD].n ? 0.1 : NAN,
+                         "collapse threshold 0.1", tr, 2};
+        draw_panel(b, &p, &xa, TOP0 + 2 * (PANEL_H + PANEL_GAP), 1);
+    }
+
+    const double base = TOP0 + 3 * PANEL_H + 2 * PANEL_GAP;
+    bprintf(b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\" text-anchor=\"middle\">step</text>\n",
+            (PLOT_L + PLOT_R) / 2, base + 36);
+    bprintf(b, "<text class=\"note\" x=\"%.1f\" y=\"%.1f\" font-size=\"11\" fill=\"#666666\">points: loss %zu, lr %zu, "
+               "kNN %zu, proj_std %zu, eff_rank %zu; %d line%s skipped (malformed or without a step)</text>\n",
+            PLOT_L, base + 62, s[S_LOSS].n, s[S_LR].n, s[S_KNN].n, s[S_STD].n, s[S_RANK].n, skipped,
+            skipped == 1 ? "" : "s");
+    bprintf(b, "</svg>\n");
+}
+
+int plot_metrics_svg(const char *jsonl_path, const char *svg_path, Err *e) {
+    size_t size;
+    uint8_t *text = read_file(jsonl_path, &size, e);
+    if (!text) return -1;
+    Series s[S_COUNT];
+    memset(s, 0, sizeof s);
+    const int skipped = read_metrics((char *)text, size, s);
+    free(text);
+
+    Buf b = {0};
+    build_svg(&b, jsonl_path, s, skipped);
+    for (int k = 0; k < S_COUNT; k++) free(s[k].pt);
+
+    AtomicFile af;
+    int rc = atomic_open(&af, svg_path, e);
+    if (rc == 0) rc = atomic_write(&af, b.p, b.n, e);
+    if (rc == 0) rc = atomic_commit(&af, e);
+    free(b.p);
+    return rc == 0 ? 0 : -1;
+}

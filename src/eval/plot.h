@@ -1,0 +1,31 @@
+/* Training curves as a self-contained SVG (no libraries beyond libc and cJSON).
+ *
+ * Input: a run's metrics.jsonl, one JSON object per line. Logging lines look like
+ *   {"step": 120, "epoch": 1.5, "loss": 3.21, "lr": 0.5, "tau": 0.991, "images_per_s": 130.2,
+ *    "proj_std": 0.83, "eff_rank": 41.2}
+ * and evaluation lines like {"step": 400, "epoch": 5, "knn_top1": 0.612} (a fraction, drawn as
+ * a percentage). Any key may be absent; other keys are ignored, as is a key whose value is not a
+ * number (or is beyond 1e300). A line that is not a JSON object, or has no numeric "step" (it
+ * cannot be placed), is skipped and counted; blank lines are ignored. Points are drawn in step
+ * order (equal steps in file order).
+ *
+ * Output (960 x 918 px): three stacked panels sharing the x axis (step), each with 1-2-5 ticks,
+ * axis labels and a legend in one row above the frame:
+ *   (a) loss (left axis), learning rate faint and dashed (right axis, from 0);
+ *   (b) kNN top-1 accuracy in %, points and a line;
+ *   (c) collapse monitor: proj_std (left axis, 0 .. max(1.2, largest value)) with the collapse
+ *       threshold 0.1 dashed, eff_rank (right axis, from 0) in its own colour.
+ * A panel whose series are all empty says "no data". Each series is one <polyline> whose class
+ * names it (loss, lr, knn_top1, proj_std, eff_rank); numbers are printed with %g, coordinates
+ * with one decimal. The file is written atomically (AtomicFile). */
+#ifndef BYOL_PLOT_H
+#define BYOL_PLOT_H
+
+#include "../core/common.h"
+
+/* Returns 0 (the number of skipped lines is noted under the plot: "N lines skipped"), or -1 with
+ * e filled: the metrics file cannot be read (the message names it), or the SVG cannot be written
+ * (no file is left behind). */
+int plot_metrics_svg(const char *jsonl_path, const char *svg_path, Err *e);
+
+#endif

@@ -1,0 +1,343 @@
+/* Evaluation: the weighted kNN classifier and the linear probe (L-BFGS). */
+#include "core/threads.h"
+#include "eval/knn.h"
+#include "eval/probe.h"
+#include "harness.h"
+
+/* ---- kNN ---- */
+
+typedef struct {
+    double s;
+    int i;
+} SimIdx;
+
+static int by_sim_desc(const void *a, const void *b) {
+    const SimIdx *x = a, *y = b;
+    if (x->s != y->s) return x->s > y->s ? -1 : 1;
+    return x->i - y->i;
+}
+
+static void normalize_double(const float *x, int n, int d, double *out) {
+    for (int i = 0; i < n; i++) {
+        double ss = 0;
+        for (int j = 0; j < d; j++) ss += (double)x[i * d + j] * x[i * d + j];
+        double inv = ss > 0 ? 1 / sqrt(ss) : 0;
+        for (int j = 0; j < d; j++) out[i * d + j] = x[i * d + j] * inv;
+    }
+}
+
+/* Brute force in double: every similarity, a full sort (ties: lower index), exp(s/T) votes. */
+static void knn_brute(const float *bank, const int32_t *bl, int nb, const float *q, int nq, int d,
+                      int C, int k, double T, int32_t *pred) {
+    double *B = malloc(sizeof(double) * nb * d), *Q = malloc(sizeof(double) * nq * d);
+    SimIdx *s = malloc(sizeof(SimIdx) * nb);
+    double *score = malloc(sizeof(double) * C);
+    normalize_double(bank, nb, d, B);
+    normalize_double(q, nq, d, Q);
+    if (k > nb) k = nb;
+    for (int i = 0; i < nq; i++) {
+        for (int j = 0; j < nb; j++) {
+            double dot = 0;
+            for (int t = 0; t < d; t++) dot += Q[i * d + t] * B[j * d + t];
+            s[j].s = dot, s[j].i = j;
+        }
+        qsort(s, nb, sizeof *s, by_sim_desc);
+        for (int c = 0; c < C; c++) score[c] = 0;
+        for (int j = 0; j < k; j++) score[bl[s[j].i]] += exp(s[j].s / T);
+        int best = 0;
+        for (int c = 1; c < C; c++)
+            if (score[c] > score[best]) best = c;
+        pred[i] = best;
+    }
+    free(B), free(Q), free(s), free(score);
+}
+
+static void random_labels(TestRng *r, int32_t *y, int n, int C) {
+    for (int i = 0; i < n; i++) y[i] = (int32_t)(rng_uniform(r) * C) % C;
+}
+
+/* One comparison: predictions identical to the brute force, accuracy the same fraction. */
+static void knn_case(int nb, int nq, int d, int C, int k, float T, uint64_t seed, int zero_rows) {
+    TestRng r = {seed};
+    float *bank = malloc(sizeof(float) * nb * d), *q = malloc(sizeof(float) * nq * d);
+    int32_t *bl = malloc(sizeof(int32_t) * nb), *ql = malloc(sizeof(int32_t) * nq);
+    int32_t *p1 = malloc(sizeof(int32_t) * nq), *p2 = malloc(sizeof(int32_t) * nq);
+    fill_normal(&r, bank, (size_t)nb * d, 1);
+    fill_normal(&r, q, (size_t)nq * d, 1);
+    random_labels(&r, bl, nb, C);
+    random_labels(&r, ql, nq, C);
+    if (zero_rows) { /* a zero query ties with every bank item: the lowest indices win */
+        memset(q + 3 * d, 0, sizeof(float) * d);
+        memset(bank + 7 * d, 0, sizeof(float) * d);
+    }
+    Err e = {{0}};
+    CHECK(knn_predict(bank, bl, nb, q, nq, d, C, k, T, p1, &e) == 0, "%s", e.msg);
+    knn_brute(bank, bl, nb, q, nq, d, C, k, T, p2);
+    int same = 0, correct = 0;
+    for (int i = 0; i < nq; i++) same += p1[i] == p2[i], correct += p2[i] == ql[i];
+    CHECK(same == nq, "nb %d nq %d k %d: %d of %d predictions match the brute force", nb, nq, k, same, nq);
+    double acc = knn_top1(bank, bl, nb, q, ql, nq, d, C, k, T, &e);
+    CHECK(acc == (double)correct / nq, "k %d: accuracy %g vs brute force %g", k, acc, (double)correct / nq);
+    free(bank), free(q), free(bl), free(ql), free(p1), free(p2);
+}
+
+static void test_knn_matches_brute_force(void) {
+    knn_case(300, 50, 16, 5, 20, 0.1f, 11, 1);
+    knn_case(300, 50, 16, 5, 1, 0.1f, 12, 1);
+    knn_case(300, 50, 16, 5, 500, 0.1f, 13, 1); /* k > n_bank: every item votes */
+    knn_case(300, 50, 16, 5, 200, 0.5f, 14, 0);
+    /* several query blocks and bank tiles */
+    knn_case(2 * KNN_BANK_TILE + 123, 2 * KNN_QUERY_BLOCK + 17, 8, 7, 50, 0.1f, 15, 1);
+}
+
+/* Gaussian clusters around random unit-scale centers; labels = cluster. */
+static void clusters(TestRng *r, float *x, int32_t *y, int n, int d, int C, const float *centers, float noise) {
+    for (int i = 0; i < n; i++) {
+        y[i] = i % C;
+        for (int j = 0; j < d; j++) x[i * d + j] = centers[y[i] * d + j] + noise * rng_normal(r);
+    }
+}
+
+static void test_knn_clusters(void) {
+    enum { NB = 1000, NQ = 300, D = 32, C = 10 };
+    TestRng r = {21};
+    static float centers[C * D], bank[NB * D], q[NQ * D];
+    static int32_t bl[NB], ql[NQ], pa[NQ], pb[NQ];
+    fill_normal(&r, centers, C * D, 1);
+    clusters(&r, bank, bl, NB, D, C, centers, 0.1f);
+    clusters(&r, q, ql, NQ, D, C, centers, 0.1f);
+    Err e;
+    double acc = knn_top1(bank, bl, NB, q, ql, NQ, D, C, KNN_DEFAULT_K, KNN_DEFAULT_T, &e);
+    CHECK(acc == 1.0, "separated clusters: accuracy %g", acc);
+    /* shuffled bank labels: chance (1/10) */
+    for (int i = NB - 1; i > 0; i--) {
+        int j = (int)(rng_uniform(&r) * (i + 1));
+        int32_t t = bl[i];
+        bl[i] = bl[j], bl[j] = t;
+    }
+    acc = knn_top1(bank, bl, NB, q, ql, NQ, D, C, KNN_DEFAULT_K, KNN_DEFAULT_T, &e);
+    CHECK(acc >= 0 && acc < 0.25, "shuffled labels: accuracy %g, expected near 0.1", acc);
+    /* thread count: random (not clustered) data, several query blocks, exact equality */
+    fill_normal(&r, bank, NB * D, 1);
+    fill_normal(&r, q, NQ * D, 1);
+    threads_set(1);
+    CHECK(knn_predict(bank, bl, NB, q, NQ, D, C, 20, 0.1f, pa, &e) == 0, "%s", e.msg);
+    int same_all = 1;
+    for (int t = 2; t <= 4; t++) {
+        threads_set(t);
+        CHECK(knn_predict(bank, bl, NB, q, NQ, D, C, 20, 0.1f, pb, &e) == 0, "%s", e.msg);
+        same_all &= memcmp(pa, pb, sizeof pa) == 0;
+    }
+    threads_set(0);
+    CHECK(same_all, "predictions differ between 1 and 2-4 threads");
+}
+
+static void test_knn_bad_input(void) {
+    float bank[4 * 2] = {1, 0, 0, 1, 1, 1, -1, 0}, q[2 * 2] = {1, 0.1f, 0, 1};
+    int32_t bl[4] = {0, 1, 1, 0}, ql[2] = {0, 1}, pred[2];
+    Err e;
+    CHECK(knn_top1(bank, bl, 4, q, ql, 2, 2, 2, 3, 0.1f, &e) == 1.0, "tiny case works");
+    e.msg[0] = 0;
+    CHECK(knn_top1(bank, bl, 4, q, ql, 2, 2, 1, 3, 0.1f, &e) < 0 && strstr(e.msg, "classes"), "1 class: '%s'", e.msg);
+    bl[2] = -1;
+    CHECK(knn_top1(bank, bl, 4, q, ql, 2, 2, 2, 3, 0.1f, &e) < 0 && strstr(e.msg, "bank label -1"), "'%s'", e.msg);
+    bl[2] = 1, ql[1] = -3;
+    CHECK(knn_top1(bank, bl, 4, q, ql, 2, 2, 2, 3, 0.1f, &e) < 0 && strstr(e.msg, "query label -3"), "'%s'", e.msg);
+    ql[1] = 2;
+    CHECK(knn_top1(bank, bl, 4, q, ql, 2, 2, 2, 3, 0.1f, &e) < 0 && strstr(e.msg, "query label 2"), "'%s'", e.msg);
+    ql[1] = 1;
+    CHECK(knn_predict(bank, bl, 4, q, 2, 2, 2, 0, 0.1f, pred, &e) < 0 && strstr(e.msg, "k = 0"), "'%s'", e.msg);
+    CHECK(knn_predict(bank, bl, 4, q, 2, 2, 2, 3, 0.0f, pred, &e) < 0 && strstr(e.msg, "temperature"), "'%s'", e.msg);
+    CHECK(knn_predict(bank, bl, 0, q, 2, 2, 2, 3, 0.1f, pred, &e) < 0 && strstr(e.msg, "empty bank"), "'%s'", e.msg);
+    q[3] = NAN;
+    CHECK(knn_predict(bank, bl, 4, q, 2, 2, 2, 3, 0.1f, pred, &e) < 0 && strstr(e.msg, "query feature row 1"), "'%s'", e.msg);
+}
+
+/* ---- linear probe ---- */
+
+static double rel_err_d(const double *a, const double *b, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) num += (a[i] - b[i]) * (a[i] - b[i]), den += b[i] * b[i];
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+static void test_probe_gradient(void) {
+    /* finite differences of the double reference on a tiny problem */
+    enum { N = 7, D = 3, C = 4, P = C * D + C };
+    TestRng r = {31};
+    float x[N * D];
+    int32_t y[N] = {0, 1, 2, 3, 1, 1, 0};
+    double th[P], g[P], fd[P], tmp[P];
+    fill_normal(&r, x, N * D, 1);
+    for (int i = 0; i < P; i++) th[i] = 0.7 * rng_normal(&r);
+    const double l2 = 0.1, h = 1e-6;
+    probe_loss_grad_ref(x, y, N, D, C, l2, th, g);
+    for (int i = 0; i < P; i++) {
+        double t = th[i];
+        th[i] = t + h;
+        double fp = probe_loss_grad_ref(x, y, N, D, C, l2, th, tmp);
+        th[i] = t - h;
+        double fm = probe_loss_grad_ref(x, y, N, D, C, l2, th, tmp);
+        th[i] = t;
+        fd[i] = (fp - fm) / (2 * h);
+    }
+    double err = rel_err_d(g, fd, P);
+    CHECK(err < 1e-4, "gradient vs finite differences: relative error %.3e", err);
+
+    /* the sgemm path against the reference, several chunks */
+    enum { N2 = 2 * PROBE_CHUNK + 77, D2 = 20, C2 = 5, P2 = C2 * D2 + C2 };
+    static float x2[N2 * D2];
+    static int32_t y2[N2];
+    double th2[P2], g1[P2], g2[P2];
+    fill_normal(&r, x2, N2 * D2, 1);
+    random_labels(&r, y2, N2, C2);
+    for (int i = 0; i < P2; i++) th2[i] = 0.3 * rng_normal(&r);
+    double f1 = probe_loss_grad_cpu(x2, y2, N2, D2, C2, 1e-3, th2, g1);
+    double f2 = probe_loss_grad_ref(x2, y2, N2, D2, C2, 1e-3, th2, g2);
+    CHECK(fabs(f1 - f2) <= 1e-6 * fabs(f2), "loss %.12g vs reference %.12g", f1, f2);
+    err = rel_err_d(g1, g2, P2);
+    CHECK(err < 1e-5, "gradient vs reference: relative error %.3e", err);
+}
+
+static void test_probe_separable(void) {
+    enum { NTR = 400, NTE = 200, D = 16, C = 4 };
+    TestRng r = {41};
+    static float centers[C * D], xtr[NTR * D], xte[NTE * D];
+    static int32_t ytr[NTR], yte[NTE];
+    fill_normal(&r, centers, C * D, 3);
+    clusters(&r, xtr, ytr, NTR, D, C, centers, 0.5f);
+    clusters(&r, xte, yte, NTE, D, C, centers, 0.5f);
+    for (int i = 0; i < NTR * D; i++) xtr[i] = xtr[i] * 10 + 100; /* standardization undoes it */
+    for (int i = 0; i < NTE * D; i++) xte[i] = xte[i] * 10 + 100;
+    ProbeReport rep;
+    Err e;
+    double acc = probe_top1(xtr, ytr, NTR, xte, yte, NTE, D, C, NULL, &rep, &e);
+    CHECK(acc == 1.0, "test accuracy %g (%s)", acc, acc < 0 ? e.msg : "");
+    CHECK(rep.train_top1 == 1.0, "train accuracy %g", rep.train_top1);
+    CHECK(rep.converged && rep.grad_norm <= 1e-6, "converged %d after %d iterations, max|g| %.3e", rep.converged,
+          rep.iterations, rep.grad_norm);
+}
+
+static double meta_num(const Safetensors *st, const char *key) {
+    const char *v = st_meta(st, key);
+    if (!v) {
+        printf("FATAL fixture %s: no metadata %s\n", st->path, key);
+        exit(2);
+    }
+    return strtod(v, NULL);
+}
+
+static int32_t *labels_of(const Safetensors *st, const char *name, int *n) {
+    int64_t shape[4];
+    float *f = fx_get(st, name, shape, NULL);
+    int32_t *y = malloc(sizeof(int32_t) * shape[0]);
+    for (int64_t i = 0; i < shape[0]; i++) y[i] = (int32_t)f[i];
+    *n = (int)shape[0];
+    xfree(f);
+    return y;
+}
+
+/* torch.optim.LBFGS (strong Wolfe, float64, to a gradient of ~1e-10) on the same data: the same
+ * optimum (the problem is strictly convex in W; b up to a constant, which the loss ignores). */
+static void test_probe_matches_pytorch(void) {
+    char path[1200];
+    snprintf(path, sizeof path, "%s/eval_probe.safetensors", fixture_dir());
+    Safetensors st;
+    Err e;
+    if (st_open(&st, path, &e) != 0) {
+        printf("FATAL %s\n", e.msg);
+        exit(2);
+    }
+    const char *cases[] = {"a", "b"};
+    for (int c = 0; c < 2; c++) {
+        char k[64];
+        int64_t shape[4];
+        int ntr, nte;
+        snprintf(k, sizeof k, "%s.train_x", cases[c]);
+        float *xtr = fx_get(&st, k, shape, NULL);
+        const int d = (int)shape[1];
+        snprintf(k, sizeof k, "%s.test_x", cases[c]);
+        float *xte = fx_get(&st, k, NULL, NULL);
+        snprintf(k, sizeof k, "%s.train_y", cases[c]);
+        int32_t *ytr = labels_of(&st, k, &ntr);
+        snprintf(k, sizeof k, "%s.test_y", cases[c]);
+        int32_t *yte = labels_of(&st, k, &nte);
+        ProbeConfig cfg;
+        probe_config_default(&cfg);
+        snprintf(k, sizeof k, "%s.l2", cases[c]);
+        cfg.l2 = meta_num(&st, k);
+        snprintf(k, sizeof k, "%s.classes", cases[c]);
+        const int C = (int)meta_num(&st, k);
+        ProbeReport rep;
+        double acc = probe_top1(xtr, ytr, ntr, xte, yte, nte, d, C, &cfg, &rep, &e);
+        snprintf(k, sizeof k, "%s.loss", cases[c]);
+        const double loss = meta_num(&st, k);
+        snprintf(k, sizeof k, "%s.test_top1", cases[c]);
+        const double te = meta_num(&st, k);
+        snprintf(k, sizeof k, "%s.train_top1", cases[c]);
+        const double tr = meta_num(&st, k);
+        CHECK(rep.converged, "case %s: not converged, max|g| %.3e after %d iterations", cases[c], rep.grad_norm, rep.iterations);
+        CHECK(fabs(rep.final_loss - loss) <= 1e-5 * loss, "case %s: loss %.10g vs PyTorch %.10g", cases[c], rep.final_loss, loss);
+        CHECK(fabs(acc - te) < 1e-12 && fabs(rep.train_top1 - tr) < 1e-12, "case %s: top-1 test %g train %g vs PyTorch %g %g",
+              cases[c], acc, rep.train_top1, te, tr);
+        xfree(xtr), xfree(xte), free(ytr), free(yte);
+    }
+    st_close(&st);
+}
+
+static void test_probe_threads(void) {
+    enum { NTR = 1500, NTE = 300, D = 24, C = 6 };
+    TestRng r = {51};
+    static float centers[C * D], xtr[NTR * D], xte[NTE * D];
+    static int32_t ytr[NTR], yte[NTE];
+    fill_normal(&r, centers, C * D, 0.6f);
+    clusters(&r, xtr, ytr, NTR, D, C, centers, 1.0f);
+    clusters(&r, xte, yte, NTE, D, C, centers, 1.0f);
+    ProbeReport r1, r2;
+    Err e;
+    threads_set(1);
+    double a1 = probe_top1(xtr, ytr, NTR, xte, yte, NTE, D, C, NULL, &r1, &e);
+    threads_set(3);
+    double a2 = probe_top1(xtr, ytr, NTR, xte, yte, NTE, D, C, NULL, &r2, &e);
+    threads_set(0);
+    CHECK(a1 > 0.5 && r1.converged, "accuracy %g, converged %d (max|g| %.3e)", a1, r1.converged, r1.grad_norm);
+    CHECK(a1 == a2 && r1.final_loss == r2.final_loss && r1.iterations == r2.iterations,
+          "1 thread: acc %g loss %.17g it %d; 3 threads: acc %g loss %.17g it %d", a1, r1.final_loss, r1.iterations, a2,
+          r2.final_loss, r2.iterations);
+}
+
+static void test_probe_bad_input(void) {
+    float x[4 * 2] = {0, 1, 1, 0, 2, 2, -1, 0};
+    int32_t y[4] = {0, 1, 1, 0};
+    Err e;
+    ProbeConfig cfg;
+    probe_config_default(&cfg);
+    CHECK(cfg.l2 == 1e-4 && cfg.max_iter == 1000 && cfg.tol == 1e-6, "defaults");
+    CHECK(probe_top1(x, y, 4, x, y, 4, 2, 1, NULL, NULL, &e) < 0 && strstr(e.msg, "1 classes"), "'%s'", e.msg);
+    y[2] = -1;
+    CHECK(probe_top1(x, y, 4, x, y, 4, 2, 2, NULL, NULL, &e) < 0 && strstr(e.msg, "training label -1 at row 2"), "'%s'", e.msg);
+    int32_t yt[4] = {0, 1, 5, 0};
+    y[2] = 1;
+    CHECK(probe_top1(x, y, 4, x, yt, 4, 2, 2, NULL, NULL, &e) < 0 && strstr(e.msg, "test label 5"), "'%s'", e.msg);
+    CHECK(probe_top1(x, y, 0, x, y, 4, 2, 2, NULL, NULL, &e) < 0 && strstr(e.msg, "empty"), "'%s'", e.msg);
+    cfg.l2 = -1;
+    CHECK(probe_top1(x, y, 4, x, y, 4, 2, 2, &cfg, NULL, &e) < 0 && strstr(e.msg, "l2"), "'%s'", e.msg);
+    x[5] = INFINITY;
+    CHECK(probe_top1(x, y, 4, x, y, 4, 2, 2, NULL, NULL, &e) < 0 && strstr(e.msg, "not finite"), "'%s'", e.msg);
+    x[5] = 2;
+    ProbeReport rep;
+    double acc = probe_top1(x, y, 4, x, y, 4, 2, 2, NULL, &rep, &e);
+    CHECK(acc >= 0 && acc <= 1, "tiny probe works (%g)", acc);
+}
+
+int main(void) {
+    RUN(test_knn_matches_brute_force);
+    RUN(test_knn_clusters);
+    RUN(test_knn_bad_input);
+    RUN(test_probe_gradient);
+    RUN(test_probe_separable);
+    RUN(test_probe_matches_pytorch);
+    RUN(test_probe_threads);
+    RUN(test_probe_bad_input);
+    return test_finish();
+}

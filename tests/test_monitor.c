@@ -1,0 +1,329 @@
+/* Collapse monitor (std x sqrt(D), effective rank, the symmetric eigenvalue solver) and the SVG
+ * plot of metrics.jsonl. */
+#include "eval/monitor.h"
+#include "eval/plot.h"
+#include "harness.h"
+
+/* An orthogonal n x n matrix: a product of three Householder reflectors from random vectors. */
+static void random_orthogonal(TestRng *r, double *q, int n) {
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < n; j++) q[i * n + j] = i == j;
+    double *v = xmalloc(n * sizeof(double), "v");
+    for (int h = 0; h < 3; h++) {
+        double vv = 0;
+        for (int i = 0; i < n; i++) {
+            v[i] = rng_normal(r);
+            vv += v[i] * v[i];
+        }
+        for (int i = 0; i < n; i++) { /* row_i of Q (I - 2 v v^T / v.v) */
+            double d = 0;
+            for (int k = 0; k < n; k++) d += q[i * n + k] * v[k];
+            for (int k = 0; k < n; k++) q[i * n + k] -= 2 * d / vv * v[k];
+        }
+    }
+    xfree(v);
+}
+
+/* A plain cyclic Jacobi method (two-sided, all rotations, full sweeps): the independent
+ * reference for sym_eigenvalues on small matrices. Eigenvalues descending. */
+static void jacobi_reference(double *a, int n, double *w) {
+    for (int sweep = 0; sweep < 100; sweep++) {
+        double off = 0, all = 0;
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < n; j++) *(i == j ? &all : &off) += a[i * n + j] * a[i * n + j];
+        if (off <= 1e-30 * (all + off)) break;
+        for (int p = 0; p < n; p++)
+            for (int q = p + 1; q < n; q++) {
+                const double apq = a[p * n + q];
+                if (apq == 0) continue;
+                const double theta = (a[q * n + q] - a[p * n + p]) / (2 * apq);
+                const double t = (theta >= 0 ? 1 : -1) / (fabs(theta) + sqrt(theta * theta + 1));
+                const double c = 1 / sqrt(t * t + 1), s = t * c;
+                for (int k = 0; k < n; k++) { /* columns p, q */
+                    const double x = a[k * n + p], y = a[k * n + q];
+                    a[k * n + p] = c * x - s * y, a[k * n + q] = s * x + c * y;
+                }
+                for (int k = 0; k < n; k++) { /* rows p, q */
+                    const double x = a[p * n + k], y = a[q * n + k];
+                    a[p * n + k] = c * x - s * y, a[q * n + k] = s * x + c * y;
+                }
+            }
+    }
+    for (int i = 0; i < n; i++) w[i] = a[i * n + i];
+    for (int i = 1; i < n; i++) /* insertion sort, descending */
+        for (int j = i; j > 0 && w[j] > w[j - 1]; j--) {
+            const double t = w[j];
+            w[j] = w[j - 1], w[j - 1] = t;
+        }
+}
+
+/* Q diag(lambda) Q^T with known eigenvalues (negative, repeated and zero ones included). */
+static void test_eigenvalues_known(void) {
+    TestRng r = {7};
+    const int n = 40;
+    double *q = xmalloc(n * n * sizeof(double), "q"), *a = xmalloc(n * n * sizeof(double), "a");
+    double lambda[40], w[40], work[80];
+    for (int i = 0; i < n; i++) lambda[i] = i < 5 ? 3.0 : i == 20 ? 0.0 : 10.0 - 0.5 * i; /* 3 x5, down to -9.5 */
+    random_orthogonal(&r, q, n);
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < n; j++) {
+            double s = 0;
+            for (int k = 0; k < n; k++) s += q[i * n + k] * lambda[k] * q[j * n + k];
+            a[i * n + j] = s;
+        }
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < i; j++) a[i * n + j] = a[j * n + i]; /* exactly symmetric */
+    double *a2 = xmalloc(n * n * sizeof(double), "a2");
+    memcpy(a2, a, n * n * sizeof(double));
+    CHECK(sym_eigenvalues(a, n, w, work) == 0);
+    double want[40];
+    memcpy(want, lambda, sizeof want);
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && want[j] > want[j - 1]; j--) {
+            const double t = want[j];
+            want[j] = want[j - 1], want[j - 1] = t;
+        }
+    double worst = 0;
+    for (int i = 0; i < n; i++) worst = fmax(worst, fabs(w[i] - want[i]));
+    CHECK(worst < 1e-9, "max |error| %.3e", worst);
+    double wj[40], worst_j = 0;
+    jacobi_reference(a2, n, wj);
+    for (int i = 0; i < n; i++) worst_j = fmax(worst_j, fabs(w[i] - wj[i]));
+    CHECK(worst_j < 1e-9, "vs cyclic Jacobi: max |difference| %.3e", worst_j);
+
+    /* small and already-diagonal cases */
+    double one[1] = {-2.5}, w1[1], wk[4];
+    CHECK(sym_eigenvalues(one, 1, w1, wk) == 0 && w1[0] == -2.5);
+    double two[4] = {2, 1, 1, 2}, w2[2];
+    CHECK(sym_eigenvalues(two, 2, w2, wk) == 0 && fabs(w2[0] - 3) < 1e-14 && fabs(w2[1] - 1) < 1e-14, "%g %g", w2[0], w2[1]);
+    double diag[9] = {1, 0, 0, 0, 5, 0, 0, 0, -1}, w3[3], wk3[6];
+    CHECK(sym_eigenvalues(diag, 3, w3, wk3) == 0 && w3[0] == 5 && w3[1] == 1 && w3[2] == -1);
+    xfree(q), xfree(a), xfree(a2);
+}
+
+/* Random symmetric matrices of several sizes against the cyclic Jacobi reference. */
+static void test_eigenvalues_vs_jacobi(void) {
+    TestRng r = {11};
+    const int sizes[] = {3, 8, 17, 64};
+    for (size_t t = 0; t < ARRAY_LEN(sizes); t++) {
+        const int n = sizes[t];
+        double *a = xmalloc(n * n * sizeof(double), "a"), *a2 = xmalloc(n * n * sizeof(double), "a2");
+        double *w = xmalloc(n * sizeof(double), "w"), *wj = xmalloc(n * sizeof(double), "wj");
+        double *work = xmalloc(2 * n * sizeof(double), "work");
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j <= i; j++) a[i * n + j] = a[j * n + i] = rng_normal(&r);
+        memcpy(a2, a, n * n * sizeof(double));
+        CHECK(sym_eigenvalues(a, n, w, work) == 0);
+        jacobi_reference(a2, n, wj);
+        double worst = 0;
+        for (int i = 0; i < n; i++) worst = fmax(worst, fabs(w[i] - wj[i]));
+        CHECK(worst < 1e-11, "n %d: max |difference| %.3e", n, worst);
+        xfree(a), xfree(a2), xfree(w), xfree(wj), xfree(work);
+    }
+}
+
+static CollapseStats stats(const float *z, int B, int D) {
+    CollapseStats s;
+    double *work = xmalloc(collapse_work_doubles(B, D) * sizeof(double), "work");
+    collapse_stats(z, B, D, &s, work);
+    xfree(work);
+    return s;
+}
+
+static void test_collapse_identical_rows(void) {
+    const int B = 32, D = 16;
+    float z[32 * 16];
+    TestRng r = {3};
+    float row[16];
+    fill_normal(&r, row, D, 1.7f);
+    for (int b = 0; b < B; b++) memcpy(z + b * D, row, sizeof row);
+    CollapseStats s = stats(z, B, D);
+    CHECK(fabs(s.std_sqrt_d) < 1e-9, "std_sqrt_d %g", s.std_sqrt_d);
+    CHECK(s.eff_rank == 0, "all-zero centered matrix: eff_rank %g (defined as 0)", s.eff_rank);
+    CHECK(collapse_warning(&s, D));
+    /* work = NULL allocates internally; B = 1 is a zero centered matrix too */
+    CollapseStats s1;
+    collapse_stats(z, 1, D, &s1, NULL);
+    CHECK(s1.std_sqrt_d == 0 && s1.eff_rank == 0, "B=1: %g %g", s1.std_sqrt_d, s1.eff_rank);
+    /* rank one: rows c_b * u with varying c_b */
+    for (int b = 0; b < B; b++)
+        for (int j = 0; j < D; j++) z[b * D + j] = (float)(b - 10) * row[j];
+    s = stats(z, B, D);
+    CHECK(fabs(s.eff_rank - 1) < 1e-6, "rank one: eff_rank %.9g", s.eff_rank);
+    CHECK(collapse_warning(&s, D));
+    /* a NaN in Z: NaN figures, which warn */
+    z[5] = NAN;
+    s = stats(z, B, D);
+    CHECK(isnan(s.std_sqrt_d) && isnan(s.eff_rank) && collapse_warning(&s, D));
+}
+
+static void test_collapse_gaussian(void) {
+    const int B = 512, D = 64;
+    float *z = xmalloc((size_t)B * D * sizeof(float), "z");
+    TestRng r = {5};
+    fill_normal(&r, z, (size_t)B * D, 2.0f);
+    CollapseStats s = stats(z, B, D);
+    printf("  gaussian B=%d D=%d: std_sqrt_d %.4f eff_rank %.2f\n", B, D, s.std_sqrt_d, s.eff_rank);
+    CHECK(s.std_sqrt_d >= 0.9 && s.std_sqrt_d <= 1.1, "std_sqrt_d %g", s.std_sqrt_d);
+    CHECK(s.eff_rank > 0.8 * D && s.eff_rank <= D, "eff_rank %g", s.eff_rank);
+    CHECK(!collapse_warning(&s, D));
+    /* B < D: the Gram path; at most B - 1 nonzero singular values after centering */
+    const int B2 = 20, D2 = 100;
+    fill_normal(&r, z, (size_t)B2 * D2, 1.0f);
+    s = stats(z, B2, D2);
+    printf("  gaussian B=%d D=%d: std_sqrt_d %.4f eff_rank %.2f\n", B2, D2, s.std_sqrt_d, s.eff_rank);
+    CHECK(s.eff_rank > 0.8 * (B2 - 1) && s.eff_rank <= B2 - 1 + 1e-9, "eff_rank %g", s.eff_rank);
+    CHECK(s.std_sqrt_d > 0.8 && s.std_sqrt_d < 1.2, "std_sqrt_d %g", s.std_sqrt_d);
+    xfree(z);
+}
+
+/* Rows +-a*q_k for three orthonormal directions q_k of R^D (a random rotation): the centered
+ * matrix has three equal singular values, so eff_rank is exactly 3; the same with B < D. */
+static void test_collapse_subspace(void) {
+    TestRng r = {9};
+    const int Ds[2] = {64, 200}, Bs[2] = {120, 12};
+    for (int t = 0; t < 2; t++) {
+        const int D = Ds[t], B = Bs[t];
+        double *q = xmalloc((size_t)D * D * sizeof(double), "q");
+        random_orthogonal(&r, q, D);
+        float *z = xmalloc((size_t)B * D * sizeof(float), "z");
+        for (int b = 0; b < B; b++) {
+            const int k = b % 3;
+            const double sign = (b / 3) % 2 ? -1.0 : 1.0;
+            for (int j = 0; j < D; j++) z[(size_t)b * D + j] = (float)(sign * 2.5 * q[k * D + j]);
+        }
+        CollapseStats s = stats(z, B, D);
+        CHECK(fabs(s.eff_rank - 3) < 1e-6, "B=%d D=%d: eff_rank %.12g", B, D, s.eff_rank);
+        CHECK(collapse_warning(&s, D) == (3 < MAX(COLLAPSE_RANK_MIN, COLLAPSE_RANK_FRAC * D)) ||
+                  s.std_sqrt_d < COLLAPSE_STD_MIN);
+        xfree(q), xfree(z);
+    }
+}
+
+static void test_collapse_warning_thresholds(void) {
+    CollapseStats ok = {1.0, 100}, low_std = {0.09, 100}, low_rank = {1.0, 2.5}, small_d = {1.0, 1.6};
+    CHECK(!collapse_warning(&ok, 256));
+    CHECK(collapse_warning(&low_std, 256));
+    CHECK(collapse_warning(&low_rank, 256), "2.5 < 0.01 * 256");
+    CHECK(!collapse_warning(&low_rank, 128), "2.5 >= max(1.5, 1.28)");
+    CHECK(!collapse_warning(&small_d, 16) && collapse_warning(&(CollapseStats){1.0, 1.4}, 16));
+}
+
+static void test_collapse_speed(void) {
+    const int B = 256, D = 256;
+    float *z = xmalloc((size_t)B * D * sizeof(float), "z");
+    TestRng r = {13};
+    fill_normal(&r, z, (size_t)B * D, 1.0f);
+    double *work = xmalloc(collapse_work_doubles(B, D) * sizeof(double), "work");
+    CollapseStats s;
+    double best = 1e9;
+    for (int rep = 0; rep < 3; rep++) {
+        const double t0 = now_seconds();
+        collapse_stats(z, B, D, &s, work);
+        best = fmin(best, now_seconds() - t0);
+    }
+    printf("  collapse_stats B=%d D=%d: %.1f ms (best of 3), eff_rank %.1f\n", B, D, best * 1e3, s.eff_rank);
+    CHECK(best < 0.5, "%.1f ms (target: well under 50 ms)", best * 1e3);
+    xfree(z), xfree(work);
+}
+
+/* ---- plot ---- */
+
+static int count(const char *hay, const char *needle) {
+    int n = 0;
+    for (const char *p = strstr(hay, needle); p; p = strstr(p + 1, needle)) n++;
+    return n;
+}
+
+static char *read_text(const char *path) {
+    size_t n;
+    uint8_t *p = slurp(path, &n);
+    char *s = xmalloc(n + 1, "text");
+    memcpy(s, p, n);
+    s[n] = 0;
+    free(p);
+    return s;
+}
+
+static void test_plot_metrics(void) {
+    const char *jsonl = tmp_path("metrics.jsonl"), *svg = tmp_path("plot.svg");
+    FILE *f = fopen(jsonl, "w");
+    CHECK(f != NULL);
+    if (!f) return;
+    for (int i = 1; i <= 50; i++) {
+        const int step = 10 * i;
+        if (i == 20) fprintf(f, "{\"step\": 200, \"loss\": 3.1,\n"); /* malformed */
+        fprintf(f, "{\"step\": %d, \"epoch\": %g, \"loss\": %g, \"lr\": %g, \"tau\": 0.99, \"images_per_s\": 130.2, "
+                   "\"proj_std\": %g, \"eff_rank\": %g, \"extra\": \"ignored\"}\n",
+                step, step / 80.0, 4.0 - 2.0 * i / 50, 0.5 * i / 50, 0.2 + 0.01 * i, 5.0 + i);
+        if (i % 17 == 0) fprintf(f, "{\"step\": %d, \"epoch\": %g, \"knn_top1\": %g}\n", step, step / 80.0, 0.3 + 0.01 * i);
+    }
+    fprintf(f, "\n");
+    fclose(f);
+    Err e = {{0}};
+    CHECK(plot_metrics_svg(jsonl, svg, &e) == 0, "%s", e.msg);
+    struct stat st;
+    CHECK(stat(svg, &st) == 0, "no SVG written");
+    if (stat(svg, &st) != 0) return;
+    char *s = read_text(svg);
+    CHECK(strncmp(s, "<?xml", 5) == 0 || strncmp(s, "<svg", 4) == 0, "starts with %.20s", s);
+    CHECK(count(s, "<svg") == 1 && count(s, "</svg>") == 1);
+    CHECK(count(s, "<g ") == count(s, "</g>") && count(s, "<text") == count(s, "</text>"));
+    CHECK(count(s, "<polyline class=\"loss\"") == 1);
+    CHECK(count(s, "<polyline class=\"knn_top1\"") == 1);
+    CHECK(count(s, "<polyline class=\"proj_std\"") == 1);
+    CHECK(count(s, "<polyline class=\"eff_rank\"") == 1 && count(s, "<polyline class=\"lr\"") == 1);
+    CHECK(count(s, "<polyline") == 5);
+    CHECK(count(s, "<circle") >= 2, "kNN points drawn");
+    CHECK(strstr(s, "BYOL training") != NULL, "title");
+    CHECK(strstr(s, "kNN top-1") && strstr(s, "effective rank") && strstr(s, "collapse threshold"), "labels and legend");
+    CHECK(!strstr(s, "no data"));
+    CHECK(strstr(s, "1 line skipped") != NULL, "skip count noted");
+    CHECK(strstr(s, ">500</text>") != NULL, "x tick at step 500");
+    CHECK(!strstr(s, "nan") && !strstr(s, "inf"), "no non-finite numbers");
+    xfree(s);
+}
+
+static void test_plot_missing_and_empty(void) {
+    const char *missing = tmp_path("nope.jsonl"), *svg = tmp_path("missing.svg");
+    Err e = {{0}};
+    CHECK(plot_metrics_svg(missing, svg, &e) == -1);
+    CHECK(strstr(e.msg, missing) != NULL, "error names the file: %s", e.msg);
+    CHECK(access(svg, F_OK) != 0, "no SVG left behind");
+
+    const char *empty = tmp_path("empty.jsonl"), *svg2 = tmp_path("empty.svg");
+    write_bytes(empty, "", 0);
+    CHECK(plot_metrics_svg(empty, svg2, &e) == 0, "%s", e.msg);
+    char *s = read_text(svg2);
+    CHECK(count(s, "no data") == 3, "three empty panels (%d)", count(s, "no data"));
+    CHECK(count(s, "<svg") == 1 && count(s, "</svg>") == 1 && count(s, "<polyline") == 0);
+    xfree(s);
+
+    /* only evaluation lines and junk: (b) drawn, (a) and (c) say no data */
+    const char *evals = tmp_path("evals.jsonl");
+    const char text[] = "{\"step\": 400, \"epoch\": 5, \"knn_top1\": 0.612}\nnot json\n[1,2]\n{\"loss\": 1}\n"
+                        "{\"step\": 800, \"knn_top1\": 0.7, \"loss\": null}\n";
+    write_bytes(evals, text, sizeof text - 1);
+    CHECK(plot_metrics_svg(evals, svg2, &e) == 0, "%s", e.msg);
+    s = read_text(svg2);
+    CHECK(strstr(s, "3 lines skipped") != NULL, "three skipped lines noted");
+    CHECK(count(s, "no data") == 2 && count(s, "<polyline class=\"knn_top1\"") == 1, "%d", count(s, "no data"));
+    xfree(s);
+
+    /* an unwritable destination: error, nothing written */
+    CHECK(plot_metrics_svg(evals, tmp_path("no/such/dir/x.svg"), &e) == -1 && strstr(e.msg, "x.svg"), "%s", e.msg);
+}
+
+int main(void) {
+    test_tmpdir("monitor");
+    RUN(test_eigenvalues_known);
+    RUN(test_eigenvalues_vs_jacobi);
+    RUN(test_collapse_identical_rows);
+    RUN(test_collapse_gaussian);
+    RUN(test_collapse_subspace);
+    RUN(test_collapse_warning_thresholds);
+    RUN(test_collapse_speed);
+    RUN(test_plot_metrics);
+    RUN(test_plot_missing_and_empty);
+    return test_finish();
+}

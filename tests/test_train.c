@@ -1,0 +1,264 @@
+#define _GNU_SOURCE /* memmem */
+/* byol train / eval / export / embed end to end on a small CIFAR-10 JPEG subset and a tiny
+ * model: the run's files, exact resume (after --max-steps and after SIGTERM), bad input, and the
+ * evaluation commands. */
+#include <cjson/cJSON.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include "harness.h"
+#include "io/npy.h"
+#include "io/safetensors.h"
+
+static char DATA[600], TINY[1024];
+
+static int sh_status(const char *cmd) {
+    int rc = system(cmd);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128 + WTERMSIG(rc);
+}
+
+/* Runs byol with args; stdout and stderr to TEST_TMP/{out,err}. Returns the exit status. */
+static int byol(const char *args) {
+    char cmd[8192];
+    const char *bin = getenv("BYOL") ? getenv("BYOL") : "./byol";
+    snprintf(cmd, sizeof cmd, "%s %s > %s/out 2> %s/err", bin, args, TEST_TMP, TEST_TMP);
+    return sh_status(cmd);
+}
+
+static char *slurp_text(const char *name) {
+    size_t n;
+    Err e;
+    uint8_t *b = read_file(tmp_path(name), &n, &e);
+    if (!b) return strdup("");
+    char *s = realloc(b, n + 1);
+    s[n] = 0;
+    return s;
+}
+
+static int count_lines(const char *s, const char *needle) {
+    int n = 0;
+    for (const char *p = s; (p = strstr(p, needle)); p++) n++;
+    return n;
+}
+
+/* Every tensor of two safetensors files has the same bytes. */
+static int same_tensors(const char *a, const char *b, char *why, size_t cap) {
+    Safetensors x, y;
+    Err e;
+    if (st_open(&x, a, &e)) return snprintf(why, cap, "%.200s", e.msg), 0;
+    if (st_open(&y, b, &e)) return st_close(&x), snprintf(why, cap, "%.200s", e.msg), 0;
+    int same = x.n_entries == y.n_entries;
+    for (int i = 0; i < x.n_entries && same; i++) {
+        const StEntry *t = &x.entries[i], *u = st_find(&y, t->name);
+        if (!u || t->end - t->begin != u->end - u->begin ||
+            memcmp(x.file + x.data_start + t->begin, y.file + y.data_start + u->begin, t->end - t->begin) != 0) {
+            snprintf(why, cap, "tensor %.200s differs", t->name);
+            same = 0;
+        }
+    }
+    st_close(&x), st_close(&y);
+    return same;
+}
+
+static void last_ckpt(const char *dir, char *out, size_t cap) {
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "ls %s/ckpt-*.safetensors 2>/dev/null | tail -n1 > %s/last", dir, TEST_TMP);
+    if (system(cmd) != 0) printf("warning: ls failed\n");
+    char *s = slurp_text("last");
+    s[strcspn(s, "\n")] = 0;
+    snprintf(out, cap, "%s", s);
+    free(s);
+}
+
+static void test_train_run_files_and_resume(void) {
+    char a[4096], ref_ckpt[1200], ckpt[1200], why[256];
+    /* The reference: 3 epochs of 6 steps, uninterrupted. */
+    snprintf(a, sizeof a, "train %s --out %s/ref", TINY, TEST_TMP);
+    int st = byol(a);
+    char *out = slurp_text("out"), *err = slurp_text("err");
+    CHECK(st == 0, "train exit %d: %s", st, err);
+    CHECK(strstr(out, "kNN top-1 before training") && strstr(out, "kNN top-1 after training"), "before/after kNN: %s", out);
+    free(out), free(err);
+    char *metrics = slurp_text("ref/metrics.jsonl");
+    CHECK(count_lines(metrics, "\"loss\"") >= 18 / 2, "metrics lines with loss: %d", count_lines(metrics, "\"loss\""));
+    CHECK(count_lines(metrics, "\"knn_top1\"") >= 2, "kNN lines in metrics");
+    CHECK(strstr(metrics, "\"proj_std\"") && strstr(metrics, "\"eff_rank\""), "collapse figures logged");
+    char *cfg = slurp_text("ref/config.txt");
+    CHECK(strstr(cfg, "width = 4") && strstr(cfg, "batch = 16") && strstr(cfg, "image-size = 32"), "config saved: %s", cfg);
+    free(cfg);
+    struct stat sb;
+    snprintf(a, sizeof a, "%s/ref/plot.svg", TEST_TMP);
+    CHECK(stat(a, &sb) == 0 && sb.st_size > 500, "plot.svg written");
+    snprintf(a, sizeof a, "%s/ref", TEST_TMP);
+    last_ckpt(a, ref_ckpt, sizeof ref_ckpt);
+    CHECK(strstr(ref_ckpt, "ckpt-000000018.safetensors") != NULL, "final checkpoint at step 18: %s", ref_ckpt);
+    snprintf(a, sizeof a, "ls %s/ref/ckpt-*.safetensors | wc -l | grep -qx 2", TEST_TMP);
+    CHECK(sh_status(a) == 0, "--keep 2 keeps two checkpoints");
+
+    /* Interrupted in the middle of epoch 2 (--max-steps 8), then resumed: the same weights. */
+    snprintf(a, sizeof a, "train %s --out %s/cut --max-steps 8", TINY, TEST_TMP);
+    st = byol(a);
+    CHECK(st == 0, "stop at max-steps: exit %d", st);
+    snprintf(a, sizeof a, "train --resume %s/cut", TEST_TMP);
+    st = byol(a);
+    err = slurp_text("err");
+    CHECK(st == 0, "resume exit %d: %s", st, err);
+    free(err);
+    snprintf(a, sizeof a, "%s/cut", TEST_TMP);
+    last_ckpt(a, ckpt, sizeof ckpt);
+    CHECK(same_tensors(ref_ckpt, ckpt, why, sizeof why), "resumed after step 8 differs from the uninterrupted run: %s", why);
+    /* The losses after the resume are the reference's. */
+    char *m2 = slurp_text("cut/metrics.jsonl");
+    const char *at = strstr(metrics, "{\"step\": 18,"), *at2 = strstr(m2, "{\"step\": 18,");
+    CHECK(at && at2 && strncmp(at, at2, strcspn(at, "\n") < 60 ? strcspn(at, "\n") : 60) == 0, "step 18 loss line identical");
+    free(m2);
+
+    /* SIGTERM in the middle: a checkpoint, exit 128 + 15, and the resumed run ends identical. */
+    snprintf(a, sizeof a, "(%s train %s --out %s/sig --log-every 1 > %s/sig.out 2>&1 & echo $! > %s/pid; wait $!; echo $? > %s/status) &",
+             getenv("BYOL") ? getenv("BYOL") : "./byol", TINY, TEST_TMP, TEST_TMP, TEST_TMP, TEST_TMP);
+    CHECK(system(a) == 0, "started");
+    int sent = 0;
+    for (int tries = 0; tries < 600 && !sent; tries++) {
+        usleep(20000);
+        char *m = slurp_text("sig/metrics.jsonl");
+        if (count_lines(m, "\"loss\"") >= 3) {
+            char *pid = slurp_text("pid");
+            if (atoi(pid) > 0) sent = kill(atoi(pid), SIGTERM) == 0;
+            free(pid);
+        }
+        free(m);
+    }
+    CHECK(sent, "sent SIGTERM");
+    char *status = NULL;
+    for (int tries = 0; tries < 1500; tries++) {
+        usleep(20000);
+        free(status);
+        status = slurp_text("status");
+        if (*status) break;
+    }
+    CHECK(status && atoi(status) == 128 + SIGTERM, "exit status after SIGTERM: '%s'", status ? status : "");
+    free(status);
+    snprintf(a, sizeof a, "train --resume %s/sig", TEST_TMP);
+    st = byol(a);
+    CHECK(st == 0, "resume after SIGTERM: exit %d", st);
+    snprintf(a, sizeof a, "%s/sig", TEST_TMP);
+    last_ckpt(a, ckpt, sizeof ckpt);
+    CHECK(same_tensors(ref_ckpt, ckpt, why, sizeof why), "resumed after SIGTERM differs: %s", why);
+    free(metrics);
+}
+
+static void test_eval_export_embed(void) {
+    char a[4096];
+    snprintf(a, sizeof a, "eval --ckpt %s/ref", TEST_TMP);
+    int st = byol(a);
+    char *out = slurp_text("out"), *err = slurp_text("err");
+    CHECK(st == 0, "eval exit %d: %s", st, err);
+    char *last = strrchr(out, '{');
+    cJSON *j = last ? cJSON_Parse(last) : NULL;
+    CHECK(j != NULL, "eval's last line is JSON: %s", out);
+    if (j) {
+        double knn = cJSON_GetObjectItem(j, "knn_top1")->valuedouble, lin = cJSON_GetObjectItem(j, "linear_top1")->valuedouble;
+        CHECK(knn >= 0 && knn <= 1 && lin >= 0 && lin <= 1, "accuracies in [0, 1]: %g %g", knn, lin);
+        CHECK(cJSON_GetObjectItem(j, "test")->valueint == 100 && cJSON_GetObjectItem(j, "train")->valueint == 100, "100 + 100 images");
+        cJSON_Delete(j);
+    }
+    free(out), free(err);
+    snprintf(a, sizeof a, "eval --ckpt %s/ref --random-init 1", TEST_TMP);
+    CHECK(byol(a) == 0, "eval --random-init");
+    out = slurp_text("out");
+    CHECK(strstr(out, "untrained encoder") != NULL, "says what it evaluated");
+    free(out);
+    snprintf(a, sizeof a, "eval --raw-pixels 1 --data %s", DATA);
+    CHECK(byol(a) == 0, "eval --raw-pixels");
+    out = slurp_text("out");
+    CHECK(strstr(out, "3072 dims") != NULL, "raw pixels are 3x32x32 features: %s", out);
+    free(out);
+
+    /* export: torchvision names and PyTorch layouts, num_batches_tracked included, no heads. */
+    snprintf(a, sizeof a, "export --ckpt %s/ref --out %s/enc.safetensors", TEST_TMP, TEST_TMP);
+    CHECK(byol(a) == 0, "export");
+    Safetensors s;
+    Err e;
+    CHECK(st_open(&s, tmp_path("enc.safetensors"), &e) == 0, "%s", e.msg);
+    const StEntry *c1 = st_find(&s, "conv1.weight"), *nb = st_find(&s, "bn1.num_batches_tracked"),
+                  *dn = st_find(&s, "layer2.0.downsample.0.weight");
+    CHECK(c1 && c1->ndim == 4 && c1->shape[0] == 4 && c1->shape[1] == 3 && c1->shape[2] == 3, "conv1.weight [4, 3, 3, 3]");
+    CHECK(nb && strcmp(nb->dtype, "I64") == 0 && nb->ndim == 0, "bn1.num_batches_tracked I64 scalar");
+    CHECK(dn && dn->shape[0] == 8 && dn->shape[1] == 4, "downsample conv [8, 4, 1, 1]");
+    int heads = 0;
+    for (int i = 0; i < s.n_entries; i++) heads += strstr(s.entries[i].name, "projector") || strstr(s.entries[i].name, "online.");
+    CHECK(heads == 0, "only encoder tensors, without prefix");
+    st_close(&s);
+
+    /* embed: [N, d] features and int64 labels. */
+    snprintf(a, sizeof a, "embed --ckpt %s/ref --data %s --split test --out %s/f.npy --labels %s/l.npy", TEST_TMP, DATA,
+             TEST_TMP, TEST_TMP);
+    CHECK(byol(a) == 0, "embed");
+    NpyArray f;
+    CHECK(npy_read_f32(tmp_path("f.npy"), &f, &e) == 0 && f.ndim == 2 && f.shape[0] == 100 && f.shape[1] == 32,
+          "features [100, 32]");
+    npy_free(&f);
+    size_t n;
+    uint8_t *lb = slurp(tmp_path("l.npy"), &n);
+    CHECK(n >= 100 * 8 + 64 && (n - 100 * 8) % 64 == 0 && memmem(lb, n, "'<i8'", 5) && memmem(lb, n, "(100,)", 6), "labels int64 [100]: %zu bytes", n);
+    free(lb);
+}
+
+static void test_train_bad_input(void) {
+    char a[4096];
+    /* A fresh run into a folder that already holds one. */
+    snprintf(a, sizeof a, "train %s --out %s/ref", TINY, TEST_TMP);
+    CHECK(byol(a) == 1, "fresh run over an old one refused");
+    char *err = slurp_text("err");
+    CHECK(strstr(err, "already holds a run") && count_lines(err, "\n") == 1, "one line: %s", err);
+    free(err);
+    /* Unwritable --out. */
+    snprintf(a, sizeof a, "train %s --out /proc/byol-test", TINY);
+    CHECK(byol(a) != 0, "unwritable --out refused");
+    /* Corrupt checkpoint, named. */
+    write_bytes(tmp_path("bad.safetensors"), "\x10\0\0\0\0\0\0\0{\"a\": broken}", 20);
+    snprintf(a, sizeof a, "eval --ckpt %s/bad.safetensors", TEST_TMP);
+    CHECK(byol(a) == 1, "corrupt checkpoint refused");
+    err = slurp_text("err");
+    CHECK(strstr(err, "bad.safetensors") && count_lines(err, "\n") == 1, "names the file: %s", err);
+    free(err);
+    /* Another architecture than the flags say. */
+    snprintf(a, sizeof a, "eval --ckpt %s/ref --arch resnet50", TEST_TMP);
+    CHECK(byol(a) == 1, "architecture mismatch refused");
+    err = slurp_text("err");
+    CHECK(strstr(err, "--arch resnet50") && strstr(err, "resnet18"), "says both: %s", err);
+    free(err);
+    /* A dataset without labels given to eval. */
+    snprintf(a, sizeof a, "mkdir -p %s/unl && cp %s/train/airplane/000[0-3].jpg %s/unl/", TEST_TMP, DATA, TEST_TMP);
+    CHECK(system(a) == 0, "made an unlabeled folder");
+    snprintf(a, sizeof a, "eval --ckpt %s/ref --data %s/unl", TEST_TMP, TEST_TMP);
+    CHECK(byol(a) == 1, "unlabeled data refused by eval");
+    err = slurp_text("err");
+    CHECK(strstr(err, "labels") != NULL, "%s", err);
+    free(err);
+    /* Divergence: stops, says at which step, earlier checkpoints untouched. */
+    snprintf(a, sizeof a, "train %s --out %s/nan --base-lr 1e4 --lars-eta 1e3 --ckpt-minutes 0", TINY, TEST_TMP);
+    int st = byol(a);
+    err = slurp_text("err");
+    CHECK(st == 1 && strstr(err, "loss is"), "divergence stops with exit 1: %d %s", st, err);
+    free(err);
+}
+
+int main(void) {
+    test_tmpdir("test_train");
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "tar xzf ../shared/data/cifar10-jpeg.tar.gz -C %s --wildcards 'cifar10-jpeg/t*/*/000?.jpg'", TEST_TMP);
+    if (system(cmd) != 0) {
+        printf("FATAL cannot extract ../shared/data/cifar10-jpeg.tar.gz\n");
+        return 2;
+    }
+    snprintf(DATA, sizeof DATA, "%s/cifar10-jpeg", TEST_TMP);
+    snprintf(TINY, sizeof TINY,
+             "--data %s --width 4 --proj-hidden 32 --proj-dim 16 --pred-hidden 32 --batch 16 --epochs 3 --keep 2 "
+             "--eval-every 2 --log-every 2 --threads 2 --workers 2 --seed 3",
+             DATA);
+    RUN(test_train_run_files_and_resume);
+    RUN(test_eval_export_embed);
+    RUN(test_train_bad_input);
+    return test_finish();
+}
