@@ -118,7 +118,7 @@ static void test_train_run_files_and_resume(void) {
              getenv("BYOL") ? getenv("BYOL") : "./byol", TINY, TEST_TMP, TEST_TMP, TEST_TMP, TEST_TMP);
     CHECK(system(a) == 0, "started");
     int sent = 0;
-    for (int tries = 0; tries < 600 && !sent; tries++) {
+    for (int tries = 0; tries < 6000 && !sent; tries++) { /* up to 2 minutes (sanitizer builds are slow) */
         usleep(20000);
         char *m = slurp_text("sig/metrics.jsonl");
         if (count_lines(m, "\"loss\"") >= 3) {
@@ -130,7 +130,7 @@ static void test_train_run_files_and_resume(void) {
     }
     CHECK(sent, "sent SIGTERM");
     char *status = NULL;
-    for (int tries = 0; tries < 1500; tries++) {
+    for (int tries = 0; tries < 9000; tries++) {
         usleep(20000);
         free(status);
         status = slurp_text("status");

@@ -7,7 +7,10 @@
  *     loss   = mean cross-entropy + 0.5 * l2 * ||W||^2   (biases are not penalized).
  * The fit starts from W = 0, b = 0 and runs L-BFGS (memory 10, two-loop recursion, initial
  * scaling s'y / y'y) with a strong-Wolfe line search (c1 = 1e-4, c2 = 0.9; bracketing and zoom
- * with cubic interpolation, as torch.optim.LBFGS's "strong_wolfe"); a pair (s, y) enters the
+ * with cubic interpolation, as torch.optim.LBFGS's "strong_wolfe"), which also accepts a step
+ * meeting Hager-Zhang's approximate Wolfe conditions (loss within 1e-6 relative of the start,
+ * 0.9 phi'(0) <= phi'(t) <= -0.8 phi'(0)): near the optimum the loss's decrease falls below the
+ * rounding of its float logits while the gradient stays accurate. A pair (s, y) enters the
  * memory only when s'y > 0, so the inverse-Hessian estimate stays positive definite.
  *
  * Convergence: the largest absolute entry of the gradient (of the loss above, W and b together)
