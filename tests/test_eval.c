@@ -214,7 +214,7 @@ static void test_probe_separable(void) {
     double acc = probe_top1(xtr, ytr, NTR, xte, yte, NTE, D, C, NULL, &rep, &e);
     CHECK(acc == 1.0, "test accuracy %g (%s)", acc, acc < 0 ? e.msg : "");
     CHECK(rep.train_top1 == 1.0, "train accuracy %g", rep.train_top1);
-    CHECK(rep.converged && rep.grad_norm <= 1e-6, "converged %d after %d iterations, max|g| %.3e", rep.converged,
+    CHECK(rep.converged && rep.grad_norm <= 1e-5 /* the default tolerance */, "converged %d after %d iterations, max|g| %.3e", rep.converged,
           rep.iterations, rep.grad_norm);
 }
 
@@ -266,6 +266,7 @@ static void test_probe_matches_pytorch(void) {
         probe_config_default(&cfg);
         snprintf(k, sizeof k, "%s.l2", cases[c]);
         cfg.l2 = meta_num(&st, k);
+        cfg.tol = 1e-6; /* tighter than the default, to compare with PyTorch closely */
         snprintf(k, sizeof k, "%s.classes", cases[c]);
         const int C = (int)meta_num(&st, k);
         ProbeReport rep;
@@ -312,7 +313,7 @@ static void test_probe_bad_input(void) {
     Err e;
     ProbeConfig cfg;
     probe_config_default(&cfg);
-    CHECK(cfg.l2 == 1e-4 && cfg.max_iter == 1000 && cfg.tol == 1e-6, "defaults");
+    CHECK(cfg.l2 == 1e-4 && cfg.max_iter == 3000 && cfg.tol == 1e-5, "defaults");
     CHECK(probe_top1(x, y, 4, x, y, 4, 2, 1, NULL, NULL, &e) < 0 && strstr(e.msg, "1 classes"), "'%s'", e.msg);
     y[2] = -1;
     CHECK(probe_top1(x, y, 4, x, y, 4, 2, 2, NULL, NULL, &e) < 0 && strstr(e.msg, "training label -1 at row 2"), "'%s'", e.msg);

@@ -122,7 +122,7 @@ int cmd_eval(int argc, char **argv) {
     flags[nf++] = (Flag){"knn-k", FLAG_INT, &k, "neighbours (200)", 1, 1000000};
     flags[nf++] = (Flag){"knn-t", FLAG_FLOAT, &T, "temperature (0.1)", 1e-4, 100};
     flags[nf++] = (Flag){"probe-l2", FLAG_FLOAT, &probe_l2, "probe weight decay (1e-4)", 0, 100};
-    flags[nf++] = (Flag){"probe-iters", FLAG_INT, &probe_iters, "probe L-BFGS iterations at most (1000)", 1, 1000000};
+    flags[nf++] = (Flag){"probe-iters", FLAG_INT, &probe_iters, "probe L-BFGS iterations at most (3000)", 1, 1000000};
     flags[nf++] = (Flag){"eval-bank", FLAG_INT, &bank, "train images used, evenly spaced, 0 all (0)", 0, 1 << 30};
     flags[nf++] = (Flag){"eval-queries", FLAG_INT, &queries, "test images scored, 0 all (0)", 0, 1 << 30};
     flags[nf++] = (Flag){"image-size", FLAG_INT, &image_size, "image side (the checkpoint's)", 1, 4096};

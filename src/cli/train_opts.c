@@ -13,15 +13,15 @@ static const char *TRAIN_USAGE =
 void train_options_default(TrainOptions *o) {
     memset(o, 0, sizeof *o);
     model_config_default(&o->mc);
-    o->mc.enc.width = 16;
+    o->mc.enc.width = 8;
     o->mc.proj_hidden = 1024;
     o->mc.proj_dim = 128;
     o->mc.pred_hidden = 1024;
     data_options_default(&o->data);
-    o->epochs = 10;
-    o->batch = 256;
+    o->epochs = 3;
+    o->batch = 128;
     o->seed = 0;
-    o->eval_every = 5;
+    o->eval_every = 1;
     o->keep = 3;
     o->log_every = 10;
     o->workers = 0;
@@ -45,13 +45,18 @@ int train_flags(Flag *f, TrainOptions *o) {
     train_options_default(o);
     int n = 0;
     model_flags(f + n, &o->mc);
+    /* byol train's own model defaults (sized for a CPU), said in its --help */
+    f[n + 1].help = "base width; stages use w, 2w, 4w, 8w (8)";
+    f[n + 4].help = "projector hidden size (1024)";
+    f[n + 5].help = "projection size (128)";
+    f[n + 6].help = "predictor hidden size (1024)";
     n += MODEL_FLAG_COUNT;
     data_flags(f + n, &o->data);
     n += DATA_FLAG_COUNT;
     Flag own[] = {
         {"out", FLAG_STRING, &o->out, "run folder: config, metrics, plot, checkpoints (runs/<date-time>)", 0, -1},
-        {"epochs", FLAG_INT, &o->epochs, "epochs (10)", 1, 1000000},
-        {"batch", FLAG_INT, &o->batch, "images per step (256)", 2, 1 << 20},
+        {"epochs", FLAG_INT, &o->epochs, "epochs (3)", 1, 1000000},
+        {"batch", FLAG_INT, &o->batch, "images per step (128)", 2, 1 << 20},
         {"base-lr", FLAG_FLOAT, &o->base_lr, "LARS learning rate per 256 images (1.0)", 0, 1e4},
         {"weight-decay", FLAG_FLOAT, &o->weight_decay, "weight decay (1e-5)", 0, 10},
         {"momentum", FLAG_FLOAT, &o->momentum, "SGD momentum (0.9)", 0, 1},
@@ -62,7 +67,7 @@ int train_flags(Flag *f, TrainOptions *o) {
         {"seed", FLAG_INT, &o->seed, "random seed: weights, order, augmentations (0)", 0, 2147483647},
         {"workers", FLAG_INT, &o->workers, "loader threads (half the cores, at most 8)", 0, 256},
         {"threads", FLAG_INT, &o->threads, "compute threads (all cores)", 0, 4096},
-        {"eval-every", FLAG_INT, &o->eval_every, "kNN monitor every N epochs, 0 off (5)", 0, 1000000},
+        {"eval-every", FLAG_INT, &o->eval_every, "kNN monitor every N epochs, 0 off (1)", 0, 1000000},
         {"eval-bank", FLAG_INT, &o->eval_bank, "kNN monitor: train images as the bank, 0 all (10000)", 0, 1 << 30},
         {"eval-queries", FLAG_INT, &o->eval_queries, "kNN monitor: test images scored, 0 all (10000)", 0, 1 << 30},
         {"knn-k", FLAG_INT, &o->knn_k, "kNN neighbours (200)", 1, 100000},

@@ -8,8 +8,8 @@
 
 void probe_config_default(ProbeConfig *c) {
     c->l2 = 1e-4;
-    c->max_iter = 1000;
-    c->tol = 1e-6;
+    c->max_iter = 3000;
+    c->tol = 1e-5;
 }
 
 /* ---- the objective ---- */

@@ -31,8 +31,8 @@ enum { PROBE_CHUNK = 512, PROBE_MEMORY = 10 };
 
 typedef struct {
     double l2;    /* weight penalty 0.5 * l2 * ||W||^2 (default 1e-4) */
-    int max_iter; /* L-BFGS iterations (default 1000) */
-    double tol;   /* converged when max |gradient| <= tol (default 1e-6) */
+    int max_iter; /* L-BFGS iterations (default 3000) */
+    double tol;   /* converged when max |gradient| <= tol (default 1e-5) */
 } ProbeConfig;
 
 void probe_config_default(ProbeConfig *c);
