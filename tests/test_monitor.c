@@ -201,11 +201,11 @@ static void test_collapse_subspace(void) {
 }
 
 static void test_collapse_warning_thresholds(void) {
-    CollapseStats ok = {1.0, 100}, low_std = {0.09, 100}, low_rank = {1.0, 2.5}, small_d = {1.0, 1.6};
+    CollapseStats ok = {1.0, 100}, low_std = {0.09, 100}, low_rank = {1.0, 12.5}, small_d = {1.0, 1.6};
     CHECK(!collapse_warning(&ok, 256));
     CHECK(collapse_warning(&low_std, 256));
-    CHECK(collapse_warning(&low_rank, 256), "2.5 < 0.01 * 256");
-    CHECK(!collapse_warning(&low_rank, 128), "2.5 >= max(1.5, 1.28)");
+    CHECK(collapse_warning(&low_rank, 256), "12.5 < 0.05 * 256");
+    CHECK(!collapse_warning(&low_rank, 128), "12.5 >= max(1.5, 6.4)");
     CHECK(!collapse_warning(&small_d, 16) && collapse_warning(&(CollapseStats){1.0, 1.4}, 16));
 }
 

@@ -244,6 +244,29 @@ static void test_train_bad_input(void) {
     free(err);
 }
 
+/* --time-budget: the run ends with the budget, and the schedules with it (lr near 0, tau near 1
+ * at the last logged step). */
+static void test_time_budget(void) {
+    char a[4096];
+    snprintf(a, sizeof a, "train %s --out %s/budget --time-budget 4 --epochs 1000 --log-every 1 --knn-before 0 --knn-after 0 --eval-every 0",
+             TINY, TEST_TMP);
+    double t0 = now_seconds();
+    int st = byol(a);
+    double took = now_seconds() - t0;
+    CHECK(st == 0, "exit %d", st);
+    CHECK(took < 60, "a 4-second budget took %.1f s", took);
+    char *m = slurp_text("budget/metrics.jsonl");
+    int lines = count_lines(m, "\"loss\"");
+    CHECK(lines >= 3, "%d steps logged", lines);
+    const char *last = m, *p = m;
+    while ((p = strstr(p, "{\"step\"")) != NULL) last = p++;
+    const char *lr = strstr(last, "\"lr\": "), *tau = strstr(last, "\"tau\": ");
+    double lrv = lr ? atof(lr + 6) : 1, tauv = tau ? atof(tau + 7) : 0;
+    /* peak lr = 1.0 x 16 / 256 = 0.0625; the last step lands within the budget's last stretch */
+    CHECK(lrv < 0.0625 * 0.25 && tauv > 0.99 + 0.01 * 0.75, "last step: lr %g, tau %g", lrv, tauv);
+    free(m);
+}
+
 int main(void) {
     test_tmpdir("test_train");
     char cmd[2048];
@@ -260,5 +283,6 @@ int main(void) {
     RUN(test_train_run_files_and_resume);
     RUN(test_eval_export_embed);
     RUN(test_train_bad_input);
+    RUN(test_time_budget);
     return test_finish();
 }

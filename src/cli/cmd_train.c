@@ -317,7 +317,7 @@ int cmd_train(int argc, char **argv) {
             rc = 1;
             break;
         }
-        const int epoch_end = o.time_budget <= 0 ? step % spe == 0 : step % spe == 0;
+        const int epoch_end = step % spe == 0;
         const double now = now_seconds();
         if (step % o.log_every == 0 || epoch_end || step == total) {
             CollapseStats cs;
@@ -340,9 +340,12 @@ int cmd_train(int argc, char **argv) {
                        (double)step / spe, (long long)step, loss, sc.lars.lr, sc.tau, ips, cs.std_sqrt_d, cs.eff_rank, eta);
             fflush(stdout);
             if (collapse_warning(&cs, o.mc.proj_dim) && !collapse_warned) {
-                fprintf(stderr, "%sbyol train: warning: step %lld: the projections are collapsing (std x sqrt(D) %.3f, "
-                                "effective rank %.1f of %d): lower --base-lr or raise --tau-base\n",
-                        tty ? "\n" : "", (long long)step, cs.std_sqrt_d, cs.eff_rank, o.mc.proj_dim);
+                fprintf(stderr, "%sbyol train: warning: step %lld: the projections are collapsing, %s (std x sqrt(D) "
+                                "%.3f, effective rank %.1f of %d); features may stop improving: try a lower --base-lr, "
+                                "a higher --tau-base, or milder augmentations\n",
+                        tty ? "\n" : "", (long long)step,
+                        cs.std_sqrt_d < COLLAPSE_STD_MIN ? "all alike" : "into a few directions", cs.std_sqrt_d,
+                        cs.eff_rank, o.mc.proj_dim);
                 collapse_warned = 1;
             }
             t_log = now;
