@@ -109,8 +109,6 @@ int cmd_train(int argc, char **argv) {
         fprintf(stderr, "byol train: %s\n", e.msg);
         return 2;
     }
-    threads_set(o.threads);
-
     /* Resume: the checkpoint's own configuration, then the flags given now on top of it. */
     char ckpt_path[4400] = "";
     Safetensors resume_st = {0};
@@ -144,6 +142,14 @@ int cmd_train(int argc, char **argv) {
         }
     }
 
+    /* Compute threads default to the cores the loader's workers leave free: on 2 cores one of
+     * each (a second compute thread competing with the loader made small models slower). */
+    if (o.threads == 0) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        int workers = o.workers > 0 ? o.workers : loader_default_workers();
+        o.threads = cores - workers >= 1 ? (int)(cores - workers) : 1;
+    }
+    threads_set(o.threads);
     Dataset ds;
     if (data_open(&ds, &o.data, stderr, &e)) {
         if (!o.data.data && access(DEFAULT_DATA, R_OK) != 0)

@@ -9,14 +9,18 @@ static const char *TRAIN_USAGE =
     "Pretrains an encoder with BYOL. Runs with no flags on Debian's Fashion-MNIST with a CPU-sized\n"
     "model. Settings can also come from --config FILE (one 'flag = value' per line).";
 
-/* The defaults: a model and recipe sized for a 2-core CPU and 15 minutes on Fashion-MNIST. */
+/* The defaults: a model and recipe sized for a 2-core CPU and 15 minutes on Fashion-MNIST.
+ * Measured there (full evaluation, 60,000-image bank): kNN 76.2% against 72.9% for the
+ * untrained encoder, linear probe 80.4% against 74.0%. With the paper's weight decay (1e-5)
+ * and 1024/128 heads the projections collapsed to rank 4 within 50 steps and kNN did not
+ * improve (73.0%). */
 void train_options_default(TrainOptions *o) {
     memset(o, 0, sizeof *o);
     model_config_default(&o->mc);
     o->mc.enc.width = 8;
-    o->mc.proj_hidden = 1024;
-    o->mc.proj_dim = 128;
-    o->mc.pred_hidden = 1024;
+    o->mc.proj_hidden = 512;
+    o->mc.proj_dim = 64;
+    o->mc.pred_hidden = 512;
     data_options_default(&o->data);
     o->epochs = 3;
     o->batch = 128;
@@ -33,7 +37,7 @@ void train_options_default(TrainOptions *o) {
     o->knn_before = 1;
     o->knn_after = 1;
     o->base_lr = 1.0f;
-    o->weight_decay = 1e-5f;
+    o->weight_decay = 5e-4f;
     o->momentum = 0.9f;
     o->lars_eta = 0.02f;
     o->tau_base = 0.99f;
@@ -47,9 +51,9 @@ int train_flags(Flag *f, TrainOptions *o) {
     model_flags(f + n, &o->mc);
     /* byol train's own model defaults (sized for a CPU), said in its --help */
     f[n + 1].help = "base width; stages use w, 2w, 4w, 8w (8)";
-    f[n + 4].help = "projector hidden size (1024)";
-    f[n + 5].help = "projection size (128)";
-    f[n + 6].help = "predictor hidden size (1024)";
+    f[n + 4].help = "projector hidden size (512)";
+    f[n + 5].help = "projection size (64)";
+    f[n + 6].help = "predictor hidden size (512)";
     n += MODEL_FLAG_COUNT;
     data_flags(f + n, &o->data);
     n += DATA_FLAG_COUNT;
@@ -58,15 +62,15 @@ int train_flags(Flag *f, TrainOptions *o) {
         {"epochs", FLAG_INT, &o->epochs, "epochs (3)", 1, 1000000},
         {"batch", FLAG_INT, &o->batch, "images per step (128)", 2, 1 << 20},
         {"base-lr", FLAG_FLOAT, &o->base_lr, "LARS learning rate per 256 images (1.0)", 0, 1e4},
-        {"weight-decay", FLAG_FLOAT, &o->weight_decay, "weight decay (1e-5)", 0, 10},
+        {"weight-decay", FLAG_FLOAT, &o->weight_decay, "weight decay (5e-4; the paper's 1e-5 collapses short runs)", 0, 10},
         {"momentum", FLAG_FLOAT, &o->momentum, "SGD momentum (0.9)", 0, 1},
         {"lars-eta", FLAG_FLOAT, &o->lars_eta, "LARS trust coefficient (0.02)", 0, 1e3},
         {"warmup-epochs", FLAG_FLOAT, &o->warmup_epochs, "linear warm-up (10 epochs, at most 10% of the run)", -1, 1e6},
         {"tau-base", FLAG_FLOAT, &o->tau_base, "target EMA decay at the start, cosine to 1 (0.99)", 0, 1},
         {"time-budget", FLAG_FLOAT, &o->time_budget, "seconds: schedules end when the budget does (off)", 0, 1e9},
         {"seed", FLAG_INT, &o->seed, "random seed: weights, order, augmentations (0)", 0, 2147483647},
-        {"workers", FLAG_INT, &o->workers, "loader threads (half the cores, at most 8)", 0, 256},
-        {"threads", FLAG_INT, &o->threads, "compute threads (all cores)", 0, 4096},
+        {"workers", FLAG_INT, &o->workers, "loader threads (a quarter of the cores, 1 to 8)", 0, 256},
+        {"threads", FLAG_INT, &o->threads, "compute threads (the cores the loader workers leave)", 0, 4096},
         {"eval-every", FLAG_INT, &o->eval_every, "kNN monitor every N epochs, 0 off (1)", 0, 1000000},
         {"eval-bank", FLAG_INT, &o->eval_bank, "kNN monitor: train images as the bank, 0 all (10000)", 0, 1 << 30},
         {"eval-queries", FLAG_INT, &o->eval_queries, "kNN monitor: test images scored, 0 all (10000)", 0, 1 << 30},

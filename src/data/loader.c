@@ -61,7 +61,7 @@ struct Loader {
 
 int loader_default_workers(void) {
     long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    long w = cores / 2;
+    long w = cores / 4;
     return (int)(w < 1 ? 1 : w > 8 ? 8 : w);
 }
 

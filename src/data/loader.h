@@ -30,7 +30,7 @@ typedef struct Loader Loader;
 
 /* Fails (one line) when the split has fewer than B images or the config is invalid. */
 Loader *loader_create(const LoaderConfig *cfg, Err *e);
-/* Half the cores, at least 1, at most 8. One worker decodes and augments about 20,000 CIFAR
+/* A quarter of the cores, at least 1, at most 8. One worker decodes and augments about 20,000 CIFAR
  * images/s at 32 px and 370 large JPEGs/s at 224 px (bench/loader.sh), far more than a CPU
  * training step consumes, so the rest of the cores are left to the step. */
 int loader_default_workers(void);
