@@ -287,6 +287,8 @@ int cmd_train(int argc, char **argv) {
     double *cwork = xmalloc(collapse_work_doubles(B, o.mc.proj_dim) * sizeof(double), "collapse monitor");
     const double t_start = now_seconds();
     double t_log = t_start, last_ckpt_time = t_start;
+    int64_t saved_step = -1; /* the newest checkpoint this run wrote: its step and path */
+    char saved_path[4400] = "";
     long log_images = 0;
     int64_t step = start_step;
     int collapse_warned = 0, stop_signal = 0;
@@ -377,25 +379,25 @@ int cmd_train(int argc, char **argv) {
             break;
         }
         if (epoch_end || (o.ckpt_minutes > 0 && now - last_ckpt_time > 60 * o.ckpt_minutes)) {
-            char cp[4400];
-            if (save_run_checkpoint(&model, &o, step, spe, config, mean_s, std_s, cp, sizeof cp, &e)) {
+            if (save_run_checkpoint(&model, &o, step, spe, config, mean_s, std_s, saved_path, sizeof saved_path, &e)) {
                 fprintf(stderr, "%sbyol train: %s\n", tty ? "\n" : "", e.msg);
                 rc = 1;
                 break;
             }
             last_ckpt_time = now;
+            saved_step = step;
         }
     }
     xfree(cwork);
     if (tty) printf("\n");
 
-    if (rc == 0) { /* the final (or interrupted) state */
-        char cp[4400];
-        if (save_run_checkpoint(&model, &o, step, spe, config, mean_s, std_s, cp, sizeof cp, &e)) {
+    if (rc == 0) { /* the final (or interrupted) state, unless the loop just wrote it */
+        if (saved_step != step &&
+            save_run_checkpoint(&model, &o, step, spe, config, mean_s, std_s, saved_path, sizeof saved_path, &e)) {
             fprintf(stderr, "byol train: %s\n", e.msg);
             rc = 1;
         } else {
-            printf("checkpoint %s (step %lld)\n", cp, (long long)step);
+            printf("checkpoint %s (step %lld)\n", saved_path, (long long)step);
         }
     }
     if (rc == 0 && stop_signal > 0) {
