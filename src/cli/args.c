@@ -95,6 +95,20 @@ int flags_parse(int argc, char **argv, const Flag *flags, int n, const char *usa
     return 0;
 }
 
+int cmd_fail(const char *cmd, const Err *e, int status) {
+    fprintf(stderr, "byol %s: %s\n", cmd, e->msg);
+    return status;
+}
+
+int flag_given(int argc, char **argv, const char *name) {
+    size_t len = strlen(name);
+    for (int i = 0; i < argc; i++)
+        if (strncmp(argv[i], "--", 2) == 0 && strncmp(argv[i] + 2, name, len) == 0 &&
+            (argv[i][2 + len] == 0 || argv[i][2 + len] == '='))
+            return 1;
+    return 0;
+}
+
 /* ---------------------------------------------------------------- config files */
 
 static char *trim(char *s) {

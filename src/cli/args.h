@@ -20,6 +20,12 @@ typedef struct {
 int flags_parse(int argc, char **argv, const Flag *flags, int n, const char *usage, Err *e);
 void flags_usage(FILE *f, const char *usage, const Flag *flags, int n);
 
+/* Prints "byol CMD: <message>" as the one line of a failed command; returns status. */
+int cmd_fail(const char *cmd, const Err *e, int status);
+
+/* Whether --name (or --name=value) stands among the command's arguments. */
+int flag_given(int argc, char **argv, const char *name);
+
 /* Settings as text, one `key = value` per line (the flag's name without --; '#' starts a
  * comment), e.g. a --config file or the config saved with a checkpoint. */
 int flags_parse_text(const char *text, const char *label, const Flag *flags, int n, Err *e);

@@ -16,11 +16,6 @@ static Split stats_split(const Dataset *ds) {
     return ds->split[SPLIT_TRAIN].n ? SPLIT_TRAIN : SPLIT_UNLABELED;
 }
 
-static int fail(const char *cmd, const Err *e, int status) {
-    fprintf(stderr, "byol %s: %s\n", cmd, e->msg);
-    return status;
-}
-
 static const char *DATA_USAGE =
     "usage: byol data [--data PATH] [--dataset NAME] [--stats-images N]\n"
     "Describes a dataset as the trainer sees it: images per split, classes and per-class counts,\n"
@@ -40,10 +35,10 @@ int cmd_data(int argc, char **argv) {
     Err e;
     int rc = flags_parse(argc, argv, flags, 5, DATA_USAGE, &e);
     if (rc == 1) return 0;
-    if (rc) return fail("data", &e, 2);
+    if (rc) return cmd_fail("data", &e, 2);
     threads_set(threads);
     Dataset ds;
-    if (data_open(&ds, &o, stderr, &e)) return fail("data", &e, 1);
+    if (data_open(&ds, &o, stderr, &e)) return cmd_fail("data", &e, 1);
 
     /* A folder's headers were checked when it was opened; a file can still be cut or corrupt
      * after its header, which only a full decode finds. */
@@ -81,7 +76,7 @@ int cmd_data(int argc, char **argv) {
     int used = dataset_channel_stats(&ds, ss, stats_images, 0, mean, std, &e);
     if (used < 0) {
         dataset_close(&ds);
-        return fail("data", &e, 1);
+        return cmd_fail("data", &e, 1);
     }
 
     cJSON *j = cJSON_CreateObject();
@@ -186,15 +181,13 @@ int cmd_augment(int argc, char **argv) {
     Err e;
     int rc = flags_parse(argc, argv, flags, nf, AUG_USAGE, &e);
     if (rc == 1) return 0;
-    if (rc) return fail("augment", &e, 2);
+    if (rc) return cmd_fail("augment", &e, 2);
     if (!out) {
         fprintf(stderr, "byol augment: --out is required (see --help)\n");
         return 2;
     }
-    Split split = SPLIT_COUNT;
-    for (int s = 0; s < SPLIT_COUNT; s++)
-        if (strcmp(split_name, SPLIT_NAMES[s]) == 0) split = (Split)s;
-    if (split == SPLIT_COUNT) {
+    Split split;
+    if (split_parse(split_name, &split)) {
         fprintf(stderr, "byol augment: --split: unknown split '%s' (train, test, unlabeled)\n", split_name);
         return 2;
     }
@@ -206,11 +199,11 @@ int cmd_augment(int argc, char **argv) {
     }
     threads_set(threads);
     Dataset ds;
-    if (data_open(&ds, &o, stderr, &e)) return fail("augment", &e, 1);
+    if (data_open(&ds, &o, stderr, &e)) return cmd_fail("augment", &e, 1);
     AugConfig ac;
     if (data_aug_config(&ac, &o, &ds, &e)) {
         dataset_close(&ds);
-        return fail("augment", &e, 2);
+        return cmd_fail("augment", &e, 2);
     }
     const int N = ds.split[split].n;
     if (N < 1) {

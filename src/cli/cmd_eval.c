@@ -43,13 +43,7 @@ static int model_flags_agree(const ModelConfig *ckpt, const ModelConfig *asked, 
         {"pred-hidden", ckpt->pred_hidden, asked->pred_hidden, NULL, NULL},
     };
     for (size_t i = 0; i < ARRAY_LEN(cmp); i++) {
-        int given = 0;
-        size_t len = strlen(cmp[i].flag);
-        for (int k = 0; k < argc; k++)
-            if (strncmp(argv[k], "--", 2) == 0 && strncmp(argv[k] + 2, cmp[i].flag, len) == 0 &&
-                (argv[k][2 + len] == 0 || argv[k][2 + len] == '='))
-                given = 1;
-        if (given && cmp[i].a != cmp[i].b) {
+        if (flag_given(argc, argv, cmp[i].flag) && cmp[i].a != cmp[i].b) {
             if (cmp[i].sa)
                 return err_set(e, "--%s %s, but %s holds a %s model (leave the model flags out: the checkpoint says)",
                                cmp[i].flag, cmp[i].sb, path, cmp[i].sa);
@@ -90,11 +84,6 @@ static int load_checkpoint(Loaded *L, const char *ckpt, const ModelConfig *asked
     return 0;
 }
 
-static int fail(const char *cmd, const Err *e, int code) {
-    fprintf(stderr, "byol %s: %s\n", cmd, e->msg);
-    return code;
-}
-
 /* ---------------------------------------------------------------- byol eval */
 
 static const char *EVAL_USAGE =
@@ -133,7 +122,7 @@ int cmd_eval(int argc, char **argv) {
     Err e;
     int rc = flags_parse(argc, argv, flags, nf, EVAL_USAGE, &e);
     if (rc == 1) return 0;
-    if (rc) return fail("eval", &e, 2);
+    if (rc) return cmd_fail("eval", &e, 2);
     if (!ckpt && !random_init && !raw_pixels) {
         fprintf(stderr, "byol eval: --ckpt is required (or --random-init 1 / --raw-pixels 1 with model flags)\n");
         return 2;
@@ -141,12 +130,12 @@ int cmd_eval(int argc, char **argv) {
     threads_set(threads);
     Loaded L;
     memset(&L, 0, sizeof L);
-    if (ckpt && load_checkpoint(&L, ckpt, &asked, argc, argv, &e)) return fail("eval", &e, 1);
+    if (ckpt && load_checkpoint(&L, ckpt, &asked, argc, argv, &e)) return cmd_fail("eval", &e, 1);
     if (!dopt.data && L.loaded) dopt.data = L.o.data.data, dopt.dataset = dopt.dataset ? dopt.dataset : L.o.data.dataset;
     Dataset ds;
     if (data_open(&ds, &dopt, stderr, &e)) {
         if (L.loaded) byol_free(&L.model);
-        return fail("eval", &e, 1);
+        return cmd_fail("eval", &e, 1);
     }
     rc = 1;
     float *fb = NULL, *fq = NULL;
@@ -254,14 +243,14 @@ int cmd_export(int argc, char **argv) {
     Err e;
     int rc = flags_parse(argc, argv, flags, 2 + MODEL_FLAG_COUNT, EXPORT_USAGE, &e);
     if (rc == 1) return 0;
-    if (rc) return fail("export", &e, 2);
+    if (rc) return cmd_fail("export", &e, 2);
     if (!ckpt || !out) {
         fprintf(stderr, "byol export: --ckpt and --out are required (see --help)\n");
         return 2;
     }
     Loaded L;
     memset(&L, 0, sizeof L);
-    if (load_checkpoint(&L, ckpt, &asked, argc, argv, &e)) return fail("export", &e, 1);
+    if (load_checkpoint(&L, ckpt, &asked, argc, argv, &e)) return cmd_fail("export", &e, 1);
     const ParamStore *s = &L.model.online;
     const char *prefix = "online.encoder.";
     const size_t plen = strlen(prefix);
@@ -335,27 +324,25 @@ int cmd_embed(int argc, char **argv) {
     Err e;
     int rc = flags_parse(argc, argv, flags, 7 + MODEL_FLAG_COUNT, EMBED_USAGE, &e);
     if (rc == 1) return 0;
-    if (rc) return fail("embed", &e, 2);
+    if (rc) return cmd_fail("embed", &e, 2);
     if (!ckpt || !out) {
         fprintf(stderr, "byol embed: --ckpt and --out are required (see --help)\n");
         return 2;
     }
-    Split split = SPLIT_COUNT;
-    for (int s = 0; s < SPLIT_COUNT; s++)
-        if (strcmp(split_name, SPLIT_NAMES[s]) == 0) split = (Split)s;
-    if (split == SPLIT_COUNT) {
+    Split split;
+    if (split_parse(split_name, &split)) {
         fprintf(stderr, "byol embed: --split: unknown split '%s' (train, test, unlabeled)\n", split_name);
         return 2;
     }
     threads_set(threads);
     Loaded L;
     memset(&L, 0, sizeof L);
-    if (load_checkpoint(&L, ckpt, &asked, argc, argv, &e)) return fail("embed", &e, 1);
+    if (load_checkpoint(&L, ckpt, &asked, argc, argv, &e)) return cmd_fail("embed", &e, 1);
     if (!dopt.data) dopt.data = L.o.data.data, dopt.dataset = dopt.dataset ? dopt.dataset : L.o.data.dataset;
     Dataset ds;
     if (data_open(&ds, &dopt, stderr, &e)) {
         byol_free(&L.model);
-        return fail("embed", &e, 1);
+        return cmd_fail("embed", &e, 1);
     }
     rc = 1;
     float *f = NULL;

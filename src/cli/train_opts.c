@@ -92,15 +92,6 @@ int train_flags(Flag *f, TrainOptions *o) {
     return n;
 }
 
-static int given(int argc, char **argv, const char *name) {
-    size_t len = strlen(name);
-    for (int i = 0; i < argc; i++)
-        if (strncmp(argv[i], "--", 2) == 0 && strncmp(argv[i] + 2, name, len) == 0 &&
-            (argv[i][2 + len] == 0 || argv[i][2 + len] == '='))
-            return 1;
-    return 0;
-}
-
 int train_parse(int argc, char **argv, const Flag *flags, int n, TrainOptions *o, Err *e) {
     for (int i = 0; i < argc; i++) {
         const char *path = NULL;
@@ -110,8 +101,8 @@ int train_parse(int argc, char **argv, const Flag *flags, int n, TrainOptions *o
     }
     int rc = flags_parse(argc, argv, flags, n, TRAIN_USAGE, e);
     if (rc) return rc;
-    o->out_given = given(argc, argv, "out") || (o->out && !o->resume);
-    o->in_channels_given = given(argc, argv, "in-channels");
+    o->out_given = flag_given(argc, argv, "out") || (o->out && !o->resume);
+    o->in_channels_given = flag_given(argc, argv, "in-channels");
     if (!o->out) {
         time_t t = time(NULL);
         struct tm tm;

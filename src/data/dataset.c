@@ -14,6 +14,15 @@
 
 const char *const SPLIT_NAMES[SPLIT_COUNT] = {"train", "test", "unlabeled"};
 
+int split_parse(const char *name, Split *out) {
+    for (int s = 0; s < SPLIT_COUNT; s++)
+        if (strcmp(name, SPLIT_NAMES[s]) == 0) {
+            *out = (Split)s;
+            return 0;
+        }
+    return -1;
+}
+
 void dataset_keep_blob(Dataset *ds, void *p, size_t size, int mapped) {
     if (ds->n_blobs >= (int)ARRAY_LEN(ds->blobs))
         die("dataset %s: more than %d buffers kept (internal limit)", ds->root,

@@ -16,6 +16,8 @@
 
 typedef enum { SPLIT_TRAIN, SPLIT_TEST, SPLIT_UNLABELED, SPLIT_COUNT } Split;
 extern const char *const SPLIT_NAMES[SPLIT_COUNT]; /* "train", "test", "unlabeled" */
+/* A split by its name; -1 when there is none of that name. */
+int split_parse(const char *name, Split *out);
 
 /* How a fixed-size format stores one image's pixels inside its record. */
 typedef enum {
