@@ -53,6 +53,55 @@ static void step_args(char *buf, size_t cap, const char *state, const char *view
     snprintf(buf, cap, "step --state %s --views %s --out %s %s %s", state, views, OUT, FLAGS, extra);
 }
 
+/* The number after "key": in a JSON line, or NAN. */
+static double json_number(const char *line, const char *key) {
+    char pat[96];
+    snprintf(pat, sizeof pat, "\"%s\": ", key);
+    const char *p = strstr(line, pat);
+    return p ? strtod(p + strlen(pat), NULL) : NAN;
+}
+
+/* byol bench on a tiny model: its JSON line carries a positive step time, images/s consistent
+ * with it, a FLOP count, and phase times that add up to about the step (the profiler times the
+ * kernels; the rest of a step is bookkeeping). */
+static void test_bench_reports_consistent_figures(void) {
+    char cmd[1024], outpath[400];
+    snprintf(outpath, sizeof outpath, "%s/bench.txt", TEST_TMP);
+    snprintf(cmd, sizeof cmd, "%s bench --width 4 --batch 8 --image-size 12 --steps 3 --proj-hidden 32 "
+             "--proj-dim 16 --pred-hidden 32 --threads 1 > %s",
+             getenv("BYOL") ? getenv("BYOL") : "./byol", outpath);
+    CHECK(system(cmd) == 0, "byol bench failed: %s", cmd);
+    size_t n = 0;
+    uint8_t *raw = slurp(outpath, &n);
+    char *text = raw ? xmalloc(n + 1, "text") : NULL;
+    if (text) memcpy(text, raw, n), text[n] = 0;
+    free(raw);
+    CHECK(text != NULL, "no output");
+    if (!text) return;
+    char *last = strstr(text, "{\"arch\"");
+    CHECK(last != NULL, "no JSON line in: %s", text);
+    if (last) {
+        double ms = json_number(last, "ms_per_step"), ips = json_number(last, "images_per_s");
+        double gflop = json_number(last, "gflop_per_step"), rss = json_number(last, "peak_rss_mb");
+        CHECK(ms > 0 && fabs(ips - 8 / (ms / 1e3)) < 1e-2 * ips, "ms %g, images/s %g", ms, ips);
+        CHECK(gflop > 0 && rss > 0, "gflop %g, rss %g", gflop, rss);
+        const char *names[] = {"conv forward", "conv backward data", "conv backward weights",
+                               "batch norm", "heads", "optimizer+EMA", "other"};
+        double sum = 0;
+        for (size_t i = 0; i < ARRAY_LEN(names); i++) {
+            char key[64];
+            snprintf(key, sizeof key, "%s\": {\"ms", names[i]);
+            double v = json_number(last, key);
+            CHECK(v >= 0, "phase %s: %g", names[i], v);
+            sum += v;
+        }
+        CHECK(sum > 0.3 * ms && sum < 1.5 * ms, "phases sum to %g ms of a %g ms step", sum, ms);
+    }
+    xfree(text);
+    CliResult r = run_cli("bench --batch 1");
+    CHECK(r.status == 2 && r.err_lines == 1 && strstr(r.err, "--batch: 1 is out of range"), "%s", r.err);
+}
+
 static void test_usage_errors(void) {
     CliResult r = run_cli("");
     CHECK(r.status == 2, "no command: exit %d", r.status);
@@ -207,5 +256,6 @@ int main(void) {
     RUN(test_bad_views);
     RUN(test_unwritable_out);
     RUN(test_stdout_write_error);
+    RUN(test_bench_reports_consistent_figures);
     return test_finish();
 }

@@ -143,7 +143,8 @@ static void test_conv2d_matches_pytorch(void) {
             snprintf(what, sizeof what, "%s %s forward", name, be->name);
             CHECK_CLOSE(out, yn, ny, TOL_FIXTURE, what);
             for (int i = 0; i < (int)nw; i++) gw[i] = 1.0f; /* backward must accumulate onto this */
-            be->conv2d_backward(gin, gw, dyn, xn, wn, &s, scratch);
+            be->conv2d_backward_weight(gw, dyn, xn, &s, scratch);
+            be->conv2d_backward_data(gin, dyn, wn, &s, scratch);
             for (int i = 0; i < (int)nw; i++) gw[i] -= 1.0f;
             snprintf(what, sizeof what, "%s %s d input", name, be->name);
             CHECK_CLOSE(gin, dxn, nx, TOL_FIXTURE, what);
@@ -170,7 +171,8 @@ static void test_conv2d_tiled_matches_naive(void) {
         float *scratch = xcalloc(BACKENDS[b]->conv2d_scratch_floats(&s) + 1, 4, "t");
         y[b] = xmalloc(ny * 4, "t"), dx[b] = xmalloc(nx * 4, "t"), dw[b] = xcalloc(nw, 4, "t");
         BACKENDS[b]->conv2d_forward(y[b], x, w, &s, scratch);
-        BACKENDS[b]->conv2d_backward(dx[b], dw[b], dy, x, w, &s, scratch);
+        BACKENDS[b]->conv2d_backward_weight(dw[b], dy, x, &s, scratch);
+        BACKENDS[b]->conv2d_backward_data(dx[b], dy, w, &s, scratch);
         xfree(scratch);
     }
     CHECK_CLOSE(y[0], y[1], ny, 1e-5, "forward");
@@ -178,6 +180,75 @@ static void test_conv2d_tiled_matches_naive(void) {
     CHECK_CLOSE(dw[0], dw[1], nw, 1e-5, "d weight");
     for (int b = 0; b < 2; b++) xfree(y[b]), xfree(dx[b]), xfree(dw[b]);
     xfree(x), xfree(w), xfree(dy);
+}
+
+/* Winograd F(2x2, 3x3) and im2col+GEMM, each against the naive loops: odd sizes (partial
+ * tiles), 1x1 images, channel counts off the vector width, and both weight orientations. */
+static void test_winograd_and_im2col_match_naive(void) {
+    TestRng r = {13};
+    const ConvShape shapes[] = {conv_shape(3, 5, 7, 19, 21, 3, 1, 1), conv_shape(2, 1, 1, 16, 8, 3, 1, 1),
+                                conv_shape(2, 9, 4, 1, 33, 3, 1, 1), conv_shape(4, 6, 6, 32, 16, 3, 1, 1)};
+    for (size_t k = 0; k < ARRAY_LEN(shapes); k++) {
+        const ConvShape s = shapes[k];
+        CHECK(winograd_applies(&s), "shape %zu: Winograd applies", k);
+        size_t nx = (size_t)s.B * s.H * s.W * s.Cin, ny = (size_t)s.B * s.Ho * s.Wo * s.Cout,
+               nw = (size_t)s.Cout * 9 * s.Cin;
+        float *x = xmalloc(nx * 4, "t"), *w = xmalloc(nw * 4, "t"), *dy = xmalloc(ny * 4, "t");
+        fill_normal(&r, x, nx, 1), fill_normal(&r, w, nw, 0.2f), fill_normal(&r, dy, ny, 1);
+        float *scratch = xcalloc(MAX(winograd_scratch_floats(&s), conv2d_im2col_scratch_floats(&s)) + 1, 4, "t");
+        float *y[3], *dx[3], *dw[3];
+        for (int v = 0; v < 3; v++) {
+            y[v] = xmalloc(ny * 4, "t"), dx[v] = xmalloc(nx * 4, "t"), dw[v] = xcalloc(nw, 4, "t");
+            for (size_t i = 0; i < nw; i++) dw[v][i] = 0.5f; /* must accumulate onto this */
+        }
+        conv2d_forward_ref(y[0], x, w, &s, scratch);
+        conv2d_backward_data_ref(dx[0], dy, w, &s, scratch);
+        conv2d_backward_weight_ref(dw[0], dy, x, &s, scratch);
+        winograd_forward(y[1], x, w, &s, scratch);
+        winograd_backward_data(dx[1], dy, w, &s, scratch);
+        winograd_backward_weight(dw[1], dy, x, &s, scratch);
+        conv2d_forward_im2col(y[2], x, w, &s, scratch);
+        conv2d_backward_data_im2col(dx[2], dy, w, &s, scratch);
+        conv2d_backward_weight_im2col(dw[2], dy, x, &s, scratch);
+        for (int v = 1; v < 3; v++) {
+            char what[96];
+            const char *name = v == 1 ? "winograd" : "im2col";
+            snprintf(what, sizeof what, "shape %zu %s forward", k, name);
+            CHECK_CLOSE(y[v], y[0], ny, 1e-5, what);
+            snprintf(what, sizeof what, "shape %zu %s d input", k, name);
+            CHECK_CLOSE(dx[v], dx[0], nx, 1e-5, what);
+            snprintf(what, sizeof what, "shape %zu %s d weight", k, name);
+            CHECK_CLOSE(dw[v], dw[0], nw, 1e-5, what);
+        }
+        for (int v = 0; v < 3; v++) xfree(y[v]), xfree(dx[v]), xfree(dw[v]);
+        xfree(x), xfree(w), xfree(dy), xfree(scratch);
+    }
+}
+
+/* A batch larger than one Winograd pass (the transformed tiles of 3 images of 64x64 with 160+160
+ * channels exceed the pass budget): several passes, the weight gradient summed across them. */
+static void test_winograd_multipass_matches_im2col(void) {
+    TestRng r = {17};
+    const ConvShape s = conv_shape(3, 64, 64, 160, 160, 3, 1, 1);
+    size_t nx = (size_t)s.B * s.H * s.W * s.Cin, nw = (size_t)s.Cout * 9 * s.Cin;
+    CHECK(winograd_scratch_floats(&s) < (size_t)16 * s.B * 32 * 32 * (s.Cin + s.Cout),
+          "expected more than one pass");
+    float *x = xmalloc(nx * 4, "t"), *w = xmalloc(nw * 4, "t"), *dy = xmalloc(nx * 4, "t");
+    fill_normal(&r, x, nx, 1), fill_normal(&r, w, nw, 0.05f), fill_normal(&r, dy, nx, 1);
+    float *scratch = xcalloc(MAX(winograd_scratch_floats(&s), conv2d_im2col_scratch_floats(&s)), 4, "t");
+    float *y[2], *dx[2], *dw[2];
+    for (int v = 0; v < 2; v++) y[v] = xmalloc(nx * 4, "t"), dx[v] = xmalloc(nx * 4, "t"), dw[v] = xcalloc(nw, 4, "t");
+    winograd_forward(y[0], x, w, &s, scratch);
+    winograd_backward_data(dx[0], dy, w, &s, scratch);
+    winograd_backward_weight(dw[0], dy, x, &s, scratch);
+    conv2d_forward_im2col(y[1], x, w, &s, scratch);
+    conv2d_backward_data_im2col(dx[1], dy, w, &s, scratch);
+    conv2d_backward_weight_im2col(dw[1], dy, x, &s, scratch);
+    CHECK_CLOSE(y[0], y[1], nx, 1e-5, "forward");
+    CHECK_CLOSE(dx[0], dx[1], nx, 1e-5, "d input");
+    CHECK_CLOSE(dw[0], dw[1], nw, 1e-5, "d weight");
+    for (int v = 0; v < 2; v++) xfree(y[v]), xfree(dx[v]), xfree(dw[v]);
+    xfree(x), xfree(w), xfree(dy), xfree(scratch);
 }
 
 typedef struct {
@@ -194,8 +265,9 @@ static double conv_loss(void *p, uint64_t *pattern) {
 
 static void test_conv2d_finite_differences(void) {
     TestRng r = {11};
+    /* stride 2 (im2col), 1x1 (plain GEMM), 7x7 stride 2 (im2col), 3x3 stride 1 (Winograd) */
     const ConvShape shapes[] = {conv_shape(2, 6, 5, 3, 4, 3, 2, 1), conv_shape(2, 4, 4, 3, 5, 1, 1, 0),
-                                conv_shape(1, 9, 9, 2, 3, 7, 2, 3)};
+                                conv_shape(1, 9, 9, 2, 3, 7, 2, 3), conv_shape(2, 5, 6, 3, 4, 3, 1, 1)};
     for (size_t k = 0; k < ARRAY_LEN(shapes); k++) {
         ConvCtx c = {shapes[k], 0, 0, 0, 0, 0};
         size_t nx = (size_t)c.s.B * c.s.H * c.s.W * c.s.Cin, nw = (size_t)c.s.Cout * c.s.K * c.s.K * c.s.Cin,
@@ -204,7 +276,8 @@ static void test_conv2d_finite_differences(void) {
         c.scratch = xcalloc(conv2d_scratch_floats(&c.s) + 1, 4, "t");
         fill_normal(&r, c.x, nx, 1), fill_normal(&r, c.w, nw, 0.5f), fill_normal(&r, c.wy, ny, 1);
         float *dx = xmalloc(nx * 4, "t"), *dw = xcalloc(nw, 4, "t");
-        conv2d_backward_cpu(dx, dw, c.wy, c.x, c.w, &c.s, c.scratch);
+        conv2d_backward_weight_cpu(dw, c.wy, c.x, &c.s, c.scratch);
+        conv2d_backward_data_cpu(dx, c.wy, c.w, &c.s, c.scratch);
         fd_check("conv d input", c.x, nx, dx, &c, conv_loss, 1e-2f, 1e-3);
         fd_check("conv d weight", c.w, nw, dw, &c, conv_loss, 1e-2f, 1e-3);
         xfree(c.x), xfree(c.w), xfree(c.y), xfree(c.wy), xfree(c.scratch), xfree(dx), xfree(dw);
@@ -660,6 +733,8 @@ int main(void) {
     RUN(test_gemm_matches_reference);
     RUN(test_conv2d_matches_pytorch);
     RUN(test_conv2d_tiled_matches_naive);
+    RUN(test_winograd_and_im2col_match_naive);
+    RUN(test_winograd_multipass_matches_im2col);
     RUN(test_conv2d_finite_differences);
     RUN(test_batchnorm_matches_pytorch);
     RUN(test_batchnorm_finite_differences);

@@ -3,7 +3,8 @@
 #define KERNELS(suffix)                                              \
     .conv2d_scratch_floats = conv2d_scratch_floats,                  \
     .conv2d_forward = conv2d_forward_##suffix,                       \
-    .conv2d_backward = conv2d_backward_##suffix,                     \
+    .conv2d_backward_weight = conv2d_backward_weight_##suffix,       \
+    .conv2d_backward_data = conv2d_backward_data_##suffix,           \
     .batchnorm_work_doubles = batchnorm_work_doubles,                \
     .batchnorm_forward_train = batchnorm_forward_train_##suffix,     \
     .batchnorm_forward_eval = batchnorm_forward_eval_##suffix,       \

@@ -21,8 +21,10 @@ typedef struct Backend {
     size_t (*conv2d_scratch_floats)(const ConvShape *s);
     void (*conv2d_forward)(float *out, const float *in, const float *weight, const ConvShape *s,
                            float *scratch);
-    void (*conv2d_backward)(float *din, float *dweight, const float *dout, const float *in,
-                            const float *weight, const ConvShape *s, float *scratch);
+    void (*conv2d_backward_weight)(float *dweight, const float *dout, const float *in,
+                                   const ConvShape *s, float *scratch);
+    void (*conv2d_backward_data)(float *din, const float *dout, const float *weight,
+                                 const ConvShape *s, float *scratch);
 
     size_t (*batchnorm_work_doubles)(int M, int C);
     void (*batchnorm_forward_train)(float *out, float *save_mean, float *save_invstd,

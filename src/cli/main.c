@@ -16,6 +16,7 @@ static const struct {
     {"embed", cmd_embed, "features of a dataset's images as .npy"},
     {"data", cmd_data, "describe a dataset: splits, classes, size, channel mean/std, skipped files"},
     {"augment", cmd_augment, "write a PNG grid of images and their two augmented views"},
+    {"bench", cmd_bench, "time BYOL steps on synthetic views, with a breakdown by phase"},
     {"step", cmd_step, "run BYOL steps from a saved state on given views (PyTorch bridge)"},
 };
 
@@ -27,6 +28,7 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+    threads_select_blas_core(argv);
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;

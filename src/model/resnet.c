@@ -231,8 +231,8 @@ static void unit_backward(const Backend *be, const ConvBN *cb, const float *para
     be->batchnorm_backward(dpre, grads + cb->bn.gamma, grads + cb->bn.beta, dy, u->pre, u->mean,
                            u->invstd, params + cb->bn.gamma, B * s.Ho * s.Wo, s.Cout,
                            (double *)scratch);
-    be->conv2d_backward(din, grads + cb->conv.weight, dpre, in, params + cb->conv.weight, &s,
-                        (float *)scratch);
+    be->conv2d_backward_weight(grads + cb->conv.weight, dpre, in, &s, (float *)scratch);
+    if (din) be->conv2d_backward_data(din, dpre, params + cb->conv.weight, &s, (float *)scratch);
 }
 
 /* g[0] holds d(block output) on entry; on return g[0] holds d(block input) and g[1], g[2] are

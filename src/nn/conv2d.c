@@ -33,9 +33,18 @@ static int images_per_tile(const ConvShape *s) {
     return (int)n;
 }
 
-size_t conv2d_scratch_floats(const ConvShape *s) {
+/* Winograd where it applies and pays: measured with `byol bench` (see README). */
+static int use_winograd(const ConvShape *s) { return winograd_applies(s); }
+
+size_t conv2d_im2col_scratch_floats(const ConvShape *s) {
     if (is_pointwise(s)) return 0;
     return (size_t)images_per_tile(s) * s->Ho * s->Wo * s->K * s->K * s->Cin;
+}
+
+size_t conv2d_scratch_floats(const ConvShape *s) {
+    if (is_pointwise(s)) return 0;
+    if (use_winograd(s)) return MAX(winograd_scratch_floats(s), conv2d_im2col_scratch_floats(s));
+    return conv2d_im2col_scratch_floats(s);
 }
 
 /* Unfold images [b0, b0+nb) into col[rows, K*K*Cin], column order (kh, kw, ci) = OHWI. */
@@ -92,8 +101,8 @@ static void col2im(float *din, const float *col, const ConvShape *s, int b0, int
     }
 }
 
-void conv2d_forward_cpu(float *out, const float *in, const float *weight, const ConvShape *s,
-                        float *scratch) {
+void conv2d_forward_im2col(float *out, const float *in, const float *weight, const ConvShape *s,
+                           float *scratch) {
     const int kdim = s->K * s->K * s->Cin;
     if (is_pointwise(s)) {
         sgemm(0, 1, s->B * s->H * s->W, s->Cout, s->Cin, 1.0f, in, s->Cin, weight, s->Cin, 0.0f,
@@ -109,27 +118,62 @@ void conv2d_forward_cpu(float *out, const float *in, const float *weight, const 
     }
 }
 
-void conv2d_backward_cpu(float *din, float *dweight, const float *dout, const float *in,
-                         const float *weight, const ConvShape *s, float *scratch) {
+void conv2d_backward_weight_im2col(float *dweight, const float *dout, const float *in,
+                                   const ConvShape *s, float *scratch) {
     const int kdim = s->K * s->K * s->Cin;
     if (is_pointwise(s)) {
-        const int M = s->B * s->H * s->W;
-        sgemm(1, 0, s->Cout, s->Cin, M, 1.0f, dout, s->Cout, in, s->Cin, 1.0f, dweight, s->Cin);
-        if (din) sgemm(0, 0, M, s->Cin, s->Cout, 1.0f, dout, s->Cout, weight, s->Cin, 0.0f, din, s->Cin);
+        sgemm(1, 0, s->Cout, s->Cin, s->B * s->H * s->W, 1.0f, dout, s->Cout, in, s->Cin, 1.0f,
+              dweight, s->Cin);
         return;
     }
     const int tile = images_per_tile(s), rows_per_image = s->Ho * s->Wo;
     for (int b0 = 0; b0 < s->B; b0 += tile) {
         int nb = MIN(tile, s->B - b0), rows = nb * rows_per_image;
-        const float *dout_tile = dout + (size_t)b0 * rows_per_image * s->Cout;
         im2col(scratch, in, s, b0, nb);
-        sgemm(1, 0, s->Cout, kdim, rows, 1.0f, dout_tile, s->Cout, scratch, kdim, 1.0f, dweight,
-              kdim);
-        if (!din) continue;
-        sgemm(0, 0, rows, kdim, s->Cout, 1.0f, dout_tile, s->Cout, weight, kdim, 0.0f, scratch,
-              kdim);
+        sgemm(1, 0, s->Cout, kdim, rows, 1.0f, dout + (size_t)b0 * rows_per_image * s->Cout,
+              s->Cout, scratch, kdim, 1.0f, dweight, kdim);
+    }
+}
+
+void conv2d_backward_data_im2col(float *din, const float *dout, const float *weight,
+                                 const ConvShape *s, float *scratch) {
+    const int kdim = s->K * s->K * s->Cin;
+    if (is_pointwise(s)) {
+        sgemm(0, 0, s->B * s->H * s->W, s->Cin, s->Cout, 1.0f, dout, s->Cout, weight, s->Cin,
+              0.0f, din, s->Cin);
+        return;
+    }
+    const int tile = images_per_tile(s), rows_per_image = s->Ho * s->Wo;
+    for (int b0 = 0; b0 < s->B; b0 += tile) {
+        int nb = MIN(tile, s->B - b0), rows = nb * rows_per_image;
+        sgemm(0, 0, rows, kdim, s->Cout, 1.0f, dout + (size_t)b0 * rows_per_image * s->Cout,
+              s->Cout, weight, kdim, 0.0f, scratch, kdim);
         col2im(din, scratch, s, b0, nb);
     }
+}
+
+void conv2d_forward_cpu(float *out, const float *in, const float *weight, const ConvShape *s,
+                        float *scratch) {
+    if (use_winograd(s))
+        winograd_forward(out, in, weight, s, scratch);
+    else
+        conv2d_forward_im2col(out, in, weight, s, scratch);
+}
+
+void conv2d_backward_weight_cpu(float *dweight, const float *dout, const float *in,
+                                const ConvShape *s, float *scratch) {
+    if (use_winograd(s))
+        winograd_backward_weight(dweight, dout, in, s, scratch);
+    else
+        conv2d_backward_weight_im2col(dweight, dout, in, s, scratch);
+}
+
+void conv2d_backward_data_cpu(float *din, const float *dout, const float *weight,
+                              const ConvShape *s, float *scratch) {
+    if (use_winograd(s))
+        winograd_backward_data(din, dout, weight, s, scratch);
+    else
+        conv2d_backward_data_im2col(din, dout, weight, s, scratch);
 }
 
 /* ---- naive reference: the convolution sum written out, double accumulation ---- */
@@ -157,8 +201,8 @@ void conv2d_forward_ref(float *out, const float *in, const float *weight, const 
                 }
 }
 
-void conv2d_backward_ref(float *din, float *dweight, const float *dout, const float *in,
-                         const float *weight, const ConvShape *s, float *scratch) {
+void conv2d_backward_weight_ref(float *dweight, const float *dout, const float *in,
+                                const ConvShape *s, float *scratch) {
     (void)scratch;
     for (int co = 0; co < s->Cout; co++)
         for (int kh = 0; kh < s->K; kh++)
@@ -174,7 +218,11 @@ void conv2d_backward_ref(float *din, float *dweight, const float *dout, const fl
                             }
                     dweight[W_IDX(co, kh, kw, ci)] += (float)acc;
                 }
-    if (!din) return;
+}
+
+void conv2d_backward_data_ref(float *din, const float *dout, const float *weight,
+                              const ConvShape *s, float *scratch) {
+    (void)scratch;
     for (int b = 0; b < s->B; b++)
         for (int hi = 0; hi < s->H; hi++)
             for (int wi = 0; wi < s->W; wi++)

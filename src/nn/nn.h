@@ -31,13 +31,38 @@ ConvShape conv_shape(int B, int H, int W, int Cin, int Cout, int K, int stride, 
 size_t conv2d_scratch_floats(const ConvShape *s);
 void conv2d_forward_cpu(float *out, const float *in, const float *weight, const ConvShape *s,
                         float *scratch);
-/* din may be NULL (first layer: no input gradient needed). */
-void conv2d_backward_cpu(float *din, float *dweight, const float *dout, const float *in,
-                         const float *weight, const ConvShape *s, float *scratch);
+/* Backward is two kernels: the weight gradient (ACCUMULATED into dweight) and the input
+ * gradient (overwrites din; skipped for the first layer, whose input needs none). */
+void conv2d_backward_weight_cpu(float *dweight, const float *dout, const float *in,
+                                const ConvShape *s, float *scratch);
+void conv2d_backward_data_cpu(float *din, const float *dout, const float *weight,
+                              const ConvShape *s, float *scratch);
 void conv2d_forward_ref(float *out, const float *in, const float *weight, const ConvShape *s,
                         float *scratch);
-void conv2d_backward_ref(float *din, float *dweight, const float *dout, const float *in,
-                         const float *weight, const ConvShape *s, float *scratch);
+void conv2d_backward_weight_ref(float *dweight, const float *dout, const float *in,
+                                const ConvShape *s, float *scratch);
+void conv2d_backward_data_ref(float *din, const float *dout, const float *weight,
+                              const ConvShape *s, float *scratch);
+
+/* 3x3 stride-1 pad-1 convolution by Winograd F(2x2, 3x3) (src/nn/winograd.c): 2.25x fewer
+ * multiplications than direct convolution. conv2d_*_cpu use it where winograd_applies() and
+ * the channels are wide enough to pay for the transforms; exposed for tests. */
+int winograd_applies(const ConvShape *s);
+/* The im2col+GEMM kernels alone (what conv2d_*_cpu run where Winograd does not apply). */
+size_t conv2d_im2col_scratch_floats(const ConvShape *s);
+void conv2d_forward_im2col(float *out, const float *in, const float *weight, const ConvShape *s,
+                           float *scratch);
+void conv2d_backward_weight_im2col(float *dweight, const float *dout, const float *in,
+                                   const ConvShape *s, float *scratch);
+void conv2d_backward_data_im2col(float *din, const float *dout, const float *weight,
+                                 const ConvShape *s, float *scratch);
+size_t winograd_scratch_floats(const ConvShape *s);
+void winograd_forward(float *out, const float *in, const float *weight, const ConvShape *s,
+                      float *scratch);
+void winograd_backward_data(float *din, const float *dout, const float *weight,
+                            const ConvShape *s, float *scratch);
+void winograd_backward_weight(float *dweight, const float *dout, const float *in,
+                              const ConvShape *s, float *scratch);
 
 /* Batch norm over [M rows, C channels] (M = N*H*W for 2-D maps, M = N for vectors).
  * Training: normalizes with the batch mean and biased variance, saves mean and 1/sqrt(var+eps)

@@ -1,0 +1,146 @@
+#include "profile.h"
+
+#include <time.h>
+
+const char *const PHASE_NAMES[PHASE_COUNT] = {"conv forward", "conv backward data",
+                                              "conv backward weights", "batch norm",
+                                              "heads", "optimizer+EMA", "other"};
+
+static const Backend *g_inner;
+static Profile *g_prof;
+static int g_head_rows;
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + 1e-9 * t.tv_nsec;
+}
+
+#define TIMED(phase, work, call)            \
+    do {                                    \
+        double t0_ = now();                 \
+        call;                               \
+        g_prof->seconds[phase] += now() - t0_; \
+        g_prof->flops[phase] += (work);     \
+        g_prof->calls[phase]++;             \
+    } while (0)
+
+static double conv_flops(const ConvShape *s) {
+    return 2.0 * s->B * s->Ho * s->Wo * s->Cout * s->K * s->K * s->Cin;
+}
+
+static Phase bn_phase(int M) { return M == g_head_rows ? PHASE_HEADS : PHASE_BATCHNORM; }
+
+static size_t p_conv_scratch(const ConvShape *s) { return g_inner->conv2d_scratch_floats(s); }
+static void p_conv_fwd(float *out, const float *in, const float *w, const ConvShape *s, float *sc) {
+    TIMED(PHASE_CONV_FORWARD, conv_flops(s), g_inner->conv2d_forward(out, in, w, s, sc));
+}
+static void p_conv_bw(float *dw, const float *dout, const float *in, const ConvShape *s, float *sc) {
+    TIMED(PHASE_CONV_BACKWARD_WEIGHT, conv_flops(s), g_inner->conv2d_backward_weight(dw, dout, in, s, sc));
+}
+static void p_conv_bd(float *din, const float *dout, const float *w, const ConvShape *s, float *sc) {
+    TIMED(PHASE_CONV_BACKWARD_DATA, conv_flops(s), g_inner->conv2d_backward_data(din, dout, w, s, sc));
+}
+static size_t p_bn_work(int M, int C) { return g_inner->batchnorm_work_doubles(M, C); }
+static void p_bn_fwd(float *out, float *sm, float *si, float *rm, float *rv, const float *in,
+                     const float *g, const float *b, int M, int C, float mom, float eps, double *w) {
+    TIMED(bn_phase(M), 0, g_inner->batchnorm_forward_train(out, sm, si, rm, rv, in, g, b, M, C, mom, eps, w));
+}
+static void p_bn_eval(float *out, const float *in, const float *g, const float *b, const float *rm,
+                      const float *rv, int M, int C, float eps, double *w) {
+    TIMED(bn_phase(M), 0, g_inner->batchnorm_forward_eval(out, in, g, b, rm, rv, M, C, eps, w));
+}
+static void p_bn_bwd(float *din, float *dg, float *db, const float *dout, const float *in,
+                     const float *sm, const float *si, const float *g, int M, int C, double *w) {
+    TIMED(bn_phase(M), 0, g_inner->batchnorm_backward(din, dg, db, dout, in, sm, si, g, M, C, w));
+}
+static void p_bn_bwd_eval(float *din, float *dg, float *db, const float *dout, const float *in,
+                          const float *g, const float *rm, const float *rv, int M, int C,
+                          float eps, double *w) {
+    TIMED(bn_phase(M), 0, g_inner->batchnorm_backward_eval(din, dg, db, dout, in, g, rm, rv, M, C, eps, w));
+}
+/* ReLU and residual adds run on feature maps except the heads' ReLU on [batch, hidden] rows;
+ * they are all memory passes like batch norm, so they share its phase. */
+static void p_relu(float *out, const float *in, size_t n) {
+    TIMED(PHASE_BATCHNORM, 0, g_inner->relu_forward(out, in, n));
+}
+static void p_relu_bwd(float *din, const float *dout, const float *out, size_t n) {
+    TIMED(PHASE_BATCHNORM, 0, g_inner->relu_backward(din, dout, out, n));
+}
+static void p_add(float *out, const float *a, const float *b, size_t n) {
+    TIMED(PHASE_BATCHNORM, 0, g_inner->add_forward(out, a, b, n));
+}
+static void p_maxpool(float *out, int32_t *am, const float *in, const PoolShape *s) {
+    TIMED(PHASE_OTHER, 0, g_inner->maxpool2d_forward(out, am, in, s));
+}
+static void p_maxpool_bwd(float *din, const float *dout, const int32_t *am, const PoolShape *s) {
+    TIMED(PHASE_OTHER, 0, g_inner->maxpool2d_backward(din, dout, am, s));
+}
+static void p_avgpool(float *out, const float *in, int B, int HW, int C) {
+    TIMED(PHASE_OTHER, 0, g_inner->avgpool_forward(out, in, B, HW, C));
+}
+static void p_avgpool_bwd(float *din, const float *dout, int B, int HW, int C) {
+    TIMED(PHASE_OTHER, 0, g_inner->avgpool_backward(din, dout, B, HW, C));
+}
+static void p_linear(float *out, const float *in, const float *w, const float *b, int B, int In, int Out) {
+    TIMED(PHASE_HEADS, 2.0 * B * In * Out, g_inner->linear_forward(out, in, w, b, B, In, Out));
+}
+static void p_linear_bwd(float *din, float *dw, float *db, const float *dout, const float *in,
+                         const float *w, int B, int In, int Out) {
+    TIMED(PHASE_HEADS, (din ? 4.0 : 2.0) * B * In * Out,
+          g_inner->linear_backward(din, dw, db, dout, in, w, B, In, Out));
+}
+static float p_loss(const float *p, const float *z, int B, int D) {
+    float r;
+    TIMED(PHASE_HEADS, 0, r = g_inner->cosine_loss_forward(p, z, B, D));
+    return r;
+}
+static void p_loss_bwd(float *dp, const float *p, const float *z, int B, int D, float dl) {
+    TIMED(PHASE_HEADS, 0, g_inner->cosine_loss_backward(dp, p, z, B, D, dl));
+}
+static void p_layout(float *out, const float *in, int B, int C, int H, int W) {
+    TIMED(PHASE_OTHER, 0, g_inner->nchw_to_nhwc(out, in, B, C, H, W));
+}
+static void p_zero(float *x, size_t n) { TIMED(PHASE_OTHER, 0, g_inner->fill_zero(x, n)); }
+static void p_lars(float *p, const float *g, float *m, const TensorSpec *sp, int n, const LarsConfig *c) {
+    TIMED(PHASE_OPTIMIZER, 0, g_inner->lars_update(p, g, m, sp, n, c));
+}
+static void p_ema(float *t, const float *o, size_t n, float tau) {
+    TIMED(PHASE_OPTIMIZER, 0, g_inner->ema_update(t, o, n, tau));
+}
+
+static const Backend PROFILED = {
+    .name = "profiled",
+    .conv2d_scratch_floats = p_conv_scratch,
+    .conv2d_forward = p_conv_fwd,
+    .conv2d_backward_weight = p_conv_bw,
+    .conv2d_backward_data = p_conv_bd,
+    .batchnorm_work_doubles = p_bn_work,
+    .batchnorm_forward_train = p_bn_fwd,
+    .batchnorm_forward_eval = p_bn_eval,
+    .batchnorm_backward = p_bn_bwd,
+    .batchnorm_backward_eval = p_bn_bwd_eval,
+    .relu_forward = p_relu,
+    .relu_backward = p_relu_bwd,
+    .add_forward = p_add,
+    .maxpool2d_forward = p_maxpool,
+    .maxpool2d_backward = p_maxpool_bwd,
+    .avgpool_forward = p_avgpool,
+    .avgpool_backward = p_avgpool_bwd,
+    .linear_forward = p_linear,
+    .linear_backward = p_linear_bwd,
+    .cosine_loss_forward = p_loss,
+    .cosine_loss_backward = p_loss_bwd,
+    .nchw_to_nhwc = p_layout,
+    .fill_zero = p_zero,
+    .lars_update = p_lars,
+    .ema_update = p_ema,
+};
+
+const Backend *profile_begin(const Backend *inner, Profile *totals, int head_rows) {
+    *totals = (Profile){{0}, {0}, {0}};
+    g_inner = inner;
+    g_prof = totals;
+    g_head_rows = head_rows;
+    return &PROFILED;
+}

@@ -1,0 +1,154 @@
+/* byol bench: time whole BYOL steps on synthetic views and say where the time goes.
+ *
+ * Every timed step runs through the profiling wrapper (src/backend/profile.c), which adds two
+ * clock reads per kernel call (a few hundred per step, well under 0.1% of a step). The SGEMM
+ * rate is measured in the same process, so the convolution phases can be read against what
+ * the GEMM library reaches on these cores right now. */
+#include <math.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "../backend/gemm.h"
+#include "../backend/profile.h"
+#include "../core/common.h"
+#include "../core/rng.h"
+#include "../core/threads.h"
+#include "../model/byol.h"
+#include "args.h"
+#include "commands.h"
+
+static const char *USAGE =
+    "usage: byol bench [model flags] [--batch B] [--image-size S] [--steps N] [--threads T]\n"
+    "Times full BYOL steps (two views: online+predictor forward/backward, target forwards,\n"
+    "LARS, EMA) on synthetic inputs after one warm-up step. Prints the median ms/step,\n"
+    "images/s, GFLOP/s, peak memory and a breakdown by phase; the last line is JSON.";
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + 1e-9 * t.tv_nsec;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* GFLOP/s of one large SGEMM shaped like a convolution's (many rows, a few hundred columns),
+ * best of three, with the threads the step uses. */
+static double sgemm_rate(void) {
+    const int M = 4096, N = 256, K = 2304;
+    float *a = xcalloc((size_t)M * K, sizeof(float), "sgemm bench");
+    float *b = xcalloc((size_t)N * K, sizeof(float), "sgemm bench");
+    float *c = xcalloc((size_t)M * N, sizeof(float), "sgemm bench");
+    for (size_t i = 0; i < (size_t)M * K; i++) a[i] = (float)(i % 7) * 0.1f;
+    for (size_t i = 0; i < (size_t)N * K; i++) b[i] = (float)(i % 5) * 0.1f;
+    double best = 1e30;
+    for (int r = 0; r < 4; r++) {
+        double t0 = now();
+        sgemm(0, 1, M, N, K, 1.0f, a, K, b, K, 0.0f, c, N);
+        double dt = now() - t0;
+        if (r > 0 && dt < best) best = dt; /* the first run warms caches and thread pools */
+    }
+    xfree(a), xfree(b), xfree(c);
+    return 2.0 * M * N * K / best / 1e9;
+}
+
+int cmd_bench(int argc, char **argv) {
+    ModelConfig mc;
+    model_config_default(&mc);
+    int batch = 64, size = 32, steps = 10, threads = 0;
+    Flag flags[8 + MODEL_FLAG_COUNT] = {
+        {"batch", FLAG_INT, &batch, "images per step (64)", 2, 1 << 16},
+        {"image-size", FLAG_INT, &size, "view height and width (32)", 1, 4096},
+        {"steps", FLAG_INT, &steps, "timed steps after one warm-up (10)", 1, 100000},
+        {"threads", FLAG_INT, &threads, "compute threads (all cores)", 1, 4096},
+    };
+    int nf = 4;
+    model_flags(flags + nf, &mc);
+    nf += MODEL_FLAG_COUNT;
+    Err e;
+    int rc = flags_parse(argc, argv, flags, nf, USAGE, &e);
+    if (rc == 1) return 0;
+    if (rc) return cmd_fail("bench", &e, 2);
+    if ((double)batch * size * size * mc.enc.in_channels > (double)(1L << 31) / 64)
+        return err_set(&e, "--batch %d with --image-size %d is too large for one step", batch, size),
+               cmd_fail("bench", &e, 2);
+    threads_set(threads);
+
+    Byol model;
+    byol_init(&model, &mc);
+    byol_init_weights(&model, 0);
+    const int C = mc.enc.in_channels;
+    ByolWork work;
+    byol_work_init(&work, &model, batch, C, size, size, &backend_cpu);
+    const size_t n_views = (size_t)2 * batch * C * size * size;
+    float *views = xmalloc(n_views * sizeof(float), "synthetic views");
+    Rng key = rng_keyed(1, 2, 3, 4);
+    for (size_t i = 0; i < n_views; i++) views[i] = (float)(rng_u01(&key) * 2.0 - 1.0);
+    StepConfig sc = {{0.1f, 1e-5f, 0.9f, 0.02f}, 0.99f};
+
+    Profile prof;
+    const Backend *be = profile_begin(&backend_cpu, &prof, batch);
+    byol_step(&model, &work, views, &sc, be); /* warm-up: page faults, thread pools */
+    be = profile_begin(&backend_cpu, &prof, batch);
+    double *dt = xmalloc(sizeof(double) * steps, "step times");
+    float loss = 0;
+    for (int i = 0; i < steps; i++) {
+        double t0 = now();
+        loss = byol_step(&model, &work, views, &sc, be);
+        dt[i] = now() - t0;
+    }
+    qsort(dt, steps, sizeof(double), cmp_double);
+    const double median = steps % 2 ? dt[steps / 2] : 0.5 * (dt[steps / 2 - 1] + dt[steps / 2]);
+    double total_s = 0, flops = 0;
+    for (int p = 0; p < PHASE_COUNT; p++) total_s += prof.seconds[p], flops += prof.flops[p];
+    flops /= steps;
+    const double gemm = sgemm_rate();
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    const double rss_mb = ru.ru_maxrss / 1024.0;
+
+    printf("byol bench: %s width %d, %s stem, %dx%dx%d, batch %d, heads %d/%d/%d, %d threads (%s)\n",
+           arch_name(mc.enc.arch), mc.enc.width, stem_name(mc.enc.stem), C, size, size, batch,
+           mc.proj_hidden, mc.proj_dim, mc.pred_hidden, threads_get(), threads_backend_summary());
+    printf("median %.1f ms/step (min %.1f, max %.1f over %d steps), %.1f images/s, %.1f GFLOP/step, "
+           "%.1f GFLOP/s, peak RSS %.0f MB, loss %.4f\n",
+           median * 1e3, dt[0] * 1e3, dt[steps - 1] * 1e3, steps, batch / median, flops / 1e9,
+           flops / median / 1e9, rss_mb, loss);
+    printf("SGEMM 4096x256x2304 in this process: %.1f GFLOP/s\n", gemm);
+    printf("%-22s %9s %6s %9s %8s\n", "phase", "ms/step", "share", "GFLOP/s", "of SGEMM");
+    for (int p = 0; p < PHASE_COUNT; p++) {
+        double ms = prof.seconds[p] / steps * 1e3, share = prof.seconds[p] / total_s;
+        if (prof.flops[p] > 0) {
+            double rate = prof.flops[p] / prof.seconds[p] / 1e9;
+            printf("%-22s %9.1f %5.1f%% %9.1f %7.0f%%\n", PHASE_NAMES[p], ms, 100 * share, rate,
+                   100 * rate / gemm);
+        } else {
+            printf("%-22s %9.1f %5.1f%% %9s %8s\n", PHASE_NAMES[p], ms, 100 * share, "-", "-");
+        }
+    }
+    printf("{\"arch\": \"%s\", \"width\": %d, \"stem\": \"%s\", \"batch\": %d, \"image_size\": %d, "
+           "\"channels\": %d, \"threads\": %d, \"ms_per_step\": %.3f, \"images_per_s\": %.3f, "
+           "\"gflop_per_step\": %.4f, \"gflops\": %.3f, \"sgemm_gflops\": %.3f, \"peak_rss_mb\": %.1f, "
+           "\"phases\": {",
+           arch_name(mc.enc.arch), mc.enc.width, stem_name(mc.enc.stem), batch, size, C,
+           threads_get(), median * 1e3, batch / median, flops / 1e9, flops / median / 1e9, gemm,
+           rss_mb);
+    for (int p = 0; p < PHASE_COUNT; p++)
+        printf("%s\"%s\": {\"ms\": %.3f, \"gflops\": %.3f}", p ? ", " : "", PHASE_NAMES[p],
+               prof.seconds[p] / steps * 1e3,
+               prof.flops[p] > 0 ? prof.flops[p] / prof.seconds[p] / 1e9 : 0.0);
+    printf("}}\n");
+    xfree(dt);
+    xfree(views);
+    byol_work_free(&work);
+    byol_free(&model);
+    if (!isfinite(loss))
+        return err_set(&e, "the loss is %g on synthetic views (a kernel is broken)", loss),
+               cmd_fail("bench", &e, 1);
+    return 0;
+}
