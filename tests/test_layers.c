@@ -187,7 +187,8 @@ static void test_conv2d_tiled_matches_naive(void) {
 static void test_winograd_and_im2col_match_naive(void) {
     TestRng r = {13};
     const ConvShape shapes[] = {conv_shape(3, 5, 7, 19, 21, 3, 1, 1), conv_shape(2, 1, 1, 16, 8, 3, 1, 1),
-                                conv_shape(2, 9, 4, 1, 33, 3, 1, 1), conv_shape(4, 6, 6, 32, 16, 3, 1, 1)};
+                                conv_shape(2, 9, 4, 1, 33, 3, 1, 1), conv_shape(4, 6, 6, 32, 16, 3, 1, 1),
+                                conv_shape(2, 7, 3, 24, 12, 3, 1, 1)};
     for (size_t k = 0; k < ARRAY_LEN(shapes); k++) {
         const ConvShape s = shapes[k];
         CHECK(winograd_applies(&s), "shape %zu: Winograd applies", k);

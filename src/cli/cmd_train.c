@@ -142,13 +142,10 @@ int cmd_train(int argc, char **argv) {
         }
     }
 
-    /* Compute threads default to the cores the loader's workers leave free: on 2 cores one of
-     * each (a second compute thread competing with the loader made small models slower). */
-    if (o.threads == 0) {
-        long cores = sysconf(_SC_NPROCESSORS_ONLN);
-        int workers = o.workers > 0 ? o.workers : loader_default_workers();
-        o.threads = cores - workers >= 1 ? (int)(cores - workers) : 1;
-    }
+    /* Compute threads default to all cores: the loader's workers need little (a 32-pixel view
+     * costs ~50 us to decode and augment against ~4 ms to train on), and a second compute thread
+     * made the default Fashion-MNIST run 1.4x faster on 2 cores (529 vs 379 images/s). */
+    if (o.threads == 0) o.threads = threads_available();
     threads_set(o.threads);
     Dataset ds;
     if (data_open(&ds, &o.data, stderr, &e)) {

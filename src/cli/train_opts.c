@@ -70,7 +70,7 @@ int train_flags(Flag *f, TrainOptions *o) {
         {"time-budget", FLAG_FLOAT, &o->time_budget, "seconds: schedules end when the budget does (off)", 0, 1e9},
         {"seed", FLAG_INT, &o->seed, "random seed: weights, order, augmentations (0)", 0, 2147483647},
         {"workers", FLAG_INT, &o->workers, "loader threads (a quarter of the cores, 1 to 8)", 0, 256},
-        {"threads", FLAG_INT, &o->threads, "compute threads (the cores the loader workers leave)", 0, 4096},
+        {"threads", FLAG_INT, &o->threads, "compute threads (all cores)", 0, 4096},
         {"eval-every", FLAG_INT, &o->eval_every, "kNN monitor every N epochs, 0 off (1)", 0, 1000000},
         {"eval-bank", FLAG_INT, &o->eval_bank, "kNN monitor: train images as the bank, 0 all (10000)", 0, 1 << 30},
         {"eval-queries", FLAG_INT, &o->eval_queries, "kNN monitor: test images scored, 0 all (10000)", 0, 1 << 30},

@@ -54,12 +54,17 @@ static inline void tile_position(long t, int th, int tw, int *b, int *ty, int *t
 }
 
 /* The transforms run over channels, VW at a time in vector registers (GCC/Clang vector
- * extensions; the type below permits unaligned access), then one at a time for the rest. Each
+ * extensions; the types below permit unaligned access), then VW/2 (narrow layers have 8
+ * channels), then one at a time for the rest. Each
  * transform is written once as a macro over the element type T. */
 #define VW 16
 typedef float vf __attribute__((vector_size(VW * sizeof(float)), aligned(sizeof(float))));
+typedef float vh __attribute__((vector_size(VW / 2 * sizeof(float)), aligned(sizeof(float))));
 #define LD_V(p) (*(const vf *)(p))
 #define ST_V(p, v) (*(vf *)(p) = (v))
+#define LD_H(p) (*(const vh *)(p))
+#define ST_H(p, v) (*(vh *)(p) = (v))
+#define HALF_H ((vh){0} + 0.5f)
 #define LD_S(p) (*(p))
 #define ST_S(p, v) (*(p) = (v))
 #define HALF_V ((vf){0} + 0.5f)
@@ -107,6 +112,7 @@ static void input_transform(float *V, const float *x, int nb, int H, int W, int 
         float *v = V + t * C;
         int c = 0;
         for (; c + VW <= C; c += VW) INPUT_TILE(vf, LD_V, ST_V);
+        for (; c + VW / 2 <= C; c += VW / 2) INPUT_TILE(vh, LD_H, ST_H);
         for (; c < C; c++) INPUT_TILE(float, LD_S, ST_S);
     }
 }
@@ -147,6 +153,11 @@ static void output_transform(float *y, const float *M, int nb, int H, int W, int
             OUTPUT_TILE(vf, LD_V);
             for (int i = 0; i < rows; i++)
                 for (int j = 0; j < cols; j++) ST_V(dst[i][j] + c, o[i][j]);
+        }
+        for (; c + VW / 2 <= C; c += VW / 2) {
+            OUTPUT_TILE(vh, LD_H);
+            for (int i = 0; i < rows; i++)
+                for (int j = 0; j < cols; j++) ST_H(dst[i][j] + c, o[i][j]);
         }
         for (; c < C; c++) {
             OUTPUT_TILE(float, LD_S);
@@ -189,6 +200,7 @@ static void grad_transform(float *Z, const float *dy, int nb, int H, int W, int 
         float *z = Z + t * C;
         int c = 0;
         for (; c + VW <= C; c += VW) GRAD_TILE(vf, LD_V, ST_V);
+        for (; c + VW / 2 <= C; c += VW / 2) GRAD_TILE(vh, LD_H, ST_H);
         for (; c < C; c++) GRAD_TILE(float, LD_S, ST_S);
     }
 }
@@ -225,6 +237,7 @@ static void weight_transform(float *U, const float *w, int O, int I, int flip) {
         float *u = U + (size_t)o * I;
         int i = 0;
         for (; i + VW <= I; i += VW) WEIGHT_TILE(vf, LD_V, ST_V, HALF_V);
+        for (; i + VW / 2 <= I; i += VW / 2) WEIGHT_TILE(vh, LD_H, ST_H, HALF_H);
         for (; i < I; i++) WEIGHT_TILE(float, LD_S, ST_S, HALF_S);
     }
 }
@@ -257,6 +270,7 @@ static void weight_grad_transform(float *dweight, const float *dU, int O, int I)
         const float *u = dU + (size_t)o * I;
         int i = 0;
         for (; i + VW <= I; i += VW) WEIGHT_GRAD_TILE(vf, LD_V, ST_V, HALF_V);
+        for (; i + VW / 2 <= I; i += VW / 2) WEIGHT_GRAD_TILE(vh, LD_H, ST_H, HALF_H);
         for (; i < I; i++) WEIGHT_GRAD_TILE(float, LD_S, ST_S, HALF_S);
     }
 }
