@@ -23,8 +23,9 @@
 enum { TILE_POS = 16 };
 
 /* Floats for the transformed tiles of one pass; the batch is processed in groups of whole
- * images that fit (at least one image). 32 MiB keeps GEMMs tall enough to run near peak. */
-enum { WINO_PASS_FLOATS = 1 << 23 };
+ * images that fit (at least one image). 16 MiB keeps GEMMs tall enough to run near
+ * peak (1 to 32 MiB measured within noise of each other on the full-width ResNet-18 step). */
+enum { WINO_PASS_FLOATS = 1 << 22 };
 
 int winograd_applies(const ConvShape *s) {
     return s->K == 3 && s->stride == 1 && s->pad == 1 && s->Ho == s->H && s->Wo == s->W;
