@@ -22,7 +22,7 @@ void train_options_default(TrainOptions *o) {
     o->mc.proj_dim = 64;
     o->mc.pred_hidden = 512;
     data_options_default(&o->data);
-    o->epochs = 3;
+    o->epochs = 6;
     o->batch = 128;
     o->seed = 0;
     o->eval_every = 1;
@@ -59,7 +59,7 @@ int train_flags(Flag *f, TrainOptions *o) {
     n += DATA_FLAG_COUNT;
     Flag own[] = {
         {"out", FLAG_STRING, &o->out, "run folder: config, metrics, plot, checkpoints (runs/<date-time>)", 0, -1},
-        {"epochs", FLAG_INT, &o->epochs, "epochs (3)", 1, 1000000},
+        {"epochs", FLAG_INT, &o->epochs, "epochs (6)", 1, 1000000},
         {"batch", FLAG_INT, &o->batch, "images per step (128)", 2, 1 << 20},
         {"base-lr", FLAG_FLOAT, &o->base_lr, "LARS learning rate per 256 images (1.0)", 0, 1e4},
         {"weight-decay", FLAG_FLOAT, &o->weight_decay, "weight decay (5e-4; the paper's 1e-5 collapses short runs)", 0, 10},
