@@ -54,6 +54,21 @@ static inline void tile_position(long t, int th, int tw, int *b, int *ty, int *t
     *tx = (int)(t % tw);
 }
 
+/* p[side][side]: the channel rows of the side x side window of tile t of x [., H, W, C] that
+ * starts at row 2ty+off, column 2tx+off; positions outside the image point at `zeros`. */
+static void tile_rows(const float **p, int side, int off, long t, const float *x, int H, int W,
+                      int C, const float *zeros) {
+    int b, ty, tx;
+    tile_position(t, (H + 1) / 2, (W + 1) / 2, &b, &ty, &tx);
+    for (int i = 0; i < side; i++)
+        for (int j = 0; j < side; j++) {
+            int h = 2 * ty + off + i, w = 2 * tx + off + j;
+            p[i * side + j] = (h < 0 || h >= H || w < 0 || w >= W)
+                                  ? zeros
+                                  : x + (((size_t)b * H + h) * W + w) * C;
+        }
+}
+
 /* The transforms run over channels, VW at a time in vector registers (GCC/Clang vector
  * extensions; the types below permit unaligned access), then VW/2 (narrow layers have 8
  * channels), then one at a time for the rest. Each
@@ -100,16 +115,8 @@ static void input_transform(float *V, const float *x, int nb, int H, int W, int 
     const size_t plane = (size_t)T * C;
 #pragma omp parallel for schedule(static)
     for (long t = 0; t < T; t++) {
-        int b, ty, tx;
-        tile_position(t, th, tw, &b, &ty, &tx);
         const float *p[4][4];
-        for (int i = 0; i < 4; i++)
-            for (int j = 0; j < 4; j++) {
-                int h = 2 * ty - 1 + i, w = 2 * tx - 1 + j;
-                p[i][j] = (h < 0 || h >= H || w < 0 || w >= W)
-                              ? zeros
-                              : x + (((size_t)b * H + h) * W + w) * C;
-            }
+        tile_rows(&p[0][0], 4, -1, t, x, H, W, C, zeros);
         float *v = V + t * C;
         int c = 0;
         for (; c + VW <= C; c += VW) INPUT_TILE(vf, LD_V, ST_V);
@@ -190,14 +197,8 @@ static void grad_transform(float *Z, const float *dy, int nb, int H, int W, int 
     const size_t plane = (size_t)T * C;
 #pragma omp parallel for schedule(static)
     for (long t = 0; t < T; t++) {
-        int b, ty, tx;
-        tile_position(t, th, tw, &b, &ty, &tx);
         const float *p[2][2];
-        for (int i = 0; i < 2; i++)
-            for (int j = 0; j < 2; j++) {
-                int h = 2 * ty + i, w = 2 * tx + j;
-                p[i][j] = (h >= H || w >= W) ? zeros : dy + (((size_t)b * H + h) * W + w) * C;
-            }
+        tile_rows(&p[0][0], 2, 0, t, dy, H, W, C, zeros);
         float *z = Z + t * C;
         int c = 0;
         for (; c + VW <= C; c += VW) GRAD_TILE(vf, LD_V, ST_V);
