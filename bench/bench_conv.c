@@ -33,7 +33,6 @@ int main(int argc, char **argv) {
         fprintf(stderr, "usage: %s B H C [Cout] [threads]\n", argv[0]);
         return 2;
     }
-    threads_select_blas_core(argv);
     int B = atoi(argv[1]), H = atoi(argv[2]), C = atoi(argv[3]);
     int O = argc > 4 ? atoi(argv[4]) : C;
     threads_set(argc > 5 ? atoi(argv[5]) : 0);

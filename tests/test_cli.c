@@ -102,6 +102,32 @@ static void test_bench_reports_consistent_figures(void) {
     CHECK(r.status == 2 && r.err_lines == 1 && strstr(r.err, "--batch: 1 is out of range"), "%s", r.err);
 }
 
+/* The first line `cmd` prints, or "" when it fails. */
+static void first_line(const char *cmd, char *out, size_t cap) {
+    out[0] = 0;
+    FILE *f = popen(cmd, "r");
+    if (!f) return;
+    if (!fgets(out, (int)cap, f)) out[0] = 0;
+    pclose(f);
+}
+
+/* --version names the OpenBLAS kernels in use, and they follow OPENBLAS_CORETYPE when it is set
+ * (how a user picks AVX-512 kernels on a CPU their OpenBLAS misdetects). */
+static void test_version_names_blas_kernels(void) {
+    const char *byol = getenv("BYOL") ? getenv("BYOL") : "./byol";
+    char cmd[600], line[1024];
+    snprintf(cmd, sizeof cmd, "OPENBLAS_CORETYPE=Haswell %s --version", byol);
+    first_line(cmd, line, sizeof line);
+    if (!strstr(line, "DYNAMIC_ARCH")) {
+        printf("     (no DYNAMIC_ARCH OpenBLAS in this build: %s)\n", line);
+        return;
+    }
+    CHECK(strstr(line, "kernels for Haswell") != NULL, "--version: %s", line);
+    snprintf(cmd, sizeof cmd, "OPENBLAS_CORETYPE=Sandybridge %s --version", byol);
+    first_line(cmd, line, sizeof line);
+    CHECK(strstr(line, "kernels for Sandybridge") != NULL, "--version: %s", line);
+}
+
 static void test_usage_errors(void) {
     CliResult r = run_cli("");
     CHECK(r.status == 2, "no command: exit %d", r.status);
@@ -257,5 +283,6 @@ int main(void) {
     RUN(test_unwritable_out);
     RUN(test_stdout_write_error);
     RUN(test_bench_reports_consistent_figures);
+    RUN(test_version_names_blas_kernels);
     return test_finish();
 }

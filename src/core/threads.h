@@ -6,9 +6,7 @@
 int threads_available(void);  /* online cores */
 void threads_set(int n);      /* n <= 0: all available cores */
 int threads_get(void);
+/* e.g. "openmp, OpenBLAS 0.3.21 ..., kernels for Haswell" */
 const char *threads_backend_summary(void);
-/* Call first in main: re-executes the program once with OpenBLAS's AVX-512 kernels where
- * OpenBLAS failed to recognize an AVX-512 CPU (see threads.c). Returns when nothing to do. */
-void threads_select_blas_core(char **argv); /* e.g. "openmp, openblas 0.3.21 (pthread)" */
 
 #endif
