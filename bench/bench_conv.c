@@ -3,26 +3,19 @@
  * usage: build/bench/bench_conv B H C [Cout] [threads] */
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
 #include "core/common.h"
 #include "core/threads.h"
 #include "nn/nn.h"
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + 1e-9 * t.tv_nsec;
-}
 
 /* Best of 5 runs, in ms. */
 #define BEST(call)                                        \
     ({                                                    \
         double best_ = 1e30;                              \
         for (int r_ = 0; r_ < 5; r_++) {                  \
-            double t0_ = now();                           \
+            double t0_ = now_seconds();                           \
             call;                                         \
-            double dt_ = now() - t0_;                     \
+            double dt_ = now_seconds() - t0_;                     \
             if (dt_ < best_) best_ = dt_;                 \
         }                                                 \
         best_ * 1e3;                                      \

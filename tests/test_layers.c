@@ -161,9 +161,11 @@ static void test_conv2d_matches_pytorch(void) {
 /* Tiles: a batch that needs several im2col tiles (and a remainder) against the naive loops. */
 static void test_conv2d_tiled_matches_naive(void) {
     TestRng r = {7};
-    ConvShape s = conv_shape(7, 48, 48, 32, 16, 3, 1, 1);
+    /* stride 2: a shape the CPU kernels run by im2col (3x3 stride 1 goes to Winograd) */
+    ConvShape s = conv_shape(7, 96, 96, 32, 16, 3, 2, 1);
+    CHECK(!winograd_applies(&s), "expected the im2col path");
     CHECK(backend_cpu.conv2d_scratch_floats(&s) < (size_t)7 * 48 * 48 * 9 * 32, "expected tiling");
-    size_t nx = (size_t)7 * 48 * 48 * 32, ny = (size_t)7 * 48 * 48 * 16, nw = 16 * 9 * 32;
+    size_t nx = (size_t)7 * 96 * 96 * 32, ny = (size_t)7 * 48 * 48 * 16, nw = 16 * 9 * 32;
     float *x = xmalloc(nx * 4, "t"), *w = xmalloc(nw * 4, "t"), *dy = xmalloc(ny * 4, "t");
     fill_normal(&r, x, nx, 1), fill_normal(&r, w, nw, 0.1f), fill_normal(&r, dy, ny, 1);
     float *y[2], *dx[2], *dw[2];

@@ -1,6 +1,7 @@
 #include "profile.h"
 
-#include <time.h>
+#include "../core/common.h"
+
 
 const char *const PHASE_NAMES[PHASE_COUNT] = {"conv forward", "conv backward data",
                                               "conv backward weights", "batch norm",
@@ -10,19 +11,12 @@ static const Backend *g_inner;
 static Profile *g_prof;
 static int g_head_rows;
 
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + 1e-9 * t.tv_nsec;
-}
-
 #define TIMED(phase, work, call)            \
     do {                                    \
-        double t0_ = now();                 \
+        double t0_ = now_seconds();                 \
         call;                               \
-        g_prof->seconds[phase] += now() - t0_; \
+        g_prof->seconds[phase] += now_seconds() - t0_; \
         g_prof->flops[phase] += (work);     \
-        g_prof->calls[phase]++;             \
     } while (0)
 
 static double conv_flops(const ConvShape *s) {
@@ -138,7 +132,7 @@ static const Backend PROFILED = {
 };
 
 const Backend *profile_begin(const Backend *inner, Profile *totals, int head_rows) {
-    *totals = (Profile){{0}, {0}, {0}};
+    *totals = (Profile){{0}, {0}};
     g_inner = inner;
     g_prof = totals;
     g_head_rows = head_rows;

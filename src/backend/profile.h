@@ -22,7 +22,6 @@ typedef enum {
 typedef struct {
     double seconds[PHASE_COUNT];
     double flops[PHASE_COUNT]; /* multiply-adds counted as 2; only GEMM-like work */
-    long calls[PHASE_COUNT];
 } Profile;
 
 extern const char *const PHASE_NAMES[PHASE_COUNT];

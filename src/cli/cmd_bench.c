@@ -9,7 +9,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 
 #include "../backend/gemm.h"
 #include "../backend/profile.h"
@@ -25,12 +24,6 @@ static const char *USAGE =
     "Times full BYOL steps (two views: online+predictor forward/backward, target forwards,\n"
     "LARS, EMA) on synthetic inputs after one warm-up step. Prints the median ms/step,\n"
     "images/s, GFLOP/s, peak memory and a breakdown by phase; the last line is JSON.";
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + 1e-9 * t.tv_nsec;
-}
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -48,9 +41,9 @@ static double sgemm_rate(void) {
     for (size_t i = 0; i < (size_t)N * K; i++) b[i] = (float)(i % 5) * 0.1f;
     double best = 1e30;
     for (int r = 0; r < 4; r++) {
-        double t0 = now();
+        double t0 = now_seconds();
         sgemm(0, 1, M, N, K, 1.0f, a, K, b, K, 0.0f, c, N);
-        double dt = now() - t0;
+        double dt = now_seconds() - t0;
         if (r > 0 && dt < best) best = dt; /* the first run warms caches and thread pools */
     }
     xfree(a), xfree(b), xfree(c);
@@ -98,9 +91,9 @@ int cmd_bench(int argc, char **argv) {
     double *dt = xmalloc(sizeof(double) * steps, "step times");
     float loss = 0;
     for (int i = 0; i < steps; i++) {
-        double t0 = now();
+        double t0 = now_seconds();
         loss = byol_step(&model, &work, views, &sc, be);
-        dt[i] = now() - t0;
+        dt[i] = now_seconds() - t0;
     }
     qsort(dt, steps, sizeof(double), cmp_double);
     const double median = steps % 2 ? dt[steps / 2] : 0.5 * (dt[steps / 2 - 1] + dt[steps / 2]);
