@@ -22,6 +22,7 @@
     })
 
 int main(int argc, char **argv) {
+    threads_select_blas_core(argv);
     if (argc < 4) {
         fprintf(stderr, "usage: %s B H C [Cout] [threads]\n", argv[0]);
         return 2;

@@ -126,6 +126,25 @@ static void test_version_names_blas_kernels(void) {
     snprintf(cmd, sizeof cmd, "OPENBLAS_CORETYPE=Sandybridge %s --version", byol);
     first_line(cmd, line, sizeof line);
     CHECK(strstr(line, "kernels for Sandybridge") != NULL, "--version: %s", line);
+    /* Left to itself, byol runs the kernels of the CPU's best instruction set, even where
+     * OpenBLAS 0.3.21 does not know the CPU (it picks Prescott on Emerald Rapids). */
+#if defined(__x86_64__) && defined(__GNUC__)
+    snprintf(cmd, sizeof cmd, "env -u OPENBLAS_CORETYPE %s --version", byol);
+    first_line(cmd, line, sizeof line);
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512cd") &&
+        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512vl"))
+        CHECK(strstr(line, "kernels for SkylakeX") || strstr(line, "kernels for Cooperlake") ||
+                  strstr(line, "kernels for SapphireRapids"),
+              "AVX-512 CPU, --version: %s", line);
+    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        CHECK(!strstr(line, "kernels for Prescott") && !strstr(line, "kernels for Sandybridge") &&
+                  !strstr(line, "kernels for Nehalem") && !strstr(line, "kernels for Core2"),
+              "AVX2 CPU, --version: %s", line);
+    else
+        printf("     (CPU without AVX2: whatever OpenBLAS picks: %s)\n", line);
+#endif
 }
 
 static void test_usage_errors(void) {
