@@ -114,9 +114,10 @@ $(BUILD)/%.o: %.c $(wildcard src/*/*.h) Makefile
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
-# The augmentations' per-pixel selects (hue) vectorize only when the compiler may if-convert
-# operations that could trap; no FP traps are enabled, so results are the same bits.
-$(BUILD)/src/data/augment.o: CFLAGS += -fno-trapping-math
+# The augmentations' per-pixel selects (hue) and batch norm's ReLU mask vectorize only when the
+# compiler may if-convert operations that could trap; no FP traps are enabled, so results are
+# the same bits.
+$(BUILD)/src/data/augment.o $(BUILD)/src/nn/batchnorm.o: CFLAGS += -fno-trapping-math
 
 $(BUILD)/libbyol.a: $(LIB_OBJ)
 	@rm -f $@

@@ -318,9 +318,9 @@ static void test_batchnorm_matches_pytorch(void) {
             memcpy(rv, rv0, C * 4);
             char what[96];
             if (train) {
-                be->batchnorm_forward_train(out, mean, invstd, rm, rv, xn, gamma, beta, M, C, 0.1f, 1e-5f, work);
+                be->batchnorm_forward_train(out, mean, invstd, rm, rv, xn, gamma, beta, NULL, 0, M, C, 0.1f, 1e-5f, work);
             } else {
-                be->batchnorm_forward_eval(out, xn, gamma, beta, rm, rv, M, C, 1e-5f, work);
+                be->batchnorm_forward_eval(out, xn, gamma, beta, rm, rv, NULL, 0, M, C, 1e-5f, work);
             }
             snprintf(what, sizeof what, "%s %s forward", name, be->name);
             CHECK_CLOSE(out, yn, (size_t)M * C, TOL_FIXTURE, what);
@@ -337,7 +337,7 @@ static void test_batchnorm_matches_pytorch(void) {
                 snprintf(what, sizeof what, "%s %s d beta", name, be->name);
                 CHECK_CLOSE(db, dbeta, C, 1e-5, what);
             } else {
-                be->batchnorm_backward(din, dg, db, dyn, xn, mean, invstd, gamma, M, C, work);
+                be->batchnorm_backward(din, dg, db, dyn, NULL, xn, mean, invstd, gamma, M, C, work);
                 snprintf(what, sizeof what, "%s %s d input", name, be->name);
                 CHECK_CLOSE(din, dxn, (size_t)M * C, 1e-5, what);
                 snprintf(what, sizeof what, "%s %s d gamma", name, be->name);
@@ -346,7 +346,7 @@ static void test_batchnorm_matches_pytorch(void) {
                 CHECK_CLOSE(db, dbeta, C, 1e-5, what);
                 /* In place (din == dout), as the model uses it. */
                 memcpy(din, dyn, (size_t)M * C * 4);
-                be->batchnorm_backward(din, dg, db, din, xn, mean, invstd, gamma, M, C, work);
+                be->batchnorm_backward(din, dg, db, din, NULL, xn, mean, invstd, gamma, M, C, work);
                 snprintf(what, sizeof what, "%s %s d input in place", name, be->name);
                 CHECK_CLOSE(din, dxn, (size_t)M * C, 1e-5, what);
             }
@@ -366,9 +366,9 @@ typedef struct {
 static double bn_loss(void *p, uint64_t *pattern) {
     BnCtx *c = p;
     if (c->train)
-        batchnorm_forward_train_cpu(c->y, c->mean, c->invstd, c->rm, c->rv, c->x, c->gamma, c->beta, c->M, c->C, 0.1f, 1e-5f, c->work);
+        batchnorm_forward_train_cpu(c->y, c->mean, c->invstd, c->rm, c->rv, c->x, c->gamma, c->beta, NULL, 0, c->M, c->C, 0.1f, 1e-5f, c->work);
     else
-        batchnorm_forward_eval_cpu(c->y, c->x, c->gamma, c->beta, c->rm, c->rv, c->M, c->C, 1e-5f, c->work);
+        batchnorm_forward_eval_cpu(c->y, c->x, c->gamma, c->beta, c->rm, c->rv, NULL, 0, c->M, c->C, 1e-5f, c->work);
     *pattern = 0;
     return dot(c->y, c->wy, (size_t)c->M * c->C);
 }
@@ -390,7 +390,7 @@ static void test_batchnorm_finite_differences(void) {
         uint64_t pat;
         bn_loss(&c, &pat);
         if (c.train)
-            batchnorm_backward_cpu(dx, dg, db, c.wy, c.x, c.mean, c.invstd, c.gamma, c.M, c.C, c.work);
+            batchnorm_backward_cpu(dx, dg, db, c.wy, NULL, c.x, c.mean, c.invstd, c.gamma, c.M, c.C, c.work);
         else
             batchnorm_backward_eval_cpu(dx, dg, db, c.wy, c.x, c.gamma, c.rm, c.rv, c.M, c.C, 1e-5f, c.work);
         const char *mode = c.train ? "train" : "eval";
@@ -407,12 +407,13 @@ static void test_batchnorm_finite_differences(void) {
     }
 }
 
-/* Many rows: the CPU kernel reduces over several row chunks (M >= 64) and threads; the naive
- * reference reduces in one pass. Both must agree, including a large channel mean (|mean| >> std,
- * where a one-pass variance loses digits). */
+/* Many rows: the CPU kernel reduces over several row chunks (M >= 64) and threads in one pass,
+ * shifted by the first row; the naive reference reduces in two. Both must agree, including a
+ * large channel mean (|mean| >> std, where an unshifted one-pass variance loses digits) and a
+ * first row 1000 standard deviations from the mean (the shift itself far off). */
 static void test_batchnorm_multichunk_matches_reference(void) {
     TestRng r = {17};
-    const int dims[][2] = {{64, 5}, {8 * 16 * 16 + 3, 7}, {1000, 33}};
+    const int dims[][2] = {{64, 5}, {8 * 16 * 16 + 3, 7}, {1000, 33}, {4099, 16}};
     for (size_t k = 0; k < ARRAY_LEN(dims); k++) {
         const int M = dims[k][0], C = dims[k][1];
         size_t n = (size_t)M * C;
@@ -420,6 +421,8 @@ static void test_batchnorm_multichunk_matches_reference(void) {
               *b = xmalloc(C * 4, "t");
         fill_normal(&r, x, n, 1), fill_normal(&r, dy, n, 1), fill_normal(&r, b, C, 0.3f);
         for (size_t i = 0; i < n; i++) x[i] += (i % C == 0) ? 50.0f : 0.0f;
+        if (M == 4099)
+            for (int c = 0; c < C; c++) x[c] = (c % 2 ? -1000.0f : 1000.0f) + 3000.0f * (c == 0);
         for (int i = 0; i < C; i++) g[i] = 1 + 0.3f * rng_normal(&r);
         float *y[2], *dx[2], *dg[2], *db[2], *rm[2], *rv[2], *mean[2], *inv[2];
         for (int be = 0; be < 2; be++) {
@@ -428,8 +431,8 @@ static void test_batchnorm_multichunk_matches_reference(void) {
             rv[be] = xmalloc(C * 4, "t"), mean[be] = xmalloc(C * 4, "t"), inv[be] = xmalloc(C * 4, "t");
             for (int i = 0; i < C; i++) rv[be][i] = 1;
             double *work = xmalloc(BACKENDS[be]->batchnorm_work_doubles(M, C) * 8, "t");
-            BACKENDS[be]->batchnorm_forward_train(y[be], mean[be], inv[be], rm[be], rv[be], x, g, b, M, C, 0.1f, 1e-5f, work);
-            BACKENDS[be]->batchnorm_backward(dx[be], dg[be], db[be], dy, x, mean[be], inv[be], g, M, C, work);
+            BACKENDS[be]->batchnorm_forward_train(y[be], mean[be], inv[be], rm[be], rv[be], x, g, b, NULL, 0, M, C, 0.1f, 1e-5f, work);
+            BACKENDS[be]->batchnorm_backward(dx[be], dg[be], db[be], dy, NULL, x, mean[be], inv[be], g, M, C, work);
             xfree(work);
         }
         char what[80];
@@ -450,6 +453,69 @@ static void test_batchnorm_multichunk_matches_reference(void) {
             for (size_t i = 0; i < ARRAY_LEN(all); i++) xfree(all[i]);
         }
         xfree(x), xfree(dy), xfree(g), xfree(b);
+    }
+}
+
+/* The fused post-ops: forward relu(bn(x) + residual) equals the separate passes bit for bit
+ * (the same float operations in the same order), and a backward masked by the ReLU's output
+ * equals relu_backward followed by the plain batch-norm backward; for both backends, with and
+ * without the residual, 2-D and 1-D shapes. */
+static void test_batchnorm_post_ops_match_separate_passes(void) {
+    TestRng r = {23};
+    const int dims[][2] = {{8 * 9 * 9, 16}, {37, 3}, {64, 4096 / 64}};
+    for (size_t k = 0; k < ARRAY_LEN(dims); k++) {
+        const int M = dims[k][0], C = dims[k][1];
+        size_t n = (size_t)M * C;
+        float *x = xmalloc(n * 4, "t"), *res = xmalloc(n * 4, "t"), *dy = xmalloc(n * 4, "t"),
+              *g = xmalloc(C * 4, "t"), *b = xmalloc(C * 4, "t");
+        fill_normal(&r, x, n, 1), fill_normal(&r, res, n, 1), fill_normal(&r, dy, n, 1);
+        fill_normal(&r, b, C, 0.3f);
+        for (int i = 0; i < C; i++) g[i] = 1 + 0.3f * rng_normal(&r);
+        for (int be = 0; be < 2; be++)
+            for (int with_res = 0; with_res < 2; with_res++) {
+                const Backend *B = BACKENDS[be];
+                const float *rp = with_res ? res : NULL;
+                float *y1 = xmalloc(n * 4, "t"), *y2 = xmalloc(n * 4, "t"), *mean = xmalloc(C * 4, "t"),
+                      *inv = xmalloc(C * 4, "t"), *rm = xcalloc(C, 4, "t"), *rv = xcalloc(C, 4, "t"),
+                      *dx1 = xmalloc(n * 4, "t"), *dx2 = xmalloc(n * 4, "t"), *t = xmalloc(n * 4, "t"),
+                      *dg1 = xcalloc(C, 4, "t"), *db1 = xcalloc(C, 4, "t"), *dg2 = xcalloc(C, 4, "t"),
+                      *db2 = xcalloc(C, 4, "t");
+                double *work = xmalloc(B->batchnorm_work_doubles(M, C) * 8, "t");
+                B->batchnorm_forward_train(y1, mean, inv, rm, rv, x, g, b, rp, 1, M, C, 0.1f, 1e-5f, work);
+                B->batchnorm_forward_train(y2, mean, inv, rm, rv, x, g, b, NULL, 0, M, C, 0.1f, 1e-5f, work);
+                if (rp) B->add_forward(y2, y2, rp, n);
+                B->relu_forward(y2, y2, n);
+                char what[96];
+                snprintf(what, sizeof what, "%s M=%d C=%d res=%d: fused forward == separate", B->name,
+                         M, C, with_res);
+                CHECK(memcmp(y1, y2, n * 4) == 0, "%s", what);
+                B->batchnorm_forward_eval(y1, x, g, b, rm, rv, rp, 1, M, C, 1e-5f, work);
+                B->batchnorm_forward_eval(y2, x, g, b, rm, rv, NULL, 0, M, C, 1e-5f, work);
+                if (rp) B->add_forward(y2, y2, rp, n);
+                B->relu_forward(y2, y2, n);
+                snprintf(what, sizeof what, "%s M=%d C=%d res=%d: fused eval == separate", B->name, M,
+                         C, with_res);
+                CHECK(memcmp(y1, y2, n * 4) == 0, "%s", what);
+                /* backward through the ReLU: its output y1 masks dy */
+                B->batchnorm_backward(dx1, dg1, db1, dy, y1, x, mean, inv, g, M, C, work);
+                B->relu_backward(t, dy, y1, n);
+                B->batchnorm_backward(dx2, dg2, db2, t, NULL, x, mean, inv, g, M, C, work);
+                snprintf(what, sizeof what, "%s M=%d C=%d: masked backward d input", B->name, M, C);
+                CHECK_CLOSE(dx1, dx2, n, 1e-6, what);
+                snprintf(what, sizeof what, "%s M=%d C=%d: masked backward d gamma", B->name, M, C);
+                CHECK_CLOSE(dg1, dg2, C, 1e-6, what);
+                snprintf(what, sizeof what, "%s M=%d C=%d: masked backward d beta", B->name, M, C);
+                CHECK_CLOSE(db1, db2, C, 1e-6, what);
+                /* in place, as the model runs it */
+                memcpy(t, dy, n * 4);
+                B->batchnorm_backward(t, dg1, db1, t, y1, x, mean, inv, g, M, C, work);
+                snprintf(what, sizeof what, "%s M=%d C=%d: masked backward in place", B->name, M, C);
+                CHECK_CLOSE(t, dx1, n, 1e-7, what);
+                float *all[] = {y1, y2, mean, inv, rm, rv, dx1, dx2, t, dg1, db1, dg2, db2};
+                for (size_t i = 0; i < ARRAY_LEN(all); i++) xfree(all[i]);
+                xfree(work);
+            }
+        xfree(x), xfree(res), xfree(dy), xfree(g), xfree(b);
     }
 }
 
@@ -742,6 +808,7 @@ int main(void) {
     RUN(test_batchnorm_matches_pytorch);
     RUN(test_batchnorm_finite_differences);
     RUN(test_batchnorm_multichunk_matches_reference);
+    RUN(test_batchnorm_post_ops_match_separate_passes);
     RUN(test_relu_matches_pytorch);
     RUN(test_relu_finite_differences);
     RUN(test_residual_add_matches_pytorch);

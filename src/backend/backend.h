@@ -29,15 +29,17 @@ typedef struct Backend {
     size_t (*batchnorm_work_doubles)(int M, int C);
     void (*batchnorm_forward_train)(float *out, float *save_mean, float *save_invstd,
                                     float *running_mean, float *running_var, const float *in,
-                                    const float *gamma, const float *beta, int M, int C,
-                                    float momentum, float eps, double *work);
+                                    const float *gamma, const float *beta, const float *residual,
+                                    int relu, int M, int C, float momentum, float eps,
+                                    double *work);
     void (*batchnorm_forward_eval)(float *out, const float *in, const float *gamma,
                                    const float *beta, const float *running_mean,
-                                   const float *running_var, int M, int C, float eps,
-                                   double *work);
+                                   const float *running_var, const float *residual, int relu,
+                                   int M, int C, float eps, double *work);
     void (*batchnorm_backward)(float *din, float *dgamma, float *dbeta, const float *dout,
-                               const float *in, const float *save_mean, const float *save_invstd,
-                               const float *gamma, int M, int C, double *work);
+                               const float *relu_out, const float *in, const float *save_mean,
+                               const float *save_invstd, const float *gamma, int M, int C,
+                               double *work);
     void (*batchnorm_backward_eval)(float *din, float *dgamma, float *dbeta, const float *dout,
                                     const float *in, const float *gamma,
                                     const float *running_mean, const float *running_var, int M,

@@ -41,12 +41,12 @@ void mlp_forward(const Backend *be, const Mlp *m, const float *params, float *bu
     if (train)
         be->batchnorm_forward_train(a->r, a->mean, a->invstd, buffers + m->bn.mean,
                                     buffers + m->bn.var, a->h, params + m->bn.gamma,
-                                    params + m->bn.beta, B, H, BN_MOMENTUM, BN_EPS, (double *)scratch);
+                                    params + m->bn.beta, NULL, 1, B, H, BN_MOMENTUM, BN_EPS,
+                                    (double *)scratch);
     else
         be->batchnorm_forward_eval(a->r, a->h, params + m->bn.gamma, params + m->bn.beta,
-                                   buffers + m->bn.mean, buffers + m->bn.var, B, H, BN_EPS,
-                                   (double *)scratch);
-    be->relu_forward(a->r, a->r, (size_t)B * H);
+                                   buffers + m->bn.mean, buffers + m->bn.var, NULL, 1, B, H,
+                                   BN_EPS, (double *)scratch);
     be->linear_forward(a->out, a->r, params + m->fc2.weight, params + m->fc2.bias, B, H,
                        m->fc2.out);
 }
@@ -57,8 +57,7 @@ void mlp_backward(const Backend *be, const Mlp *m, const float *params, float *g
     const int B = a->B, H = m->fc1.out;
     be->linear_backward(dr, grads + m->fc2.weight, grads + m->fc2.bias, dout, a->r,
                         params + m->fc2.weight, B, H, m->fc2.out);
-    be->relu_backward(dr, dr, a->r, (size_t)B * H);
-    be->batchnorm_backward(dr, grads + m->bn.gamma, grads + m->bn.beta, dr, a->h, a->mean,
+    be->batchnorm_backward(dr, grads + m->bn.gamma, grads + m->bn.beta, dr, a->r, a->h, a->mean,
                            a->invstd, params + m->bn.gamma, B, H, (double *)scratch);
     be->linear_backward(din, grads + m->fc1.weight, grads + m->fc1.bias, dr, in,
                         params + m->fc1.weight, B, m->fc1.in, H);

@@ -158,9 +158,10 @@ void resnet_plan(ResNetActs *a, const ResNet *net, int B, int H, int W, Arena *a
 
 /* ---- forward ---- */
 
+/* conv -> batch norm (+ residual) (-> ReLU): the post-ops run inside the batch norm's pass. */
 static void unit_forward(const Backend *be, const ConvBN *cb, const float *params, float *buffers,
-                         UnitActs *u, const float *in, int B, int H, int W, int train, int relu,
-                         void *scratch) {
+                         UnitActs *u, const float *in, int B, int H, int W, int train,
+                         const float *residual, int relu, void *scratch) {
     ConvShape s = conv_shape(B, H, W, cb->conv.cin, cb->conv.cout, cb->conv.k, cb->conv.stride,
                              cb->conv.pad);
     const int M = B * s.Ho * s.Wo, C = s.Cout;
@@ -168,18 +169,19 @@ static void unit_forward(const Backend *be, const ConvBN *cb, const float *param
     const float *gamma = params + cb->bn.gamma, *beta = params + cb->bn.beta;
     if (train)
         be->batchnorm_forward_train(u->post, u->mean, u->invstd, buffers + cb->bn.mean,
-                                    buffers + cb->bn.var, u->pre, gamma, beta, M, C, BN_MOMENTUM,
-                                    BN_EPS, (double *)scratch);
+                                    buffers + cb->bn.var, u->pre, gamma, beta, residual, relu, M,
+                                    C, BN_MOMENTUM, BN_EPS, (double *)scratch);
     else
         be->batchnorm_forward_eval(u->post, u->pre, gamma, beta, buffers + cb->bn.mean,
-                                   buffers + cb->bn.var, M, C, BN_EPS, (double *)scratch);
-    if (relu) be->relu_forward(u->post, u->post, (size_t)M * C);
+                                   buffers + cb->bn.var, residual, relu, M, C, BN_EPS,
+                                   (double *)scratch);
 }
 
 void resnet_forward(const Backend *be, const ResNet *net, const float *params, float *buffers,
                     ResNetActs *a, const float *x, int train, void *scratch) {
     const int B = a->B;
-    unit_forward(be, &net->stem, params, buffers, &a->stem, x, B, a->H, a->W, train, 1, scratch);
+    unit_forward(be, &net->stem, params, buffers, &a->stem, x, B, a->H, a->W, train, NULL, 1,
+                 scratch);
     const float *cur = a->stem.post;
     int h = a->stem.H, w = a->stem.W;
     if (net->cfg.stem == STEM_IMAGENET) {
@@ -192,27 +194,24 @@ void resnet_forward(const Backend *be, const ResNet *net, const float *params, f
     for (int i = 0; i < net->n_blocks; i++) {
         const Block *b = &net->blocks[i];
         UnitActs *ua = a->units[i];
+        /* the shortcut first, so the last unit's batch norm can add it and apply the ReLU */
+        const float *identity = cur;
+        if (b->has_down) {
+            unit_forward(be, &b->down, params, buffers, &ua[BLOCK_MAX_UNITS], cur, B, h, w, train,
+                         NULL, 0, scratch);
+            identity = ua[BLOCK_MAX_UNITS].post;
+        }
         const float *in = cur;
         int uh = h, uw = w;
         for (int u = 0; u < b->n_units; u++) {
             int last = u == b->n_units - 1;
-            unit_forward(be, &b->unit[u], params, buffers, &ua[u], in, B, uh, uw, train, !last,
-                         scratch);
+            unit_forward(be, &b->unit[u], params, buffers, &ua[u], in, B, uh, uw, train,
+                         last ? identity : NULL, 1, scratch);
             in = ua[u].post;
             uh = ua[u].H;
             uw = ua[u].W;
         }
-        const float *identity = cur;
-        if (b->has_down) {
-            unit_forward(be, &b->down, params, buffers, &ua[BLOCK_MAX_UNITS], cur, B, h, w, train,
-                         0, scratch);
-            identity = ua[BLOCK_MAX_UNITS].post;
-        }
-        UnitActs *out = &ua[b->n_units - 1];
-        size_t n = (size_t)B * uh * uw * b->unit[b->n_units - 1].conv.cout;
-        be->add_forward(out->post, out->post, identity, n);
-        be->relu_forward(out->post, out->post, n);
-        cur = out->post;
+        cur = in;
         h = uh;
         w = uw;
     }
@@ -221,16 +220,17 @@ void resnet_forward(const Backend *be, const ResNet *net, const float *params, f
 
 /* ---- backward ---- */
 
-/* BN backward from `dy` into `dpre` (may be the same buffer), then conv backward from `dpre`
- * into `din` (NULL: not needed). */
+/* BN backward from `dy` into `dpre` (may be the same buffer), through the unit's own ReLU
+ * first when `relu` (the ReLU whose output is u->post), then conv backward from `dpre` into
+ * `din` (NULL: not needed). */
 static void unit_backward(const Backend *be, const ConvBN *cb, const float *params, float *grads,
-                          const UnitActs *u, const float *in, const float *dy, float *dpre,
-                          float *din, int B, int H, int W, void *scratch) {
+                          const UnitActs *u, const float *in, const float *dy, int relu,
+                          float *dpre, float *din, int B, int H, int W, void *scratch) {
     ConvShape s = conv_shape(B, H, W, cb->conv.cin, cb->conv.cout, cb->conv.k, cb->conv.stride,
                              cb->conv.pad);
-    be->batchnorm_backward(dpre, grads + cb->bn.gamma, grads + cb->bn.beta, dy, u->pre, u->mean,
-                           u->invstd, params + cb->bn.gamma, B * s.Ho * s.Wo, s.Cout,
-                           (double *)scratch);
+    be->batchnorm_backward(dpre, grads + cb->bn.gamma, grads + cb->bn.beta, dy,
+                           relu ? u->post : NULL, u->pre, u->mean, u->invstd,
+                           params + cb->bn.gamma, B * s.Ho * s.Wo, s.Cout, (double *)scratch);
     be->conv2d_backward_weight(grads + cb->conv.weight, dpre, in, &s, (float *)scratch);
     if (din) be->conv2d_backward_data(din, dpre, params + cb->conv.weight, &s, (float *)scratch);
 }
@@ -247,8 +247,8 @@ static void block_backward(const Backend *be, const Block *b, const float *param
 
     float *shortcut, *work0, *work1;
     if (b->has_down) {
-        unit_backward(be, &b->down, params, grads, &ua[BLOCK_MAX_UNITS], in, g[0], g[1], g[2], B,
-                      H, W, scratch);
+        unit_backward(be, &b->down, params, grads, &ua[BLOCK_MAX_UNITS], in, g[0], 0, g[1], g[2],
+                      B, H, W, scratch);
         shortcut = g[2];
         work0 = g[0];
         work1 = g[1];
@@ -261,15 +261,13 @@ static void block_backward(const Backend *be, const Block *b, const float *param
     for (int u = last; u >= 0; u--) {
         const float *uin = u > 0 ? ua[u - 1].post : in;
         int uh = u > 0 ? ua[u - 1].H : H, uw = u > 0 ? ua[u - 1].W : W;
-        unit_backward(be, &b->unit[u], params, grads, &ua[u], uin, dy, work0, work1, B, uh, uw,
-                      scratch);
+        /* the last unit's ReLU came after the residual add: g[0] is already through it */
+        unit_backward(be, &b->unit[u], params, grads, &ua[u], uin, dy, u != last, work0, work1, B,
+                      uh, uw, scratch);
         float *t = work0; /* work1 now holds d(unit input) */
         work0 = work1;
         work1 = t;
         dy = work0;
-        if (u > 0)
-            be->relu_backward(work0, work0, ua[u - 1].post,
-                              (size_t)B * uh * uw * b->unit[u - 1].conv.cout);
     }
     be->add_forward(work0, work0, shortcut, (size_t)B * H * W * b->unit[0].conv.cin);
     float *all[3] = {g[0], g[1], g[2]};
@@ -313,6 +311,6 @@ void resnet_backward(const Backend *be, const ResNet *net, const float *params, 
         be->maxpool2d_backward(buf[1], d, a->argmax, &p);
         d = buf[1];
     }
-    be->relu_backward(d, d, a->stem.post, (size_t)B * a->stem.H * a->stem.W * net->stem.conv.cout);
-    unit_backward(be, &net->stem, params, grads, &a->stem, x, d, d, NULL, B, a->H, a->W, scratch);
+    unit_backward(be, &net->stem, params, grads, &a->stem, x, d, 1, d, NULL, B, a->H, a->W,
+                  scratch);
 }

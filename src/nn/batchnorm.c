@@ -22,35 +22,39 @@ static void chunk_bounds(int M, int nchunk, int k, int *r0, int *r1) {
     *r1 = (int)((long)M * (k + 1) / nchunk);
 }
 
-/* Per-channel mean and biased variance (two passes: the mean first, then squared deviations, for
- * accuracy when |mean| >> std). */
+/* Per-channel mean and biased variance in one pass: each chunk sums d = x - K and d^2 in
+ * double, with K the first row's value of the channel. Shifting by a sample keeps the
+ * cancellation in E[d^2] - E[d]^2 to the square of (mean - K) / std, a few units for any real
+ * sample (even 1e3 standard deviations away it costs 6 of double's 16 digits), which is what
+ * the former two-pass version was for, at half the memory traffic. */
 static void channel_stats(double *mean, double *var, const float *in, int M, int C,
                           double *part) {
     const int nchunk = row_chunks(M);
-    for (int pass = 0; pass < 2; pass++) {
+    double *part2 = part + (size_t)nchunk * C;
 #pragma omp parallel for schedule(static)
-        for (int k = 0; k < nchunk; k++) {
-            int r0, r1;
-            chunk_bounds(M, nchunk, k, &r0, &r1);
-            double *acc = part + (size_t)k * C;
-            for (int c = 0; c < C; c++) acc[c] = 0;
-            for (int r = r0; r < r1; r++) {
-                const float *x = in + (size_t)r * C;
-                if (pass == 0)
-                    for (int c = 0; c < C; c++) acc[c] += x[c];
-                else
-                    for (int c = 0; c < C; c++) {
-                        double d = x[c] - mean[c];
-                        acc[c] += d * d;
-                    }
+    for (int k = 0; k < nchunk; k++) {
+        int r0, r1;
+        chunk_bounds(M, nchunk, k, &r0, &r1);
+        double *s1 = part + (size_t)k * C, *s2 = part2 + (size_t)k * C;
+        for (int c = 0; c < C; c++) s1[c] = s2[c] = 0;
+        for (int r = r0; r < r1; r++) {
+            const float *x = in + (size_t)r * C;
+            for (int c = 0; c < C; c++) {
+                double d = (double)x[c] - in[c];
+                s1[c] += d;
+                s2[c] += d * d;
             }
         }
-        double *dst = pass == 0 ? mean : var;
-        for (int c = 0; c < C; c++) {
-            double s = 0;
-            for (int k = 0; k < nchunk; k++) s += part[(size_t)k * C + c];
-            dst[c] = s / M;
+    }
+    for (int c = 0; c < C; c++) {
+        double a = 0, b = 0;
+        for (int k = 0; k < nchunk; k++) {
+            a += part[(size_t)k * C + c];
+            b += part2[(size_t)k * C + c];
         }
+        double dm = a / M, v = b / M - dm * dm;
+        mean[c] = in[c] + dm;
+        var[c] = v > 0 ? v : 0;
     }
 }
 
@@ -63,22 +67,44 @@ static void update_running(float *running_mean, float *running_var, const double
     }
 }
 
-/* y = (x - center) * scale + shift per channel, rows in parallel. Subtracting the centre first
- * keeps the result accurate when |mean| is large against the spread. */
-static void affine_rows(float *out, const float *in, const float *center, const float *scale,
-                        const float *shift, int M, int C) {
+/* y = (x - center) * scale + shift per channel, then + residual, then ReLU: one pass over
+ * memory for what were three. Subtracting the centre first keeps the result accurate when
+ * |mean| is large against the spread. The float operations are those of the separate passes in
+ * the same order, so fusing changed no bit. */
+static inline void affine_row(float *restrict y, const float *restrict x, const float *res,
+                              const float *center, const float *scale, const float *shift, int C,
+                              int relu) {
+    for (int c = 0; c < C; c++) {
+        float v = (x[c] - center[c]) * scale[c] + shift[c];
+        if (res) v += res[c];
+        if (relu) v = v < 0.0f ? 0.0f : v; /* NaN passes, as in PyTorch */
+        y[c] = v;
+    }
+}
+
+static void affine_rows(float *out, const float *in, const float *residual, int relu,
+                        const float *center, const float *scale, const float *shift, int M,
+                        int C) {
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < M; r++) {
-        const float *x = in + (size_t)r * C;
+        const float *x = in + (size_t)r * C, *res = residual ? residual + (size_t)r * C : NULL;
         float *y = out + (size_t)r * C;
-        for (int c = 0; c < C; c++) y[c] = (x[c] - center[c]) * scale[c] + shift[c];
+        /* constant arguments per call, so each variant compiles to its own vector loop */
+        if (res && relu)
+            affine_row(y, x, res, center, scale, shift, C, 1);
+        else if (res)
+            affine_row(y, x, res, center, scale, shift, C, 0);
+        else if (relu)
+            affine_row(y, x, NULL, center, scale, shift, C, 1);
+        else
+            affine_row(y, x, NULL, center, scale, shift, C, 0);
     }
 }
 
 void batchnorm_forward_train_cpu(float *out, float *save_mean, float *save_invstd,
                                  float *running_mean, float *running_var, const float *in,
-                                 const float *gamma, const float *beta, int M, int C,
-                                 float momentum, float eps, double *work) {
+                                 const float *gamma, const float *beta, const float *residual,
+                                 int relu, int M, int C, float momentum, float eps, double *work) {
     const size_t nc = (size_t)row_chunks(M) * C;
     double *mean = work + 2 * nc, *var = mean + C;
     float *scale = (float *)(var + C);
@@ -90,20 +116,24 @@ void batchnorm_forward_train_cpu(float *out, float *save_mean, float *save_invst
         scale[c] = (float)(gamma[c] * invstd);
     }
     update_running(running_mean, running_var, mean, var, M, C, momentum);
-    affine_rows(out, in, save_mean, scale, beta, M, C);
+    affine_rows(out, in, residual, relu, save_mean, scale, beta, M, C);
 }
 
 void batchnorm_forward_eval_cpu(float *out, const float *in, const float *gamma,
                                 const float *beta, const float *running_mean,
-                                const float *running_var, int M, int C, float eps, double *work) {
+                                const float *running_var, const float *residual, int relu, int M,
+                                int C, float eps, double *work) {
     float *scale = (float *)work;
     for (int c = 0; c < C; c++) scale[c] = (float)(gamma[c] / sqrt((double)running_var[c] + eps));
-    affine_rows(out, in, running_mean, scale, beta, M, C);
+    affine_rows(out, in, residual, relu, running_mean, scale, beta, M, C);
 }
 
+/* With relu_out, dy is first masked by the ReLU that followed the batch norm (zero where its
+ * output was not positive); each loop is written twice so both variants vectorize. */
 void batchnorm_backward_cpu(float *din, float *dgamma, float *dbeta, const float *dout,
-                            const float *in, const float *save_mean, const float *save_invstd,
-                            const float *gamma, int M, int C, double *work) {
+                            const float *relu_out, const float *in, const float *save_mean,
+                            const float *save_invstd, const float *gamma, int M, int C,
+                            double *work) {
     const int nchunk = row_chunks(M);
     double *part_dy = work, *part_dyx = work + (size_t)nchunk * C;
 #pragma omp parallel for schedule(static)
@@ -114,9 +144,18 @@ void batchnorm_backward_cpu(float *din, float *dgamma, float *dbeta, const float
         for (int c = 0; c < C; c++) a[c] = b[c] = 0;
         for (int r = r0; r < r1; r++) {
             const float *dy = dout + (size_t)r * C, *x = in + (size_t)r * C;
-            for (int c = 0; c < C; c++) {
-                a[c] += dy[c];
-                b[c] += (double)dy[c] * (x[c] - save_mean[c]);
+            if (relu_out) {
+                const float *m = relu_out + (size_t)r * C;
+                for (int c = 0; c < C; c++) {
+                    float d = dy[c], g = m[c] > 0.0f ? d : 0.0f;
+                    a[c] += g;
+                    b[c] += (double)g * (x[c] - save_mean[c]);
+                }
+            } else {
+                for (int c = 0; c < C; c++) {
+                    a[c] += dy[c];
+                    b[c] += (double)dy[c] * (x[c] - save_mean[c]);
+                }
             }
         }
     }
@@ -143,8 +182,16 @@ void batchnorm_backward_cpu(float *din, float *dgamma, float *dbeta, const float
     for (int r = 0; r < M; r++) {
         const float *dy = dout + (size_t)r * C, *x = in + (size_t)r * C;
         float *dx = din + (size_t)r * C;
-        for (int c = 0; c < C; c++)
-            dx[c] = (float)(dy[c] * k1[c] + ((double)x[c] - save_mean[c]) * k2[c] + k3[c]);
+        if (relu_out) {
+            const float *m = relu_out + (size_t)r * C;
+            for (int c = 0; c < C; c++) {
+                float d = dy[c], g = m[c] > 0.0f ? d : 0.0f;
+                dx[c] = (float)(g * k1[c] + ((double)x[c] - save_mean[c]) * k2[c] + k3[c]);
+            }
+        } else {
+            for (int c = 0; c < C; c++)
+                dx[c] = (float)(dy[c] * k1[c] + ((double)x[c] - save_mean[c]) * k2[c] + k3[c]);
+        }
     }
 }
 
@@ -184,10 +231,16 @@ void batchnorm_backward_eval_cpu(float *din, float *dgamma, float *dbeta, const 
 
 /* ---- naive reference: the textbook formulas, one channel at a time, in double ---- */
 
+/* The post-ops in float, in the order of the layers they replace: + residual, then ReLU. */
+static float post_ops_ref(float v, const float *residual, size_t i, int relu) {
+    if (residual) v += residual[i];
+    return relu && v < 0.0f ? 0.0f : v;
+}
+
 void batchnorm_forward_train_ref(float *out, float *save_mean, float *save_invstd,
                                  float *running_mean, float *running_var, const float *in,
-                                 const float *gamma, const float *beta, int M, int C,
-                                 float momentum, float eps, double *work) {
+                                 const float *gamma, const float *beta, const float *residual,
+                                 int relu, int M, int C, float momentum, float eps, double *work) {
     (void)work;
     for (int c = 0; c < C; c++) {
         double mean = 0, var = 0;
@@ -199,9 +252,11 @@ void batchnorm_forward_train_ref(float *out, float *save_mean, float *save_invst
         }
         var /= M;
         double invstd = 1.0 / sqrt(var + eps);
-        for (int r = 0; r < M; r++)
-            out[(size_t)r * C + c] =
-                (float)((in[(size_t)r * C + c] - mean) * invstd * gamma[c] + beta[c]);
+        for (int r = 0; r < M; r++) {
+            size_t i = (size_t)r * C + c;
+            out[i] = post_ops_ref((float)((in[i] - mean) * invstd * gamma[c] + beta[c]), residual,
+                                  i, relu);
+        }
         save_mean[c] = (float)mean;
         save_invstd[c] = (float)invstd;
         running_mean[c] = (float)((1 - momentum) * (double)running_mean[c] + momentum * mean);
@@ -212,35 +267,41 @@ void batchnorm_forward_train_ref(float *out, float *save_mean, float *save_invst
 
 void batchnorm_forward_eval_ref(float *out, const float *in, const float *gamma,
                                 const float *beta, const float *running_mean,
-                                const float *running_var, int M, int C, float eps, double *work) {
+                                const float *running_var, const float *residual, int relu, int M,
+                                int C, float eps, double *work) {
     (void)work;
     for (int c = 0; c < C; c++) {
         double invstd = 1.0 / sqrt((double)running_var[c] + eps);
-        for (int r = 0; r < M; r++)
-            out[(size_t)r * C + c] =
-                (float)((in[(size_t)r * C + c] - running_mean[c]) * invstd * gamma[c] + beta[c]);
+        for (int r = 0; r < M; r++) {
+            size_t i = (size_t)r * C + c;
+            out[i] = post_ops_ref((float)((in[i] - running_mean[c]) * invstd * gamma[c] + beta[c]),
+                                  residual, i, relu);
+        }
     }
 }
 
 void batchnorm_backward_ref(float *din, float *dgamma, float *dbeta, const float *dout,
-                            const float *in, const float *save_mean, const float *save_invstd,
-                            const float *gamma, int M, int C, double *work) {
+                            const float *relu_out, const float *in, const float *save_mean,
+                            const float *save_invstd, const float *gamma, int M, int C,
+                            double *work) {
     (void)work;
+#define DY_REF(i) (relu_out && !(relu_out[i] > 0.0f) ? 0.0 : (double)dout[i])
     for (int c = 0; c < C; c++) {
         double sdy = 0, sdyxhat = 0, invstd = save_invstd[c], mean = save_mean[c];
         for (int r = 0; r < M; r++) {
-            double dy = dout[(size_t)r * C + c];
+            double dy = DY_REF((size_t)r * C + c);
             sdy += dy;
             sdyxhat += dy * (in[(size_t)r * C + c] - mean) * invstd;
         }
         for (int r = 0; r < M; r++) {
             double xhat = (in[(size_t)r * C + c] - mean) * invstd;
-            double dy = dout[(size_t)r * C + c];
+            double dy = DY_REF((size_t)r * C + c);
             din[(size_t)r * C + c] = (float)(gamma[c] * invstd * (dy - sdy / M - xhat * sdyxhat / M));
         }
         dgamma[c] += (float)sdyxhat;
         dbeta[c] += (float)sdy;
     }
+#undef DY_REF
 }
 
 void batchnorm_backward_eval_ref(float *din, float *dgamma, float *dbeta, const float *dout,

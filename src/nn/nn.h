@@ -68,19 +68,24 @@ void winograd_backward_weight(float *dweight, const float *dout, const float *in
  * Training: normalizes with the batch mean and biased variance, saves mean and 1/sqrt(var+eps)
  * for backward, and updates running_mean/var with `momentum` (running var unbiased), exactly as
  * torch.nn.BatchNorm{1,2}d in training mode. Evaluation: uses the running statistics.
- * `work` holds batchnorm_work_doubles(M, C) doubles of per-channel partial sums. */
+ * Forward fuses what follows a batch norm in a ResNet: out = relu?(bn(in) + residual), with
+ * residual NULL for none and relu 0 or 1 (out may alias residual). Backward takes the output of
+ * that ReLU as relu_out (NULL: no ReLU) and masks dout by it, so the ReLU's backward needs no
+ * pass of its own. `work` holds batchnorm_work_doubles(M, C) doubles of per-channel sums. */
 size_t batchnorm_work_doubles(int M, int C);
 void batchnorm_forward_train_cpu(float *out, float *save_mean, float *save_invstd,
                                  float *running_mean, float *running_var, const float *in,
-                                 const float *gamma, const float *beta, int M, int C,
-                                 float momentum, float eps, double *work);
+                                 const float *gamma, const float *beta, const float *residual,
+                                 int relu, int M, int C, float momentum, float eps, double *work);
 void batchnorm_forward_eval_cpu(float *out, const float *in, const float *gamma,
                                 const float *beta, const float *running_mean,
-                                const float *running_var, int M, int C, float eps, double *work);
+                                const float *running_var, const float *residual, int relu, int M,
+                                int C, float eps, double *work);
 /* din may alias dout (computed in place). */
 void batchnorm_backward_cpu(float *din, float *dgamma, float *dbeta, const float *dout,
-                            const float *in, const float *save_mean, const float *save_invstd,
-                            const float *gamma, int M, int C, double *work);
+                            const float *relu_out, const float *in, const float *save_mean,
+                            const float *save_invstd, const float *gamma, int M, int C,
+                            double *work);
 /* Evaluation-mode backward: the running statistics are constants, so dx = dy*gamma/sqrt(var+eps)
  * (what fine-tuning through a frozen-statistics encoder needs). Accumulates dgamma, dbeta. */
 void batchnorm_backward_eval_cpu(float *din, float *dgamma, float *dbeta, const float *dout,
@@ -91,14 +96,16 @@ void batchnorm_backward_eval_ref(float *din, float *dgamma, float *dbeta, const 
                                  const float *running_var, int M, int C, float eps, double *work);
 void batchnorm_forward_train_ref(float *out, float *save_mean, float *save_invstd,
                                  float *running_mean, float *running_var, const float *in,
-                                 const float *gamma, const float *beta, int M, int C,
-                                 float momentum, float eps, double *work);
+                                 const float *gamma, const float *beta, const float *residual,
+                                 int relu, int M, int C, float momentum, float eps, double *work);
 void batchnorm_forward_eval_ref(float *out, const float *in, const float *gamma,
                                 const float *beta, const float *running_mean,
-                                const float *running_var, int M, int C, float eps, double *work);
+                                const float *running_var, const float *residual, int relu, int M,
+                                int C, float eps, double *work);
 void batchnorm_backward_ref(float *din, float *dgamma, float *dbeta, const float *dout,
-                            const float *in, const float *save_mean, const float *save_invstd,
-                            const float *gamma, int M, int C, double *work);
+                            const float *relu_out, const float *in, const float *save_mean,
+                            const float *save_invstd, const float *gamma, int M, int C,
+                            double *work);
 
 /* ReLU (NaN passes through, as in PyTorch); backward masks by the forward OUTPUT, so the input
  * need not be kept. In-place (out == in, din == dout) is allowed. */
