@@ -228,6 +228,55 @@ static void test_winograd_and_im2col_match_naive(void) {
     }
 }
 
+/* Direct convolution against the naive loops, all three kernels: 3x3 stride 1 and 2, 7x7
+ * stride 2 (the ImageNet stem), 1x1 stride 2 (a downsample), widths that leave a 16-channel
+ * vector after the 32-channel pairs (48), pixel counts that need every block size, few input
+ * channels, a batch smaller than the thread count and one larger than the group count. */
+static void test_direct_conv_matches_naive(void) {
+    TestRng r = {29};
+    const ConvShape shapes[] = {conv_shape(3, 9, 31, 16, 16, 3, 1, 1), conv_shape(2, 7, 5, 32, 48, 3, 1, 1),
+                                conv_shape(1, 11, 13, 3, 16, 7, 2, 3), conv_shape(2, 10, 9, 16, 32, 3, 2, 1),
+                                conv_shape(3, 6, 6, 16, 32, 1, 2, 0), conv_shape(37, 4, 4, 48, 16, 3, 1, 1),
+                                conv_shape(2, 1, 1, 16, 16, 3, 1, 1)};
+    for (size_t k = 0; k < ARRAY_LEN(shapes); k++) {
+        const ConvShape s = shapes[k];
+        size_t nx = (size_t)s.B * s.H * s.W * s.Cin, ny = (size_t)s.B * s.Ho * s.Wo * s.Cout,
+               nw = (size_t)s.Cout * s.K * s.K * s.Cin;
+        float *x = xmalloc(nx * 4, "t"), *w = xmalloc(nw * 4, "t"), *dy = xmalloc(ny * 4, "t");
+        fill_normal(&r, x, nx, 1), fill_normal(&r, w, nw, 0.2f), fill_normal(&r, dy, ny, 1);
+        size_t sc = 1;
+        for (int p = 0; p < 3; p++)
+            if (direct_conv_applies(&s, p)) sc = MAX(sc, direct_conv_scratch_floats(&s, p));
+        float *scratch = xcalloc(sc, 4, "t");
+        float *y[2], *dx[2], *dw[2];
+        for (int v = 0; v < 2; v++) {
+            y[v] = xmalloc(ny * 4, "t"), dx[v] = xmalloc(nx * 4, "t"), dw[v] = xcalloc(nw, 4, "t");
+            for (size_t i = 0; i < nw; i++) dw[v][i] = 0.5f; /* must accumulate onto this */
+        }
+        conv2d_forward_ref(y[0], x, w, &s, NULL);
+        conv2d_backward_data_ref(dx[0], dy, w, &s, NULL);
+        conv2d_backward_weight_ref(dw[0], dy, x, &s, NULL);
+        char what[96];
+        CHECK(direct_conv_applies(&s, CONV_PASS_FORWARD) && direct_conv_applies(&s, CONV_PASS_WEIGHT),
+              "shape %zu: direct applies", k);
+        direct_conv_forward(y[1], x, w, &s, scratch);
+        snprintf(what, sizeof what, "shape %zu direct forward", k);
+        CHECK_CLOSE(y[1], y[0], ny, 1e-5, what);
+        direct_conv_backward_weight(dw[1], dy, x, &s, scratch);
+        snprintf(what, sizeof what, "shape %zu direct d weight", k);
+        CHECK_CLOSE(dw[1], dw[0], nw, 1e-5, what);
+        if (direct_conv_applies(&s, CONV_PASS_DATA)) {
+            direct_conv_backward_data(dx[1], dy, w, &s, scratch);
+            snprintf(what, sizeof what, "shape %zu direct d input", k);
+            CHECK_CLOSE(dx[1], dx[0], nx, 1e-5, what);
+        } else {
+            CHECK(s.stride != 1 || s.Cin % 16 != 0, "shape %zu: input gradient should apply", k);
+        }
+        for (int v = 0; v < 2; v++) xfree(y[v]), xfree(dx[v]), xfree(dw[v]);
+        xfree(x), xfree(w), xfree(dy), xfree(scratch);
+    }
+}
+
 /* A batch larger than one Winograd pass (the transformed tiles of 3 images of 64x64 with 160+160
  * channels exceed the pass budget): several passes, the weight gradient summed across them. */
 static void test_winograd_multipass_matches_im2col(void) {
@@ -268,11 +317,18 @@ static double conv_loss(void *p, uint64_t *pattern) {
 
 static void test_conv2d_finite_differences(void) {
     TestRng r = {11};
-    /* stride 2 (im2col), 1x1 (plain GEMM), 7x7 stride 2 (im2col), 3x3 stride 1 (Winograd) */
+    /* stride 2 (im2col), 1x1 (plain GEMM), 7x7 stride 2 (im2col), 3x3 stride 1 (Winograd),
+     * 16 channels (direct) */
     const ConvShape shapes[] = {conv_shape(2, 6, 5, 3, 4, 3, 2, 1), conv_shape(2, 4, 4, 3, 5, 1, 1, 0),
-                                conv_shape(1, 9, 9, 2, 3, 7, 2, 3), conv_shape(2, 5, 6, 3, 4, 3, 1, 1)};
+                                conv_shape(1, 9, 9, 2, 3, 7, 2, 3), conv_shape(2, 5, 6, 3, 4, 3, 1, 1),
+                                conv_shape(1, 4, 5, 16, 16, 3, 1, 1)};
     for (size_t k = 0; k < ARRAY_LEN(shapes); k++) {
         ConvCtx c = {shapes[k], 0, 0, 0, 0, 0};
+        if (c.s.Cin == 16)
+            CHECK(direct_conv_preferred(&c.s, CONV_PASS_FORWARD) &&
+                      direct_conv_preferred(&c.s, CONV_PASS_DATA) &&
+                      direct_conv_preferred(&c.s, CONV_PASS_WEIGHT),
+                  "16 channels: the direct kernels");
         size_t nx = (size_t)c.s.B * c.s.H * c.s.W * c.s.Cin, nw = (size_t)c.s.Cout * c.s.K * c.s.K * c.s.Cin,
                ny = (size_t)c.s.B * c.s.Ho * c.s.Wo * c.s.Cout;
         c.x = xmalloc(nx * 4, "t"), c.w = xmalloc(nw * 4, "t"), c.y = xmalloc(ny * 4, "t"), c.wy = xmalloc(ny * 4, "t");
@@ -805,6 +861,7 @@ int main(void) {
     RUN(test_winograd_and_im2col_match_naive);
     RUN(test_winograd_multipass_matches_im2col);
     RUN(test_conv2d_finite_differences);
+    RUN(test_direct_conv_matches_naive);
     RUN(test_batchnorm_matches_pytorch);
     RUN(test_batchnorm_finite_differences);
     RUN(test_batchnorm_multichunk_matches_reference);

@@ -42,8 +42,16 @@ size_t conv2d_im2col_scratch_floats(const ConvShape *s) {
     return (size_t)images_per_tile(s) * s->Ho * s->Wo * s->K * s->K * s->Cin;
 }
 
-size_t conv2d_scratch_floats(const ConvShape *s) {
+/* The scratch of the kernel each pass runs: direct where preferred, else Winograd or im2col. */
+static size_t pass_scratch_floats(const ConvShape *s, int pass) {
+    if (direct_conv_preferred(s, pass)) return direct_conv_scratch_floats(s, pass);
     return use_winograd(s) ? winograd_scratch_floats(s) : conv2d_im2col_scratch_floats(s);
+}
+
+size_t conv2d_scratch_floats(const ConvShape *s) {
+    size_t n = pass_scratch_floats(s, CONV_PASS_FORWARD);
+    n = MAX(n, pass_scratch_floats(s, CONV_PASS_DATA));
+    return MAX(n, pass_scratch_floats(s, CONV_PASS_WEIGHT));
 }
 
 /* Unfold images [b0, b0+nb) into col[rows, K*K*Cin], column order (kh, kw, ci) = OHWI. */
@@ -153,7 +161,9 @@ void conv2d_backward_data_im2col(float *din, const float *dout, const float *wei
 
 void conv2d_forward_cpu(float *out, const float *in, const float *weight, const ConvShape *s,
                         float *scratch) {
-    if (use_winograd(s))
+    if (direct_conv_preferred(s, CONV_PASS_FORWARD))
+        direct_conv_forward(out, in, weight, s, scratch);
+    else if (use_winograd(s))
         winograd_forward(out, in, weight, s, scratch);
     else
         conv2d_forward_im2col(out, in, weight, s, scratch);
@@ -161,7 +171,9 @@ void conv2d_forward_cpu(float *out, const float *in, const float *weight, const 
 
 void conv2d_backward_weight_cpu(float *dweight, const float *dout, const float *in,
                                 const ConvShape *s, float *scratch) {
-    if (use_winograd(s))
+    if (direct_conv_preferred(s, CONV_PASS_WEIGHT))
+        direct_conv_backward_weight(dweight, dout, in, s, scratch);
+    else if (use_winograd(s))
         winograd_backward_weight(dweight, dout, in, s, scratch);
     else
         conv2d_backward_weight_im2col(dweight, dout, in, s, scratch);
@@ -169,7 +181,9 @@ void conv2d_backward_weight_cpu(float *dweight, const float *dout, const float *
 
 void conv2d_backward_data_cpu(float *din, const float *dout, const float *weight,
                               const ConvShape *s, float *scratch) {
-    if (use_winograd(s))
+    if (direct_conv_preferred(s, CONV_PASS_DATA))
+        direct_conv_backward_data(din, dout, weight, s, scratch);
+    else if (use_winograd(s))
         winograd_backward_data(din, dout, weight, s, scratch);
     else
         conv2d_backward_data_im2col(din, dout, weight, s, scratch);

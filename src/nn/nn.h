@@ -64,6 +64,21 @@ void winograd_backward_data(float *din, const float *dout, const float *weight,
 void winograd_backward_weight(float *dweight, const float *dout, const float *in,
                               const ConvShape *s, float *scratch);
 
+/* Direct convolution for narrow layers (src/nn/conv_direct.c): register-blocked over output
+ * pixels and 16-channel vectors of output channels, one zero-padded image per thread in cache.
+ * Applies where the vector channels are a multiple of 16 (Cout; Cin for the input gradient,
+ * which it computes for stride 1 only); conv2d_*_cpu use it where it is also preferred. */
+enum { CONV_PASS_FORWARD, CONV_PASS_DATA, CONV_PASS_WEIGHT };
+int direct_conv_applies(const ConvShape *s, int pass);
+int direct_conv_preferred(const ConvShape *s, int pass);
+size_t direct_conv_scratch_floats(const ConvShape *s, int pass);
+void direct_conv_forward(float *out, const float *in, const float *weight, const ConvShape *s,
+                         float *scratch);
+void direct_conv_backward_data(float *din, const float *dout, const float *weight,
+                               const ConvShape *s, float *scratch);
+void direct_conv_backward_weight(float *dweight, const float *dout, const float *in,
+                                 const ConvShape *s, float *scratch);
+
 /* Batch norm over [M rows, C channels] (M = N*H*W for 2-D maps, M = N for vectors).
  * Training: normalizes with the batch mean and biased variance, saves mean and 1/sqrt(var+eps)
  * for backward, and updates running_mean/var with `momentum` (running var unbiased), exactly as

@@ -1,0 +1,289 @@
+/* Direct convolution for narrow layers, NHWC activations, OHWI weights.
+ *
+ * With 16 or 32 channels, Winograd's transformed tiles (4x the activation) and im2col's
+ * unfolded rows (9x) cost more memory traffic than the multiply-adds they feed: a 32x32x16
+ * layer ran at 83 "direct-equivalent" GFLOP/s by Winograd on 2 cores whose SGEMM reaches 290.
+ * Here each thread copies one image at a time into a zero-padded buffer that stays in its
+ * cache, and a register-blocked kernel computes NP output pixels x 16*NV output channels:
+ * for every tap and input channel, NV weight vectors are loaded once and each pixel's input
+ * value is broadcast into NP*NV fused multiply-adds. Output channels are the vector lanes
+ * (NHWC keeps them contiguous), so the kernel needs Cout (Cin for the input gradient) to be a
+ * multiple of 16; conv2d_*_cpu choose it where it applies and pays (direct_conv_preferred).
+ *
+ *   forward         out[b, ho, wo, :] = sum over (kh, kw, ci) of x[b, ho*s+kh-p, wo*s+kw-p, ci]
+ *                   * w[:, kh, kw, ci], weights repacked to [kh, kw, ci, co] (co contiguous)
+ *   backward data   for stride 1 the same kernel on dy with the kernel rotated by 180 degrees,
+ *                   channels swapped and padding K-1-p
+ *   backward weight dw[co, kh, kw, ci] = sum over pixels of x[.., ci] * dy[.., co]: per group of
+ *                   images one thread sums into its own partial, then the groups are added in
+ *                   order, so the result does not depend on the number of threads.
+ *
+ * The kernels are GCC/Clang vector extensions (16 floats: one AVX-512 register, two AVX or four
+ * SSE registers on other machines). This file is built with -ffp-contract=fast so that the
+ * multiply-adds are fused. */
+#include <string.h>
+
+#ifdef BYOL_OMP
+#include <omp.h>
+#endif
+
+#include "../core/common.h"
+#include "../core/threads.h"
+#include "nn.h"
+
+#define VL 16
+typedef float v16 __attribute__((vector_size(VL * sizeof(float)), aligned(sizeof(float))));
+
+/* Groups of images whose weight gradients are summed separately (a function of B only). */
+enum { DIRECT_MAX_GROUPS = 32 };
+
+static int n_groups(int B) { return MIN(B, DIRECT_MAX_GROUPS); }
+
+/* Per-thread buffers are sized for this many threads; more OpenMP threads than cores are
+ * clamped to it. */
+static int thread_cap(void) { return threads_available(); }
+
+static int team_size(void) {
+#ifdef BYOL_OMP
+    return MIN(omp_get_max_threads(), thread_cap());
+#else
+    return 1;
+#endif
+}
+
+static int thread_id(void) {
+#ifdef BYOL_OMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+int direct_conv_applies(const ConvShape *s, int pass) {
+    switch (pass) {
+    case CONV_PASS_DATA:
+        return s->stride == 1 && s->pad <= s->K - 1 && s->Cin % VL == 0;
+    default:
+        return s->Cout % VL == 0;
+    }
+}
+
+/* Narrow layers only: measured with build/bench/bench_conv (batch 256, 2 threads) against
+ * Winograd (3x3 stride 1) and im2col (the rest). */
+int direct_conv_preferred(const ConvShape *s, int pass) {
+    if (!direct_conv_applies(s, pass)) return 0;
+    int c = pass == CONV_PASS_DATA ? s->Cout : s->Cin; /* channels summed over */
+    return c <= 32;
+}
+
+static size_t padded_floats(int H, int W, int C, int pad) {
+    return (size_t)(H + 2 * pad) * (W + 2 * pad) * C;
+}
+
+size_t direct_conv_scratch_floats(const ConvShape *s, int pass) {
+    const size_t w = (size_t)s->K * s->K * s->Cin * s->Cout;
+    if (pass == CONV_PASS_DATA)
+        return w + (size_t)thread_cap() * padded_floats(s->Ho, s->Wo, s->Cout, s->K - 1 - s->pad);
+    size_t img = (size_t)thread_cap() * padded_floats(s->H, s->W, s->Cin, s->pad);
+    return pass == CONV_PASS_WEIGHT ? (size_t)n_groups(s->B) * w + img : w + img;
+}
+
+/* dst [H+2p, W+2p, C] = image [H, W, C] with a zero border of p. */
+static void pad_image(float *dst, const float *img, int H, int W, int C, int p) {
+    const size_t Wp = (size_t)W + 2 * p, row = Wp * C;
+    memset(dst, 0, sizeof(float) * row * p);
+    for (int h = 0; h < H; h++) {
+        float *d = dst + (size_t)(h + p) * row;
+        memset(d, 0, sizeof(float) * p * C);
+        memcpy(d + (size_t)p * C, img + (size_t)h * W * C, sizeof(float) * W * C);
+        memset(d + (size_t)(p + W) * C, 0, sizeof(float) * p * C);
+    }
+    memset(dst + (size_t)(H + p) * row, 0, sizeof(float) * row * p);
+}
+
+/* ---- forward kernel: NP pixels x NV vectors of output channels ----
+ * out: first output pixel's channel co0 (pixel stride O); x: the padded input at the window's
+ * top-left for that pixel (pixel step xps, row step xrs, C channels); w: [K*K][C][O] + co0. */
+#define FWD_KERNEL(NP, NV)                                                                    \
+    static void fwd_##NP##x##NV(float *restrict out, int O, const float *restrict x, int xps,  \
+                                int xrs, const float *restrict w, int C, int K) {              \
+        v16 acc[NP][NV];                                                                      \
+        _Pragma("GCC unroll 16") for (int p = 0; p < NP; p++)                                 \
+            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[p][v] = (v16){0};       \
+        for (int kh = 0; kh < K; kh++)                                                        \
+            for (int kw = 0; kw < K; kw++) {                                                  \
+                const float *xk = x + (size_t)kh * xrs + (size_t)kw * C;                      \
+                const float *wk = w + (size_t)(kh * K + kw) * C * O;                          \
+                for (int c = 0; c < C; c++) {                                                 \
+                    v16 wv[NV];                                                               \
+                    _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                      \
+                        wv[v] = *(const v16 *)(wk + (size_t)c * O + v * VL);                  \
+                    _Pragma("GCC unroll 16") for (int p = 0; p < NP; p++) {                   \
+                        float xs = xk[(size_t)p * xps + c];                                   \
+                        _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[p][v] += xs * wv[v]; \
+                    }                                                                         \
+                }                                                                             \
+            }                                                                                 \
+        _Pragma("GCC unroll 16") for (int p = 0; p < NP; p++)                                 \
+            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                              \
+                *(v16 *)(out + (size_t)p * O + v * VL) = acc[p][v];                          \
+    }
+
+FWD_KERNEL(16, 1)
+FWD_KERNEL(8, 1)
+FWD_KERNEL(4, 1)
+FWD_KERNEL(2, 1)
+FWD_KERNEL(1, 1)
+FWD_KERNEL(12, 2)
+FWD_KERNEL(8, 2)
+FWD_KERNEL(4, 2)
+FWD_KERNEL(2, 2)
+FWD_KERNEL(1, 2)
+
+typedef void (*FwdKernel)(float *, int, const float *, int, int, const float *, int, int);
+/* Pixel blocks per vector count, largest first; a row is covered greedily. */
+static const int FWD_NP[2][5] = {{16, 8, 4, 2, 1}, {12, 8, 4, 2, 1}};
+static const FwdKernel FWD[2][5] = {{fwd_16x1, fwd_8x1, fwd_4x1, fwd_2x1, fwd_1x1},
+                                    {fwd_12x2, fwd_8x2, fwd_4x2, fwd_2x2, fwd_1x2}};
+
+/* out [B, Ho, Wo, O] = conv(in [B, H, W, C]) with weights wt [K, K, C, O]. */
+static void direct_conv(float *out, const float *in, const float *wt, int B, int H, int W, int C,
+                        int O, int K, int stride, int pad, int Ho, int Wo, float *bufs) {
+    const size_t img_floats = padded_floats(H, W, C, pad);
+    const int xps = stride * C, row = (W + 2 * pad) * C; /* pixel step, padded row */
+#pragma omp parallel num_threads(team_size())
+    {
+        float *xp = bufs + (size_t)thread_id() * img_floats;
+#pragma omp for schedule(static)
+        for (int b = 0; b < B; b++) {
+            pad_image(xp, in + (size_t)b * H * W * C, H, W, C, pad);
+            float *ob = out + (size_t)b * Ho * Wo * O;
+            for (int ho = 0; ho < Ho; ho++)
+                for (int co = 0; co < O;) {
+                    const int nv = O - co >= 2 * VL ? 2 : 1;
+                    for (int wo = 0; wo < Wo;) {
+                        int k = 0;
+                        while (FWD_NP[nv - 1][k] > Wo - wo) k++;
+                        FWD[nv - 1][k](ob + ((size_t)ho * Wo + wo) * O + co, O,
+                                       xp + (size_t)ho * stride * row + (size_t)wo * xps, xps, row,
+                                       wt + co, C, K);
+                        wo += FWD_NP[nv - 1][k];
+                    }
+                    co += nv * VL;
+                }
+        }
+    }
+}
+
+void direct_conv_forward(float *out, const float *in, const float *weight, const ConvShape *s,
+                         float *scratch) {
+    const int KK = s->K * s->K, C = s->Cin, O = s->Cout;
+    float *wt = scratch, *bufs = scratch + (size_t)KK * C * O;
+    for (int o = 0; o < O; o++) /* OHWI -> [K, K, C, O] */
+        for (int t = 0; t < KK; t++)
+            for (int c = 0; c < C; c++) wt[((size_t)t * C + c) * O + o] = weight[((size_t)o * KK + t) * C + c];
+    direct_conv(out, in, wt, s->B, s->H, s->W, C, O, s->K, s->stride, s->pad, s->Ho, s->Wo, bufs);
+}
+
+void direct_conv_backward_data(float *din, const float *dout, const float *weight,
+                               const ConvShape *s, float *scratch) {
+    const int KK = s->K * s->K, C = s->Cin, O = s->Cout;
+    float *wt = scratch, *bufs = scratch + (size_t)KK * C * O;
+    /* tap t of the rotated kernel is tap KK-1-t of the original; input channels are now O */
+    for (int t = 0; t < KK; t++)
+        for (int o = 0; o < O; o++)
+            memcpy(wt + ((size_t)t * O + o) * C, weight + ((size_t)o * KK + (KK - 1 - t)) * C,
+                   sizeof(float) * C);
+    direct_conv(din, dout, wt, s->B, s->Ho, s->Wo, O, C, s->K, 1, s->K - 1 - s->pad, s->H, s->W,
+                bufs);
+}
+
+/* ---- weight-gradient kernel: R input channels x NV vectors of output channels ----
+ * dw: partial [.., C, O] at (tap, ci0, co0) (row stride O); x: padded input at the tap's offset
+ * for output pixel (0, 0), channel ci0; dy: the image's gradient at channel co0. */
+#define BWW_KERNEL(R, NV)                                                                     \
+    static void bww_##R##x##NV(float *restrict dw, int O, const float *restrict x, int xps,    \
+                               int xrs, const float *restrict dy, int Ho, int Wo) {            \
+        v16 acc[R][NV];                                                                       \
+        _Pragma("GCC unroll 16") for (int r = 0; r < R; r++)                                  \
+            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[r][v] = (v16){0};       \
+        for (int ho = 0; ho < Ho; ho++) {                                                     \
+            const float *xr = x + (size_t)ho * xrs, *dr = dy + (size_t)ho * Wo * O;           \
+            for (int wo = 0; wo < Wo; wo++) {                                                 \
+                v16 d[NV];                                                                    \
+                _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                          \
+                    d[v] = *(const v16 *)(dr + (size_t)wo * O + v * VL);                      \
+                const float *xq = xr + (size_t)wo * xps;                                      \
+                _Pragma("GCC unroll 16") for (int r = 0; r < R; r++) {                        \
+                    float xs = xq[r];                                                         \
+                    _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[r][v] += xs * d[v]; \
+                }                                                                             \
+            }                                                                                 \
+        }                                                                                     \
+        _Pragma("GCC unroll 16") for (int r = 0; r < R; r++)                                  \
+            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                              \
+                *(v16 *)(dw + (size_t)r * O + v * VL) += acc[r][v];                          \
+    }
+
+BWW_KERNEL(16, 1)
+BWW_KERNEL(8, 1)
+BWW_KERNEL(4, 1)
+BWW_KERNEL(2, 1)
+BWW_KERNEL(1, 1)
+BWW_KERNEL(12, 2)
+BWW_KERNEL(8, 2)
+BWW_KERNEL(4, 2)
+BWW_KERNEL(2, 2)
+BWW_KERNEL(1, 2)
+
+typedef void (*BwwKernel)(float *, int, const float *, int, int, const float *, int, int);
+static const int BWW_R[2][5] = {{16, 8, 4, 2, 1}, {12, 8, 4, 2, 1}};
+static const BwwKernel BWW[2][5] = {{bww_16x1, bww_8x1, bww_4x1, bww_2x1, bww_1x1},
+                                    {bww_12x2, bww_8x2, bww_4x2, bww_2x2, bww_1x2}};
+
+void direct_conv_backward_weight(float *dweight, const float *dout, const float *in,
+                                 const ConvShape *s, float *scratch) {
+    const int KK = s->K * s->K, C = s->Cin, O = s->Cout, K = s->K, G = n_groups(s->B);
+    const size_t wsize = (size_t)KK * C * O, img_floats = padded_floats(s->H, s->W, C, s->pad);
+    float *part = scratch, *bufs = scratch + (size_t)G * wsize;
+    const int Wp = s->W + 2 * s->pad, xps = s->stride * C, xrs = s->stride * Wp * C;
+#pragma omp parallel num_threads(team_size())
+    {
+        float *xp = bufs + (size_t)thread_id() * img_floats;
+#pragma omp for schedule(static)
+        for (int g = 0; g < G; g++) {
+            float *pg = part + (size_t)g * wsize;
+            memset(pg, 0, sizeof(float) * wsize);
+            const int b0 = (int)((long)s->B * g / G), b1 = (int)((long)s->B * (g + 1) / G);
+            for (int b = b0; b < b1; b++) {
+                pad_image(xp, in + (size_t)b * s->H * s->W * C, s->H, s->W, C, s->pad);
+                const float *dyb = dout + (size_t)b * s->Ho * s->Wo * O;
+                for (int kh = 0; kh < K; kh++)
+                    for (int kw = 0; kw < K; kw++) {
+                        const float *xt = xp + ((size_t)kh * Wp + kw) * C;
+                        float *pt = pg + (size_t)(kh * K + kw) * C * O;
+                        for (int co = 0; co < O;) {
+                            const int nv = O - co >= 2 * VL ? 2 : 1;
+                            for (int ci = 0; ci < C;) {
+                                int k = 0;
+                                while (BWW_R[nv - 1][k] > C - ci) k++;
+                                BWW[nv - 1][k](pt + (size_t)ci * O + co, O, xt + ci, xps, xrs,
+                                               dyb + co, s->Ho, s->Wo);
+                                ci += BWW_R[nv - 1][k];
+                            }
+                            co += nv * VL;
+                        }
+                    }
+            }
+        }
+    }
+    /* dweight[o][t][c] += sum over groups, in group order */
+#pragma omp parallel for schedule(static)
+    for (int o = 0; o < O; o++)
+        for (int t = 0; t < KK; t++)
+            for (int c = 0; c < C; c++) {
+                float acc = 0;
+                for (int g = 0; g < G; g++) acc += part[(size_t)g * wsize + ((size_t)t * C + c) * O + o];
+                dweight[((size_t)o * KK + t) * C + c] += acc;
+            }
+}
