@@ -103,10 +103,14 @@ static void pad_image(float *dst, const float *img, int H, int W, int C, int p) 
 
 /* ---- forward kernel: NP pixels x NV vectors of output channels ----
  * out: first output pixel's channel co0 (pixel stride O); x: the padded input at the window's
- * top-left for that pixel (pixel step xps, row step xrs, C channels); w: [K*K][C][O] + co0. */
-#define FWD_KERNEL(NP, NV)                                                                    \
-    static void fwd_##NP##x##NV(float *restrict out, int O, const float *restrict x, int xps,  \
-                                int xrs, const float *restrict w, int C, int K) {              \
+ * top-left for that pixel (pixel step xps floats, row step xrs, C channels); w: [K*K][C][O] +
+ * co0. PS > 0 fixes the pixel step at compile time: then every pixel's input is a constant
+ * displacement from one pointer, where a run-time step needs a register per pixel and the
+ * 16-pixel kernel ran out of them (spilled address arithmetic in the inner loop). */
+#define FWD_KERNEL(NP, NV, PS)                                                                \
+    static void fwd_##NP##x##NV##_##PS(float *restrict out, int O, const float *restrict x,   \
+                                       int xps, int xrs, const float *restrict w, int C, int K) { \
+        const size_t ps = PS ? (size_t)PS : (size_t)xps;                                      \
         v16 acc[NP][NV];                                                                      \
         _Pragma("GCC unroll 16") for (int p = 0; p < NP; p++)                                 \
             _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[p][v] = (v16){0};       \
@@ -119,7 +123,7 @@ static void pad_image(float *dst, const float *img, int H, int W, int C, int p) 
                     _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                      \
                         wv[v] = *(const v16 *)(wk + (size_t)c * O + v * VL);                  \
                     _Pragma("GCC unroll 16") for (int p = 0; p < NP; p++) {                   \
-                        float xs = xk[(size_t)p * xps + c];                                   \
+                        float xs = xk[p * ps + c];                                            \
                         _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[p][v] += xs * wv[v]; \
                     }                                                                         \
                 }                                                                             \
@@ -129,28 +133,34 @@ static void pad_image(float *dst, const float *img, int H, int W, int C, int p) 
                 *(v16 *)(out + (size_t)p * O + v * VL) = acc[p][v];                          \
     }
 
-FWD_KERNEL(16, 1)
-FWD_KERNEL(8, 1)
-FWD_KERNEL(4, 1)
-FWD_KERNEL(2, 1)
-FWD_KERNEL(1, 1)
-FWD_KERNEL(12, 2)
-FWD_KERNEL(8, 2)
-FWD_KERNEL(4, 2)
-FWD_KERNEL(2, 2)
-FWD_KERNEL(1, 2)
-
-typedef void (*FwdKernel)(float *, int, const float *, int, int, const float *, int, int);
 /* Pixel blocks per vector count, largest first; a row is covered greedily. */
 static const int FWD_NP[2][5] = {{16, 8, 4, 2, 1}, {12, 8, 4, 2, 1}};
-static const FwdKernel FWD[2][5] = {{fwd_16x1, fwd_8x1, fwd_4x1, fwd_2x1, fwd_1x1},
-                                    {fwd_12x2, fwd_8x2, fwd_4x2, fwd_2x2, fwd_1x2}};
+#define FWD_KERNELS(PS)                                                                       \
+    FWD_KERNEL(16, 1, PS) FWD_KERNEL(8, 1, PS) FWD_KERNEL(4, 1, PS) FWD_KERNEL(2, 1, PS)       \
+    FWD_KERNEL(1, 1, PS) FWD_KERNEL(12, 2, PS) FWD_KERNEL(8, 2, PS) FWD_KERNEL(4, 2, PS)       \
+    FWD_KERNEL(2, 2, PS) FWD_KERNEL(1, 2, PS)
+#define FWD_TABLE(PS)                                                                         \
+    {{fwd_16x1_##PS, fwd_8x1_##PS, fwd_4x1_##PS, fwd_2x1_##PS, fwd_1x1_##PS},                  \
+     {fwd_12x2_##PS, fwd_8x2_##PS, fwd_4x2_##PS, fwd_2x2_##PS, fwd_1x2_##PS}}
+FWD_KERNELS(0)
+FWD_KERNELS(16)
+FWD_KERNELS(32)
+FWD_KERNELS(64)
+
+typedef void (*FwdKernel)(float *, int, const float *, int, int, const float *, int, int);
+/* Pixel steps with kernels of their own (16 or 32 channels at stride 1 or 2); index 0: any. */
+static const int FWD_PS[4] = {0, 16, 32, 64};
+static const FwdKernel FWD[4][2][5] = {FWD_TABLE(0), FWD_TABLE(16), FWD_TABLE(32), FWD_TABLE(64)};
 
 /* out [B, Ho, Wo, O] = conv(in [B, H, W, C]) with weights wt [K, K, C, O]. */
 static void direct_conv(float *out, const float *in, const float *wt, int B, int H, int W, int C,
                         int O, int K, int stride, int pad, int Ho, int Wo, float *bufs) {
     const size_t img_floats = padded_floats(H, W, C, pad);
     const int xps = stride * C, row = (W + 2 * pad) * C; /* pixel step, padded row */
+    int psi = 0;
+    for (int i = 1; i < 4; i++)
+        if (FWD_PS[i] == xps) psi = i;
+    const FwdKernel(*fwd)[5] = FWD[psi];
 #pragma omp parallel num_threads(team_size())
     {
         float *xp = bufs + (size_t)thread_id() * img_floats;
@@ -164,7 +174,7 @@ static void direct_conv(float *out, const float *in, const float *wt, int B, int
                     for (int wo = 0; wo < Wo;) {
                         int k = 0;
                         while (FWD_NP[nv - 1][k] > Wo - wo) k++;
-                        FWD[nv - 1][k](ob + ((size_t)ho * Wo + wo) * O + co, O,
+                        fwd[nv - 1][k](ob + ((size_t)ho * Wo + wo) * O + co, O,
                                        xp + (size_t)ho * stride * row + (size_t)wo * xps, xps, row,
                                        wt + co, C, K);
                         wo += FWD_NP[nv - 1][k];
