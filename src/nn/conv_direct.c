@@ -12,8 +12,9 @@
  *
  *   forward         out[b, ho, wo, :] = sum over (kh, kw, ci) of x[b, ho*s+kh-p, wo*s+kw-p, ci]
  *                   * w[:, kh, kw, ci], weights repacked to [kh, kw, ci, co] (co contiguous)
- *   backward data   for stride 1 the same kernel on dy with the kernel rotated by 180 degrees,
- *                   channels swapped and padding K-1-p
+ *   backward data   the same kernel on dy with the kernel rotated by 180 degrees and the
+ *                   channels swapped; for stride s > 1, once per phase of the input position
+ *                   (h mod s, w mod s) with the taps that reach it
  *   backward weight dw[co, kh, kw, ci] = sum over pixels of x[.., ci] * dy[.., co]: per group of
  *                   images one thread sums into its own partial, then the groups are added in
  *                   order, so the result does not depend on the number of threads.
@@ -62,7 +63,7 @@ static int thread_id(void) {
 int direct_conv_applies(const ConvShape *s, int pass) {
     switch (pass) {
     case CONV_PASS_DATA:
-        return s->stride == 1 && s->pad <= s->K - 1 && s->Cin % VL == 0;
+        return s->stride <= 8 && s->pad <= s->K - 1 && s->Cin % VL == 0;
     default:
         return s->Cout % VL == 0;
     }
@@ -76,48 +77,90 @@ int direct_conv_preferred(const ConvShape *s, int pass) {
     return c <= 32;
 }
 
-static size_t padded_floats(int H, int W, int C, int pad) {
-    return (size_t)(H + 2 * pad) * (W + 2 * pad) * C;
+/* Floats of an [H, W, C] image with a zero border of `lo` before and `hi` after each axis. */
+static size_t padded_floats(int H, int W, int C, int lo, int hi) {
+    return (size_t)(H + lo + hi) * (W + lo + hi) * C;
+}
+
+/* The input gradient of a stride-s convolution splits into s*s phases by the parity of the
+ * input position (h mod s, w mod s): the pixels of one phase receive from the taps kh = kh0,
+ * kh0+s, ... (kh0 = (ph + pad) mod s) only, and each such sum is a stride-1 convolution of dy
+ * with that sub-kernel, rotated. For phase row ph, the taps u = 0..M-1 (kh = kh0 + s*(M-1-u))
+ * read dy row i + off + u for input row h = s*i + ph, with off = (ph+pad-kh0)/s - M + 1. */
+typedef struct {
+    int k0, M, off, n; /* first tap, taps, dy offset, input positions of the phase */
+} Phase;
+
+static Phase phase_of(int ph, int pad, int K, int s, int H) {
+    Phase p;
+    p.k0 = (ph + pad) % s;
+    p.M = p.k0 < K ? (K - p.k0 + s - 1) / s : 0;
+    p.off = (ph + pad - p.k0) / s - p.M + 1;
+    p.n = ph < H ? (H - ph + s - 1) / s : 0;
+    return p;
+}
+
+/* The zero border dy needs, before and after, for every phase of one axis. */
+static void phase_padding(int pad, int K, int s, int H, int Ho, int *lo, int *hi) {
+    *lo = *hi = 0;
+    for (int ph = 0; ph < s; ph++) {
+        Phase p = phase_of(ph, pad, K, s, H);
+        if (!p.M || !p.n) continue;
+        *lo = MAX(*lo, -p.off);
+        *hi = MAX(*hi, (p.n - 1) + (p.M - 1) + p.off - (Ho - 1));
+    }
+}
+
+static void data_padding(const ConvShape *s, int *lo, int *hi) {
+    int l1, h1, l2, h2;
+    phase_padding(s->pad, s->K, s->stride, s->H, s->Ho, &l1, &h1);
+    phase_padding(s->pad, s->K, s->stride, s->W, s->Wo, &l2, &h2);
+    *lo = MAX(l1, l2);
+    *hi = MAX(h1, h2);
 }
 
 size_t direct_conv_scratch_floats(const ConvShape *s, int pass) {
     const size_t w = (size_t)s->K * s->K * s->Cin * s->Cout;
-    if (pass == CONV_PASS_DATA)
-        return w + (size_t)thread_cap() * padded_floats(s->Ho, s->Wo, s->Cout, s->K - 1 - s->pad);
-    size_t img = (size_t)thread_cap() * padded_floats(s->H, s->W, s->Cin, s->pad);
+    if (pass == CONV_PASS_DATA) {
+        int lo, hi;
+        data_padding(s, &lo, &hi);
+        return w + (size_t)thread_cap() * padded_floats(s->Ho, s->Wo, s->Cout, lo, hi);
+    }
+    size_t img = (size_t)thread_cap() * padded_floats(s->H, s->W, s->Cin, s->pad, s->pad);
     return pass == CONV_PASS_WEIGHT ? (size_t)n_groups(s->B) * w + img : w + img;
 }
 
-/* dst [H+2p, W+2p, C] = image [H, W, C] with a zero border of p. */
-static void pad_image(float *dst, const float *img, int H, int W, int C, int p) {
-    const size_t Wp = (size_t)W + 2 * p, row = Wp * C;
-    memset(dst, 0, sizeof(float) * row * p);
+/* dst = image [H, W, C] inside a zero border of lo (top, left) and hi (bottom, right). */
+static void pad_image(float *dst, const float *img, int H, int W, int C, int lo, int hi) {
+    const size_t row = ((size_t)W + lo + hi) * C;
+    memset(dst, 0, sizeof(float) * row * lo);
     for (int h = 0; h < H; h++) {
-        float *d = dst + (size_t)(h + p) * row;
-        memset(d, 0, sizeof(float) * p * C);
-        memcpy(d + (size_t)p * C, img + (size_t)h * W * C, sizeof(float) * W * C);
-        memset(d + (size_t)(p + W) * C, 0, sizeof(float) * p * C);
+        float *d = dst + (size_t)(h + lo) * row;
+        memset(d, 0, sizeof(float) * lo * C);
+        memcpy(d + (size_t)lo * C, img + (size_t)h * W * C, sizeof(float) * W * C);
+        memset(d + (size_t)(lo + W) * C, 0, sizeof(float) * hi * C);
     }
-    memset(dst + (size_t)(H + p) * row, 0, sizeof(float) * row * p);
+    memset(dst + (size_t)(H + lo) * row, 0, sizeof(float) * row * hi);
 }
 
 /* ---- forward kernel: NP pixels x NV vectors of output channels ----
- * out: first output pixel's channel co0 (pixel stride O); x: the padded input at the window's
- * top-left for that pixel (pixel step xps floats, row step xrs, C channels); w: [K*K][C][O] +
- * co0. PS > 0 fixes the pixel step at compile time: then every pixel's input is a constant
+ * out: first output pixel's channel co0 (pixel step ops floats); x: the padded input at the
+ * window's top-left for that pixel (pixel step xps floats, row step xrs, C channels); w:
+ * [KH*KW][C][O] + co0, the taps of a KH x KW window. PS > 0 fixes the pixel step at compile time: then every pixel's input is a constant
  * displacement from one pointer, where a run-time step needs a register per pixel and the
  * 16-pixel kernel ran out of them (spilled address arithmetic in the inner loop). */
 #define FWD_KERNEL(NP, NV, PS)                                                                \
-    static void fwd_##NP##x##NV##_##PS(float *restrict out, int O, const float *restrict x,   \
-                                       int xps, int xrs, const float *restrict w, int C, int K) { \
+    static void fwd_##NP##x##NV##_##PS(float *restrict out, int ops, int O,                    \
+                                       const float *restrict x, int xps, int xrs,              \
+                                       const float *restrict w, int C, int KH, int KW) {       \
         const size_t ps = PS ? (size_t)PS : (size_t)xps;                                      \
         v16 acc[NP][NV];                                                                      \
         _Pragma("GCC unroll 16") for (int p = 0; p < NP; p++)                                 \
             _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[p][v] = (v16){0};       \
-        for (int kh = 0; kh < K; kh++)                                                        \
-            for (int kw = 0; kw < K; kw++) {                                                  \
+        for (int kh = 0; kh < KH; kh++)                                                       \
+            for (int kw = 0; kw < KW; kw++) {                                                 \
                 const float *xk = x + (size_t)kh * xrs + (size_t)kw * C;                      \
-                const float *wk = w + (size_t)(kh * K + kw) * C * O;                          \
+                const float *wk = w + (size_t)(kh * KW + kw) * C * O;                         \
                 for (int c = 0; c < C; c++) {                                                 \
                     v16 wv[NV];                                                               \
                     _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                      \
@@ -130,7 +173,7 @@ static void pad_image(float *dst, const float *img, int H, int W, int C, int p) 
             }                                                                                 \
         _Pragma("GCC unroll 16") for (int p = 0; p < NP; p++)                                 \
             _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                              \
-                *(v16 *)(out + (size_t)p * O + v * VL) = acc[p][v];                          \
+                *(v16 *)(out + (size_t)p * ops + v * VL) = acc[p][v];                        \
     }
 
 /* Pixel blocks per vector count, largest first; a row is covered greedily. */
@@ -147,40 +190,51 @@ FWD_KERNELS(16)
 FWD_KERNELS(32)
 FWD_KERNELS(64)
 
-typedef void (*FwdKernel)(float *, int, const float *, int, int, const float *, int, int);
+typedef void (*FwdKernel)(float *, int, int, const float *, int, int, const float *, int, int, int);
 /* Pixel steps with kernels of their own (16 or 32 channels at stride 1 or 2); index 0: any. */
 static const int FWD_PS[4] = {0, 16, 32, 64};
 static const FwdKernel FWD[4][2][5] = {FWD_TABLE(0), FWD_TABLE(16), FWD_TABLE(32), FWD_TABLE(64)};
 
-/* out [B, Ho, Wo, O] = conv(in [B, H, W, C]) with weights wt [K, K, C, O]. */
-static void direct_conv(float *out, const float *in, const float *wt, int B, int H, int W, int C,
-                        int O, int K, int stride, int pad, int Ho, int Wo, float *bufs) {
-    const size_t img_floats = padded_floats(H, W, C, pad);
-    const int xps = stride * C, row = (W + 2 * pad) * C; /* pixel step, padded row */
+static const FwdKernel (*kernels_for_step(int xps))[5] {
     int psi = 0;
     for (int i = 1; i < 4; i++)
         if (FWD_PS[i] == xps) psi = i;
-    const FwdKernel(*fwd)[5] = FWD[psi];
+    return FWD[psi];
+}
+
+/* One output row of Wo pixels (pixel step ops) from a padded input row (pixel step xps, row
+ * step `row`), all O channels, taps KH x KW of wt [KH, KW, C, O]. */
+static void conv_row(const FwdKernel (*fwd)[5], float *out, int ops, int O, int Wo,
+                     const float *x, int xps, int row, const float *wt, int C, int KH, int KW) {
+    for (int co = 0; co < O;) {
+        const int nv = O - co >= 2 * VL ? 2 : 1;
+        for (int wo = 0; wo < Wo;) {
+            int k = 0;
+            while (FWD_NP[nv - 1][k] > Wo - wo) k++;
+            fwd[nv - 1][k](out + (size_t)wo * ops + co, ops, O, x + (size_t)wo * xps, xps, row,
+                           wt + co, C, KH, KW);
+            wo += FWD_NP[nv - 1][k];
+        }
+        co += nv * VL;
+    }
+}
+
+/* out [B, Ho, Wo, O] = conv(in [B, H, W, C]) with weights wt [K, K, C, O]. */
+static void direct_conv(float *out, const float *in, const float *wt, int B, int H, int W, int C,
+                        int O, int K, int stride, int pad, int Ho, int Wo, float *bufs) {
+    const size_t img_floats = padded_floats(H, W, C, pad, pad);
+    const int xps = stride * C, row = (W + 2 * pad) * C; /* pixel step, padded row */
+    const FwdKernel(*fwd)[5] = kernels_for_step(xps);
 #pragma omp parallel num_threads(team_size())
     {
         float *xp = bufs + (size_t)thread_id() * img_floats;
 #pragma omp for schedule(static)
         for (int b = 0; b < B; b++) {
-            pad_image(xp, in + (size_t)b * H * W * C, H, W, C, pad);
+            pad_image(xp, in + (size_t)b * H * W * C, H, W, C, pad, pad);
             float *ob = out + (size_t)b * Ho * Wo * O;
             for (int ho = 0; ho < Ho; ho++)
-                for (int co = 0; co < O;) {
-                    const int nv = O - co >= 2 * VL ? 2 : 1;
-                    for (int wo = 0; wo < Wo;) {
-                        int k = 0;
-                        while (FWD_NP[nv - 1][k] > Wo - wo) k++;
-                        fwd[nv - 1][k](ob + ((size_t)ho * Wo + wo) * O + co, O,
-                                       xp + (size_t)ho * stride * row + (size_t)wo * xps, xps, row,
-                                       wt + co, C, K);
-                        wo += FWD_NP[nv - 1][k];
-                    }
-                    co += nv * VL;
-                }
+                conv_row(fwd, ob + (size_t)ho * Wo * O, O, O, Wo, xp + (size_t)ho * stride * row,
+                         xps, row, wt, C, K, K);
         }
     }
 }
@@ -197,15 +251,57 @@ void direct_conv_forward(float *out, const float *in, const float *weight, const
 
 void direct_conv_backward_data(float *din, const float *dout, const float *weight,
                                const ConvShape *s, float *scratch) {
-    const int KK = s->K * s->K, C = s->Cin, O = s->Cout;
+    const int K = s->K, KK = K * K, C = s->Cin, O = s->Cout, st = s->stride;
+    int lo, hi;
+    data_padding(s, &lo, &hi);
+    const size_t img_floats = padded_floats(s->Ho, s->Wo, O, lo, hi);
+    const int row = (s->Wo + lo + hi) * O;
     float *wt = scratch, *bufs = scratch + (size_t)KK * C * O;
-    /* tap t of the rotated kernel is tap KK-1-t of the original; input channels are now O */
-    for (int t = 0; t < KK; t++)
-        for (int o = 0; o < O; o++)
-            memcpy(wt + ((size_t)t * O + o) * C, weight + ((size_t)o * KK + (KK - 1 - t)) * C,
-                   sizeof(float) * C);
-    direct_conv(din, dout, wt, s->B, s->Ho, s->Wo, O, C, s->K, 1, s->K - 1 - s->pad, s->H, s->W,
-                bufs);
+    /* Each phase's sub-kernel, rotated, as [u, v, O, C], the phases one after the other (every
+     * tap belongs to exactly one). */
+    const float *pw[8][8];
+    Phase ph_h[8], ph_w[8];
+    size_t at = 0;
+    for (int a = 0; a < st; a++) ph_h[a] = phase_of(a, s->pad, K, st, s->H);
+    for (int c = 0; c < st; c++) ph_w[c] = phase_of(c, s->pad, K, st, s->W);
+    for (int a = 0; a < st; a++)
+        for (int c = 0; c < st; c++) {
+            const Phase ph = ph_h[a], pv = ph_w[c];
+            pw[a][c] = wt + at;
+            for (int u = 0; u < ph.M; u++)
+                for (int v = 0; v < pv.M; v++) {
+                    const int kh = ph.k0 + st * (ph.M - 1 - u), kw = pv.k0 + st * (pv.M - 1 - v);
+                    for (int o = 0; o < O; o++)
+                        memcpy(wt + at + ((size_t)(u * pv.M + v) * O + o) * C,
+                               weight + ((size_t)o * KK + kh * K + kw) * C, sizeof(float) * C);
+                }
+            at += (size_t)ph.M * pv.M * O * C;
+        }
+    const FwdKernel(*fwd)[5] = kernels_for_step(O);
+#pragma omp parallel num_threads(team_size())
+    {
+        float *xp = bufs + (size_t)thread_id() * img_floats;
+#pragma omp for schedule(static)
+        for (int b = 0; b < s->B; b++) {
+            pad_image(xp, dout + (size_t)b * s->Ho * s->Wo * O, s->Ho, s->Wo, O, lo, hi);
+            float *db = din + (size_t)b * s->H * s->W * C;
+            for (int a = 0; a < st; a++)
+                for (int c = 0; c < st; c++) {
+                    const Phase ph = ph_h[a], pv = ph_w[c];
+                    for (int i = 0; i < ph.n; i++) {
+                        float *orow = db + ((size_t)(st * i + a) * s->W + c) * C;
+                        if (!ph.M || !pv.M) { /* no tap reaches these positions */
+                            for (int j = 0; j < pv.n; j++)
+                                memset(orow + (size_t)j * st * C, 0, sizeof(float) * C);
+                            continue;
+                        }
+                        conv_row(fwd, orow, st * C, C, pv.n,
+                                 xp + (size_t)(i + ph.off + lo) * row + (size_t)(pv.off + lo) * O,
+                                 O, row, pw[a][c], O, ph.M, pv.M);
+                    }
+                }
+        }
+    }
 }
 
 /* ---- weight-gradient kernel: R input channels x NV vectors of output channels ----
@@ -254,7 +350,7 @@ static const BwwKernel BWW[2][5] = {{bww_16x1, bww_8x1, bww_4x1, bww_2x1, bww_1x
 void direct_conv_backward_weight(float *dweight, const float *dout, const float *in,
                                  const ConvShape *s, float *scratch) {
     const int KK = s->K * s->K, C = s->Cin, O = s->Cout, K = s->K, G = n_groups(s->B);
-    const size_t wsize = (size_t)KK * C * O, img_floats = padded_floats(s->H, s->W, C, s->pad);
+    const size_t wsize = (size_t)KK * C * O, img_floats = padded_floats(s->H, s->W, C, s->pad, s->pad);
     float *part = scratch, *bufs = scratch + (size_t)G * wsize;
     const int Wp = s->W + 2 * s->pad, xps = s->stride * C, xrs = s->stride * Wp * C;
 #pragma omp parallel num_threads(team_size())
@@ -266,7 +362,7 @@ void direct_conv_backward_weight(float *dweight, const float *dout, const float 
             memset(pg, 0, sizeof(float) * wsize);
             const int b0 = (int)((long)s->B * g / G), b1 = (int)((long)s->B * (g + 1) / G);
             for (int b = b0; b < b1; b++) {
-                pad_image(xp, in + (size_t)b * s->H * s->W * C, s->H, s->W, C, s->pad);
+                pad_image(xp, in + (size_t)b * s->H * s->W * C, s->H, s->W, C, s->pad, s->pad);
                 const float *dyb = dout + (size_t)b * s->Ho * s->Wo * O;
                 for (int kh = 0; kh < K; kh++)
                     for (int kw = 0; kw < K; kw++) {

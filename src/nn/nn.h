@@ -66,8 +66,8 @@ void winograd_backward_weight(float *dweight, const float *dout, const float *in
 
 /* Direct convolution for narrow layers (src/nn/conv_direct.c): register-blocked over output
  * pixels and 16-channel vectors of output channels, one zero-padded image per thread in cache.
- * Applies where the vector channels are a multiple of 16 (Cout; Cin for the input gradient,
- * which it computes for stride 1 only); conv2d_*_cpu use it where it is also preferred. */
+ * Applies where the vector channels are a multiple of 16 (Cout; Cin for the input gradient);
+ * conv2d_*_cpu use it where it is also preferred. */
 enum { CONV_PASS_FORWARD, CONV_PASS_DATA, CONV_PASS_WEIGHT };
 int direct_conv_applies(const ConvShape *s, int pass);
 int direct_conv_preferred(const ConvShape *s, int pass);
