@@ -3,6 +3,7 @@
 #   NO_BLAS=1   built-in GEMM instead of OpenBLAS       NO_OMP=1   single-threaded kernels
 #   SANITIZE=1  AddressSanitizer + UBSan (objects in build-san/)
 #   NATIVE=0    no -march=native (portable binary)
+#   NO_MPI=1    no MPI (data-parallel training) even where Open MPI is installed
 
 CC ?= cc
 ifeq ($(CC),cc)
@@ -86,12 +87,29 @@ else
 FEATURES += builtin-gemm
 endif
 
+# MPI (Open MPI: libopenmpi-dev) for data-parallel training under mpirun; without it byol runs
+# as one process. The compile and link flags come from the mpicc wrapper.
+ifneq ($(NO_MPI),1)
+MPI_CFLAGS := $(shell mpicc --showme:compile 2>/dev/null)
+MPI_LIBS := $(shell mpicc --showme:link 2>/dev/null)
+ifneq ($(MPI_LIBS),)
+HAVE_MPI := $(call probe,mpi,$(MPI_CFLAGS) $(MPI_LIBS))
+endif
+endif
+ifeq ($(HAVE_MPI),yes)
+CFLAGS += -DBYOL_MPI $(MPI_CFLAGS)
+LDLIBS += $(MPI_LIBS)
+FEATURES += mpi
+else
+FEATURES += no-mpi
+endif
+
 ifeq ($(SANITIZE),1)
 FEATURES += asan+ubsan
 endif
 
 # ---- sources ----
-LIB_SRC := $(wildcard src/core/*.c src/backend/*.c src/nn/*.c src/model/*.c src/optim/*.c src/io/*.c src/data/*.c src/eval/*.c)
+LIB_SRC := $(wildcard src/core/*.c src/backend/*.c src/nn/*.c src/model/*.c src/optim/*.c src/io/*.c src/data/*.c src/eval/*.c src/dist/*.c)
 CLI_SRC := $(wildcard src/cli/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "core/common.h"
@@ -104,6 +105,23 @@ static inline uint8_t *slurp(const char *path, size_t *n) {
         exit(2);
     }
     return p;
+}
+
+/* The exit status of a shell command (128 + the signal when one ended it). */
+static inline int sh_status(const char *cmd) {
+    int rc = system(cmd);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128 + WTERMSIG(rc);
+}
+
+/* TEST_TMP/name as a NUL-terminated string ("" when it cannot be read). */
+static inline char *slurp_text(const char *name) {
+    size_t n;
+    Err e;
+    uint8_t *b = read_file(tmp_path(name), &n, &e);
+    if (!b) return strdup("");
+    char *s = realloc(b, n + 1);
+    s[n] = 0;
+    return s;
 }
 
 static int test_finish(void) {

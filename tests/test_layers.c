@@ -377,7 +377,7 @@ static void test_batchnorm_matches_pytorch(void) {
             memcpy(rv, rv0, C * 4);
             char what[96];
             if (train) {
-                be->batchnorm_forward_train(out, mean, invstd, rm, rv, xn, gamma, beta, NULL, 0, M, C, 0.1f, 1e-5f, work);
+                be->batchnorm_forward_train(out, mean, invstd, rm, rv, xn, gamma, beta, NULL, 0, M, C, 0.1f, 1e-5f, NULL, work);
             } else {
                 be->batchnorm_forward_eval(out, xn, gamma, beta, rm, rv, NULL, 0, M, C, 1e-5f, work);
             }
@@ -396,7 +396,7 @@ static void test_batchnorm_matches_pytorch(void) {
                 snprintf(what, sizeof what, "%s %s d beta", name, be->name);
                 CHECK_CLOSE(db, dbeta, C, 1e-5, what);
             } else {
-                be->batchnorm_backward(din, dg, db, dyn, NULL, xn, mean, invstd, gamma, M, C, work);
+                be->batchnorm_backward(din, dg, db, dyn, NULL, xn, mean, invstd, gamma, M, C, NULL, work);
                 snprintf(what, sizeof what, "%s %s d input", name, be->name);
                 CHECK_CLOSE(din, dxn, (size_t)M * C, 1e-5, what);
                 snprintf(what, sizeof what, "%s %s d gamma", name, be->name);
@@ -405,7 +405,7 @@ static void test_batchnorm_matches_pytorch(void) {
                 CHECK_CLOSE(db, dbeta, C, 1e-5, what);
                 /* In place (din == dout), as the model uses it. */
                 memcpy(din, dyn, (size_t)M * C * 4);
-                be->batchnorm_backward(din, dg, db, din, NULL, xn, mean, invstd, gamma, M, C, work);
+                be->batchnorm_backward(din, dg, db, din, NULL, xn, mean, invstd, gamma, M, C, NULL, work);
                 snprintf(what, sizeof what, "%s %s d input in place", name, be->name);
                 CHECK_CLOSE(din, dxn, (size_t)M * C, 1e-5, what);
             }
@@ -425,7 +425,7 @@ typedef struct {
 static double bn_loss(void *p, uint64_t *pattern) {
     BnCtx *c = p;
     if (c->train)
-        batchnorm_forward_train_cpu(c->y, c->mean, c->invstd, c->rm, c->rv, c->x, c->gamma, c->beta, NULL, 0, c->M, c->C, 0.1f, 1e-5f, c->work);
+        batchnorm_forward_train_cpu(c->y, c->mean, c->invstd, c->rm, c->rv, c->x, c->gamma, c->beta, NULL, 0, c->M, c->C, 0.1f, 1e-5f, NULL, c->work);
     else
         batchnorm_forward_eval_cpu(c->y, c->x, c->gamma, c->beta, c->rm, c->rv, NULL, 0, c->M, c->C, 1e-5f, c->work);
     *pattern = 0;
@@ -449,7 +449,7 @@ static void test_batchnorm_finite_differences(void) {
         uint64_t pat;
         bn_loss(&c, &pat);
         if (c.train)
-            batchnorm_backward_cpu(dx, dg, db, c.wy, NULL, c.x, c.mean, c.invstd, c.gamma, c.M, c.C, c.work);
+            batchnorm_backward_cpu(dx, dg, db, c.wy, NULL, c.x, c.mean, c.invstd, c.gamma, c.M, c.C, NULL, c.work);
         else
             batchnorm_backward_eval_cpu(dx, dg, db, c.wy, c.x, c.gamma, c.rm, c.rv, c.M, c.C, 1e-5f, c.work);
         const char *mode = c.train ? "train" : "eval";
@@ -490,8 +490,8 @@ static void test_batchnorm_multichunk_matches_reference(void) {
             rv[be] = xmalloc(C * 4, "t"), mean[be] = xmalloc(C * 4, "t"), inv[be] = xmalloc(C * 4, "t");
             for (int i = 0; i < C; i++) rv[be][i] = 1;
             double *work = xmalloc(BACKENDS[be]->batchnorm_work_doubles(M, C) * 8, "t");
-            BACKENDS[be]->batchnorm_forward_train(y[be], mean[be], inv[be], rm[be], rv[be], x, g, b, NULL, 0, M, C, 0.1f, 1e-5f, work);
-            BACKENDS[be]->batchnorm_backward(dx[be], dg[be], db[be], dy, NULL, x, mean[be], inv[be], g, M, C, work);
+            BACKENDS[be]->batchnorm_forward_train(y[be], mean[be], inv[be], rm[be], rv[be], x, g, b, NULL, 0, M, C, 0.1f, 1e-5f, NULL, work);
+            BACKENDS[be]->batchnorm_backward(dx[be], dg[be], db[be], dy, NULL, x, mean[be], inv[be], g, M, C, NULL, work);
             xfree(work);
         }
         char what[80];
@@ -540,8 +540,8 @@ static void test_batchnorm_post_ops_match_separate_passes(void) {
                       *dg1 = xcalloc(C, 4, "t"), *db1 = xcalloc(C, 4, "t"), *dg2 = xcalloc(C, 4, "t"),
                       *db2 = xcalloc(C, 4, "t");
                 double *work = xmalloc(B->batchnorm_work_doubles(M, C) * 8, "t");
-                B->batchnorm_forward_train(y1, mean, inv, rm, rv, x, g, b, rp, 1, M, C, 0.1f, 1e-5f, work);
-                B->batchnorm_forward_train(y2, mean, inv, rm, rv, x, g, b, NULL, 0, M, C, 0.1f, 1e-5f, work);
+                B->batchnorm_forward_train(y1, mean, inv, rm, rv, x, g, b, rp, 1, M, C, 0.1f, 1e-5f, NULL, work);
+                B->batchnorm_forward_train(y2, mean, inv, rm, rv, x, g, b, NULL, 0, M, C, 0.1f, 1e-5f, NULL, work);
                 if (rp) B->add_forward(y2, y2, rp, n);
                 B->relu_forward(y2, y2, n);
                 char what[96];
@@ -556,9 +556,9 @@ static void test_batchnorm_post_ops_match_separate_passes(void) {
                          C, with_res);
                 CHECK(memcmp(y1, y2, n * 4) == 0, "%s", what);
                 /* backward through the ReLU: its output y1 masks dy */
-                B->batchnorm_backward(dx1, dg1, db1, dy, y1, x, mean, inv, g, M, C, work);
+                B->batchnorm_backward(dx1, dg1, db1, dy, y1, x, mean, inv, g, M, C, NULL, work);
                 B->relu_backward(t, dy, y1, n);
-                B->batchnorm_backward(dx2, dg2, db2, t, NULL, x, mean, inv, g, M, C, work);
+                B->batchnorm_backward(dx2, dg2, db2, t, NULL, x, mean, inv, g, M, C, NULL, work);
                 snprintf(what, sizeof what, "%s M=%d C=%d: masked backward d input", B->name, M, C);
                 CHECK_CLOSE(dx1, dx2, n, 1e-6, what);
                 snprintf(what, sizeof what, "%s M=%d C=%d: masked backward d gamma", B->name, M, C);
@@ -567,7 +567,7 @@ static void test_batchnorm_post_ops_match_separate_passes(void) {
                 CHECK_CLOSE(db1, db2, C, 1e-6, what);
                 /* in place, as the model runs it */
                 memcpy(t, dy, n * 4);
-                B->batchnorm_backward(t, dg1, db1, t, y1, x, mean, inv, g, M, C, work);
+                B->batchnorm_backward(t, dg1, db1, t, y1, x, mean, inv, g, M, C, NULL, work);
                 snprintf(what, sizeof what, "%s M=%d C=%d: masked backward in place", B->name, M, C);
                 CHECK_CLOSE(t, dx1, n, 1e-7, what);
                 float *all[] = {y1, y2, mean, inv, rm, rv, dx1, dx2, t, dg1, db1, dg2, db2};
@@ -576,6 +576,69 @@ static void test_batchnorm_post_ops_match_separate_passes(void) {
             }
         xfree(x), xfree(res), xfree(dy), xfree(g), xfree(b);
     }
+}
+
+/* Synchronized batch norm's plumbing, without MPI: a reducer that answers as if `world` ranks
+ * held identical copies of this batch (it multiplies the sums by world). The global batch then
+ * has the same mean, variance and normalized outputs, the input gradient is the same, dgamma
+ * and dbeta are this rank's own sums (the gradient average over ranks comes later), and only
+ * the running variance's unbiasing sees world * M rows. The multi-process test (test_dist)
+ * checks the real thing. */
+static int g_fake_calls;
+static void fake_sum(const Reducer *r, double *v, int n) {
+    g_fake_calls++;
+    for (int i = 0; i < n; i++) v[i] *= r->world;
+}
+
+static void test_batchnorm_sync_reducer(void) {
+    TestRng r = {31};
+    const int M = 300, C = 24, world = 3;
+    const Reducer red = {fake_sum, world};
+    size_t n = (size_t)M * C;
+    float *x = xmalloc(n * 4, "t"), *dy = xmalloc(n * 4, "t"), *g = xmalloc(C * 4, "t"), *b = xmalloc(C * 4, "t");
+    fill_normal(&r, x, n, 1), fill_normal(&r, dy, n, 1), fill_normal(&r, b, C, 0.3f);
+    for (int i = 0; i < C; i++) g[i] = 1 + 0.3f * rng_normal(&r);
+    for (int be = 0; be < 2; be++) {
+        const Backend *B = BACKENDS[be];
+        float *y[2], *dx[2], *dg[2], *db[2], *rm[2], *rv[2], *mean[2], *inv[2];
+        double *work = xmalloc(B->batchnorm_work_doubles(M, C) * 8, "t");
+        for (int v = 0; v < 2; v++) {
+            y[v] = xmalloc(n * 4, "t"), dx[v] = xmalloc(n * 4, "t"), dg[v] = xcalloc(C, 4, "t");
+            db[v] = xcalloc(C, 4, "t"), rm[v] = xcalloc(C, 4, "t"), rv[v] = xmalloc(C * 4, "t");
+            mean[v] = xmalloc(C * 4, "t"), inv[v] = xmalloc(C * 4, "t");
+            for (int i = 0; i < C; i++) rv[v][i] = 1;
+            g_fake_calls = 0;
+            const Reducer *sync = v ? &red : NULL;
+            B->batchnorm_forward_train(y[v], mean[v], inv[v], rm[v], rv[v], x, g, b, NULL, 1, M, C, 0.1f, 1e-5f, sync, work);
+            B->batchnorm_backward(dx[v], dg[v], db[v], dy, y[v], x, mean[v], inv[v], g, M, C, sync, work);
+            if (v) CHECK(g_fake_calls > 0, "%s: the reducer was called", B->name);
+        }
+        char what[80];
+        snprintf(what, sizeof what, "%s synced forward", B->name);
+        CHECK_CLOSE(y[1], y[0], n, 1e-6, what);
+        snprintf(what, sizeof what, "%s synced d input", B->name);
+        CHECK_CLOSE(dx[1], dx[0], n, 1e-6, what);
+        snprintf(what, sizeof what, "%s synced d gamma (this rank's sums)", B->name);
+        CHECK_CLOSE(dg[1], dg[0], C, 1e-6, what);
+        snprintf(what, sizeof what, "%s synced d beta (this rank's sums)", B->name);
+        CHECK_CLOSE(db[1], db[0], C, 1e-6, what);
+        snprintf(what, sizeof what, "%s synced running mean", B->name);
+        CHECK_CLOSE(rm[1], rm[0], C, 1e-6, what);
+        /* running var: 0.9 + 0.1 * var * R/(R-1) with R = world*M rows instead of M */
+        double worst = 0;
+        for (int i = 0; i < C; i++) {
+            double var = (rv[0][i] - 0.9) / 0.1 * (M - 1.0) / M;
+            double want = 0.9 + 0.1 * var * (world * M) / (world * M - 1.0);
+            worst = fmax(worst, fabs(rv[1][i] - want) / want);
+        }
+        CHECK(worst < 1e-6, "%s synced running var: unbiased over world*M rows (worst %.2e)", B->name, worst);
+        for (int v = 0; v < 2; v++) {
+            float *all[] = {y[v], dx[v], dg[v], db[v], rm[v], rv[v], mean[v], inv[v]};
+            for (size_t i = 0; i < ARRAY_LEN(all); i++) xfree(all[i]);
+        }
+        xfree(work);
+    }
+    xfree(x), xfree(dy), xfree(g), xfree(b);
 }
 
 /* ---------------------------------------------------------------- relu, add, pools */
@@ -869,6 +932,7 @@ int main(void) {
     RUN(test_batchnorm_finite_differences);
     RUN(test_batchnorm_multichunk_matches_reference);
     RUN(test_batchnorm_post_ops_match_separate_passes);
+    RUN(test_batchnorm_sync_reducer);
     RUN(test_relu_matches_pytorch);
     RUN(test_relu_finite_differences);
     RUN(test_residual_add_matches_pytorch);

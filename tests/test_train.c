@@ -12,27 +12,12 @@
 
 static char DATA[600], TINY[1024];
 
-static int sh_status(const char *cmd) {
-    int rc = system(cmd);
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128 + WTERMSIG(rc);
-}
-
 /* Runs byol with args; stdout and stderr to TEST_TMP/{out,err}. Returns the exit status. */
 static int byol(const char *args) {
     char cmd[8192];
     const char *bin = getenv("BYOL") ? getenv("BYOL") : "./byol";
     snprintf(cmd, sizeof cmd, "%s %s > %s/out 2> %s/err", bin, args, TEST_TMP, TEST_TMP);
     return sh_status(cmd);
-}
-
-static char *slurp_text(const char *name) {
-    size_t n;
-    Err e;
-    uint8_t *b = read_file(tmp_path(name), &n, &e);
-    if (!b) return strdup("");
-    char *s = realloc(b, n + 1);
-    s[n] = 0;
-    return s;
 }
 
 static int count_lines(const char *s, const char *needle) {

@@ -31,7 +31,7 @@ typedef struct Backend {
                                     float *running_mean, float *running_var, const float *in,
                                     const float *gamma, const float *beta, const float *residual,
                                     int relu, int M, int C, float momentum, float eps,
-                                    double *work);
+                                    const Reducer *sync, double *work);
     void (*batchnorm_forward_eval)(float *out, const float *in, const float *gamma,
                                    const float *beta, const float *running_mean,
                                    const float *running_var, const float *residual, int relu,
@@ -39,7 +39,7 @@ typedef struct Backend {
     void (*batchnorm_backward)(float *din, float *dgamma, float *dbeta, const float *dout,
                                const float *relu_out, const float *in, const float *save_mean,
                                const float *save_invstd, const float *gamma, int M, int C,
-                               double *work);
+                               const Reducer *sync, double *work);
     void (*batchnorm_backward_eval)(float *din, float *dgamma, float *dbeta, const float *dout,
                                     const float *in, const float *gamma,
                                     const float *running_mean, const float *running_var, int M,

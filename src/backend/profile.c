@@ -38,9 +38,9 @@ static void p_conv_bd(float *din, const float *dout, const float *w, const ConvS
 static size_t p_bn_work(int M, int C) { return g_inner->batchnorm_work_doubles(M, C); }
 static void p_bn_fwd(float *out, float *sm, float *si, float *rm, float *rv, const float *in,
                      const float *g, const float *b, const float *res, int relu, int M, int C,
-                     float mom, float eps, double *w) {
+                     float mom, float eps, const Reducer *sync, double *w) {
     TIMED(bn_phase(M), 0,
-          g_inner->batchnorm_forward_train(out, sm, si, rm, rv, in, g, b, res, relu, M, C, mom, eps, w));
+          g_inner->batchnorm_forward_train(out, sm, si, rm, rv, in, g, b, res, relu, M, C, mom, eps, sync, w));
 }
 static void p_bn_eval(float *out, const float *in, const float *g, const float *b, const float *rm,
                       const float *rv, const float *res, int relu, int M, int C, float eps, double *w) {
@@ -48,9 +48,9 @@ static void p_bn_eval(float *out, const float *in, const float *g, const float *
 }
 static void p_bn_bwd(float *din, float *dg, float *db, const float *dout, const float *relu_out,
                      const float *in, const float *sm, const float *si, const float *g, int M, int C,
-                     double *w) {
+                     const Reducer *sync, double *w) {
     TIMED(bn_phase(M), 0,
-          g_inner->batchnorm_backward(din, dg, db, dout, relu_out, in, sm, si, g, M, C, w));
+          g_inner->batchnorm_backward(din, dg, db, dout, relu_out, in, sm, si, g, M, C, sync, w));
 }
 static void p_bn_bwd_eval(float *din, float *dg, float *db, const float *dout, const float *in,
                           const float *g, const float *rm, const float *rv, int M, int C,

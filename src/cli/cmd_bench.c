@@ -15,12 +15,14 @@
 #include "../core/common.h"
 #include "../core/rng.h"
 #include "../core/threads.h"
+#include "../dist/dist.h"
 #include "../model/byol.h"
 #include "args.h"
 #include "commands.h"
 
 static const char *USAGE =
     "usage: byol bench [model flags] [--batch B] [--image-size S] [--steps N] [--threads T]\n"
+    "       mpirun -np P byol bench ...   (data-parallel: --batch is the global batch)\n"
     "Times full BYOL steps (two views: online+predictor forward/backward, target forwards,\n"
     "LARS, EMA) on synthetic inputs after one warm-up step. Prints the median ms/step,\n"
     "images/s, GFLOP/s, peak memory and a breakdown by phase; the last line is JSON.";
@@ -54,13 +56,17 @@ int cmd_bench(int argc, char **argv) {
     ModelConfig mc;
     model_config_default(&mc);
     int batch = 64, size = 32, steps = 10, threads = 0;
+    float comm_timeout = 300;
+    int sync_bn = 1;
     Flag flags[8 + MODEL_FLAG_COUNT] = {
         {"batch", FLAG_INT, &batch, "images per step (64)", 2, 1 << 16},
         {"image-size", FLAG_INT, &size, "view height and width (32)", 1, 4096},
         {"steps", FLAG_INT, &steps, "timed steps after one warm-up (10)", 1, 100000},
-        {"threads", FLAG_INT, &threads, "compute threads (all cores)", 1, 4096},
+        {"threads", FLAG_INT, &threads, "compute threads (all cores; under mpirun, the cores / ranks per node)", 1, 4096},
+        {"sync-bn", FLAG_INT, &sync_bn, "under mpirun: batch norm over the global batch, 0 or 1 (1)", 0, 1},
+        {"comm-timeout", FLAG_FLOAT, &comm_timeout, "under mpirun: seconds to wait for the other ranks (300)", 1, 1e6},
     };
-    int nf = 4;
+    int nf = 6;
     model_flags(flags + nf, &mc);
     nf += MODEL_FLAG_COUNT;
     Err e;
@@ -70,31 +76,43 @@ int cmd_bench(int argc, char **argv) {
     if ((double)batch * size * size * mc.enc.in_channels > (double)(1L << 31) / 64)
         return err_set(&e, "--batch %d with --image-size %d is too large for one step", batch, size),
                cmd_fail("bench", &e, 2);
-    threads_set(threads);
+    /* Data-parallel: --batch is the global batch, each rank steps on its shard. */
+    const int P = dist_size();
+    if (batch % P != 0 || batch / P < 2)
+        return err_set(&e, "--batch %d does not split into %d equal shards of at least 2 images", batch, P),
+               cmd_fail("bench", &e, 2);
+    const int local = batch / P;
+    threads_set(threads ? threads : dist_default_threads());
+    dist_set_timeout(comm_timeout);
 
     Byol model;
     byol_init(&model, &mc);
     byol_init_weights(&model, 0);
     const int C = mc.enc.in_channels;
     ByolWork work;
-    byol_work_init(&work, &model, batch, C, size, size, &backend_cpu);
-    const size_t n_views = (size_t)2 * batch * C * size * size;
+    byol_work_init(&work, &model, local, C, size, size, &backend_cpu);
+    byol_work_distribute(&work, &model, sync_bn);
+    const size_t n_views = (size_t)2 * local * C * size * size;
     float *views = xmalloc(n_views * sizeof(float), "synthetic views");
     Rng key = rng_keyed(1, 2, 3, 4);
     for (size_t i = 0; i < n_views; i++) views[i] = (float)(rng_u01(&key) * 2.0 - 1.0);
     StepConfig sc = {{0.1f, 1e-5f, 0.9f, 0.02f}, 0.99f};
 
     Profile prof;
-    const Backend *be = profile_begin(&backend_cpu, &prof, batch);
+    const Backend *be = profile_begin(&backend_cpu, &prof, local);
     byol_step(&model, &work, views, &sc, be); /* warm-up: page faults, thread pools */
-    be = profile_begin(&backend_cpu, &prof, batch);
+    be = profile_begin(&backend_cpu, &prof, local);
     double *dt = xmalloc(sizeof(double) * steps, "step times");
     float loss = 0;
+    dist_wait_seconds(1);
     for (int i = 0; i < steps; i++) {
+        dist_heartbeat(i);
         double t0 = now_seconds();
         loss = byol_step(&model, &work, views, &sc, be);
         dt[i] = now_seconds() - t0;
     }
+    /* time blocked on other ranks: the gradient all-reduce and synchronized batch norm */
+    const double wait_ms = dist_wait_seconds(1) / steps * 1e3;
     qsort(dt, steps, sizeof(double), cmp_double);
     const double median = steps % 2 ? dt[steps / 2] : 0.5 * (dt[steps / 2 - 1] + dt[steps / 2]);
     double total_s = 0, flops = 0;
@@ -108,10 +126,14 @@ int cmd_bench(int argc, char **argv) {
     printf("byol bench: %s width %d, %s stem, %dx%dx%d, batch %d, heads %d/%d/%d, %d threads (%s)\n",
            arch_name(mc.enc.arch), mc.enc.width, stem_name(mc.enc.stem), C, size, size, batch,
            mc.proj_hidden, mc.proj_dim, mc.pred_hidden, threads_get(), threads_backend_summary());
+    if (P > 1)
+        printf("%d ranks x %d images; waiting on communication %.1f ms/step (%.1f%% of the step; "
+               "phases below: rank 0, waits included in batch norm and optimizer)\n",
+               P, local, wait_ms, 100 * wait_ms / (median * 1e3));
     printf("median %.1f ms/step (min %.1f, max %.1f over %d steps), %.1f images/s, %.1f GFLOP/step, "
            "%.1f GFLOP/s, peak RSS %.0f MB, loss %.4f\n",
-           median * 1e3, dt[0] * 1e3, dt[steps - 1] * 1e3, steps, batch / median, flops / 1e9,
-           flops / median / 1e9, rss_mb, loss);
+           median * 1e3, dt[0] * 1e3, dt[steps - 1] * 1e3, steps, batch / median, flops * P / 1e9,
+           flops * P / median / 1e9, rss_mb, loss);
     printf("SGEMM 4096x256x2304 in this process: %.1f GFLOP/s\n", gemm);
     printf("%-22s %9s %6s %9s %8s\n", "phase", "ms/step", "share", "GFLOP/s", "of SGEMM");
     for (int p = 0; p < PHASE_COUNT; p++) {
@@ -125,12 +147,13 @@ int cmd_bench(int argc, char **argv) {
         }
     }
     printf("{\"arch\": \"%s\", \"width\": %d, \"stem\": \"%s\", \"batch\": %d, \"image_size\": %d, "
-           "\"channels\": %d, \"threads\": %d, \"ms_per_step\": %.3f, \"images_per_s\": %.3f, "
+           "\"channels\": %d, \"threads\": %d, \"ranks\": %d, \"comm_wait_ms\": %.3f, "
+           "\"ms_per_step\": %.3f, \"images_per_s\": %.3f, "
            "\"gflop_per_step\": %.4f, \"gflops\": %.3f, \"sgemm_gflops\": %.3f, \"peak_rss_mb\": %.1f, "
            "\"phases\": {",
            arch_name(mc.enc.arch), mc.enc.width, stem_name(mc.enc.stem), batch, size, C,
-           threads_get(), median * 1e3, batch / median, flops / 1e9, flops / median / 1e9, gemm,
-           rss_mb);
+           threads_get(), P, wait_ms, median * 1e3, batch / median, flops * P / 1e9,
+           flops * P / median / 1e9, gemm, rss_mb);
     for (int p = 0; p < PHASE_COUNT; p++)
         printf("%s\"%s\": {\"ms\": %.3f, \"gflops\": %.3f}", p ? ", " : "", PHASE_NAMES[p],
                prof.seconds[p] / steps * 1e3,

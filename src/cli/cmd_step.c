@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "../core/threads.h"
+#include "../dist/dist.h"
 #include "../io/npy.h"
 #include "../io/state.h"
 #include "args.h"
@@ -33,6 +34,8 @@ int cmd_step(int argc, char **argv) {
     const char *state_in = NULL, *views_path = NULL, *out_path = NULL;
     StepConfig sc = {{0.5f, 1e-5f, 0.9f, 0.001f}, 0.99f};
     int threads = 0;
+    float comm_timeout = 300;
+    int sync_bn = 1;
     Flag flags[16 + MODEL_FLAG_COUNT] = {
         {"state", FLAG_STRING, &state_in, "input state (safetensors)", 0, -1},
         {"views", FLAG_STRING, &views_path, "views [N, 2, B, C, H, W] (npy, float32)", 0, -1},
@@ -42,9 +45,11 @@ int cmd_step(int argc, char **argv) {
         {"momentum", FLAG_FLOAT, &sc.lars.momentum, "SGD momentum (0.9)", 0, 1},
         {"lars-eta", FLAG_FLOAT, &sc.lars.eta, "LARS trust coefficient (0.001)", 0, 1e6},
         {"tau", FLAG_FLOAT, &sc.tau, "target EMA decay (0.99)", 0, 1},
-        {"threads", FLAG_INT, &threads, "threads (all cores)", 1, 4096},
+        {"threads", FLAG_INT, &threads, "threads (all cores; under mpirun, the cores / ranks per node)", 1, 4096},
+        {"sync-bn", FLAG_INT, &sync_bn, "under mpirun: batch norm over the global batch, 0 or 1 (1)", 0, 1},
+        {"comm-timeout", FLAG_FLOAT, &comm_timeout, "under mpirun: seconds to wait for the other ranks (300)", 1, 1e6},
     };
-    int nf = 9;
+    int nf = 11;
     model_flags(flags + nf, &mc);
     nf += MODEL_FLAG_COUNT;
     Err e;
@@ -62,7 +67,8 @@ int cmd_step(int argc, char **argv) {
         fprintf(stderr, "byol step: %s\n", e.msg);
         return 1;
     }
-    threads_set(threads);
+    threads_set(threads ? threads : dist_default_threads());
+    dist_set_timeout(comm_timeout);
 
     NpyArray views;
     if (npy_read_f32(views_path, &views, &e)) {
@@ -98,20 +104,41 @@ int cmd_step(int argc, char **argv) {
         return 1;
     }
 
+    /* Data-parallel: rank r of P steps on images [r*B/P, (r+1)*B/P) of each view. */
+    const int P = dist_size(), r = dist_rank();
+    if (B % P != 0 || B / P < 2) {
+        if (r == 0)
+            fprintf(stderr, "byol step: %s: a batch of %d does not split into %d equal shards of at least 2 images\n",
+                    views_path, B, P);
+        npy_free(&views);
+        return 1;
+    }
+    const int b = B / P;
     Byol model;
     byol_init(&model, &mc);
-    if (state_load(&model, state_in, &e)) {
-        fprintf(stderr, "byol step: %s\n", e.msg);
+    rc = state_load(&model, state_in, &e);
+    if (dist_allreduce_max(rc ? 1 : 0, "loading the state") > 0) { /* all ranks stop together */
+        if (rc) fprintf(stderr, "byol step: %s\n", e.msg);
         byol_free(&model);
         npy_free(&views);
         return 1;
     }
     ByolWork work;
-    byol_work_init(&work, &model, B, C, H, W, &backend_cpu);
-    const size_t step_floats = (size_t)2 * B * C * H * W;
+    byol_work_init(&work, &model, b, C, H, W, &backend_cpu);
+    byol_work_distribute(&work, &model, sync_bn);
+    const size_t image = (size_t)C * H * W, step_floats = (size_t)2 * B * image;
+    float *shard = P > 1 ? xmalloc(2 * (size_t)b * image * sizeof(float), "view shard") : NULL;
     rc = 0;
     for (int i = 0; i < N && !rc; i++) {
-        float loss = byol_step(&model, &work, views.data + i * step_floats, &sc, &backend_cpu);
+        const float *v = views.data + i * step_floats;
+        if (shard) {
+            for (int k = 0; k < 2; k++)
+                memcpy(shard + (size_t)k * b * image, v + ((size_t)k * B + (size_t)r * b) * image,
+                       (size_t)b * image * sizeof(float));
+            v = shard;
+        }
+        dist_heartbeat(i);
+        float loss = byol_step(&model, &work, v, &sc, &backend_cpu);
         printf("step %d loss %.9g\n", i, loss);
         if (fflush(stdout) != 0 || ferror(stdout))
             rc = err_set(&e, "cannot write to standard output");
@@ -119,8 +146,14 @@ int cmd_step(int argc, char **argv) {
             rc = err_set(&e, "step %d: loss is %g (diverged: lower --lr, or check the views for "
                              "NaN/Inf); %s not written", i, loss, out_path);
     }
-    if (!rc) rc = state_save(&model, out_path, NULL, 0, &e);
-    if (rc) fprintf(stderr, "byol step: %s\n", e.msg);
+    xfree(shard);
+    if (P > 1) { /* the same loss on every rank, so they agree; stdout only on rank 0 */
+        rc = dist_allreduce_max(rc ? 1 : 0, "the end of the steps") > 0 ? (rc ? rc : -1) : 0;
+        if (rc == -1) err_set(&e, "another rank failed");
+        if (!rc) dist_check_identical(model.online.params, model.online.n_params, N);
+    }
+    if (!rc && r == 0) rc = state_save(&model, out_path, NULL, 0, &e);
+    if (rc && (r == 0 || strcmp(e.msg, "another rank failed") != 0)) fprintf(stderr, "byol step: %s\n", e.msg);
     byol_work_free(&work);
     byol_free(&model);
     npy_free(&views);

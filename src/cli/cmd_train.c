@@ -13,6 +13,7 @@
 
 #include "../core/threads.h"
 #include "../data/loader.h"
+#include "../dist/dist.h"
 #include "../eval/features.h"
 #include "../eval/knn.h"
 #include "../eval/monitor.h"
@@ -145,8 +146,9 @@ int cmd_train(int argc, char **argv) {
     /* Compute threads default to all cores: the loader's workers need little (a 32-pixel view
      * costs ~50 us to decode and augment against ~4 ms to train on), and a second compute thread
      * made the default Fashion-MNIST run 1.4x faster on 2 cores (529 vs 379 images/s). */
-    if (o.threads == 0) o.threads = threads_available();
+    if (o.threads == 0) o.threads = dist_default_threads();
     threads_set(o.threads);
+    dist_set_timeout(o.comm_timeout);
     Dataset ds;
     if (data_open(&ds, &o.data, stderr, &e)) {
         if (!o.data.data && access(DEFAULT_DATA, R_OK) != 0)
@@ -187,6 +189,15 @@ int cmd_train(int argc, char **argv) {
     }
     const int S = ac.image_size, B = o.batch;
     const int n_images = ds.split[split].n;
+    /* Data-parallel: --batch is the global batch; rank r trains on its shard of b = B/P images. */
+    const int P = dist_size(), rank = dist_rank(), root = rank == 0;
+    if (B % P != 0 || B / P < 2) {
+        if (root)
+            fprintf(stderr, "byol train: --batch %d does not split into %d equal shards of at least 2 images "
+                            "(one per rank)\n", B, P);
+        goto done_data;
+    }
+    const int b = B / P;
     if (n_images < B) {
         fprintf(stderr, "byol train: %s: the %s split has %d images, fewer than one batch of %d (lower --batch)\n",
                 ds.root, SPLIT_NAMES[split], n_images, B);
@@ -197,52 +208,64 @@ int cmd_train(int argc, char **argv) {
     if (warmup > total) warmup = total;
     const double lr_peak = o.base_lr * B / 256.0;
 
-    /* The run's folder: a fresh run refuses a folder that already holds checkpoints. */
-    if (make_dir(o.out, &e)) {
-        fprintf(stderr, "byol train: %s\n", e.msg);
-        goto done_data;
-    }
-    if (!o.resume && ckpt_count(o.out) > 0) {
-        fprintf(stderr, "byol train: --out %s already holds a run (ckpt-*.safetensors): --resume %s to continue it, "
-                        "or choose another --out\n", o.out, o.out);
-        goto done_data;
-    }
-    /* The effective configuration: what was asked, with the dataset's figures filled in. */
-    o.data.image_size = S;
+    /* The run's folder (rank 0 writes everything in it): a fresh run refuses a folder that
+     * already holds checkpoints. */
+    o.data.image_size = S; /* the effective configuration: with the dataset's figures filled in */
     char *config = flags_dump(flags, nf);
     char path[4400];
-    snprintf(path, sizeof path, "%s/config.txt", o.out);
-    if (write_text_file(path, config, &e)) {
-        fprintf(stderr, "byol train: %s\n", e.msg);
+    int setup_failed = 0;
+    if (root) {
+        if (make_dir(o.out, &e)) {
+            fprintf(stderr, "byol train: %s\n", e.msg);
+            setup_failed = 1;
+        } else if (!o.resume && ckpt_count(o.out) > 0) {
+            fprintf(stderr, "byol train: --out %s already holds a run (ckpt-*.safetensors): --resume %s to continue "
+                            "it, or choose another --out\n", o.out, o.out);
+            setup_failed = 1;
+        } else {
+            snprintf(path, sizeof path, "%s/config.txt", o.out);
+            if (write_text_file(path, config, &e)) {
+                fprintf(stderr, "byol train: %s\n", e.msg);
+                setup_failed = 1;
+            }
+        }
+    }
+    if (dist_allreduce_max(setup_failed, "setting up the run folder") > 0) { /* all ranks stop together */
         free(config);
         goto done_data;
     }
 
     byol_init(&model, &o.mc);
     if (o.resume) {
-        if (state_load_from(&model, &resume_st, &e)) {
+        setup_failed = state_load_from(&model, &resume_st, &e) != 0;
+        if (setup_failed)
             fprintf(stderr, "byol train: --resume: %s (the checkpoint's model differs from the flags?)\n", e.msg);
-            free(config);
-            goto done_model;
-        }
     } else {
         byol_init_weights(&model, (uint64_t)o.seed);
     }
-    byol_work_init(&work, &model, B, ds.channels, S, S, &backend_cpu);
-    LoaderConfig lc = {&ds, split, ac, B, (uint64_t)o.seed, o.workers, 2, start_step};
-    loader = loader_create(&lc, &e);
-    if (!loader) {
-        fprintf(stderr, "byol train: %s\n", e.msg);
+    if (!setup_failed) {
+        LoaderConfig lc = {&ds, split, ac, b, (uint64_t)o.seed, o.workers, 2, start_step, rank, P};
+        loader = loader_create(&lc, &e);
+        if (!loader) {
+            fprintf(stderr, "byol train: %s\n", e.msg);
+            setup_failed = 1;
+        }
+    }
+    if (!setup_failed && root) {
+        snprintf(path, sizeof path, "%s/metrics.jsonl", o.out);
+        metrics = fopen(path, o.resume ? "a" : "w");
+        if (!metrics) {
+            fprintf(stderr, "byol train: %s: cannot write: %s\n", path, strerror(errno));
+            setup_failed = 1;
+        }
+    }
+    if (dist_allreduce_max(setup_failed, "starting the run") > 0) {
         free(config);
         goto done_model;
     }
-    snprintf(path, sizeof path, "%s/metrics.jsonl", o.out);
-    metrics = fopen(path, o.resume ? "a" : "w");
-    if (!metrics) {
-        fprintf(stderr, "byol train: %s: cannot write: %s\n", path, strerror(errno));
-        free(config);
-        goto done_model;
-    }
+    byol_broadcast_state(&model); /* every rank starts from rank 0's bits */
+    byol_work_init(&work, &model, b, ds.channels, S, S, &backend_cpu);
+    byol_work_distribute(&work, &model, o.sync_bn);
 
     char mean_s[64], std_s[64];
     snprintf(mean_s, sizeof mean_s, "%.9g %.9g %.9g", ac.mean[0], ac.mean[1], ac.mean[2]);
@@ -252,6 +275,8 @@ int cmd_train(int argc, char **argv) {
     printf("byol train: %s %s (%d images, %dx%d, %d ch), %s width %d %s stem, heads %d/%d/%d\n", ds.kind,
            SPLIT_NAMES[split], n_images, S, S, ds.channels, arch_name(o.mc.enc.arch), o.mc.enc.width,
            stem_name(o.mc.enc.stem), o.mc.proj_hidden, o.mc.proj_dim, o.mc.pred_hidden);
+    if (P > 1)
+        printf("  %d ranks x %d images (data-parallel, synchronized batch norm, %s)\n", P, b, dist_summary());
     if (o.time_budget > 0)
         printf("  batch %d, time budget %.0f s, lr %.4g (base %.3g x %d/256), tau %.4g -> 1, out %s\n", B,
                o.time_budget, lr_peak, o.base_lr, B, o.tau_base, o.out);
@@ -269,8 +294,10 @@ int cmd_train(int argc, char **argv) {
         }
         if (acc >= 0) {
             printf("kNN top-1 before training (untrained encoder): %.2f%%\n", 100 * acc);
-            fprintf(metrics, "{\"step\": 0, \"epoch\": 0, \"knn_top1\": %.6f, \"untrained\": true}\n", acc);
-            fflush(metrics);
+            if (metrics) {
+                fprintf(metrics, "{\"step\": 0, \"epoch\": 0, \"knn_top1\": %.6f, \"untrained\": true}\n", acc);
+                fflush(metrics);
+            }
         }
     }
 
@@ -281,18 +308,34 @@ int cmd_train(int argc, char **argv) {
     sigaction(SIGTERM, &sa, NULL);
 
     StepConfig sc = {{(float)lr_peak, o.weight_decay, o.momentum, o.lars_eta}, o.tau_base};
-    double *cwork = xmalloc(collapse_work_doubles(B, o.mc.proj_dim) * sizeof(double), "collapse monitor");
+    double *cwork = xmalloc(collapse_work_doubles(b, o.mc.proj_dim) * sizeof(double), "collapse monitor");
     const double t_start = now_seconds();
-    double t_log = t_start, last_ckpt_time = t_start;
+    double t_log = t_start;
     int64_t saved_step = -1; /* the newest checkpoint this run wrote: its step and path */
     char saved_path[4400] = "";
     long log_images = 0;
     int64_t step = start_step;
     int collapse_warned = 0, stop_signal = 0;
     rc = 0;
-    double last_knn = -1;
+    double last_knn = -1, last_ckpt_elapsed = 0;
+    int ckpt_failed = 0;
     for (;;) {
-        const double elapsed = now_seconds() - t_start;
+        double elapsed = now_seconds() - t_start;
+        if (P > 1) { /* the ranks agree on the clock, a signal and a failed checkpoint */
+            double agree[3] = {elapsed, (double)g_signal, (double)ckpt_failed};
+            dist_heartbeat(step);
+            dist_allreduce_max_f64(agree, 3, "the start of a step");
+            elapsed = agree[0];
+            if (agree[1] > 0 && !g_signal) g_signal = (int)agree[1];
+            if (agree[2] > 0) {
+                rc = 1;
+                break;
+            }
+            if (g_signal) {
+                stop_signal = g_signal;
+                break;
+            }
+        }
         double frac; /* progress in [0, 1] */
         if (o.time_budget > 0) {
             frac = elapsed / o.time_budget;
@@ -312,8 +355,8 @@ int cmd_train(int argc, char **argv) {
         sc.lars.lr = (float)lr_at_step(kk, kt, kw, lr_peak);
         sc.tau = (float)tau_at_step(kk, kt, o.tau_base);
 
-        Batch b = loader_next(loader);
-        const float loss = byol_step(&model, &work, b.views, &sc, &backend_cpu);
+        Batch bt = loader_next(loader);
+        const float loss = byol_step(&model, &work, bt.views, &sc, &backend_cpu);
         step++;
         log_images += B;
         if (!isfinite(loss)) {
@@ -325,13 +368,19 @@ int cmd_train(int argc, char **argv) {
         const int epoch_end = step % spe == 0;
         const double now = now_seconds();
         if (step % o.log_every == 0 || epoch_end || step == total) {
-            CollapseStats cs;
-            collapse_stats(work.proj.out, B, o.mc.proj_dim, &cs, cwork);
+            CollapseStats cs; /* of this rank's shard of projections */
+            collapse_stats(work.proj.out, b, o.mc.proj_dim, &cs, cwork);
             const double ips = log_images / fmax(now - t_log, 1e-9);
-            fprintf(metrics, "{\"step\": %lld, \"epoch\": %.4f, \"loss\": %.7g, \"lr\": %.6g, \"tau\": %.7g, "
-                             "\"images_per_s\": %.2f, \"proj_std\": %.5f, \"eff_rank\": %.3f}\n",
-                    (long long)step, (double)step / spe, loss, sc.lars.lr, sc.tau, ips, cs.std_sqrt_d, cs.eff_rank);
-            fflush(metrics);
+            if (metrics) {
+                fprintf(metrics, "{\"step\": %lld, \"epoch\": %.4f, \"loss\": %.7g, \"lr\": %.6g, \"tau\": %.7g, "
+                                 "\"images_per_s\": %.2f, \"proj_std\": %.5f, \"eff_rank\": %.3f}\n",
+                        (long long)step, (double)step / spe, loss, sc.lars.lr, sc.tau, ips, cs.std_sqrt_d,
+                        cs.eff_rank);
+                fflush(metrics);
+            }
+            /* cheap insurance that the ranks still train one model */
+            if (P > 1 && step % (o.log_every * 10) == 0)
+                dist_check_identical(model.online.params, model.online.n_params, step);
             double left = o.time_budget > 0 ? o.time_budget - (now - t_start)
                                              : (total - step) * (double)B / fmax(ips, 1e-9);
             char eta[32];
@@ -344,7 +393,7 @@ int cmd_train(int argc, char **argv) {
                 printf("epoch %.2f step %lld loss %.5f lr %.4g tau %.6f %.1f img/s proj_std %.3f eff_rank %.1f ETA %s\n",
                        (double)step / spe, (long long)step, loss, sc.lars.lr, sc.tau, ips, cs.std_sqrt_d, cs.eff_rank, eta);
             fflush(stdout);
-            if (collapse_warning(&cs, o.mc.proj_dim) && !collapse_warned) {
+            if (root && collapse_warning(&cs, o.mc.proj_dim) && !collapse_warned) {
                 fprintf(stderr, "%sbyol train: warning: step %lld: the projections are collapsing, %s (std x sqrt(D) "
                                 "%.3f, effective rank %.1f of %d); features may stop improving: try a lower --base-lr, "
                                 "a higher --tau-base, or milder augmentations\n",
@@ -359,43 +408,56 @@ int cmd_train(int argc, char **argv) {
         const int last = o.time_budget > 0 ? 0 : step == total;
         if (epoch_end && !last && o.eval_every > 0 && (step / spe) % o.eval_every == 0) {
             last_knn = knn_monitor(&model, &ds, &fc, o.eval_bank, o.eval_queries, o.knn_k, o.knn_t, &e);
-            if (last_knn >= 0) {
+            if (last_knn >= 0 && metrics) {
                 fprintf(metrics, "{\"step\": %lld, \"epoch\": %.4f, \"knn_top1\": %.6f}\n", (long long)step,
                         (double)step / spe, last_knn);
                 fflush(metrics);
                 printf("%sepoch %lld: kNN top-1 %.2f%%\n", tty ? "\n" : "", (long long)(step / spe), 100 * last_knn);
             }
-            snprintf(path, sizeof path, "%s/plot.svg", o.out);
-            char mpath[4400];
-            snprintf(mpath, sizeof mpath, "%s/metrics.jsonl", o.out);
-            Err pe;
-            plot_metrics_svg(mpath, path, &pe); /* a picture is a convenience: never stop for it */
+            if (root) {
+                snprintf(path, sizeof path, "%s/plot.svg", o.out);
+                char mpath[4400];
+                snprintf(mpath, sizeof mpath, "%s/metrics.jsonl", o.out);
+                Err pe;
+                plot_metrics_svg(mpath, path, &pe); /* a picture is a convenience: never stop for it */
+            }
         }
-        if (g_signal) {
+        if (g_signal && P == 1) {
             stop_signal = g_signal;
             break;
         }
-        if (epoch_end || (o.ckpt_minutes > 0 && now - last_ckpt_time > 60 * o.ckpt_minutes)) {
-            if (save_run_checkpoint(&model, &o, step, spe, config, mean_s, std_s, saved_path, sizeof saved_path, &e)) {
+        /* checkpoint times from the agreed clock, so that every rank counts the same steps */
+        if (epoch_end || (o.ckpt_minutes > 0 && elapsed - last_ckpt_elapsed > 60 * o.ckpt_minutes)) {
+            if (root &&
+                save_run_checkpoint(&model, &o, step, spe, config, mean_s, std_s, saved_path, sizeof saved_path, &e)) {
                 fprintf(stderr, "%sbyol train: %s\n", tty ? "\n" : "", e.msg);
-                rc = 1;
-                break;
+                ckpt_failed = 1; /* the others learn it at the next step's agreement */
+                if (P == 1) {
+                    rc = 1;
+                    break;
+                }
             }
-            last_ckpt_time = now;
+            last_ckpt_elapsed = elapsed;
             saved_step = step;
         }
+    }
+    if (P > 1 && rc == 0 && !stop_signal) { /* a failure in the last step's checkpoint */
+        if (dist_allreduce_max(ckpt_failed, "the end of training") > 0) rc = 1;
     }
     xfree(cwork);
     if (tty) printf("\n");
 
     if (rc == 0) { /* the final (or interrupted) state, unless the loop just wrote it */
-        if (saved_step != step &&
+        int failed = 0;
+        if (P > 1) dist_check_identical(model.online.params, model.online.n_params, step);
+        if (root && saved_step != step &&
             save_run_checkpoint(&model, &o, step, spe, config, mean_s, std_s, saved_path, sizeof saved_path, &e)) {
             fprintf(stderr, "byol train: %s\n", e.msg);
-            rc = 1;
+            failed = 1;
         } else {
             printf("checkpoint %s (step %lld)\n", saved_path, (long long)step);
         }
+        if (dist_allreduce_max(failed, "the final checkpoint") > 0) rc = 1;
     }
     if (rc == 0 && stop_signal > 0) {
         printf("stopped by signal %d at step %lld: byol train --resume %s continues\n", stop_signal, (long long)step, o.out);
@@ -408,13 +470,14 @@ int cmd_train(int argc, char **argv) {
             double acc = knn_monitor(&model, &ds, &fc, o.eval_bank, o.eval_queries, o.knn_k, o.knn_t, &e);
             if (acc >= 0) {
                 printf("kNN top-1 after training: %.2f%%\n", 100 * acc);
-                fprintf(metrics, "{\"step\": %lld, \"epoch\": %.4f, \"knn_top1\": %.6f, \"final\": true}\n",
-                        (long long)step, (double)step / spe, acc);
+                if (metrics)
+                    fprintf(metrics, "{\"step\": %lld, \"epoch\": %.4f, \"knn_top1\": %.6f, \"final\": true}\n",
+                            (long long)step, (double)step / spe, acc);
             }
         }
     }
-    fflush(metrics);
-    {
+    if (metrics) fflush(metrics);
+    if (root) {
         char mpath[4400];
         snprintf(mpath, sizeof mpath, "%s/metrics.jsonl", o.out);
         snprintf(path, sizeof path, "%s/plot.svg", o.out);

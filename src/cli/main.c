@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "../core/threads.h"
+#include "../dist/dist.h"
 #include "commands.h"
 
 static const struct {
@@ -27,18 +28,34 @@ static void usage(FILE *f) {
     fprintf(f, "\nbuild: %s\n", threads_backend_summary());
 }
 
-int main(int argc, char **argv) {
-    threads_select_blas_core(argv);
+static int run(int argc, char **argv) {
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
     if (strcmp(argv[1], "--version") == 0) {
-        printf("byol.c 0.1 (%s)\n", threads_backend_summary());
+        printf("byol.c 0.1 (%s, %s)\n", threads_backend_summary(), dist_summary());
         return 0;
     }
     for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
-        if (strcmp(argv[1], COMMANDS[i].name) == 0) return COMMANDS[i].run(argc - 2, argv + 2);
+        if (strcmp(argv[1], COMMANDS[i].name) == 0) {
+            /* train, step and bench are data-parallel under mpirun; the rest are one process */
+            if (dist_size() > 1 && strcmp(argv[1], "train") && strcmp(argv[1], "step") && strcmp(argv[1], "bench")) {
+                if (dist_rank() == 0)
+                    fprintf(stderr, "byol %s runs in one process: start it without mpirun (only train, step and "
+                                    "bench run on several ranks)\n", argv[1]);
+                return 2;
+            }
+            return COMMANDS[i].run(argc - 2, argv + 2);
+        }
     fprintf(stderr, "byol: unknown command '%s' (byol --help lists them)\n", argv[1]);
     return 2;
+}
+
+int main(int argc, char **argv) {
+    threads_select_blas_core(argv);
+    dist_init(&argc, &argv); /* MPI when started by mpirun; ranks > 0 print nothing on stdout */
+    int rc = run(argc, argv);
+    dist_finalize();
+    return rc;
 }

@@ -43,6 +43,8 @@ void train_options_default(TrainOptions *o) {
     o->tau_base = 0.99f;
     o->warmup_epochs = -1; /* 10 epochs, at most 10% of the run */
     o->ckpt_minutes = 10;
+    o->comm_timeout = 300;
+    o->sync_bn = 1;
 }
 
 int train_flags(Flag *f, TrainOptions *o) {
@@ -70,7 +72,9 @@ int train_flags(Flag *f, TrainOptions *o) {
         {"time-budget", FLAG_FLOAT, &o->time_budget, "seconds: schedules end when the budget does (off)", 0, 1e9},
         {"seed", FLAG_INT, &o->seed, "random seed: weights, order, augmentations (0)", 0, 2147483647},
         {"workers", FLAG_INT, &o->workers, "loader threads (a quarter of the cores, 1 to 8)", 0, 256},
-        {"threads", FLAG_INT, &o->threads, "compute threads (all cores)", 0, 4096},
+        {"threads", FLAG_INT, &o->threads, "compute threads (all cores; under mpirun, the cores / ranks per node)", 0, 4096},
+        {"sync-bn", FLAG_INT, &o->sync_bn, "under mpirun: batch norm over the global batch, 0 or 1 (1)", 0, 1},
+        {"comm-timeout", FLAG_FLOAT, &o->comm_timeout, "under mpirun: seconds a rank waits for the others before stopping all (300)", 1, 1e6},
         {"eval-every", FLAG_INT, &o->eval_every, "kNN monitor every N epochs, 0 off (1)", 0, 1000000},
         {"eval-bank", FLAG_INT, &o->eval_bank, "kNN monitor: train images as the bank, 0 all (10000)", 0, 1 << 30},
         {"eval-queries", FLAG_INT, &o->eval_queries, "kNN monitor: test images scored, 0 all (10000)", 0, 1 << 30},

@@ -10,9 +10,9 @@ typedef struct {
     ModelConfig mc;
     DataOptions data;
     int epochs, batch, seed, eval_every, keep, log_every, workers, threads, max_steps;
-    int knn_k, eval_bank, eval_queries, knn_before, knn_after, split_unlabeled;
+    int knn_k, eval_bank, eval_queries, knn_before, knn_after, split_unlabeled, sync_bn;
     float base_lr, weight_decay, momentum, lars_eta, tau_base, warmup_epochs, time_budget, knn_t,
-        ckpt_minutes;
+        ckpt_minutes, comm_timeout;
     const char *out, *resume, *config;
     int out_given, in_channels_given;
     char out_buf[4096];

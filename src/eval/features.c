@@ -3,7 +3,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "../backend/backend.h"
+#include "../core/threads.h"
 
 int preprocess_eval(float *out, const Dataset *ds, Split s, int idx, const FeatureConfig *fc,
                     Image *img, AugScratch *scratch, Err *e) {
@@ -34,7 +39,7 @@ int extract_features(const ResNet *net, const float *params, const float *buffer
     /* The encoder's activations for one batch, planned once (the last batch is padded). */
     ResNetActs acts;
     void *mem = NULL, *scratch = NULL;
-    float *x = NULL, *chw = xmalloc(per * sizeof(float), "image");
+    float *x = NULL;
     if (net) {
         Arena a = {NULL, 0, 0};
         resnet_plan(&acts, net, B, S, S, &a, &backend_cpu);
@@ -45,37 +50,51 @@ int extract_features(const ResNet *net, const float *params, const float *buffer
         scratch = arena_take(&real, acts.max_scratch);
         x = xcalloc((size_t)B * per, sizeof(float), "evaluation batch");
     }
-    Image img = {0};
-    AugScratch as = {0};
-    int rc = 0;
-    for (int b0 = 0; b0 < n && !rc; b0 += B) {
+    /* Decoding and resizing run on all threads, one image each; each thread keeps its own image
+     * and resize buffers. The first failure (lowest index) is the one reported. */
+    const int nt = threads_get() > 0 ? threads_get() : 1;
+    Image *imgs = xcalloc((size_t)nt, sizeof(Image), "decode buffers");
+    AugScratch *as = xcalloc((size_t)nt, sizeof(AugScratch), "resize buffers");
+    float *chw = xmalloc((size_t)nt * per * sizeof(float), "images");
+    int fail_at = -1;
+    for (int b0 = 0; b0 < n && fail_at < 0; b0 += B) {
         const int nb = n - b0 < B ? n - b0 : B;
-        for (int k = 0; k < nb && !rc; k++) {
+#pragma omp parallel for schedule(dynamic, 16) num_threads(nt)
+        for (int k = 0; k < nb; k++) {
+            int t = 0;
+#ifdef _OPENMP
+            t = omp_get_thread_num();
+#endif
             const int j = b0 + k;
             const int idx = (int)((int64_t)j * sp->n / n); /* evenly spaced */
             lab[j] = sp->labels ? sp->labels[idx] : -1;
-            if (preprocess_eval(chw, ds, s, idx, fc, &img, &as, e)) {
-                rc = -1;
-                break;
+            float *img_chw = chw + (size_t)t * per;
+            Err te;
+            if (preprocess_eval(img_chw, ds, s, idx, fc, &imgs[t], &as[t], &te)) {
+#pragma omp critical(features_error)
+                if (fail_at < 0 || j < fail_at) {
+                    fail_at = j;
+                    *e = te;
+                }
+                continue;
             }
             if (!net) {
-                memcpy(feat + (size_t)j * d, chw, per * sizeof(float));
+                memcpy(feat + (size_t)j * d, img_chw, per * sizeof(float));
                 continue;
             }
             float *dst = x + (size_t)k * per; /* CHW -> HWC */
             for (int c = 0; c < C; c++)
-                for (int p = 0; p < S * S; p++) dst[(size_t)p * C + c] = chw[(size_t)c * S * S + p];
+                for (int p = 0; p < S * S; p++) dst[(size_t)p * C + c] = img_chw[(size_t)c * S * S + p];
         }
-        if (rc || !net) continue;
+        if (fail_at >= 0 || !net) continue;
         if (nb < B) memset(x + (size_t)nb * per, 0, (size_t)(B - nb) * per * sizeof(float));
         /* Evaluation mode reads the running statistics and writes nothing: buffers stay const. */
         resnet_forward(&backend_cpu, net, params, (float *)buffers, &acts, x, 0, scratch);
         memcpy(feat + (size_t)b0 * d, acts.features, (size_t)nb * d * sizeof(float));
     }
-    image_free(&img);
-    aug_scratch_free(&as);
-    xfree(chw), xfree(x), xfree(mem);
-    if (rc) {
+    for (int t = 0; t < nt; t++) image_free(&imgs[t]), aug_scratch_free(&as[t]);
+    xfree(imgs), xfree(as), xfree(chw), xfree(x), xfree(mem);
+    if (fail_at >= 0) {
         xfree(feat);
         free(lab);
         return -1;

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "../core/common.h"
+#include "../dist/dist.h"
 
 void model_config_default(ModelConfig *c) {
     c->enc.arch = ARCH_RESNET18;
@@ -68,15 +69,46 @@ void byol_work_init(ByolWork *w, const Byol *m, int B, int C, int H, int W, cons
     work_plan(w, m, &real, be);
 }
 
+/* Gradients are all-reduced in buckets of 2^20 floats (4 MiB): large enough that each message
+ * moves at the link's rate, small enough that the first ones start while most of the encoder's
+ * backward is still to run. */
+enum { GRAD_BUCKET_FLOATS = 1 << 20 };
+
+void byol_work_distribute(ByolWork *w, Byol *m, int sync_bn) {
+    if (!dist_enabled()) return;
+    w->sync = sync_bn ? dist_bn_reducer() : NULL;
+    w->gsync = gradsync_create(m->online.grads, m->online.n_params, GRAD_BUCKET_FLOATS);
+}
+
 void byol_work_free(ByolWork *w) {
+    gradsync_destroy(w->gsync);
     xfree(w->mem);
     memset(w, 0, sizeof *w);
 }
+
+void byol_broadcast_state(Byol *m) {
+    if (!dist_enabled()) return;
+    const ParamStore *st[2] = {&m->online, &m->target};
+    for (int i = 0; i < 2; i++) {
+        dist_broadcast(st[i]->params, st[i]->n_params * sizeof(float), 0, "the initial state");
+        if (st[i]->momentum)
+            dist_broadcast(st[i]->momentum, st[i]->n_params * sizeof(float), 0, "the initial state");
+        if (st[i]->n_buffers)
+            dist_broadcast(st[i]->buffers, st[i]->n_buffers * sizeof(float), 0, "the initial state");
+    }
+}
+
+static void grads_ready(void *ctx, size_t from) { gradsync_ready(ctx, from); }
 
 float byol_step(Byol *m, ByolWork *w, const float *views, const StepConfig *sc, const Backend *be) {
     const int B = w->B;
     const size_t view = (size_t)B * w->C * w->H * w->W;
     ParamStore *on = &m->online, *tg = &m->target;
+    w->enc.sync = w->proj.sync = w->pred.sync = w->sync;
+    w->target_proj[0].sync = w->target_proj[1].sync = w->sync;
+    const GradHook none = {NULL, NULL};
+    w->enc.hook = w->proj.hook = w->pred.hook = none;
+    gradsync_begin(w->gsync);
 
     for (int v = 0; v < 2; v++) be->nchw_to_nhwc(w->x[v], views + v * view, B, w->C, w->H, w->W);
     be->fill_zero(on->grads, on->n_params);
@@ -99,6 +131,10 @@ float byol_step(Byol *m, ByolWork *w, const float *views, const StepConfig *sc, 
                     w->scratch);
         mlp_forward(be, &m->predictor, on->params, on->buffers, &w->pred, w->proj.out, 1,
                     w->scratch);
+        if (v == 1 && w->gsync) { /* the gradients become final during this backward */
+            const GradHook h = {grads_ready, w->gsync};
+            w->enc.hook = w->proj.hook = w->pred.hook = h;
+        }
         loss += be->cosine_loss_forward(w->pred.out, z, B, m->cfg.proj_dim);
         be->cosine_loss_backward(w->dp, w->pred.out, z, B, m->cfg.proj_dim, 1.0f);
         mlp_backward(be, &m->predictor, on->params, on->grads, &w->pred, w->proj.out, w->dp,
@@ -109,6 +145,11 @@ float byol_step(Byol *m, ByolWork *w, const float *views, const StepConfig *sc, 
                         w->scratch);
     }
 
+    gradsync_finish(w->gsync); /* summed over ranks and divided by their number */
+    if (w->gsync) {
+        dist_allreduce_sum_f64(&loss, 1, "the loss");
+        loss /= dist_size();
+    }
     be->lars_update(on->params, on->grads, on->momentum, on->specs, on->n_specs, &sc->lars);
     be->ema_update(tg->params, on->params, tg->n_params, sc->tau);
     return (float)loss;

@@ -44,10 +44,21 @@ typedef struct {
     float *g[3];                        /* encoder backward buffers */
     void *scratch;                      /* kernel scratch (im2col tiles, BN partial sums) */
     size_t bytes;                       /* size of mem */
+    /* Data-parallel runs (src/dist) set these after byol_work_init: batch norm of all three
+     * networks over the global batch, and the online gradients all-reduced in buckets while
+     * the second view's backward runs. NULL: one process. */
+    const Reducer *sync;
+    struct GradSync *gsync;
 } ByolWork;
 
 void byol_work_init(ByolWork *w, const Byol *m, int B, int C, int H, int W, const Backend *be);
+/* Under mpirun with more than one rank: the bucketed gradient all-reduce and, with sync_bn,
+ * synchronized batch norm for this work's steps (B is then this rank's shard; without sync_bn
+ * each rank normalizes by its shard's statistics). Nothing with one rank. */
+void byol_work_distribute(ByolWork *w, Byol *m, int sync_bn);
 void byol_work_free(ByolWork *w);
+/* Rank 0's parameters, momentum and buffers (online and target) on every rank. */
+void byol_broadcast_state(Byol *m);
 
 typedef struct {
     LarsConfig lars;
@@ -57,7 +68,9 @@ typedef struct {
 /* One BYOL step on views [2, B, C, H, W] (NCHW, view 1 then view 2): target projections of both
  * views, then per view the online forward and its backward (view 1 first, so batch-norm running
  * statistics update in PyTorch's order), LARS on online + predictor, EMA of the target.
- * Returns loss = mean(2 - 2cos(p1, z2)) + mean(2 - 2cos(p2, z1)). */
+ * Returns loss = mean(2 - 2cos(p1, z2)) + mean(2 - 2cos(p2, z1)); in a data-parallel step the
+ * views are this rank's shard, and the loss returned is the global batch's (every rank gets the
+ * same value, so they all stop together on a non-finite one). */
 float byol_step(Byol *m, ByolWork *w, const float *views, const StepConfig *sc, const Backend *be);
 
 #endif

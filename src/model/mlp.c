@@ -26,6 +26,8 @@ void mlp_build(Mlp *m, int in, int hidden, int out, ParamStore *s, const char *p
 
 size_t mlp_plan(MlpActs *a, const Mlp *m, int B, Arena *arena, const Backend *be) {
     a->B = B;
+    a->sync = NULL;
+    a->hook = (GradHook){NULL, NULL};
     a->h = arena_floats(arena, (size_t)B * m->fc1.out);
     a->r = arena_floats(arena, (size_t)B * m->fc1.out);
     a->mean = arena_floats(arena, m->fc1.out);
@@ -42,7 +44,7 @@ void mlp_forward(const Backend *be, const Mlp *m, const float *params, float *bu
         be->batchnorm_forward_train(a->r, a->mean, a->invstd, buffers + m->bn.mean,
                                     buffers + m->bn.var, a->h, params + m->bn.gamma,
                                     params + m->bn.beta, NULL, 1, B, H, BN_MOMENTUM, BN_EPS,
-                                    (double *)scratch);
+                                    a->sync, (double *)scratch);
     else
         be->batchnorm_forward_eval(a->r, a->h, params + m->bn.gamma, params + m->bn.beta,
                                    buffers + m->bn.mean, buffers + m->bn.var, NULL, 1, B, H,
@@ -58,7 +60,8 @@ void mlp_backward(const Backend *be, const Mlp *m, const float *params, float *g
     be->linear_backward(dr, grads + m->fc2.weight, grads + m->fc2.bias, dout, a->r,
                         params + m->fc2.weight, B, H, m->fc2.out);
     be->batchnorm_backward(dr, grads + m->bn.gamma, grads + m->bn.beta, dr, a->r, a->h, a->mean,
-                           a->invstd, params + m->bn.gamma, B, H, (double *)scratch);
+                           a->invstd, params + m->bn.gamma, B, H, a->sync, (double *)scratch);
     be->linear_backward(din, grads + m->fc1.weight, grads + m->fc1.bias, dr, in,
                         params + m->fc1.weight, B, m->fc1.in, H);
+    if (a->hook.ready) a->hook.ready(a->hook.ctx, m->fc1.weight); /* fc1 is the head's first */
 }

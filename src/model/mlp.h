@@ -21,6 +21,8 @@ typedef struct {
 
 typedef struct {
     int B;
+    const Reducer *sync; /* training BN over the global batch of a data-parallel run, or NULL */
+    GradHook hook;       /* called at the end of backward when set */
     float *h;            /* fc1 output = BN input [B, hidden] */
     float *r;            /* ReLU(BN(h)) [B, hidden] */
     float *mean, *invstd;

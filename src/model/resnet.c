@@ -161,7 +161,7 @@ void resnet_plan(ResNetActs *a, const ResNet *net, int B, int H, int W, Arena *a
 /* conv -> batch norm (+ residual) (-> ReLU): the post-ops run inside the batch norm's pass. */
 static void unit_forward(const Backend *be, const ConvBN *cb, const float *params, float *buffers,
                          UnitActs *u, const float *in, int B, int H, int W, int train,
-                         const float *residual, int relu, void *scratch) {
+                         const float *residual, int relu, const Reducer *sync, void *scratch) {
     ConvShape s = conv_shape(B, H, W, cb->conv.cin, cb->conv.cout, cb->conv.k, cb->conv.stride,
                              cb->conv.pad);
     const int M = B * s.Ho * s.Wo, C = s.Cout;
@@ -170,7 +170,7 @@ static void unit_forward(const Backend *be, const ConvBN *cb, const float *param
     if (train)
         be->batchnorm_forward_train(u->post, u->mean, u->invstd, buffers + cb->bn.mean,
                                     buffers + cb->bn.var, u->pre, gamma, beta, residual, relu, M,
-                                    C, BN_MOMENTUM, BN_EPS, (double *)scratch);
+                                    C, BN_MOMENTUM, BN_EPS, sync, (double *)scratch);
     else
         be->batchnorm_forward_eval(u->post, u->pre, gamma, beta, buffers + cb->bn.mean,
                                    buffers + cb->bn.var, residual, relu, M, C, BN_EPS,
@@ -181,7 +181,7 @@ void resnet_forward(const Backend *be, const ResNet *net, const float *params, f
                     ResNetActs *a, const float *x, int train, void *scratch) {
     const int B = a->B;
     unit_forward(be, &net->stem, params, buffers, &a->stem, x, B, a->H, a->W, train, NULL, 1,
-                 scratch);
+                 a->sync, scratch);
     const float *cur = a->stem.post;
     int h = a->stem.H, w = a->stem.W;
     if (net->cfg.stem == STEM_IMAGENET) {
@@ -198,7 +198,7 @@ void resnet_forward(const Backend *be, const ResNet *net, const float *params, f
         const float *identity = cur;
         if (b->has_down) {
             unit_forward(be, &b->down, params, buffers, &ua[BLOCK_MAX_UNITS], cur, B, h, w, train,
-                         NULL, 0, scratch);
+                         NULL, 0, a->sync, scratch);
             identity = ua[BLOCK_MAX_UNITS].post;
         }
         const float *in = cur;
@@ -206,7 +206,7 @@ void resnet_forward(const Backend *be, const ResNet *net, const float *params, f
         for (int u = 0; u < b->n_units; u++) {
             int last = u == b->n_units - 1;
             unit_forward(be, &b->unit[u], params, buffers, &ua[u], in, B, uh, uw, train,
-                         last ? identity : NULL, 1, scratch);
+                         last ? identity : NULL, 1, a->sync, scratch);
             in = ua[u].post;
             uh = ua[u].H;
             uw = ua[u].W;
@@ -225,13 +225,18 @@ void resnet_forward(const Backend *be, const ResNet *net, const float *params, f
  * `din` (NULL: not needed). */
 static void unit_backward(const Backend *be, const ConvBN *cb, const float *params, float *grads,
                           const UnitActs *u, const float *in, const float *dy, int relu,
-                          float *dpre, float *din, int B, int H, int W, void *scratch) {
+                          float *dpre, float *din, int B, int H, int W, const ResNetActs *a,
+                          void *scratch) {
     ConvShape s = conv_shape(B, H, W, cb->conv.cin, cb->conv.cout, cb->conv.k, cb->conv.stride,
                              cb->conv.pad);
     be->batchnorm_backward(dpre, grads + cb->bn.gamma, grads + cb->bn.beta, dy,
                            relu ? u->post : NULL, u->pre, u->mean, u->invstd,
-                           params + cb->bn.gamma, B * s.Ho * s.Wo, s.Cout, (double *)scratch);
+                           params + cb->bn.gamma, B * s.Ho * s.Wo, s.Cout, a->sync,
+                           (double *)scratch);
     be->conv2d_backward_weight(grads + cb->conv.weight, dpre, in, &s, (float *)scratch);
+    /* the unit's tensors (conv weight first, then its BN) are final, and so is everything
+     * registered after them, which backward has already passed */
+    if (a->hook.ready) a->hook.ready(a->hook.ctx, cb->conv.weight);
     if (din) be->conv2d_backward_data(din, dpre, params + cb->conv.weight, &s, (float *)scratch);
 }
 
@@ -240,7 +245,7 @@ static void unit_backward(const Backend *be, const ConvBN *cb, const float *para
  * the main path; without one, g[0] is the shortcut's gradient and g[1]/g[2] carry the main path. */
 static void block_backward(const Backend *be, const Block *b, const float *params, float *grads,
                            const UnitActs *ua, const float *in, int B, int H, int W, float *g[3],
-                           void *scratch) {
+                           const ResNetActs *a, void *scratch) {
     const int last = b->n_units - 1;
     size_t n_out = (size_t)B * ua[last].H * ua[last].W * b->unit[last].conv.cout;
     be->relu_backward(g[0], g[0], ua[last].post, n_out); /* through the block's final ReLU */
@@ -248,7 +253,7 @@ static void block_backward(const Backend *be, const Block *b, const float *param
     float *shortcut, *work0, *work1;
     if (b->has_down) {
         unit_backward(be, &b->down, params, grads, &ua[BLOCK_MAX_UNITS], in, g[0], 0, g[1], g[2],
-                      B, H, W, scratch);
+                      B, H, W, a, scratch);
         shortcut = g[2];
         work0 = g[0];
         work1 = g[1];
@@ -263,7 +268,7 @@ static void block_backward(const Backend *be, const Block *b, const float *param
         int uh = u > 0 ? ua[u - 1].H : H, uw = u > 0 ? ua[u - 1].W : W;
         /* the last unit's ReLU came after the residual add: g[0] is already through it */
         unit_backward(be, &b->unit[u], params, grads, &ua[u], uin, dy, u != last, work0, work1, B,
-                      uh, uw, scratch);
+                      uh, uw, a, scratch);
         float *t = work0; /* work1 now holds d(unit input) */
         work0 = work1;
         work1 = t;
@@ -304,13 +309,13 @@ void resnet_backward(const Backend *be, const ResNet *net, const float *params, 
     be->avgpool_backward(buf[0], dfeatures, B, h * w, net->out_dim);
     for (int i = net->n_blocks - 1; i >= 0; i--)
         block_backward(be, &net->blocks[i], params, grads, a->units[i], bin[i], B, bh[i], bw[i],
-                       buf, scratch);
+                       buf, a, scratch);
     float *d = buf[0];
     if (net->cfg.stem == STEM_IMAGENET) {
         PoolShape p = pool_shape(B, a->stem.H, a->stem.W, net->stem.conv.cout, 3, 2, 1);
         be->maxpool2d_backward(buf[1], d, a->argmax, &p);
         d = buf[1];
     }
-    unit_backward(be, &net->stem, params, grads, &a->stem, x, d, 1, d, NULL, B, a->H, a->W,
+    unit_backward(be, &net->stem, params, grads, &a->stem, x, d, 1, d, NULL, B, a->H, a->W, a,
                   scratch);
 }

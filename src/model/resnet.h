@@ -77,8 +77,17 @@ typedef struct {
     int H, W;              /* output spatial size */
 } UnitActs;
 
+/* Told during a backward, unit by unit from the last parameters to the first, the offset from
+ * which the gradient buffer is final (a data-parallel step starts all-reducing it). */
+typedef struct {
+    void (*ready)(void *ctx, size_t from);
+    void *ctx;
+} GradHook;
+
 typedef struct {
     int B, H, W;            /* input */
+    const Reducer *sync;    /* training BN over the global batch of a data-parallel run, or NULL */
+    GradHook hook;          /* called during backward when set */
     UnitActs stem;
     float *pooled;          /* max-pool output (ImageNet stem) */
     int32_t *argmax;

@@ -14,8 +14,8 @@ static int row_chunks(int M) {
     return n < 1 ? 1 : n;
 }
 
-/* Layout of `work`: [nchunk*C partials][nchunk*C partials][4*C per-channel values]. */
-size_t batchnorm_work_doubles(int M, int C) { return ((size_t)2 * row_chunks(M) + 4) * C; }
+/* Layout of `work`: [nchunk*C partials][nchunk*C partials][6*C per-channel values]. */
+size_t batchnorm_work_doubles(int M, int C) { return ((size_t)2 * row_chunks(M) + 6) * C; }
 
 static void chunk_bounds(int M, int nchunk, int k, int *r0, int *r1) {
     *r0 = (int)((long)M * k / nchunk);
@@ -23,12 +23,15 @@ static void chunk_bounds(int M, int nchunk, int k, int *r0, int *r1) {
 }
 
 /* Per-channel mean and biased variance in one pass: each chunk sums d = x - K and d^2 in
- * double, with K the first row's value of the channel. Shifting by a sample keeps the
- * cancellation in E[d^2] - E[d]^2 to the square of (mean - K) / std, a few units for any real
- * sample (even 1e3 standard deviations away it costs 6 of double's 16 digits), which is what
- * the former two-pass version was for, at half the memory traffic. */
-static void channel_stats(double *mean, double *var, const float *in, int M, int C,
-                          double *part) {
+ * double, K the running mean. The cancellation in E[d^2] - E[d]^2 costs about
+ * 2*log10(|mean - K| / std) of double's 16 digits: nothing once the running mean has followed
+ * the batches, and 4 digits for a channel whose mean is 100 standard deviations from a fresh
+ * running mean of 0, far below float32 resolution either way; one pass is half the memory
+ * traffic of the two-pass version. The shift is the same on every rank of a data-parallel run
+ * (the running statistics are), so the sums of all ranks add up (`sync`, NULL: this batch
+ * alone); M is then this rank's rows and every rank holds as many. */
+static void channel_stats(double *mean, double *var, const float *in, const float *shift, int M,
+                          int C, double *part, double *totals, const Reducer *sync) {
     const int nchunk = row_chunks(M);
     double *part2 = part + (size_t)nchunk * C;
 #pragma omp parallel for schedule(static)
@@ -40,7 +43,7 @@ static void channel_stats(double *mean, double *var, const float *in, int M, int
         for (int r = r0; r < r1; r++) {
             const float *x = in + (size_t)r * C;
             for (int c = 0; c < C; c++) {
-                double d = (double)x[c] - in[c];
+                double d = (double)x[c] - shift[c];
                 s1[c] += d;
                 s2[c] += d * d;
             }
@@ -52,8 +55,17 @@ static void channel_stats(double *mean, double *var, const float *in, int M, int
             a += part[(size_t)k * C + c];
             b += part2[(size_t)k * C + c];
         }
-        double dm = a / M, v = b / M - dm * dm;
-        mean[c] = in[c] + dm;
+        totals[c] = a;
+        totals[C + c] = b;
+    }
+    double rows = M;
+    if (sync) {
+        sync->sum(sync, totals, 2 * C);
+        rows *= sync->world;
+    }
+    for (int c = 0; c < C; c++) {
+        double dm = totals[c] / rows, v = totals[C + c] / rows - dm * dm;
+        mean[c] = shift[c] + dm;
         var[c] = v > 0 ? v : 0;
     }
 }
@@ -104,18 +116,19 @@ static void affine_rows(float *out, const float *in, const float *residual, int 
 void batchnorm_forward_train_cpu(float *out, float *save_mean, float *save_invstd,
                                  float *running_mean, float *running_var, const float *in,
                                  const float *gamma, const float *beta, const float *residual,
-                                 int relu, int M, int C, float momentum, float eps, double *work) {
+                                 int relu, int M, int C, float momentum, float eps,
+                                 const Reducer *sync, double *work) {
     const size_t nc = (size_t)row_chunks(M) * C;
-    double *mean = work + 2 * nc, *var = mean + C;
-    float *scale = (float *)(var + C);
-    channel_stats(mean, var, in, M, C, work);
+    double *mean = work + 2 * nc, *var = mean + C, *totals = var + C;
+    float *scale = (float *)(totals + 2 * C);
+    channel_stats(mean, var, in, running_mean, M, C, work, totals, sync);
     for (int c = 0; c < C; c++) {
         double invstd = 1.0 / sqrt(var[c] + eps);
         save_mean[c] = (float)mean[c];
         save_invstd[c] = (float)invstd;
         scale[c] = (float)(gamma[c] * invstd);
     }
-    update_running(running_mean, running_var, mean, var, M, C, momentum);
+    update_running(running_mean, running_var, mean, var, sync ? M * sync->world : M, C, momentum);
     affine_rows(out, in, residual, relu, save_mean, scale, beta, M, C);
 }
 
@@ -133,7 +146,7 @@ void batchnorm_forward_eval_cpu(float *out, const float *in, const float *gamma,
 void batchnorm_backward_cpu(float *din, float *dgamma, float *dbeta, const float *dout,
                             const float *relu_out, const float *in, const float *save_mean,
                             const float *save_invstd, const float *gamma, int M, int C,
-                            double *work) {
+                            const Reducer *sync, double *work) {
     const int nchunk = row_chunks(M);
     double *part_dy = work, *part_dyx = work + (size_t)nchunk * C;
 #pragma omp parallel for schedule(static)
@@ -162,21 +175,37 @@ void batchnorm_backward_cpu(float *din, float *dgamma, float *dbeta, const float
     /* dx = gamma*invstd * (dy - mean(dy) - xhat * mean(dy*xhat)) = dy*k1 + (x-mean)*k2 + k3.
      * The three terms can nearly cancel (when dy lies close to span{1, xhat}, as it does when a
      * later BN undoes this one's shift and scale), so they are combined in double. */
-    double *k1 = part_dyx + (size_t)nchunk * C, *k2 = k1 + C, *k3 = k2 + C;
+    double *k1 = part_dyx + (size_t)nchunk * C, *k2 = k1 + C, *k3 = k2 + C, *totals = k3 + C;
     for (int c = 0; c < C; c++) {
         double sdy = 0, sdyx = 0;
         for (int k = 0; k < nchunk; k++) {
             sdy += part_dy[(size_t)k * C + c];
             sdyx += part_dyx[(size_t)k * C + c];
         }
+        totals[c] = sdy;
+        totals[C + c] = sdyx;
+    }
+    /* dgamma and dbeta take this rank's sums (the gradient all-reduce averages them over the
+     * ranks, as every other parameter gradient); the input gradient needs the sums over the
+     * global batch and its row count. Each rank's dy is the gradient of its own mean loss, P
+     * times the global loss's, and dx is linear in dy, so the P cancels in that average too. */
+    for (int c = 0; c < C; c++) {
+        dgamma[c] += (float)(totals[C + c] * save_invstd[c]);
+        dbeta[c] += (float)totals[c];
+    }
+    double rows = M;
+    if (sync) {
+        sync->sum(sync, totals, 2 * C);
+        rows *= sync->world;
+    }
+    for (int c = 0; c < C; c++) {
+        const double sdy = totals[c], sdyx = totals[C + c];
         double invstd = save_invstd[c];
         double sum_dy_xhat = sdyx * invstd;
-        dgamma[c] += (float)sum_dy_xhat;
-        dbeta[c] += (float)sdy;
         double g = gamma[c] * invstd;
         k1[c] = g;
-        k2[c] = -g * invstd * sum_dy_xhat / M;
-        k3[c] = -g * sdy / M;
+        k2[c] = -g * invstd * sum_dy_xhat / rows;
+        k3[c] = -g * sdy / rows;
     }
 #pragma omp parallel for schedule(static)
     for (int r = 0; r < M; r++) {
@@ -240,17 +269,21 @@ static float post_ops_ref(float v, const float *residual, size_t i, int relu) {
 void batchnorm_forward_train_ref(float *out, float *save_mean, float *save_invstd,
                                  float *running_mean, float *running_var, const float *in,
                                  const float *gamma, const float *beta, const float *residual,
-                                 int relu, int M, int C, float momentum, float eps, double *work) {
+                                 int relu, int M, int C, float momentum, float eps,
+                                 const Reducer *sync, double *work) {
     (void)work;
+    const double rows = sync ? (double)M * sync->world : M;
     for (int c = 0; c < C; c++) {
         double mean = 0, var = 0;
         for (int r = 0; r < M; r++) mean += in[(size_t)r * C + c];
-        mean /= M;
+        if (sync) sync->sum(sync, &mean, 1);
+        mean /= rows;
         for (int r = 0; r < M; r++) {
             double d = in[(size_t)r * C + c] - mean;
             var += d * d;
         }
-        var /= M;
+        if (sync) sync->sum(sync, &var, 1);
+        var /= rows;
         double invstd = 1.0 / sqrt(var + eps);
         for (int r = 0; r < M; r++) {
             size_t i = (size_t)r * C + c;
@@ -261,7 +294,7 @@ void batchnorm_forward_train_ref(float *out, float *save_mean, float *save_invst
         save_invstd[c] = (float)invstd;
         running_mean[c] = (float)((1 - momentum) * (double)running_mean[c] + momentum * mean);
         running_var[c] = (float)((1 - momentum) * (double)running_var[c] +
-                                 momentum * var * (M > 1 ? (double)M / (M - 1) : 1.0));
+                                 momentum * var * (rows > 1 ? rows / (rows - 1) : 1.0));
     }
 }
 
@@ -283,8 +316,9 @@ void batchnorm_forward_eval_ref(float *out, const float *in, const float *gamma,
 void batchnorm_backward_ref(float *din, float *dgamma, float *dbeta, const float *dout,
                             const float *relu_out, const float *in, const float *save_mean,
                             const float *save_invstd, const float *gamma, int M, int C,
-                            double *work) {
+                            const Reducer *sync, double *work) {
     (void)work;
+    const double rows = sync ? (double)M * sync->world : M;
 #define DY_REF(i) (relu_out && !(relu_out[i] > 0.0f) ? 0.0 : (double)dout[i])
     for (int c = 0; c < C; c++) {
         double sdy = 0, sdyxhat = 0, invstd = save_invstd[c], mean = save_mean[c];
@@ -293,13 +327,18 @@ void batchnorm_backward_ref(float *din, float *dgamma, float *dbeta, const float
             sdy += dy;
             sdyxhat += dy * (in[(size_t)r * C + c] - mean) * invstd;
         }
+        dgamma[c] += (float)sdyxhat; /* this rank's sums: see batchnorm_backward_cpu */
+        dbeta[c] += (float)sdy;
+        if (sync) {
+            double t[2] = {sdy, sdyxhat};
+            sync->sum(sync, t, 2);
+            sdy = t[0], sdyxhat = t[1];
+        }
         for (int r = 0; r < M; r++) {
             double xhat = (in[(size_t)r * C + c] - mean) * invstd;
             double dy = DY_REF((size_t)r * C + c);
-            din[(size_t)r * C + c] = (float)(gamma[c] * invstd * (dy - sdy / M - xhat * sdyxhat / M));
+            din[(size_t)r * C + c] = (float)(gamma[c] * invstd * (dy - sdy / rows - xhat * sdyxhat / rows));
         }
-        dgamma[c] += (float)sdyxhat;
-        dbeta[c] += (float)sdy;
     }
 #undef DY_REF
 }

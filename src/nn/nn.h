@@ -64,6 +64,14 @@ void winograd_backward_data(float *din, const float *dout, const float *weight,
 void winograd_backward_weight(float *dweight, const float *dout, const float *in,
                               const ConvShape *s, float *scratch);
 
+/* Sums across the processes of a data-parallel run (src/dist): batch norm calls it on its
+ * per-channel sums so that statistics cover the global batch (synchronized batch norm); each
+ * process holds `world` equal shards. NULL everywhere means this process's batch alone. */
+typedef struct Reducer {
+    void (*sum)(const struct Reducer *r, double *v, int n);
+    int world;
+} Reducer;
+
 /* Direct convolution for narrow layers (src/nn/conv_direct.c): register-blocked over output
  * pixels and 16-channel vectors of output channels, one zero-padded image per thread in cache.
  * Applies where the vector channels are a multiple of 16 (Cout; Cin for the input gradient);
@@ -86,12 +94,15 @@ void direct_conv_backward_weight(float *dweight, const float *dout, const float 
  * Forward fuses what follows a batch norm in a ResNet: out = relu?(bn(in) + residual), with
  * residual NULL for none and relu 0 or 1 (out may alias residual). Backward takes the output of
  * that ReLU as relu_out (NULL: no ReLU) and masks dout by it, so the ReLU's backward needs no
- * pass of its own. `work` holds batchnorm_work_doubles(M, C) doubles of per-channel sums. */
+ * pass of its own. In training, `sync` (NULL: none) makes the statistics those of the global
+ * batch of a data-parallel run, M being this process's rows. `work` holds
+ * batchnorm_work_doubles(M, C) doubles of per-channel sums. */
 size_t batchnorm_work_doubles(int M, int C);
 void batchnorm_forward_train_cpu(float *out, float *save_mean, float *save_invstd,
                                  float *running_mean, float *running_var, const float *in,
                                  const float *gamma, const float *beta, const float *residual,
-                                 int relu, int M, int C, float momentum, float eps, double *work);
+                                 int relu, int M, int C, float momentum, float eps,
+                                 const Reducer *sync, double *work);
 void batchnorm_forward_eval_cpu(float *out, const float *in, const float *gamma,
                                 const float *beta, const float *running_mean,
                                 const float *running_var, const float *residual, int relu, int M,
@@ -100,7 +111,7 @@ void batchnorm_forward_eval_cpu(float *out, const float *in, const float *gamma,
 void batchnorm_backward_cpu(float *din, float *dgamma, float *dbeta, const float *dout,
                             const float *relu_out, const float *in, const float *save_mean,
                             const float *save_invstd, const float *gamma, int M, int C,
-                            double *work);
+                            const Reducer *sync, double *work);
 /* Evaluation-mode backward: the running statistics are constants, so dx = dy*gamma/sqrt(var+eps)
  * (what fine-tuning through a frozen-statistics encoder needs). Accumulates dgamma, dbeta. */
 void batchnorm_backward_eval_cpu(float *din, float *dgamma, float *dbeta, const float *dout,
@@ -112,7 +123,8 @@ void batchnorm_backward_eval_ref(float *din, float *dgamma, float *dbeta, const 
 void batchnorm_forward_train_ref(float *out, float *save_mean, float *save_invstd,
                                  float *running_mean, float *running_var, const float *in,
                                  const float *gamma, const float *beta, const float *residual,
-                                 int relu, int M, int C, float momentum, float eps, double *work);
+                                 int relu, int M, int C, float momentum, float eps,
+                                 const Reducer *sync, double *work);
 void batchnorm_forward_eval_ref(float *out, const float *in, const float *gamma,
                                 const float *beta, const float *running_mean,
                                 const float *running_var, const float *residual, int relu, int M,
@@ -120,7 +132,7 @@ void batchnorm_forward_eval_ref(float *out, const float *in, const float *gamma,
 void batchnorm_backward_ref(float *din, float *dgamma, float *dbeta, const float *dout,
                             const float *relu_out, const float *in, const float *save_mean,
                             const float *save_invstd, const float *gamma, int M, int C,
-                            double *work);
+                            const Reducer *sync, double *work);
 
 /* ReLU (NaN passes through, as in PyTorch); backward masks by the forward OUTPUT, so the input
  * need not be kept. In-place (out == in, din == dout) is allowed. */
