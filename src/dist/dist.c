@@ -147,6 +147,7 @@ void dist_finalize(void) {
     MPI_Comm_free(&g_comm);
     MPI_Finalize();
     g_mpi_started = 0;
+    xfree(g_last_step), xfree(g_last_heard), xfree(g_send_buf), xfree(g_send_req);
 }
 
 const char *dist_summary(void) {
