@@ -33,7 +33,8 @@ static int images_per_tile(const ConvShape *s) {
     return (int)n;
 }
 
-/* Winograd wherever it applies: build/bench/bench_conv measured it faster than or level with
+/* Each pass runs the direct kernels where direct_conv_preferred (narrow layers), else Winograd
+ * wherever it applies: build/bench/bench_conv measured it faster than or level with
  * im2col for every 3x3 stride-1 shape tried (1 to 512 channels, 4x4 to 32x32 maps). */
 #define use_winograd winograd_applies
 
