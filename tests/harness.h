@@ -124,6 +124,20 @@ static inline char *slurp_text(const char *name) {
     return s;
 }
 
+/* Extracts CIFAR-10's first 10 JPEGs of each class and split (100 train, 100 test) from
+ * ../shared into TEST_TMP/cifar10-jpeg and writes that path to `dir`; stops the program when it
+ * cannot (setup error). */
+static inline void extract_cifar_subset(char *dir, size_t cap) {
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "tar xzf ../shared/data/cifar10-jpeg.tar.gz -C %s --wildcards 'cifar10-jpeg/t*/*/000?.jpg'", TEST_TMP);
+    if (system(cmd) != 0) {
+        printf("FATAL cannot extract ../shared/data/cifar10-jpeg.tar.gz\n");
+        exit(2);
+    }
+    snprintf(dir, cap, "%s/cifar10-jpeg", TEST_TMP);
+}
+
 static int test_finish(void) {
     if (TEST_TMP[0]) {
         char cmd[300];

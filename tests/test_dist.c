@@ -265,12 +265,7 @@ int main(void) {
              "--mca mca_base_component_disable_dlclose 1 -x LSAN_OPTIONS=suppressions=%.600s/tests/lsan-mpi.supp "
              "-x ASAN_OPTIONS=fast_unwind_on_malloc=0",
              geteuid() == 0 ? "--allow-run-as-root" : "", cwd);
-    snprintf(cmd, sizeof cmd, "tar xzf ../shared/data/cifar10-jpeg.tar.gz -C %s --wildcards 'cifar10-jpeg/t*/*/000?.jpg'", TEST_TMP);
-    if (system(cmd) != 0) {
-        printf("FATAL cannot extract ../shared/data/cifar10-jpeg.tar.gz\n");
-        return 2;
-    }
-    snprintf(DATA, sizeof DATA, "%s/cifar10-jpeg", TEST_TMP);
+    extract_cifar_subset(DATA, sizeof DATA);
     snprintf(TINY, sizeof TINY,
              "--data %s --width 4 --proj-hidden 32 --proj-dim 16 --pred-hidden 32 --batch 16 --epochs 2 --keep 2 "
              "--eval-every 0 --knn-before 0 --knn-after 0 --log-every 1 --threads 1 --workers 1 --seed 3",

@@ -254,13 +254,7 @@ static void test_time_budget(void) {
 
 int main(void) {
     test_tmpdir("test_train");
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "tar xzf ../shared/data/cifar10-jpeg.tar.gz -C %s --wildcards 'cifar10-jpeg/t*/*/000?.jpg'", TEST_TMP);
-    if (system(cmd) != 0) {
-        printf("FATAL cannot extract ../shared/data/cifar10-jpeg.tar.gz\n");
-        return 2;
-    }
-    snprintf(DATA, sizeof DATA, "%s/cifar10-jpeg", TEST_TMP);
+    extract_cifar_subset(DATA, sizeof DATA);
     snprintf(TINY, sizeof TINY,
              "--data %s --width 4 --proj-hidden 32 --proj-dim 16 --pred-hidden 32 --batch 16 --epochs 3 --keep 2 "
              "--eval-every 2 --log-every 2 --threads 2 --workers 2 --seed 3",

@@ -128,6 +128,7 @@ int cmd_step(int argc, char **argv) {
     byol_work_distribute(&work, &model, sync_bn);
     const size_t image = (size_t)C * H * W, step_floats = (size_t)2 * B * image;
     float *shard = P > 1 ? xmalloc(2 * (size_t)b * image * sizeof(float), "view shard") : NULL;
+    int failed_here = 0;
     rc = 0;
     for (int i = 0; i < N && !rc; i++) {
         const float *v = views.data + i * step_floats;
@@ -141,19 +142,18 @@ int cmd_step(int argc, char **argv) {
         float loss = byol_step(&model, &work, v, &sc, &backend_cpu);
         printf("step %d loss %.9g\n", i, loss);
         if (fflush(stdout) != 0 || ferror(stdout))
-            rc = err_set(&e, "cannot write to standard output");
+            failed_here = err_set(&e, "cannot write to standard output");
         else if (!isfinite(loss))
-            rc = err_set(&e, "step %d: loss is %g (diverged: lower --lr, or check the views for "
-                             "NaN/Inf); %s not written", i, loss, out_path);
+            failed_here = err_set(&e, "step %d: loss is %g (diverged: lower --lr, or check the views for "
+                                      "NaN/Inf); %s not written", i, loss, out_path);
+        /* the ranks leave together: rank 0 alone prints, so it alone can fail to */
+        rc = dist_allreduce_max(failed_here ? 1 : 0, "a step's outcome") > 0;
     }
     xfree(shard);
-    if (P > 1) { /* the same loss on every rank, so they agree; stdout only on rank 0 */
-        rc = dist_allreduce_max(rc ? 1 : 0, "the end of the steps") > 0 ? (rc ? rc : -1) : 0;
-        if (rc == -1) err_set(&e, "another rank failed");
-        if (!rc) dist_check_identical(model.online.params, model.online.n_params, N);
-    }
-    if (!rc && r == 0) rc = state_save(&model, out_path, NULL, 0, &e);
-    if (rc && (r == 0 || strcmp(e.msg, "another rank failed") != 0)) fprintf(stderr, "byol step: %s\n", e.msg);
+    if (rc && !failed_here) err_set(&e, "another rank failed");
+    if (!rc) dist_check_identical(model.online.params, model.online.n_params, N);
+    if (!rc && r == 0) failed_here = rc = state_save(&model, out_path, NULL, 0, &e) != 0;
+    if (failed_here || (rc && r == 0)) fprintf(stderr, "byol step: %s\n", e.msg);
     byol_work_free(&work);
     byol_free(&model);
     npy_free(&views);

@@ -276,7 +276,8 @@ int cmd_train(int argc, char **argv) {
            SPLIT_NAMES[split], n_images, S, S, ds.channels, arch_name(o.mc.enc.arch), o.mc.enc.width,
            stem_name(o.mc.enc.stem), o.mc.proj_hidden, o.mc.proj_dim, o.mc.pred_hidden);
     if (P > 1)
-        printf("  %d ranks x %d images (data-parallel, synchronized batch norm, %s)\n", P, b, dist_summary());
+        printf("  %d ranks x %d images (data-parallel, %s batch norm, %s)\n", P, b,
+               o.sync_bn ? "synchronized" : "per-rank", dist_summary());
     if (o.time_budget > 0)
         printf("  batch %d, time budget %.0f s, lr %.4g (base %.3g x %d/256), tau %.4g -> 1, out %s\n", B,
                o.time_budget, lr_peak, o.base_lr, B, o.tau_base, o.out);

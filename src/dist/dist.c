@@ -50,16 +50,10 @@ void dist_finalize(void) {}
 const char *dist_summary(void) { return "no MPI in this build"; }
 void dist_heartbeat(int64_t step) { (void)step; }
 void dist_allreduce_sum_f64(double *buf, int n, const char *what) { (void)buf, (void)n, (void)what; }
-void dist_allreduce_sum_f32(float *buf, size_t n, const char *what) { (void)buf, (void)n, (void)what; }
 double dist_allreduce_max(double x, const char *what) { return (void)what, x; }
 void dist_allreduce_max_f64(double *buf, int n, const char *what) { (void)buf, (void)n, (void)what; }
 void dist_broadcast(void *buf, size_t bytes, int root, const char *what) {
     (void)buf, (void)bytes, (void)root, (void)what;
-}
-void dist_barrier(const char *what) { (void)what; }
-_Noreturn void dist_abort(const char *msg) {
-    fprintf(stderr, "byol: %s\n", msg);
-    exit(1);
 }
 void dist_check_identical(const float *params, size_t n, int64_t step) { (void)params, (void)n, (void)step; }
 const Reducer *dist_bn_reducer(void) { return NULL; }
@@ -180,7 +174,8 @@ void dist_heartbeat(int64_t step) {
     send_heartbeats();
 }
 
-_Noreturn void dist_abort(const char *msg) {
+/* Exits the whole job (every rank) with status 1 after printing msg with this rank's number. */
+_Noreturn static void dist_abort(const char *msg) {
     fprintf(stderr, "byol: rank %d of %d: %s\n", g_rank, g_size, msg);
     fflush(stderr);
     if (g_mpi_started) MPI_Abort(g_comm, 1);
@@ -243,17 +238,6 @@ void dist_allreduce_sum_f64(double *buf, int n, const char *what) {
     wait_request(&r, what);
 }
 
-void dist_allreduce_sum_f32(float *buf, size_t n, const char *what) {
-    if (g_size < 2) return;
-    for (size_t at = 0; at < n;) { /* counts are int */
-        int c = (int)MIN(n - at, (size_t)1 << 30);
-        MPI_Request r;
-        MPI_Iallreduce(MPI_IN_PLACE, buf + at, c, MPI_FLOAT, MPI_SUM, g_comm, &r);
-        wait_request(&r, what);
-        at += (size_t)c;
-    }
-}
-
 void dist_allreduce_max_f64(double *buf, int n, const char *what) {
     if (g_size < 2) return;
     MPI_Request r;
@@ -275,13 +259,6 @@ void dist_broadcast(void *buf, size_t bytes, int root, const char *what) {
         wait_request(&r, what);
         at += (size_t)c;
     }
-}
-
-void dist_barrier(const char *what) {
-    if (g_size < 2) return;
-    MPI_Request r;
-    MPI_Ibarrier(g_comm, &r);
-    wait_request(&r, what);
 }
 
 void dist_check_identical(const float *params, size_t n, int64_t step) {

@@ -38,15 +38,10 @@ void dist_heartbeat(int64_t step);
 
 /* In-place sums over all ranks. */
 void dist_allreduce_sum_f64(double *buf, int n, const char *what);
-void dist_allreduce_sum_f32(float *buf, size_t n, const char *what);
 /* The maximum over ranks, of one value or in place of n. */
 double dist_allreduce_max(double x, const char *what);
 void dist_allreduce_max_f64(double *buf, int n, const char *what);
 void dist_broadcast(void *buf, size_t bytes, int root, const char *what);
-void dist_barrier(const char *what);
-
-/* Exits the whole job (every rank) with status 1 after printing msg with this rank's number. */
-_Noreturn void dist_abort(const char *msg);
 
 /* Stops with a message naming the tensor region when ranks' parameters differ: a checksum
  * (sum and sum of squares in double) compared across ranks. */

@@ -176,8 +176,16 @@ static void pad_image(float *dst, const float *img, int H, int W, int C, int lo,
                 *(v16 *)(out + (size_t)p * ops + v * VL) = acc[p][v];                        \
     }
 
-/* Pixel blocks per vector count, largest first; a row is covered greedily. */
-static const int FWD_NP[2][5] = {{16, 8, 4, 2, 1}, {12, 8, 4, 2, 1}};
+/* Register blocks per vector count (1 or 2 vectors of output channels), largest first: output
+ * pixels for the forward kernel, input channels for the weight-gradient kernel. A row (or the
+ * channels) is covered greedily: block_index gives the largest block that fits in `left`. */
+static const int BLOCKS[2][5] = {{16, 8, 4, 2, 1}, {12, 8, 4, 2, 1}};
+
+static int block_index(int nv, int left) {
+    int k = 0;
+    while (BLOCKS[nv - 1][k] > left) k++;
+    return k;
+}
 #define FWD_KERNELS(PS)                                                                       \
     FWD_KERNEL(16, 1, PS) FWD_KERNEL(8, 1, PS) FWD_KERNEL(4, 1, PS) FWD_KERNEL(2, 1, PS)       \
     FWD_KERNEL(1, 1, PS) FWD_KERNEL(12, 2, PS) FWD_KERNEL(8, 2, PS) FWD_KERNEL(4, 2, PS)       \
@@ -209,11 +217,10 @@ static void conv_row(const FwdKernel (*fwd)[5], float *out, int ops, int O, int 
     for (int co = 0; co < O;) {
         const int nv = O - co >= 2 * VL ? 2 : 1;
         for (int wo = 0; wo < Wo;) {
-            int k = 0;
-            while (FWD_NP[nv - 1][k] > Wo - wo) k++;
+            const int k = block_index(nv, Wo - wo);
             fwd[nv - 1][k](out + (size_t)wo * ops + co, ops, O, x + (size_t)wo * xps, xps, row,
                            wt + co, C, KH, KW);
-            wo += FWD_NP[nv - 1][k];
+            wo += BLOCKS[nv - 1][k];
         }
         co += nv * VL;
     }
@@ -343,7 +350,6 @@ BWW_KERNEL(2, 2)
 BWW_KERNEL(1, 2)
 
 typedef void (*BwwKernel)(float *, int, const float *, int, int, const float *, int, int);
-static const int BWW_R[2][5] = {{16, 8, 4, 2, 1}, {12, 8, 4, 2, 1}};
 static const BwwKernel BWW[2][5] = {{bww_16x1, bww_8x1, bww_4x1, bww_2x1, bww_1x1},
                                     {bww_12x2, bww_8x2, bww_4x2, bww_2x2, bww_1x2}};
 
@@ -371,11 +377,10 @@ void direct_conv_backward_weight(float *dweight, const float *dout, const float 
                         for (int co = 0; co < O;) {
                             const int nv = O - co >= 2 * VL ? 2 : 1;
                             for (int ci = 0; ci < C;) {
-                                int k = 0;
-                                while (BWW_R[nv - 1][k] > C - ci) k++;
+                                const int k = block_index(nv, C - ci);
                                 BWW[nv - 1][k](pt + (size_t)ci * O + co, O, xt + ci, xps, xrs,
                                                dyb + co, s->Ho, s->Wo);
-                                ci += BWW_R[nv - 1][k];
+                                ci += BLOCKS[nv - 1][k];
                             }
                             co += nv * VL;
                         }
