@@ -124,6 +124,27 @@ static inline char *slurp_text(const char *name) {
     return s;
 }
 
+/* Every tensor of two safetensors files has the same bytes (the checksums are verified on
+ * opening). */
+static inline int same_tensors(const char *a, const char *b, char *why, size_t cap) {
+    Safetensors x, y;
+    Err e;
+    if (st_open(&x, a, &e)) return snprintf(why, cap, "%.200s", e.msg), 0;
+    if (st_open(&y, b, &e)) return st_close(&x), snprintf(why, cap, "%.200s", e.msg), 0;
+    int same = x.n_entries == y.n_entries;
+    if (!same) snprintf(why, cap, "%d vs %d tensors", x.n_entries, y.n_entries);
+    for (int i = 0; i < x.n_entries && same; i++) {
+        const StEntry *t = &x.entries[i], *u = st_find(&y, t->name);
+        if (!u || t->end - t->begin != u->end - u->begin ||
+            memcmp(x.file + x.data_start + t->begin, y.file + y.data_start + u->begin, t->end - t->begin) != 0) {
+            snprintf(why, cap, "tensor %.200s differs", t->name);
+            same = 0;
+        }
+    }
+    st_close(&x), st_close(&y);
+    return same;
+}
+
 /* Extracts CIFAR-10's first 10 JPEGs of each class and split (100 train, 100 test) from
  * ../shared into TEST_TMP/cifar10-jpeg and writes that path to `dir`; stops the program when it
  * cannot (setup error). */

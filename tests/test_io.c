@@ -170,6 +170,66 @@ static void test_safetensors_rejects_malformed(void) {
     free(bytes);
 }
 
+/* Every file st_write makes carries the crc32 of its data; a flipped bit anywhere in the data is
+ * refused, naming the file; files without the key (PyTorch's) are read as before. */
+static void test_safetensors_checksum(void) {
+    float v[6] = {1, 2, 3, 4, 5, 6};
+    int64_t s6[1] = {6};
+    StTensorOut t = {"v", 1, s6, v, 0};
+    StMeta fake[1] = {{ST_CHECKSUM_KEY, "00000000"}}; /* a caller's value is replaced by the real one */
+    Err e;
+    const char *p = tmp_path("crc.safetensors");
+    CHECK(st_write(p, &t, 1, fake, 1, &e) == 0, "%s", e.msg);
+    Safetensors st;
+    CHECK(st_open(&st, p, &e) == 0, "a fresh file verifies: %s", e.msg);
+    if (st.file) {
+        const char *c = st_meta(&st, ST_CHECKSUM_KEY);
+        CHECK(c && strlen(c) == 8 && strcmp(c, "00000000") != 0, "checksum stored: %s", c ? c : "(none)");
+        st_close(&st);
+    }
+    size_t n;
+    uint8_t *good = read_file(p, &n, &e);
+    int refused = 0;
+    const size_t data_start = n - sizeof v;
+    for (size_t i = data_start; i < n; i++)
+        for (int bit = 0; bit < 8; bit++) {
+            uint8_t *copy = malloc(n);
+            memcpy(copy, good, n);
+            copy[i] ^= (uint8_t)(1u << bit);
+            if (st_parse(&st, copy, n, "flipped.safetensors", &e) != 0)
+                refused += strstr(e.msg, "checksum mismatch") && strstr(e.msg, "flipped.safetensors");
+            else
+                st_close(&st);
+        }
+    CHECK(refused == (int)(8 * sizeof v), "%d of %zu single-bit flips in the data refused", refused, 8 * sizeof v);
+    /* A checksum that is not 8 hex digits. */
+    const char *h = "{\"__metadata__\":{\"" ST_CHECKSUM_KEY "\":\"xyz\"},\"a\":{\"dtype\":\"F32\",\"shape\":[1],"
+                    "\"data_offsets\":[0,4]}}";
+    const char *q = tmp_path("badcrc.safetensors");
+    write_st_raw(q, h, 4);
+    expect_st_error(q, "not 8 hex digits");
+    /* No checksum at all (as PyTorch writes them): accepted. */
+    const char *r = tmp_path("nocrc.safetensors");
+    write_st_raw(r, "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4);
+    CHECK(st_open(&st, r, &e) == 0, "a file without a checksum loads: %s", e.msg);
+    if (st.file) st_close(&st);
+    free(good);
+}
+
+/* A FIFO given as a file (a config, a checkpoint) is refused at once instead of waiting forever
+ * for a writer; alarm() turns a hang into a failed run. */
+static void test_fifo_refused_without_hanging(void) {
+    const char *p = tmp_path("fifo.safetensors");
+    unlink(p);
+    CHECK(mkfifo(p, 0600) == 0, "made a FIFO");
+    alarm(20);
+    Safetensors st;
+    Err e;
+    CHECK(st_open(&st, p, &e) != 0 && strstr(e.msg, "not a regular file"), "refused: %s", e.msg);
+    alarm(0);
+    unlink(p);
+}
+
 static void test_safetensors_write_failure_leaves_nothing(void) {
     float v[1] = {1};
     int64_t s1[1] = {1};
@@ -368,6 +428,8 @@ int main(void) {
     test_tmpdir("test_io");
     RUN(test_safetensors_round_trip);
     RUN(test_safetensors_rejects_malformed);
+    RUN(test_safetensors_checksum);
+    RUN(test_fifo_refused_without_hanging);
     RUN(test_safetensors_write_failure_leaves_nothing);
     RUN(test_npy_round_trip);
     RUN(test_npy_rejects_malformed);

@@ -26,25 +26,6 @@ static int count_lines(const char *s, const char *needle) {
     return n;
 }
 
-/* Every tensor of two safetensors files has the same bytes. */
-static int same_tensors(const char *a, const char *b, char *why, size_t cap) {
-    Safetensors x, y;
-    Err e;
-    if (st_open(&x, a, &e)) return snprintf(why, cap, "%.200s", e.msg), 0;
-    if (st_open(&y, b, &e)) return st_close(&x), snprintf(why, cap, "%.200s", e.msg), 0;
-    int same = x.n_entries == y.n_entries;
-    for (int i = 0; i < x.n_entries && same; i++) {
-        const StEntry *t = &x.entries[i], *u = st_find(&y, t->name);
-        if (!u || t->end - t->begin != u->end - u->begin ||
-            memcmp(x.file + x.data_start + t->begin, y.file + y.data_start + u->begin, t->end - t->begin) != 0) {
-            snprintf(why, cap, "tensor %.200s differs", t->name);
-            same = 0;
-        }
-    }
-    st_close(&x), st_close(&y);
-    return same;
-}
-
 static void last_ckpt(const char *dir, char *out, size_t cap) {
     char cmd[8192];
     snprintf(cmd, sizeof cmd, "ls %s/ckpt-*.safetensors 2>/dev/null | tail -n1 > %s/last", dir, TEST_TMP);
@@ -225,7 +206,7 @@ static void test_train_bad_input(void) {
     snprintf(a, sizeof a, "train %s --out %s/nan --base-lr 1e4 --lars-eta 1e3 --ckpt-minutes 0", TINY, TEST_TMP);
     int st = byol(a);
     err = slurp_text("err");
-    CHECK(st == 1 && strstr(err, "loss is"), "divergence stops with exit 1: %d %s", st, err);
+    CHECK(st == 1 && strstr(err, "not applied") && strstr(err, "step "), "divergence stops with exit 1: %d %s", st, err);
     free(err);
 }
 

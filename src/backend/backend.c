@@ -23,6 +23,7 @@
     .cosine_loss_backward = cosine_loss_backward_##suffix,           \
     .nchw_to_nhwc = nchw_to_nhwc_##suffix,                           \
     .fill_zero = fill_zero_##suffix,                                 \
+    .count_nonfinite = count_nonfinite_##suffix,                     \
     .lars_update = lars_update_##suffix,                             \
     .ema_update = ema_update_##suffix
 

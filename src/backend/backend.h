@@ -66,6 +66,7 @@ typedef struct Backend {
 
     void (*nchw_to_nhwc)(float *out, const float *in, int B, int C, int H, int W);
     void (*fill_zero)(float *x, size_t n);
+    size_t (*count_nonfinite)(const float *x, size_t n); /* NaN and +-Inf values */
 
     void (*lars_update)(float *params, const float *grads, float *momentum,
                         const TensorSpec *specs, int n_specs, const LarsConfig *cfg);

@@ -100,6 +100,11 @@ static void p_layout(float *out, const float *in, int B, int C, int H, int W) {
     TIMED(PHASE_OTHER, 0, g_inner->nchw_to_nhwc(out, in, B, C, H, W));
 }
 static void p_zero(float *x, size_t n) { TIMED(PHASE_OTHER, 0, g_inner->fill_zero(x, n)); }
+static size_t p_nonfinite(const float *x, size_t n) {
+    size_t r;
+    TIMED(PHASE_OPTIMIZER, 0, r = g_inner->count_nonfinite(x, n));
+    return r;
+}
 static void p_lars(float *p, const float *g, float *m, const TensorSpec *sp, int n, const LarsConfig *c) {
     TIMED(PHASE_OPTIMIZER, 0, g_inner->lars_update(p, g, m, sp, n, c));
 }
@@ -131,6 +136,7 @@ static const Backend PROFILED = {
     .cosine_loss_backward = p_loss_bwd,
     .nchw_to_nhwc = p_layout,
     .fill_zero = p_zero,
+    .count_nonfinite = p_nonfinite,
     .lars_update = p_lars,
     .ema_update = p_ema,
 };

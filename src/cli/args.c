@@ -58,7 +58,8 @@ static int set_value(const Flag *fl, const char *v, Err *e) {
         *(float *)fl->dst = (float)x;
         return 0;
     }
-    case FLAG_STRING:
+    case FLAG_STRING: /* an empty path or name is always a slip (found by fuzzing: --out "") */
+        if (*v == 0) return err_set(e, "--%s needs a non-empty value", fl->name);
         *(const char **)fl->dst = v;
         return 0;
     case FLAG_ARCH:
@@ -121,16 +122,19 @@ static char *trim(char *s) {
 /* String settings point into the parsed text, so each text stays alive until the program ends. */
 static char **kept_texts;
 static int n_kept_texts;
-static void free_kept_texts(void) {
+void flags_release_texts(void) {
     for (int i = 0; i < n_kept_texts; i++) free(kept_texts[i]);
     free(kept_texts);
+    kept_texts = NULL;
+    n_kept_texts = 0;
 }
 
 int flags_parse_text(const char *text, const char *label, const Flag *flags, int n, Err *e) {
     char *copy = strdup(text);
     char **grown = realloc(kept_texts, sizeof *kept_texts * (size_t)(n_kept_texts + 1));
     if (!copy || !grown) die("out of memory reading %s", label);
-    if (!kept_texts) atexit(free_kept_texts);
+    static int registered;
+    if (!registered++) atexit(flags_release_texts);
     kept_texts = grown;
     kept_texts[n_kept_texts++] = copy;
     int rc = 0, lineno = 0;

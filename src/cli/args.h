@@ -30,6 +30,9 @@ int flag_given(int argc, char **argv, const char *name);
  * comment), e.g. a --config file or the config saved with a checkpoint. */
 int flags_parse_text(const char *text, const char *label, const Flag *flags, int n, Err *e);
 int flags_parse_file(const char *path, const Flag *flags, int n, Err *e);
+/* Frees the texts that string settings point into (at exit; fuzz targets after each input,
+ * once the settings are no longer used). */
+void flags_release_texts(void);
 /* Every flag with a value as `key = value` lines (malloc'ed): the effective configuration. */
 char *flags_dump(const Flag *flags, int n);
 const char *flag_value_string(const Flag *fl, char *buf, size_t cap);

@@ -146,6 +146,9 @@ int cmd_step(int argc, char **argv) {
         else if (!isfinite(loss))
             failed_here = err_set(&e, "step %d: loss is %g (diverged: lower --lr, or check the views for "
                                       "NaN/Inf); %s not written", i, loss, out_path);
+        else if (work.refused)
+            failed_here = err_set(&e, "step %d: the gradient of %s is not finite (diverged: lower --lr); %s not "
+                                      "written", i, model.online.specs[work.bad_tensor].name, out_path);
         /* the ranks leave together: rank 0 alone prints, so it alone can fail to */
         rc = dist_allreduce_max(failed_here ? 1 : 0, "a step's outcome") > 0;
     }

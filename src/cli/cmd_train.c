@@ -79,17 +79,36 @@ static double knn_monitor(const Byol *m, const Dataset *ds, const FeatureConfig 
 
 /* A checkpoint with what a resume, eval, export or embed needs besides the tensors; then only
  * the newest --keep are kept. */
-static int save_run_checkpoint(const Byol *m, const TrainOptions *o, int64_t step, long spe, const char *config,
-                               const char *mean_s, const char *std_s, char *cp, size_t cap, Err *e) {
-    char step_s[32], epoch_s[32];
+static int save_run_checkpoint(const Byol *m, const TrainOptions *o, int64_t step, long spe, long skipped,
+                               const char *config, const char *mean_s, const char *std_s, char *cp, size_t cap,
+                               Err *e) {
+    char step_s[32], epoch_s[32], skipped_s[32];
     snprintf(step_s, sizeof step_s, "%lld", (long long)step);
     snprintf(epoch_s, sizeof epoch_s, "%.4f", (double)step / spe);
+    snprintf(skipped_s, sizeof skipped_s, "%ld", skipped);
     StMeta meta[] = {{"byol.config", (char *)config}, {"byol.step", step_s}, {"byol.epoch", epoch_s},
-                     {"byol.mean", (char *)mean_s}, {"byol.std", (char *)std_s}, {"byol.format", "1"}};
+                     {"byol.mean", (char *)mean_s}, {"byol.std", (char *)std_s}, {"byol.skipped", skipped_s},
+                     {"byol.format", "1"}};
     if (ckpt_save(m, o->out, step, meta, (int)ARRAY_LEN(meta), cp, cap, e)) return -1;
     ckpt_prune(o->out, o->keep);
     return 0;
 }
+
+/* Fault injection for tests: BYOL_FAULT_NAN_STEPS="5,9" puts a NaN into the views of steps 5
+ * and 9 (counted from 1 over the whole run), as a corrupt image or an overflow would. */
+static int fault_nan_at(int64_t step) {
+    const char *list = getenv("BYOL_FAULT_NAN_STEPS");
+    for (const char *p = list; p && *p;) {
+        char *end;
+        long long s = strtoll(p, &end, 10);
+        if (end == p) break;
+        if (s == step) return 1;
+        p = *end == ',' ? end + 1 : end;
+    }
+    return 0;
+}
+
+enum { MAX_SKIPS_IN_A_ROW = 20 }; /* --on-nan skip: beyond this the run has diverged */
 
 static void format_eta(char *buf, size_t cap, double s) {
     if (!(s >= 0) || s > 1e7) snprintf(buf, cap, "--");
@@ -114,6 +133,7 @@ int cmd_train(int argc, char **argv) {
     char ckpt_path[4400] = "";
     Safetensors resume_st = {0};
     int64_t start_step = 0;
+    long n_skipped = 0; /* steps refused for non-finite values, over the whole run */
     if (o.resume) {
         if (ckpt_resolve(o.resume, ckpt_path, sizeof ckpt_path, &e) || st_open(&resume_st, ckpt_path, &e)) {
             fprintf(stderr, "byol train: --resume: %s\n", e.msg);
@@ -134,6 +154,8 @@ int cmd_train(int argc, char **argv) {
             return 2;
         }
         start_step = atoll(step);
+        const char *sk = st_meta(&resume_st, "byol.skipped");
+        n_skipped = sk ? atol(sk) : 0;
         if (!o.out_given) { /* continue in the checkpoint's folder */
             snprintf(o.out_buf, sizeof o.out_buf, "%s", ckpt_path);
             char *slash = strrchr(o.out_buf, '/');
@@ -218,15 +240,18 @@ int cmd_train(int argc, char **argv) {
         if (make_dir(o.out, &e)) {
             fprintf(stderr, "byol train: %s\n", e.msg);
             setup_failed = 1;
-        } else if (!o.resume && ckpt_count(o.out) > 0) {
-            fprintf(stderr, "byol train: --out %s already holds a run (ckpt-*.safetensors): --resume %s to continue "
-                            "it, or choose another --out\n", o.out, o.out);
-            setup_failed = 1;
         } else {
-            snprintf(path, sizeof path, "%s/config.txt", o.out);
-            if (write_text_file(path, config, &e)) {
-                fprintf(stderr, "byol train: %s\n", e.msg);
+            ckpt_remove_stale_temporaries(o.out); /* half-written files of a killed run */
+            if (!o.resume && ckpt_count(o.out) > 0) {
+                fprintf(stderr, "byol train: --out %s already holds a run (ckpt-*.safetensors): --resume %s to "
+                                "continue it, or choose another --out\n", o.out, o.out);
                 setup_failed = 1;
+            } else {
+                snprintf(path, sizeof path, "%s/config.txt", o.out);
+                if (write_text_file(path, config, &e)) {
+                    fprintf(stderr, "byol train: %s\n", e.msg);
+                    setup_failed = 1;
+                }
             }
         }
     }
@@ -316,7 +341,7 @@ int cmd_train(int argc, char **argv) {
     char saved_path[4400] = "";
     long log_images = 0;
     int64_t step = start_step;
-    int collapse_warned = 0, stop_signal = 0;
+    int collapse_warned = 0, stop_signal = 0, skips_in_a_row = 0;
     rc = 0;
     double last_knn = -1, last_ckpt_elapsed = 0;
     int ckpt_failed = 0;
@@ -357,18 +382,49 @@ int cmd_train(int argc, char **argv) {
         sc.tau = (float)tau_at_step(kk, kt, o.tau_base);
 
         Batch bt = loader_next(loader);
+        if (fault_nan_at(step + 1)) ((float *)bt.views)[0] = NAN;
         const float loss = byol_step(&model, &work, bt.views, &sc, &backend_cpu);
         step++;
         log_images += B;
-        if (!isfinite(loss)) {
-            fprintf(stderr, "byol train: step %lld: loss is %g (diverged: lower --base-lr); the last good checkpoint "
-                            "is in %s\n", (long long)step, loss, o.out);
-            rc = 1;
-            break;
+        if (work.refused) { /* nothing was updated: the model is still the previous step's */
+            char what[256];
+            if (work.bad_tensor >= 0)
+                snprintf(what, sizeof what, "loss %g, first non-finite gradient: %s", loss,
+                         model.online.specs[work.bad_tensor].name);
+            else
+                snprintf(what, sizeof what, "loss %g", loss);
+            if (o.skip_nonfinite && ++skips_in_a_row <= MAX_SKIPS_IN_A_ROW) {
+                n_skipped++;
+                if (root)
+                    fprintf(stderr, "%sbyol train: warning: step %lld: %s; step skipped (--on-nan skip; %ld so far)\n",
+                            tty ? "\n" : "", (long long)step, what, n_skipped);
+                if (metrics) {
+                    fprintf(metrics, "{\"step\": %lld, \"epoch\": %.4f, \"skipped\": %ld}\n", (long long)step,
+                            (double)step / spe, n_skipped);
+                    fflush(metrics);
+                }
+            } else {
+                if (root) {
+                    if (o.skip_nonfinite)
+                        fprintf(stderr, "%sbyol train: step %lld: %s; %d steps in a row were not finite, so the run "
+                                        "has diverged (lower --base-lr)", tty ? "\n" : "", (long long)step, what,
+                                MAX_SKIPS_IN_A_ROW + 1);
+                    else
+                        fprintf(stderr, "%sbyol train: step %lld: %s; the step was not applied (lower --base-lr, or "
+                                        "--on-nan skip to drop such steps)", tty ? "\n" : "", (long long)step, what);
+                    if (saved_path[0]) fprintf(stderr, "; the last good checkpoint is %s\n", saved_path);
+                    else if (o.resume) fprintf(stderr, "; the last good checkpoint is %s\n", ckpt_path);
+                    else fprintf(stderr, "; no checkpoint was written yet\n");
+                }
+                rc = 1;
+                break;
+            }
+        } else {
+            skips_in_a_row = 0;
         }
         const int epoch_end = step % spe == 0;
         const double now = now_seconds();
-        if (step % o.log_every == 0 || epoch_end || step == total) {
+        if (!work.refused && (step % o.log_every == 0 || epoch_end || step == total)) { /* a skipped step has no figures */
             CollapseStats cs; /* of this rank's shard of projections */
             collapse_stats(work.proj.out, b, o.mc.proj_dim, &cs, cwork);
             const double ips = log_images / fmax(now - t_log, 1e-9);
@@ -430,7 +486,7 @@ int cmd_train(int argc, char **argv) {
         /* checkpoint times from the agreed clock, so that every rank counts the same steps */
         if (epoch_end || (o.ckpt_minutes > 0 && elapsed - last_ckpt_elapsed > 60 * o.ckpt_minutes)) {
             if (root &&
-                save_run_checkpoint(&model, &o, step, spe, config, mean_s, std_s, saved_path, sizeof saved_path, &e)) {
+                save_run_checkpoint(&model, &o, step, spe, n_skipped, config, mean_s, std_s, saved_path, sizeof saved_path, &e)) {
                 fprintf(stderr, "%sbyol train: %s\n", tty ? "\n" : "", e.msg);
                 ckpt_failed = 1; /* the others learn it at the next step's agreement */
                 if (P == 1) {
@@ -452,7 +508,7 @@ int cmd_train(int argc, char **argv) {
         int failed = 0;
         if (P > 1) dist_check_identical(model.online.params, model.online.n_params, step);
         if (root && saved_step != step &&
-            save_run_checkpoint(&model, &o, step, spe, config, mean_s, std_s, saved_path, sizeof saved_path, &e)) {
+            save_run_checkpoint(&model, &o, step, spe, n_skipped, config, mean_s, std_s, saved_path, sizeof saved_path, &e)) {
             fprintf(stderr, "byol train: %s\n", e.msg);
             failed = 1;
         } else {
@@ -467,6 +523,8 @@ int cmd_train(int argc, char **argv) {
         printf("stopped at --max-steps %lld: byol train --resume %s continues\n", (long long)step, o.out);
     } else if (rc == 0) {
         printf("trained %lld steps in %.1f s\n", (long long)(step - start_step), now_seconds() - t_start);
+        if (n_skipped)
+            printf("skipped %ld step%s with non-finite values (--on-nan skip)\n", n_skipped, n_skipped == 1 ? "" : "s");
         if (o.knn_after) {
             double acc = knn_monitor(&model, &ds, &fc, o.eval_bank, o.eval_queries, o.knn_k, o.knn_t, &e);
             if (acc >= 0) {

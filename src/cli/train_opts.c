@@ -45,6 +45,7 @@ void train_options_default(TrainOptions *o) {
     o->ckpt_minutes = 10;
     o->comm_timeout = 300;
     o->sync_bn = 1;
+    o->on_nan = "stop";
 }
 
 int train_flags(Flag *f, TrainOptions *o) {
@@ -86,6 +87,7 @@ int train_flags(Flag *f, TrainOptions *o) {
         {"log-every", FLAG_INT, &o->log_every, "steps between metrics lines (10)", 1, 1000000},
         {"keep", FLAG_INT, &o->keep, "checkpoints kept (3)", 1, 1000000},
         {"ckpt-minutes", FLAG_FLOAT, &o->ckpt_minutes, "also checkpoint every N minutes within an epoch, 0 off (10)", 0, 1e6},
+        {"on-nan", FLAG_STRING, &o->on_nan, "a step with a non-finite loss or gradient: stop (the last good checkpoint stays) or skip it (stop)", 0, -1},
         {"max-steps", FLAG_INT, &o->max_steps, "stop after this many steps as if interrupted, 0 off (tests)", 0, 2147483647},
         {"resume", FLAG_STRING, &o->resume, "continue the run of a folder (its newest checkpoint) or a checkpoint", 0, -1},
         {"config", FLAG_STRING, &o->config, "settings file, 'flag = value' per line", 0, -1},
@@ -105,6 +107,9 @@ int train_parse(int argc, char **argv, const Flag *flags, int n, TrainOptions *o
     }
     int rc = flags_parse(argc, argv, flags, n, TRAIN_USAGE, e);
     if (rc) return rc;
+    if (strcmp(o->on_nan, "stop") != 0 && strcmp(o->on_nan, "skip") != 0)
+        return err_set(e, "--on-nan: '%.64s' is neither stop nor skip", o->on_nan);
+    o->skip_nonfinite = strcmp(o->on_nan, "skip") == 0;
     o->out_given = flag_given(argc, argv, "out") || (o->out && !o->resume);
     o->in_channels_given = flag_given(argc, argv, "in-channels");
     if (!o->out) {

@@ -13,7 +13,8 @@ typedef struct {
     int knn_k, eval_bank, eval_queries, knn_before, knn_after, split_unlabeled, sync_bn;
     float base_lr, weight_decay, momentum, lars_eta, tau_base, warmup_epochs, time_budget, knn_t,
         ckpt_minutes, comm_timeout;
-    const char *out, *resume, *config;
+    const char *out, *resume, *config, *on_nan;
+    int skip_nonfinite; /* --on-nan skip */
     int out_given, in_channels_given;
     char out_buf[4096];
 } TrainOptions;

@@ -22,8 +22,6 @@ static const char *const CIFAR10_NAMES[10] = {"airplane", "automobile", "bird", 
                                               "dog",      "frog",       "horse", "ship", "truck"};
 
 enum { CIFAR_PIXELS = 3 * 32 * 32, CIFAR_MAX_FILES = 5 };
-/* Records per file: every CIFAR-10 batch and CIFAR-100's test.bin; CIFAR-100's train.bin. */
-enum { CIFAR_BATCH = 10000, CIFAR100_TRAIN = 50000 };
 
 typedef struct {
     const char *name;       /* "CIFAR-10" or "CIFAR-100" */
@@ -135,6 +133,10 @@ static int open_split(Dataset *ds, const CifarFormat *f, DatasetSplit *sp, char 
 }
 
 int cifar_open(Dataset *ds, const char *root, int cifar100, Err *e) {
+    return cifar_open_counts(ds, root, cifar100, &DATASET_COUNTS_OFFICIAL, e);
+}
+
+int cifar_open_counts(Dataset *ds, const char *root, int cifar100, const DatasetCounts *counts, Err *e) {
     static const CifarFormat C10 = {"CIFAR-10", 1 + CIFAR_PIXELS, 10};
     static const CifarFormat C100 = {"CIFAR-100", 2 + CIFAR_PIXELS, 100};
     const CifarFormat *f = cifar100 ? &C100 : &C10;
@@ -164,12 +166,12 @@ int cifar_open(Dataset *ds, const char *root, int cifar100, Err *e) {
             return err_set(e, "%s: no data_batch_1.bin (a CIFAR-10 binary folder holds "
                               "data_batch_1.bin .. data_batch_5.bin and test_batch.bin)", root);
     }
-    size_t train_records = cifar100 ? CIFAR100_TRAIN : CIFAR_BATCH;
+    size_t train_records = (size_t)(cifar100 ? counts->cifar100_train : counts->cifar_batch);
     if (open_split(ds, f, &ds->split[SPLIT_TRAIN], paths, n, train_records, e) != 0) return -1;
 
     snprintf(paths[0], sizeof paths[0], "%s/%s", root, cifar100 ? "test.bin" : "test_batch.bin");
     if (is_file(paths[0], &size) &&
-        open_split(ds, f, &ds->split[SPLIT_TEST], paths, 1, CIFAR_BATCH, e) != 0)
+        open_split(ds, f, &ds->split[SPLIT_TEST], paths, 1, (size_t)counts->cifar_batch, e) != 0)
         return -1;
 
     return dataset_set_class_names(ds, root, cifar100 ? "fine_label_names.txt" : "batches.meta.txt",

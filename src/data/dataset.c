@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 const char *const SPLIT_NAMES[SPLIT_COUNT] = {"train", "test", "unlabeled"};
+const DatasetCounts DATASET_COUNTS_OFFICIAL = {10000, 50000, 5000, 8000, 100000};
 
 int split_parse(const char *name, Split *out) {
     for (int s = 0; s < SPLIT_COUNT; s++)
@@ -37,7 +38,7 @@ void dataset_keep_blob(Dataset *ds, void *p, size_t size, int mapped) {
 static const uint8_t empty_file[1];
 
 const uint8_t *dataset_map_file(Dataset *ds, const char *path, size_t *size, Err *e) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO must not hang us */
     if (fd < 0) {
         err_set(e, "%s: cannot open: %s", path, strerror(errno));
         return NULL;

@@ -76,6 +76,17 @@ int dataset_image(const Dataset *ds, Split s, int i, int min_side, Image *out, E
 int idx_open(Dataset *ds, const char *root, int fashion, Err *e);
 int cifar_open(Dataset *ds, const char *root, int cifar100, Err *e);
 int stl10_open(Dataset *ds, const char *root, Err *e);
+/* The record counts the fixed-size formats must hold exactly (files of any other size are
+ * refused): the official archives' by default. Fuzz targets open with small counts, so that
+ * hostile files of a few kilobytes reach every check after the size check. */
+typedef struct {
+    int cifar_batch;    /* each CIFAR-10 batch and CIFAR-100's test.bin: 10000 */
+    int cifar100_train; /* CIFAR-100's train.bin: 50000 */
+    int stl_train, stl_test, stl_unlabeled; /* 5000, 8000, 100000 */
+} DatasetCounts;
+extern const DatasetCounts DATASET_COUNTS_OFFICIAL;
+int cifar_open_counts(Dataset *ds, const char *root, int cifar100, const DatasetCounts *counts, Err *e);
+int stl10_open_counts(Dataset *ds, const char *root, const DatasetCounts *counts, Err *e);
 int folder_open(Dataset *ds, const char *root, FILE *warn, Err *e);
 /* Helpers for openers: keep a blob (mapped or malloc'ed) for dataset_close to release, and the
  * whole file mapped read-only (size returned; errors name the file). */

@@ -18,8 +18,6 @@ static const char *const STL10_NAMES[10] = {"airplane", "bird",  "car",    "cat"
                                             "dog",      "horse", "monkey", "ship", "truck"};
 
 enum { STL_SIDE = 96, STL_IMAGE = 3 * STL_SIDE * STL_SIDE };
-/* The official image counts; files of any other size are refused. */
-enum { STL_TRAIN = 5000, STL_TEST = 8000, STL_UNLABELED = 100000 };
 
 static int exists(const char *path) {
     struct stat st;
@@ -109,15 +107,19 @@ static int open_pair(Dataset *ds, const char *root, const char *prefix, int coun
 }
 
 int stl10_open(Dataset *ds, const char *root, Err *e) {
+    return stl10_open_counts(ds, root, &DATASET_COUNTS_OFFICIAL, e);
+}
+
+int stl10_open_counts(Dataset *ds, const char *root, const DatasetCounts *counts, Err *e) {
     snprintf(ds->kind, sizeof ds->kind, "stl10");
     ds->channels = 3;
     ds->height = ds->width = STL_SIDE;
-    if (open_pair(ds, root, "train", STL_TRAIN, &ds->split[SPLIT_TRAIN], e) != 0) return -1;
-    if (open_pair(ds, root, "test", STL_TEST, &ds->split[SPLIT_TEST], e) != 0) return -1;
+    if (open_pair(ds, root, "train", counts->stl_train, &ds->split[SPLIT_TRAIN], e) != 0) return -1;
+    if (open_pair(ds, root, "test", counts->stl_test, &ds->split[SPLIT_TEST], e) != 0) return -1;
     char up[4200];
     snprintf(up, sizeof up, "%s/unlabeled_X.bin", root);
     if (exists(up)) {
-        const int n = STL_UNLABELED;
+        const int n = counts->stl_unlabeled;
         const uint8_t *x = map_x(ds, up, n, e);
         if (!x) return -1;
         DatasetSplit *sp = &ds->split[SPLIT_UNLABELED];

@@ -1,6 +1,8 @@
 #include "checkpoint.h"
 
 #include <dirent.h>
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,6 +73,25 @@ int ckpt_resolve(const char *dir_or_file, char *path, size_t cap, Err *e) {
     snprintf(path, cap, "%s/ckpt-%09lld.safetensors", dir_or_file, steps[n - 1]);
     free(steps);
     return 0;
+}
+
+int ckpt_remove_stale_temporaries(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int removed = 0;
+    struct dirent *ent;
+    while ((ent = readdir(d))) {
+        const char *tmp = strstr(ent->d_name, ".tmp.");
+        if (!tmp) continue;
+        char *end;
+        long pid = strtol(tmp + 5, &end, 10);
+        if (*end || pid <= 0 || (kill((pid_t)pid, 0) == 0 || errno == EPERM)) continue; /* alive */
+        char path[4400];
+        snprintf(path, sizeof path, "%s/%s", dir, ent->d_name);
+        removed += unlink(path) == 0;
+    }
+    closedir(d);
+    return removed;
 }
 
 void ckpt_prune(const char *dir, int keep) {

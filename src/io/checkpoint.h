@@ -18,5 +18,8 @@ int ckpt_resolve(const char *dir_or_file, char *path, size_t cap, Err *e);
 int ckpt_count(const char *dir);
 /* Deletes all but the newest `keep` checkpoints of dir. */
 void ckpt_prune(const char *dir, int keep);
+/* Deletes the temporary files (NAME.tmp.<pid>) that writers killed mid-write left in dir, those
+ * of processes no longer running; returns how many. */
+int ckpt_remove_stale_temporaries(const char *dir);
 
 #endif

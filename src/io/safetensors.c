@@ -3,6 +3,7 @@
 #include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 
 /* Limits that keep a hostile header from making us allocate or loop absurdly. */
 enum { ST_MAX_HEADER = 100 << 20, ST_MAX_TENSORS = 1 << 20 };
@@ -187,8 +188,34 @@ int st_parse(Safetensors *st, uint8_t *file, size_t size, const char *label, Err
         if (strcmp(order[i - 1]->name, order[i]->name) == 0)
             rc = err_set(e, "%s: duplicate tensor name \"%s\"", label, order[i]->name);
     free(order);
+    /* The data's checksum, when the writer left one (every file byol.c writes has it). */
+    const char *stored = rc ? NULL : st_meta(st, ST_CHECKSUM_KEY);
+    if (stored) {
+        char *end;
+        unsigned long want = strtoul(stored, &end, 16);
+        uint32_t got = st_crc32(st->file + st->data_start, data_size, 0);
+        if (*stored == 0 || *end || strlen(stored) != 8)
+            rc = err_set(e, "%s: __metadata__ %s is \"%.16s\", not 8 hex digits: corrupt header", label,
+                         ST_CHECKSUM_KEY, stored);
+        else if (want != got)
+            rc = err_set(e, "%s: data checksum mismatch (crc32 %08lx stored, %08x computed): the file is "
+                            "corrupt (damaged disk or incomplete copy); use an earlier checkpoint", label, want,
+                         (unsigned)got);
+    }
     if (rc) st_close(st);
     return rc;
+}
+
+uint32_t st_crc32(const void *data, size_t n, uint32_t crc) {
+    const uint8_t *p = data;
+    uLong c = crc;
+    while (n) { /* zlib takes an unsigned int length */
+        unsigned chunk = n > (1u << 30) ? 1u << 30 : (unsigned)n;
+        c = crc32(c, p, chunk);
+        p += chunk;
+        n -= chunk;
+    }
+    return (uint32_t)c;
 }
 
 int st_open(Safetensors *st, const char *path, Err *e) {
@@ -285,21 +312,31 @@ int st_write(const char *path, const StTensorOut *ts, int n, const StMeta *meta,
              Err *e) {
     StrBuf h = {0};
     char num[64];
-    sb_str(&h, "{");
-    if (n_meta) {
-        sb_str(&h, "\"__metadata__\":{");
-        for (int i = 0; i < n_meta; i++) {
-            if (i) sb_str(&h, ",");
-            sb_json_string(&h, meta[i].key);
-            sb_str(&h, ":");
-            sb_json_string(&h, meta[i].value);
-        }
-        sb_str(&h, "}");
+    /* The data's crc32 goes into the header, so readers can tell a damaged file from a good one. */
+    uint32_t crc = 0;
+    for (int i = 0; i < n; i++) {
+        size_t numel = 1;
+        for (int d = 0; d < ts[i].ndim; d++) numel *= (size_t)ts[i].shape[d];
+        crc = st_crc32(ts[i].data, numel * (ts[i].i64 ? 8 : 4), crc);
     }
+    char crc_s[16];
+    snprintf(crc_s, sizeof crc_s, "%08x", (unsigned)crc);
+    sb_str(&h, "{\"__metadata__\":{");
+    for (int i = 0; i < n_meta; i++) {
+        if (strcmp(meta[i].key, ST_CHECKSUM_KEY) == 0) continue; /* ours is the one that counts */
+        sb_json_string(&h, meta[i].key);
+        sb_str(&h, ":");
+        sb_json_string(&h, meta[i].value);
+        sb_str(&h, ",");
+    }
+    sb_json_string(&h, ST_CHECKSUM_KEY);
+    sb_str(&h, ":");
+    sb_json_string(&h, crc_s);
+    sb_str(&h, "}");
     size_t offset = 0;
     for (int i = 0; i < n; i++) {
         size_t numel = 1;
-        if (n_meta || i) sb_str(&h, ",");
+        sb_str(&h, ",");
         sb_json_string(&h, ts[i].name);
         const size_t esize = ts[i].i64 ? 8 : 4;
         sb_str(&h, ts[i].i64 ? ":{\"dtype\":\"I64\",\"shape\":[" : ":{\"dtype\":\"F32\",\"shape\":[");

@@ -4,7 +4,8 @@
  *
  * The reader validates everything before anything is used: header within the file, JSON well
  * formed, dtypes known, shapes sane, every tensor's byte size equal to shape x dtype, offsets
- * inside the data and not overlapping, no duplicate names. */
+ * inside the data and not overlapping, no duplicate names, and the data's crc32 equal to the one
+ * in __metadata__ (key ST_CHECKSUM_KEY) when the file carries one; st_write always adds it. */
 #ifndef BYOL_SAFETENSORS_H
 #define BYOL_SAFETENSORS_H
 
@@ -14,6 +15,7 @@
 #include "../core/common.h"
 
 enum { ST_MAX_NDIM = 8 };
+#define ST_CHECKSUM_KEY "byol.data_crc32" /* 8 hex digits: zlib's crc32 of the data section */
 
 typedef struct {
     char *name;
@@ -42,6 +44,8 @@ int st_open(Safetensors *st, const char *path, Err *e);
  * malloc). `label` names it in messages. */
 int st_parse(Safetensors *st, uint8_t *file, size_t size, const char *label, Err *e);
 void st_close(Safetensors *st);
+/* zlib's crc32 of n bytes, continuing from crc (0 to start). */
+uint32_t st_crc32(const void *data, size_t n, uint32_t crc);
 
 const StEntry *st_find(const Safetensors *st, const char *name);
 const char *st_meta(const Safetensors *st, const char *key); /* NULL if absent */

@@ -1,5 +1,6 @@
 #include "byol.h"
 
+#include <math.h>
 #include <string.h>
 
 #include "../core/common.h"
@@ -67,6 +68,9 @@ void byol_work_init(ByolWork *w, const Byol *m, int B, int C, int H, int W, cons
     w->mem = xcalloc(a.used, 1, "activations (lower --batch or --image-size)");
     Arena real = {(char *)w->mem, 0, a.used};
     work_plan(w, m, &real, be);
+    w->saved_buffers = xmalloc((m->online.n_buffers + m->target.n_buffers) * sizeof(float),
+                               "batch-norm statistics snapshot");
+    w->bad_tensor = -1;
 }
 
 /* Gradients are all-reduced in buckets of 2^20 floats (4 MiB): large enough that each message
@@ -83,6 +87,7 @@ void byol_work_distribute(ByolWork *w, Byol *m, int sync_bn) {
 void byol_work_free(ByolWork *w) {
     gradsync_destroy(w->gsync);
     xfree(w->mem);
+    xfree(w->saved_buffers);
     memset(w, 0, sizeof *w);
 }
 
@@ -112,6 +117,10 @@ float byol_step(Byol *m, ByolWork *w, const float *views, const StepConfig *sc, 
 
     for (int v = 0; v < 2; v++) be->nchw_to_nhwc(w->x[v], views + v * view, B, w->C, w->H, w->W);
     be->fill_zero(on->grads, on->n_params);
+    memcpy(w->saved_buffers, on->buffers, on->n_buffers * sizeof(float));
+    memcpy(w->saved_buffers + on->n_buffers, tg->buffers, tg->n_buffers * sizeof(float));
+    w->refused = 0;
+    w->bad_tensor = -1;
 
     /* z_v = target(v): no gradient, so nothing is kept beyond the projection itself. */
     for (int v = 0; v < 2; v++) {
@@ -149,6 +158,19 @@ float byol_step(Byol *m, ByolWork *w, const float *views, const StepConfig *sc, 
     if (w->gsync) {
         dist_allreduce_sum_f64(&loss, 1, "the loss");
         loss /= dist_size();
+    }
+    /* The guard: one pass over the gradients (identical on every rank after the all-reduce);
+     * a NaN in the loss or anywhere in them would spread into every parameter. */
+    if (!isfinite(loss) || be->count_nonfinite(on->grads, on->n_params) > 0) {
+        for (int i = 0; i < on->n_specs && w->bad_tensor < 0; i++) {
+            const TensorSpec *t = &on->specs[i];
+            if (t->role == ROLE_PARAM && be->count_nonfinite(on->grads + t->offset, t->numel) > 0)
+                w->bad_tensor = i;
+        }
+        memcpy(on->buffers, w->saved_buffers, on->n_buffers * sizeof(float));
+        memcpy(tg->buffers, w->saved_buffers + on->n_buffers, tg->n_buffers * sizeof(float));
+        w->refused = 1;
+        return (float)loss;
     }
     be->lars_update(on->params, on->grads, on->momentum, on->specs, on->n_specs, &sc->lars);
     be->ema_update(tg->params, on->params, tg->n_params, sc->tau);

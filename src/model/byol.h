@@ -49,6 +49,11 @@ typedef struct {
      * the second view's backward runs. NULL: one process. */
     const Reducer *sync;
     struct GradSync *gsync;
+    /* The step's guard: batch-norm running statistics as they were before the step (restored
+     * when the step is refused), and what the last step found. */
+    float *saved_buffers;
+    int refused;    /* 1: the loss or a gradient was not finite, and nothing was updated */
+    int bad_tensor; /* then: index into online specs of the first non-finite gradient, or -1 */
 } ByolWork;
 
 void byol_work_init(ByolWork *w, const Byol *m, int B, int C, int H, int W, const Backend *be);
@@ -70,7 +75,10 @@ typedef struct {
  * statistics update in PyTorch's order), LARS on online + predictor, EMA of the target.
  * Returns loss = mean(2 - 2cos(p1, z2)) + mean(2 - 2cos(p2, z1)); in a data-parallel step the
  * views are this rank's shard, and the loss returned is the global batch's (every rank gets the
- * same value, so they all stop together on a non-finite one). */
+ * same value, so they all stop together on a non-finite one).
+ * A step whose loss or any gradient is NaN or infinite changes nothing: no update, no EMA, and
+ * the batch-norm running statistics are put back; w->refused and w->bad_tensor say so (the
+ * gradients are all-reduced first, so every rank refuses the same steps). */
 float byol_step(Byol *m, ByolWork *w, const float *views, const StepConfig *sc, const Backend *be);
 
 #endif

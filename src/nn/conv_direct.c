@@ -44,7 +44,7 @@ static int n_groups(int B) { return MIN(B, DIRECT_MAX_GROUPS); }
  * clamped to it. */
 static int thread_cap(void) { return threads_available(); }
 
-static int team_size(void) {
+__attribute__((unused)) static int team_size(void) { /* used in pragmas only */
 #ifdef BYOL_OMP
     return MIN(omp_get_max_threads(), thread_cap());
 #else

@@ -1,4 +1,5 @@
-/* ReLU, residual add and the NCHW -> NHWC input transpose. */
+/* ReLU, residual add, the NCHW -> NHWC input transpose, and the non-finite count. */
+#include <math.h>
 #include <string.h>
 
 #include "nn.h"
@@ -6,6 +7,19 @@
 void fill_zero_cpu(float *x, size_t n) { memset(x, 0, n * sizeof(float)); }
 void fill_zero_ref(float *x, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] = 0.0f;
+}
+
+size_t count_nonfinite_cpu(const float *x, size_t n) {
+    size_t bad = 0;
+#pragma omp parallel for schedule(static) reduction(+ : bad)
+    for (size_t i = 0; i < n; i++) bad += !isfinite(x[i]);
+    return bad;
+}
+size_t count_nonfinite_ref(const float *x, size_t n) {
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++)
+        if (isnan(x[i]) || isinf(x[i])) bad++;
+    return bad;
 }
 
 void relu_forward_cpu(float *out, const float *in, size_t n) {

@@ -192,5 +192,8 @@ void nhwc_to_nchw_ref(float *out, const float *in, int B, int C, int H, int W);
 
 void fill_zero_cpu(float *x, size_t n);
 void fill_zero_ref(float *x, size_t n);
+/* How many of x's n values are NaN or infinite (the training step's guard). */
+size_t count_nonfinite_cpu(const float *x, size_t n);
+size_t count_nonfinite_ref(const float *x, size_t n);
 
 #endif

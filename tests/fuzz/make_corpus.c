@@ -1,0 +1,282 @@
+/* Writes the fuzz targets' seed corpora (tests/fuzz/corpus/<target>/): small valid inputs of
+ * every format, made with byol.c's own writers (and libjpeg/zlib for JPEG and gzip), so the
+ * fuzzers start from files that reach deep into each parser. `make fuzz-corpus` runs it; the
+ * files are committed, so CI and `make fuzz` do not need it. Usage: make_corpus OUTDIR */
+#include <stdio.h> /* before jpeglib.h, which needs size_t and FILE */
+#include <stdlib.h>
+#include <jpeglib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "cli/train_opts.h"
+#include "data/image.h"
+#include "io/npy.h"
+#include "io/safetensors.h"
+#include "io/state.h"
+
+static const char *out_root;
+
+typedef struct {
+    uint8_t *p;
+    size_t n, cap;
+} Buf;
+
+static void put(Buf *b, const void *d, size_t n) {
+    if (b->n + n > b->cap) {
+        b->cap = (b->n + n) * 2;
+        b->p = realloc(b->p, b->cap);
+        if (!b->p) die("out of memory");
+    }
+    memcpy(b->p + b->n, d, n);
+    b->n += n;
+}
+
+static void put_u8(Buf *b, uint8_t v) { put(b, &v, 1); }
+
+/* One file of a dataset target's input (tests/fuzz/fuzz_files.h): 4-byte length, bytes. */
+static void put_file(Buf *b, const Buf *f) {
+    uint8_t len[4];
+    for (int k = 0; k < 4; k++) len[k] = (uint8_t)(f ? f->n >> (8 * k) : 0);
+    put(b, len, 4);
+    if (f) put(b, f->p, f->n);
+}
+
+static Buf slurp(const char *path) {
+    Err e;
+    size_t n;
+    uint8_t *p = read_file(path, &n, &e);
+    if (!p) die("%s", e.msg);
+    return (Buf){p, n, n};
+}
+
+static void save(const char *target, const char *name, const Buf *b) {
+    char dir[512], path[600];
+    snprintf(dir, sizeof dir, "%s/%s", out_root, target);
+    mkdir(out_root, 0755);
+    mkdir(dir, 0755);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    if (!f || fwrite(b->p, 1, b->n, f) != b->n || fclose(f) != 0) die("cannot write %s", path);
+}
+
+static uint8_t pixel(int i) { return (uint8_t)(i * 37 + (i >> 3) * 11); }
+
+static Buf jpeg_bytes(int w, int h, int c) {
+    struct jpeg_compress_struct cinfo;
+    struct jpeg_error_mgr jerr;
+    cinfo.err = jpeg_std_error(&jerr);
+    jpeg_create_compress(&cinfo);
+    unsigned char *mem = NULL;
+    unsigned long size = 0;
+    jpeg_mem_dest(&cinfo, &mem, &size);
+    cinfo.image_width = (JDIMENSION)w;
+    cinfo.image_height = (JDIMENSION)h;
+    cinfo.input_components = c;
+    cinfo.in_color_space = c == 3 ? JCS_RGB : JCS_GRAYSCALE;
+    jpeg_set_defaults(&cinfo);
+    jpeg_set_quality(&cinfo, 75, TRUE);
+    jpeg_start_compress(&cinfo, TRUE);
+    uint8_t *row = malloc((size_t)w * c);
+    for (int y = 0; y < h; y++) {
+        for (int x = 0; x < w * c; x++) row[x] = pixel(y * w * c + x);
+        JSAMPROW r = row;
+        jpeg_write_scanlines(&cinfo, &r, 1);
+    }
+    jpeg_finish_compress(&cinfo);
+    jpeg_destroy_compress(&cinfo);
+    free(row);
+    Buf b = {0};
+    put(&b, mem, size);
+    free(mem);
+    return b;
+}
+
+static Buf png_bytes(int w, int h, int c) {
+    uint8_t *px = malloc((size_t)w * h * c);
+    for (int i = 0; i < w * h * c; i++) px[i] = pixel(i);
+    char path[600];
+    snprintf(path, sizeof path, "%s/.tmp.png", out_root);
+    Err e;
+    if (png_write(path, px, w, h, c, &e)) die("%s", e.msg);
+    free(px);
+    Buf b = slurp(path);
+    unlink(path);
+    return b;
+}
+
+static Buf gzip_bytes(const Buf *plain) {
+    char path[600];
+    snprintf(path, sizeof path, "%s/.tmp.gz", out_root);
+    gzFile g = gzopen(path, "wb9");
+    if (!g || gzwrite(g, plain->p, (unsigned)plain->n) != (int)plain->n || gzclose(g) != Z_OK)
+        die("cannot gzip into %s", path);
+    Buf b = slurp(path);
+    unlink(path);
+    return b;
+}
+
+static void be32(Buf *b, uint32_t v) {
+    uint8_t x[4] = {(uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v};
+    put(b, x, 4);
+}
+
+static void idx_seeds(void) {
+    Buf img = {0}, lab = {0};
+    be32(&img, 0x803), be32(&img, 2), be32(&img, 4), be32(&img, 4);
+    for (int i = 0; i < 32; i++) put_u8(&img, pixel(i));
+    be32(&lab, 0x801), be32(&lab, 2);
+    put_u8(&lab, 3), put_u8(&lab, 9);
+    Buf gimg = gzip_bytes(&img), glab = gzip_bytes(&lab);
+    for (int v = 0; v < 3; v++) {
+        Buf in = {0};
+        put_u8(&in, v == 0 ? 0 : v == 1 ? 1 : 0x1f); /* plain MNIST; plain Fashion; all gzipped */
+        const Buf *i1 = v == 2 ? &gimg : &img, *l1 = v == 2 ? &glab : &lab;
+        put_file(&in, i1), put_file(&in, l1), put_file(&in, i1), put_file(&in, l1);
+        char name[32];
+        snprintf(name, sizeof name, "seed%d", v);
+        save("idx", name, &in);
+    }
+}
+
+static void cifar_seeds(void) {
+    for (int c100 = 0; c100 < 2; c100++) {
+        const size_t rec = c100 ? 3074 : 3073;
+        Buf batch = {0};
+        for (int r = 0; r < 2; r++) {
+            if (c100) put_u8(&batch, (uint8_t)(r * 7));
+            put_u8(&batch, (uint8_t)(r * 5 + 1));
+            for (size_t i = 0; i < 3072; i++) put_u8(&batch, pixel((int)(i + r)));
+        }
+        if (batch.n != 2 * rec) die("cifar seed size");
+        Buf names = {0};
+        const char *text = "zero\none\ntwo\nthree\nfour\nfive\nsix\nseven\neight\nnine\n";
+        put(&names, text, strlen(text));
+        Buf in = {0};
+        put_u8(&in, (uint8_t)c100);
+        if (c100) {
+            put_file(&in, &batch), put_file(&in, &batch); /* train.bin, test.bin */
+        } else {
+            put_file(&in, &batch), put_file(&in, &batch); /* data_batch_1, 2 */
+            put_file(&in, NULL), put_file(&in, NULL), put_file(&in, NULL);
+            put_file(&in, &batch), put_file(&in, &names); /* test_batch, batches.meta.txt */
+        }
+        save("cifar", c100 ? "cifar100" : "cifar10", &in);
+    }
+}
+
+static void stl10_seeds(void) {
+    Buf x = {0}, y = {0};
+    for (int i = 0; i < 2 * 3 * 96 * 96; i++) put_u8(&x, pixel(i));
+    put_u8(&y, 1), put_u8(&y, 10);
+    Buf in = {0};
+    put_u8(&in, 0);
+    put_file(&in, &x), put_file(&in, &y), put_file(&in, &x), put_file(&in, &y), put_file(&in, &x);
+    save("stl10", "full", &in);
+    Buf un = {0};
+    put_u8(&un, 0);
+    put_file(&un, NULL), put_file(&un, NULL), put_file(&un, NULL), put_file(&un, NULL), put_file(&un, &x);
+    save("stl10", "unlabeled", &un);
+}
+
+static void image_and_folder_seeds(void) {
+    Buf imgs[4] = {jpeg_bytes(8, 8, 3), png_bytes(8, 8, 1), png_bytes(8, 6, 3), jpeg_bytes(16, 16, 1)};
+    const char *names[4] = {"rgb.jpg", "gray.png", "rgb.png", "gray.jpg"};
+    for (int i = 0; i < 4; i++) {
+        Buf in = {0};
+        put_u8(&in, i == 3 ? 0x10 : (uint8_t)(i & 1 ? 0 : 1)); /* channels; a min_side hint */
+        put(&in, imgs[i].p, imgs[i].n);
+        save("image", names[i], &in);
+    }
+    for (int with_test = 0; with_test < 2; with_test++) {
+        Buf in = {0};
+        put_u8(&in, (uint8_t)with_test);
+        put_file(&in, &imgs[0]), put_file(&in, &imgs[2]), put_file(&in, &imgs[1]), put_file(&in, &imgs[3]);
+        if (with_test) put_file(&in, &imgs[2]), put_file(&in, &imgs[0]);
+        save("folder", with_test ? "train_test" : "train", &in);
+    }
+}
+
+static void safetensors_seeds(void) {
+    char path[600];
+    snprintf(path, sizeof path, "%s/.tmp.safetensors", out_root);
+    Err e;
+    float a[6] = {1, 2, 3, 4, 5, 6};
+    int64_t sa[2] = {2, 3}, sb[1] = {1}, ib[1] = {7};
+    StTensorOut t[2] = {{"a", 2, sa, a, 0}, {"b", 1, sb, ib, 1}};
+    StMeta meta[1] = {{"note", "seed"}};
+    if (st_write(path, t, 2, meta, 1, &e)) die("%s", e.msg);
+    Buf small = slurp(path);
+    save("safetensors", "small", &small);
+    ModelConfig c; /* the fuzz target's model: a matching state file loads fully */
+    model_config_default(&c);
+    c.enc.width = 1;
+    c.proj_hidden = 4;
+    c.proj_dim = 2;
+    c.pred_hidden = 4;
+    Byol m;
+    byol_init(&m, &c);
+    byol_init_weights(&m, 1);
+    if (state_save(&m, path, NULL, 0, &e)) die("%s", e.msg);
+    Buf state = slurp(path);
+    save("safetensors", "state", &state);
+    unlink(path);
+    byol_free(&m);
+}
+
+static void npy_seeds(void) {
+    char path[600];
+    snprintf(path, sizeof path, "%s/.tmp.npy", out_root);
+    Err e;
+    float d[6] = {1, -2, 3.5f, 0, 5, 6};
+    int64_t s2[2] = {2, 3}, s0[1] = {0};
+    if (npy_write_f32(path, d, 2, s2, &e)) die("%s", e.msg);
+    Buf a = slurp(path);
+    save("npy", "2x3", &a);
+    if (npy_write_f32(path, d, 1, s0, &e)) die("%s", e.msg);
+    Buf b = slurp(path);
+    save("npy", "empty", &b);
+    unlink(path);
+}
+
+static void config_and_cli_seeds(void) {
+    TrainOptions o;
+    Flag flags[TRAIN_FLAG_MAX];
+    int n = train_flags(flags, &o);
+    char *dump = flags_dump(flags, n);
+    Buf cfg = {0};
+    put(&cfg, dump, strlen(dump));
+    save("config", "defaults", &cfg);
+    const char *small = "# a run\nwidth = 8\nbatch = 64 # per step\nbase-lr=0.5\ndata = /nonexistent\n";
+    Buf s = {0};
+    put(&s, small, strlen(small));
+    save("config", "small", &s);
+    const char *cli = "--width\n8\n--batch=64\n--epochs\n2\n--arch\nresnet34\n--stem\nimagenet\n--out\n/tmp/x\n";
+    Buf c = {0};
+    put(&c, cli, strlen(cli));
+    save("cli", "flags", &c);
+    const char *cli2 = "--config\n/nonexistent.cfg\n--base-lr\n1e-3\n--help\n";
+    Buf c2 = {0};
+    put(&c2, cli2, strlen(cli2));
+    save("cli", "config_help", &c2);
+    free(dump);
+}
+
+int main(int argc, char **argv) {
+    if (argc != 2) {
+        fprintf(stderr, "usage: make_corpus OUTDIR\n");
+        return 2;
+    }
+    out_root = argv[1];
+    mkdir(out_root, 0755);
+    safetensors_seeds();
+    npy_seeds();
+    idx_seeds();
+    cifar_seeds();
+    stl10_seeds();
+    image_and_folder_seeds();
+    config_and_cli_seeds();
+    printf("seed corpora written under %s\n", out_root);
+    return 0;
+}
