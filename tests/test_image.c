@@ -4,7 +4,7 @@
  * except the CIFAR-10 JPEG archive (../shared/data) and small PIL fixtures (tests/fixtures). */
 #include "harness.h"
 
-#include <jpeglib.h> /* after stdio.h (harness.h), which it needs */
+#include "jpeg_encode.h"
 #include <png.h>
 #include <zlib.h>
 
@@ -66,26 +66,8 @@ static void write_png_raw(const char *path, int w, int h, const PngSpec *sp, con
  * (malloc'ed) in *out / *n when out is non-NULL. */
 static void write_jpeg(const char *path, const uint8_t *px, int w, int h, int c, int q,
                        uint8_t **out, size_t *n) {
-    struct jpeg_compress_struct ci;
-    struct jpeg_error_mgr jerr;
-    ci.err = jpeg_std_error(&jerr);
-    jpeg_create_compress(&ci);
-    unsigned char *mem = NULL;
-    unsigned long size = 0;
-    jpeg_mem_dest(&ci, &mem, &size);
-    ci.image_width = (JDIMENSION)w;
-    ci.image_height = (JDIMENSION)h;
-    ci.input_components = c;
-    ci.in_color_space = c == 1 ? JCS_GRAYSCALE : JCS_RGB;
-    jpeg_set_defaults(&ci);
-    jpeg_set_quality(&ci, q, TRUE);
-    jpeg_start_compress(&ci, TRUE);
-    while (ci.next_scanline < ci.image_height) {
-        JSAMPROW row = (JSAMPROW)(px + (size_t)ci.next_scanline * w * c);
-        jpeg_write_scanlines(&ci, &row, 1);
-    }
-    jpeg_finish_compress(&ci);
-    jpeg_destroy_compress(&ci);
+    unsigned long size;
+    unsigned char *mem = jpeg_encode(px, w, h, c, q, &size);
     write_bytes(path, mem, size);
     if (out) {
         *out = malloc(size);

@@ -95,16 +95,29 @@ static int save_run_checkpoint(const Byol *m, const TrainOptions *o, int64_t ste
 }
 
 /* Fault injection for tests: BYOL_FAULT_NAN_STEPS="5,9" puts a NaN into the views of steps 5
- * and 9 (counted from 1 over the whole run), as a corrupt image or an overflow would. */
-static int fault_nan_at(int64_t step) {
-    const char *list = getenv("BYOL_FAULT_NAN_STEPS");
-    for (const char *p = list; p && *p;) {
+ * and 9 (counted from 1 over the whole run), as a corrupt image or an overflow would. Parsed
+ * once at start; at most FAULT_MAX_STEPS steps are taken from the list. */
+enum { FAULT_MAX_STEPS = 64 };
+typedef struct {
+    int64_t steps[FAULT_MAX_STEPS];
+    int n;
+} FaultSteps;
+
+static FaultSteps fault_steps_from_env(void) {
+    FaultSteps f = {.n = 0};
+    for (const char *p = getenv("BYOL_FAULT_NAN_STEPS"); p && *p && f.n < FAULT_MAX_STEPS;) {
         char *end;
         long long s = strtoll(p, &end, 10);
         if (end == p) break;
-        if (s == step) return 1;
+        f.steps[f.n++] = s;
         p = *end == ',' ? end + 1 : end;
     }
+    return f;
+}
+
+static int fault_nan_at(const FaultSteps *f, int64_t step) {
+    for (int i = 0; i < f->n; i++)
+        if (f->steps[i] == step) return 1;
     return 0;
 }
 
@@ -345,6 +358,7 @@ int cmd_train(int argc, char **argv) {
     rc = 0;
     double last_knn = -1, last_ckpt_elapsed = 0;
     int ckpt_failed = 0;
+    const FaultSteps faults = fault_steps_from_env();
     for (;;) {
         double elapsed = now_seconds() - t_start;
         if (P > 1) { /* the ranks agree on the clock, a signal and a failed checkpoint */
@@ -382,7 +396,7 @@ int cmd_train(int argc, char **argv) {
         sc.tau = (float)tau_at_step(kk, kt, o.tau_base);
 
         Batch bt = loader_next(loader);
-        if (fault_nan_at(step + 1)) ((float *)bt.views)[0] = NAN;
+        if (fault_nan_at(&faults, step + 1)) ((float *)bt.views)[0] = NAN;
         const float loss = byol_step(&model, &work, bt.views, &sc, &backend_cpu);
         step++;
         log_images += B;

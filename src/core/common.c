@@ -51,27 +51,34 @@ void *xcalloc(size_t count, size_t size, const char *what) {
 
 void xfree(void *p) { free(p); }
 
-uint8_t *read_file(const char *path, size_t *size, Err *e) {
-    /* O_NONBLOCK: opening a FIFO (or a device) must not hang before it is refused below */
+int open_regular_file(const char *path, size_t *size, Err *e) {
     int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
-    if (fd < 0) {
-        err_set(e, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
+    if (fd < 0) return err_set(e, "%s: cannot open: %s", path, strerror(errno));
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (fstat(fd, &st) != 0) {
+        int saved = errno;
         close(fd);
-        err_set(e, "%s: not a regular file", path);
-        return NULL;
+        return err_set(e, "%s: cannot stat: %s", path, strerror(saved));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return err_set(e, "%s: not a regular file", path);
     }
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    *size = (size_t)st.st_size;
+    return fd;
+}
+
+uint8_t *read_file(const char *path, size_t *size, Err *e) {
+    size_t n;
+    int fd = open_regular_file(path, &n, e);
+    if (fd < 0) return NULL;
     FILE *f = fdopen(fd, "rb");
     if (!f) {
         close(fd);
         err_set(e, "%s: cannot open: %s", path, strerror(errno));
         return NULL;
     }
-    size_t n = (size_t)st.st_size;
     uint8_t *buf = malloc(n ? n : 1);
     if (!buf) {
         fclose(f);

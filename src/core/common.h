@@ -28,6 +28,11 @@ void *xmalloc(size_t bytes, const char *what);
 void *xcalloc(size_t count, size_t size, const char *what);
 void xfree(void *p);
 
+/* Opens PATH for reading and returns its descriptor (blocking, close-on-exec) with its size in
+ * *size, or -1 with e filled. Anything but a regular file is refused: a FIFO or a device named
+ * like a data file must be an error, not a read that hangs (it is opened non-blocking for that). */
+int open_regular_file(const char *path, size_t *size, Err *e);
+
 /* Reads a whole file into memory. Returns NULL and fills e on failure. */
 uint8_t *read_file(const char *path, size_t *size, Err *e);
 

@@ -4,7 +4,6 @@
 
 #include <ctype.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,23 +37,9 @@ void dataset_keep_blob(Dataset *ds, void *p, size_t size, int mapped) {
 static const uint8_t empty_file[1];
 
 const uint8_t *dataset_map_file(Dataset *ds, const char *path, size_t *size, Err *e) {
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO must not hang us */
-    if (fd < 0) {
-        err_set(e, "%s: cannot open: %s", path, strerror(errno));
-        return NULL;
-    }
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        err_set(e, "%s: cannot stat: %s", path, strerror(errno));
-        close(fd);
-        return NULL;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        err_set(e, "%s: not a regular file", path);
-        close(fd);
-        return NULL;
-    }
-    size_t n = (size_t)st.st_size;
+    size_t n;
+    int fd = open_regular_file(path, &n, e);
+    if (fd < 0) return NULL;
     *size = n;
     if (n == 0) {
         close(fd);

@@ -14,11 +14,9 @@
 #include "image.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <setjmp.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <jpeglib.h>
@@ -369,14 +367,9 @@ static int png_probe(FILE *f, const char *label, int *w, int *h, int *c, Err *e)
 /* ------------------------------------------------------------------------------------------ */
 
 int image_probe_file(const char *path, int *w, int *h, int *c, Err *e) {
-    /* O_NONBLOCK: a FIFO or device named like an image is refused, not waited on */
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0) return err_set(e, "%s: cannot open: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        close(fd);
-        return err_set(e, "%s: not a regular file", path);
-    }
+    size_t file_size;
+    int fd = open_regular_file(path, &file_size, e);
+    if (fd < 0) return -1;
     FILE *f = fdopen(fd, "rb");
     if (!f) {
         close(fd);

@@ -308,17 +308,19 @@ static void sb_json_string(StrBuf *b, const char *s) {
     sb_put(b, "\"", 1);
 }
 
+static size_t st_tensor_bytes(const StTensorOut *t) {
+    size_t numel = 1;
+    for (int d = 0; d < t->ndim; d++) numel *= (size_t)t->shape[d];
+    return numel * (t->i64 ? 8 : 4);
+}
+
 int st_write(const char *path, const StTensorOut *ts, int n, const StMeta *meta, int n_meta,
              Err *e) {
     StrBuf h = {0};
     char num[64];
     /* The data's crc32 goes into the header, so readers can tell a damaged file from a good one. */
     uint32_t crc = 0;
-    for (int i = 0; i < n; i++) {
-        size_t numel = 1;
-        for (int d = 0; d < ts[i].ndim; d++) numel *= (size_t)ts[i].shape[d];
-        crc = st_crc32(ts[i].data, numel * (ts[i].i64 ? 8 : 4), crc);
-    }
+    for (int i = 0; i < n; i++) crc = st_crc32(ts[i].data, st_tensor_bytes(&ts[i]), crc);
     char crc_s[16];
     snprintf(crc_s, sizeof crc_s, "%08x", (unsigned)crc);
     sb_str(&h, "{\"__metadata__\":{");
@@ -335,19 +337,17 @@ int st_write(const char *path, const StTensorOut *ts, int n, const StMeta *meta,
     sb_str(&h, "}");
     size_t offset = 0;
     for (int i = 0; i < n; i++) {
-        size_t numel = 1;
         sb_str(&h, ",");
         sb_json_string(&h, ts[i].name);
-        const size_t esize = ts[i].i64 ? 8 : 4;
         sb_str(&h, ts[i].i64 ? ":{\"dtype\":\"I64\",\"shape\":[" : ":{\"dtype\":\"F32\",\"shape\":[");
         for (int d = 0; d < ts[i].ndim; d++) {
             snprintf(num, sizeof num, "%s%lld", d ? "," : "", (long long)ts[i].shape[d]);
             sb_str(&h, num);
-            numel *= (size_t)ts[i].shape[d];
         }
-        snprintf(num, sizeof num, "],\"data_offsets\":[%zu,%zu]}", offset, offset + numel * esize);
+        const size_t bytes = st_tensor_bytes(&ts[i]);
+        snprintf(num, sizeof num, "],\"data_offsets\":[%zu,%zu]}", offset, offset + bytes);
         sb_str(&h, num);
-        offset += numel * esize;
+        offset += bytes;
     }
     sb_str(&h, "}");
     while ((8 + h.len) % 8) sb_str(&h, " "); /* data starts 8-byte aligned, as the spec advises */
@@ -358,11 +358,7 @@ int st_write(const char *path, const StTensorOut *ts, int n, const StMeta *meta,
     int rc = atomic_open(&af, path, e);
     if (!rc) rc = atomic_write(&af, len8, 8, e);
     if (!rc) rc = atomic_write(&af, h.s, h.len, e);
-    for (int i = 0; i < n && !rc; i++) {
-        size_t numel = 1;
-        for (int d = 0; d < ts[i].ndim; d++) numel *= (size_t)ts[i].shape[d];
-        rc = atomic_write(&af, ts[i].data, numel * (ts[i].i64 ? 8 : 4), e);
-    }
+    for (int i = 0; i < n && !rc; i++) rc = atomic_write(&af, ts[i].data, st_tensor_bytes(&ts[i]), e);
     if (!rc) rc = atomic_commit(&af, e);
     else atomic_abort(&af);
     free(h.s);

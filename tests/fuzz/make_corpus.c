@@ -2,9 +2,8 @@
  * every format, made with byol.c's own writers (and libjpeg/zlib for JPEG and gzip), so the
  * fuzzers start from files that reach deep into each parser. `make fuzz-corpus` runs it; the
  * files are committed, so CI and `make fuzz` do not need it. Usage: make_corpus OUTDIR */
-#include <stdio.h> /* before jpeglib.h, which needs size_t and FILE */
+#include <stdio.h>
 #include <stdlib.h>
-#include <jpeglib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -15,6 +14,7 @@
 #include "io/npy.h"
 #include "io/safetensors.h"
 #include "io/state.h"
+#include "../jpeg_encode.h"
 
 static const char *out_root;
 
@@ -64,29 +64,11 @@ static void save(const char *target, const char *name, const Buf *b) {
 static uint8_t pixel(int i) { return (uint8_t)(i * 37 + (i >> 3) * 11); }
 
 static Buf jpeg_bytes(int w, int h, int c) {
-    struct jpeg_compress_struct cinfo;
-    struct jpeg_error_mgr jerr;
-    cinfo.err = jpeg_std_error(&jerr);
-    jpeg_create_compress(&cinfo);
-    unsigned char *mem = NULL;
-    unsigned long size = 0;
-    jpeg_mem_dest(&cinfo, &mem, &size);
-    cinfo.image_width = (JDIMENSION)w;
-    cinfo.image_height = (JDIMENSION)h;
-    cinfo.input_components = c;
-    cinfo.in_color_space = c == 3 ? JCS_RGB : JCS_GRAYSCALE;
-    jpeg_set_defaults(&cinfo);
-    jpeg_set_quality(&cinfo, 75, TRUE);
-    jpeg_start_compress(&cinfo, TRUE);
-    uint8_t *row = malloc((size_t)w * c);
-    for (int y = 0; y < h; y++) {
-        for (int x = 0; x < w * c; x++) row[x] = pixel(y * w * c + x);
-        JSAMPROW r = row;
-        jpeg_write_scanlines(&cinfo, &r, 1);
-    }
-    jpeg_finish_compress(&cinfo);
-    jpeg_destroy_compress(&cinfo);
-    free(row);
+    uint8_t *px = malloc((size_t)w * h * c);
+    for (int i = 0; i < w * h * c; i++) px[i] = pixel(i);
+    unsigned long size;
+    unsigned char *mem = jpeg_encode(px, w, h, c, 75, &size);
+    free(px);
     Buf b = {0};
     put(&b, mem, size);
     free(mem);
