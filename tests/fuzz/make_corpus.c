@@ -222,26 +222,23 @@ static void npy_seeds(void) {
     unlink(path);
 }
 
+/* A text seed: the string's bytes as one input file. */
+static void save_text(const char *target, const char *name, const char *text) {
+    Buf b = {0};
+    put(&b, text, strlen(text));
+    save(target, name, &b);
+    free(b.p);
+}
+
 static void config_and_cli_seeds(void) {
     TrainOptions o;
     Flag flags[TRAIN_FLAG_MAX];
     int n = train_flags(flags, &o);
     char *dump = flags_dump(flags, n);
-    Buf cfg = {0};
-    put(&cfg, dump, strlen(dump));
-    save("config", "defaults", &cfg);
-    const char *small = "# a run\nwidth = 8\nbatch = 64 # per step\nbase-lr=0.5\ndata = /nonexistent\n";
-    Buf s = {0};
-    put(&s, small, strlen(small));
-    save("config", "small", &s);
-    const char *cli = "--width\n8\n--batch=64\n--epochs\n2\n--arch\nresnet34\n--stem\nimagenet\n--out\n/tmp/x\n";
-    Buf c = {0};
-    put(&c, cli, strlen(cli));
-    save("cli", "flags", &c);
-    const char *cli2 = "--config\n/nonexistent.cfg\n--base-lr\n1e-3\n--help\n";
-    Buf c2 = {0};
-    put(&c2, cli2, strlen(cli2));
-    save("cli", "config_help", &c2);
+    save_text("config", "defaults", dump);
+    save_text("config", "small", "# a run\nwidth = 8\nbatch = 64 # per step\nbase-lr=0.5\ndata = /nonexistent\n");
+    save_text("cli", "flags", "--width\n8\n--batch=64\n--epochs\n2\n--arch\nresnet34\n--stem\nimagenet\n--out\n/tmp/x\n");
+    save_text("cli", "config_help", "--config\n/nonexistent.cfg\n--base-lr\n1e-3\n--help\n");
     free(dump);
 }
 
