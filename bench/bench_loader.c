@@ -30,7 +30,7 @@ int main(int argc, char **argv) {
     Err e;
     if (dataset_open(&ds, data, kind, stderr, &e)) die("%s", e.msg);
     if (!S) S = ds.sizes_vary ? 224 : ds.height;
-    LoaderConfig lc = {&ds, SPLIT_TRAIN, {0}, B, 0, workers, 2, 0, 0, 1};
+    LoaderConfig lc = {&ds, SPLIT_TRAIN, {0}, B, 0, workers, 2, 0, 0, 0};
     aug_config_default(&lc.aug, S, ds.channels);
     /* Normalization constants do not change the work; the dataset's are not needed here. */
     Loader *l = loader_create(&lc, &e);

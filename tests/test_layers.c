@@ -587,13 +587,14 @@ static void test_batchnorm_post_ops_match_separate_passes(void) {
 static int g_fake_calls;
 static void fake_sum(const Reducer *r, double *v, int n) {
     g_fake_calls++;
-    for (int i = 0; i < n; i++) v[i] *= r->world;
+    const int world = *(const int *)r->ctx;
+    for (int i = 0; i < n; i++) v[i] *= world;
 }
 
 static void test_batchnorm_sync_reducer(void) {
     TestRng r = {31};
     const int M = 300, C = 24, world = 3;
-    const Reducer red = {fake_sum, world};
+    const Reducer red = {fake_sum, &world};
     size_t n = (size_t)M * C;
     float *x = xmalloc(n * 4, "t"), *dy = xmalloc(n * 4, "t"), *g = xmalloc(C * 4, "t"), *b = xmalloc(C * 4, "t");
     fill_normal(&r, x, n, 1), fill_normal(&r, dy, n, 1), fill_normal(&r, b, C, 0.3f);

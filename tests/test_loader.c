@@ -52,7 +52,7 @@ static void test_epoch_permutation_is_a_bijection(void) {
 /* All batches of `steps` steps, concatenated. */
 static float *run_loader(const Dataset *ds, const AugConfig *ac, int B, int workers, int slots, int steps,
                          int32_t *indices, int32_t *labels, int *epochs) {
-    LoaderConfig lc = {ds, SPLIT_TRAIN, *ac, B, 1234, workers, slots, 0, 0, 1};
+    LoaderConfig lc = {ds, SPLIT_TRAIN, *ac, B, 1234, workers, slots, 0, 0, 0};
     Err e;
     Loader *l = loader_create(&lc, &e);
     if (!l) {
@@ -127,23 +127,27 @@ static void test_batches_do_not_depend_on_workers(void) {
     free_synthetic(&ds, px);
 }
 
-/* Sharded loaders (data-parallel ranks): shard r of P delivers images [r*b, (r+1)*b) of every
- * global batch of P*b, bit for bit what the one-process loader delivers for it, including the
- * epoch boundaries (computed from the global batch). */
+/* Sharded loaders (data-parallel ranks): a loader of images [first, first + n) of every global
+ * batch of B delivers bit for bit what the one-process loader delivers for them, including the
+ * epoch boundaries (computed from the global batch): equal shards [r*b, (r+1)*b), and the
+ * overlapping reaches of balanced shards. */
 static void test_shards_split_the_global_batch(void) {
     Dataset ds;
     uint8_t *px;
     synthetic(&ds, 30, 12, 12, 3, &px);
     AugConfig ac;
     aug_config_default(&ac, 8, 3);
-    const int P = 3, b = 3, B = P * b, steps = 7; /* 3 global batches per epoch: over 2 epochs */
+    const int B = 9, steps = 7; /* 3 global batches per epoch: over 2 epochs */
     const size_t view = (size_t)3 * 8 * 8;
     int32_t idx[7 * 9], lab[7 * 9];
     int ep[7];
     float *whole = run_loader(&ds, &ac, B, 2, 2, steps, idx, lab, ep);
     int wrong = 0, wrong_idx = 0, wrong_ep = 0;
-    for (int r = 0; r < P; r++) {
-        LoaderConfig lc = {&ds, SPLIT_TRAIN, ac, b, 1234, 1, 2, 0, r, P};
+    /* equal shards, then reaches that overlap (b + 2 either way, clipped) */
+    const int first[6] = {0, 3, 6, 0, 1, 4}, count[6] = {3, 3, 3, 5, 7, 5};
+    for (int q = 0; q < 6; q++) {
+        const int f = first[q], b = count[q];
+        LoaderConfig lc = {&ds, SPLIT_TRAIN, ac, b, 1234, 1, 2, 0, f, B};
         Err e;
         Loader *l = loader_create(&lc, &e);
         CHECK(l != NULL, "%s", l ? "" : e.msg);
@@ -153,10 +157,10 @@ static void test_shards_split_the_global_batch(void) {
             Batch bt = loader_next(l);
             wrong_ep += bt.epoch != ep[t];
             for (int k = 0; k < b; k++) {
-                wrong_idx += bt.indices[k] != idx[t * B + r * b + k] || bt.labels[k] != lab[t * B + r * b + k];
+                wrong_idx += bt.indices[k] != idx[t * B + f + k] || bt.labels[k] != lab[t * B + f + k];
                 for (int v = 0; v < 2; v++)
                     wrong += memcmp(bt.views + ((size_t)v * b + k) * view,
-                                    whole + (size_t)t * 2 * B * view + ((size_t)v * B + r * b + k) * view,
+                                    whole + (size_t)t * 2 * B * view + ((size_t)v * B + f + k) * view,
                                     view * sizeof(float)) != 0;
             }
         }
@@ -165,9 +169,11 @@ static void test_shards_split_the_global_batch(void) {
     CHECK(wrong_idx == 0, "%d shard images differ from the global batch's", wrong_idx);
     CHECK(wrong == 0, "%d shard views differ from the one-process loader's", wrong);
     CHECK(wrong_ep == 0, "%d shard batches in another epoch", wrong_ep);
-    LoaderConfig bad = {&ds, SPLIT_TRAIN, ac, 11, 1234, 1, 2, 0, 0, 3};
+    LoaderConfig bad = {&ds, SPLIT_TRAIN, ac, 11, 1234, 1, 2, 0, 0, 33};
     Err e;
     CHECK(loader_create(&bad, &e) == NULL && strstr(e.msg, "fewer than one batch of 33"), "%s", e.msg);
+    LoaderConfig outside = {&ds, SPLIT_TRAIN, ac, 4, 1234, 1, 2, 0, 6, 9};
+    CHECK(loader_create(&outside, &e) == NULL && strstr(e.msg, "[6, 10) are not within a global batch of 9"), "%s", e.msg);
     xfree(whole);
     free_synthetic(&ds, px);
 }
@@ -182,7 +188,7 @@ static void test_loader_resumes_at_a_step(void) {
     aug_config_default(&ac, 8, 3);
     const int B = 3, per = 2 * B * 3 * 8 * 8;
     Err e;
-    LoaderConfig lc = {&ds, SPLIT_TRAIN, ac, B, 99, 2, 2, 0, 0, 1};
+    LoaderConfig lc = {&ds, SPLIT_TRAIN, ac, B, 99, 2, 2, 0, 00, 0};
     Loader *a = loader_create(&lc, &e);
     float *ref = xmalloc((size_t)12 * per * 4, "t");
     for (int t = 0; t < 12; t++) memcpy(ref + (size_t)t * per, loader_next(a).views, per * 4);
@@ -230,7 +236,7 @@ static void test_loader_replaces_undecodable_images(void) {
     int32_t idx[2][16];
     float *views[2];
     for (int w = 0; w < 2; w++) {
-        LoaderConfig lc = {&ds, SPLIT_TRAIN, ac, 4, 5, w + 1, 2, 0, 0, 1};
+        LoaderConfig lc = {&ds, SPLIT_TRAIN, ac, 4, 5, w + 1, 2, 0, 00, 0};
         Loader *l = loader_create(&lc, &e);
         views[w] = xmalloc(4 * 2 * 4 * 3 * 8 * 8 * 4, "t");
         for (int t = 0; t < 4; t++) {
@@ -257,7 +263,7 @@ static void test_loader_refuses_bad_setups(void) {
     AugConfig ac;
     aug_config_default(&ac, 8, 3);
     Err e = {{0}};
-    LoaderConfig lc = {&ds, SPLIT_TRAIN, ac, 7, 1, 1, 2, 0, 0, 1};
+    LoaderConfig lc = {&ds, SPLIT_TRAIN, ac, 7, 1, 1, 2, 0, 00, 0};
     CHECK(loader_create(&lc, &e) == NULL && strstr(e.msg, "6 images, fewer than one batch of 7"), "%s", e.msg);
     lc.batch = 2;
     lc.aug.channels = 1;

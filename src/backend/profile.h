@@ -29,5 +29,7 @@ extern const char *const PHASE_NAMES[PHASE_COUNT];
 /* Starts profiling `inner` into `totals` (zeroed here). `head_rows`: the batch size, so batch
  * norm over [head_rows, C] counts as heads rather than feature maps. Returns the wrapper. */
 const Backend *profile_begin(const Backend *inner, Profile *totals, int head_rows);
+/* The batch size changed (shards of a balanced data-parallel run). */
+void profile_head_rows(int head_rows);
 
 #endif

@@ -15,6 +15,7 @@
 #include "../core/common.h"
 #include "../core/rng.h"
 #include "../core/threads.h"
+#include "../dist/balance.h"
 #include "../dist/dist.h"
 #include "../model/byol.h"
 #include "args.h"
@@ -52,12 +53,21 @@ static double sgemm_rate(void) {
     return 2.0 * M * N * K / best / 1e9;
 }
 
+/* One step on this rank's shard of the plan's cut; views hold [2][reach] images from `first`. */
+static float shard_step(Byol *m, ByolWork *w, const ShardPlan *plan, int rank, const float *views,
+                        int first, int reach, const StepConfig *sc, const Backend *be) {
+    const size_t image = (size_t)w->C * w->H * w->W, at = (size_t)(plan->cut[rank] - first);
+    byol_work_set_shard(w, plan->cut[rank + 1] - plan->cut[rank]);
+    profile_head_rows(w->n);
+    return byol_step_views(m, w, views + at * image, views + (reach + at) * image, sc, be);
+}
+
 int cmd_bench(int argc, char **argv) {
     ModelConfig mc;
     model_config_default(&mc);
     int batch = 64, size = 32, steps = 10, threads = 0;
     float comm_timeout = 300;
-    int sync_bn = 1;
+    int sync_bn = 1, balance = 0;
     Flag flags[8 + MODEL_FLAG_COUNT] = {
         {"batch", FLAG_INT, &batch, "images per step (64)", 2, 1 << 16},
         {"image-size", FLAG_INT, &size, "view height and width (32)", 1, 4096},
@@ -65,8 +75,9 @@ int cmd_bench(int argc, char **argv) {
         {"threads", FLAG_INT, &threads, "compute threads (all cores; under mpirun, the cores / ranks per node)", 1, 4096},
         {"sync-bn", FLAG_INT, &sync_bn, "under mpirun: batch norm over the global batch, 0 or 1 (1)", 0, 1},
         {"comm-timeout", FLAG_FLOAT, &comm_timeout, "under mpirun: seconds to wait for the other ranks (300)", 1, 1e6},
+        {"balance", FLAG_INT, &balance, "under mpirun: shards sized by each rank's measured speed, 0 or 1 (0)", 0, 1},
     };
-    int nf = 6;
+    int nf = 7;
     model_flags(flags + nf, &mc);
     nf += MODEL_FLAG_COUNT;
     Err e;
@@ -81,7 +92,11 @@ int cmd_bench(int argc, char **argv) {
     if (batch % P != 0 || batch / P < 2)
         return err_set(&e, "--batch %d does not split into %d equal shards of at least 2 images", batch, P),
                cmd_fail("bench", &e, 2);
-    const int local = batch / P;
+    ShardPlan plan;
+    shard_plan_init(&plan, batch, P, balance);
+    int first, reach;
+    shard_plan_reach(&plan, dist_rank(), &first, &reach);
+    const int local = shard_plan_max(&plan);
     threads_set(threads ? threads : dist_default_threads());
     dist_set_timeout(comm_timeout);
 
@@ -91,16 +106,18 @@ int cmd_bench(int argc, char **argv) {
     const int C = mc.enc.in_channels;
     ByolWork work;
     byol_work_init(&work, &model, local, C, size, size, &backend_cpu);
-    byol_work_distribute(&work, &model, sync_bn);
-    const size_t n_views = (size_t)2 * local * C * size * size;
+    byol_work_distribute(&work, &model, sync_bn, batch);
+    const size_t image = (size_t)C * size * size, n_views = 2 * (size_t)reach * image;
     float *views = xmalloc(n_views * sizeof(float), "synthetic views");
     Rng key = rng_keyed(1, 2, 3, 4);
     for (size_t i = 0; i < n_views; i++) views[i] = (float)(rng_u01(&key) * 2.0 - 1.0);
     StepConfig sc = {{0.1f, 1e-5f, 0.9f, 0.02f}, 0.99f};
 
     Profile prof;
+    const int rank = dist_rank();
     const Backend *be = profile_begin(&backend_cpu, &prof, local);
-    byol_step(&model, &work, views, &sc, be); /* warm-up: page faults, thread pools */
+    shard_step(&model, &work, &plan, rank, views, first, reach, &sc, be); /* warm-up: page faults, thread pools */
+    shard_plan_update(&plan, rank, work.compute_seconds);
     be = profile_begin(&backend_cpu, &prof, local);
     double *dt = xmalloc(sizeof(double) * steps, "step times");
     float loss = 0;
@@ -108,11 +125,17 @@ int cmd_bench(int argc, char **argv) {
     for (int i = 0; i < steps; i++) {
         dist_heartbeat(i);
         double t0 = now_seconds();
-        loss = byol_step(&model, &work, views, &sc, be);
+        loss = shard_step(&model, &work, &plan, rank, views, first, reach, &sc, be);
         dt[i] = now_seconds() - t0;
+        shard_plan_update(&plan, rank, work.compute_seconds);
     }
-    /* time blocked on other ranks: the gradient all-reduce and synchronized batch norm */
-    const double wait_ms = dist_wait_seconds(1) / steps * 1e3;
+    /* time blocked on other ranks, per step: synchronized batch norm and the gradient
+     * all-reduce, here and on the rank that waited most */
+    const DistWait waited = dist_wait_seconds(1);
+    const double bn_ms = waited.bn / steps * 1e3, grad_ms = waited.grads / steps * 1e3;
+    const double wait_ms = bn_ms + grad_ms;
+    double most[3] = {wait_ms, bn_ms, grad_ms};
+    dist_allreduce_max_f64(most, 3, "the bench report");
     qsort(dt, steps, sizeof(double), cmp_double);
     const double median = steps % 2 ? dt[steps / 2] : 0.5 * (dt[steps / 2 - 1] + dt[steps / 2]);
     double total_s = 0, flops = 0;
@@ -126,10 +149,16 @@ int cmd_bench(int argc, char **argv) {
     printf("byol bench: %s width %d, %s stem, %dx%dx%d, batch %d, heads %d/%d/%d, %d threads (%s)\n",
            arch_name(mc.enc.arch), mc.enc.width, stem_name(mc.enc.stem), C, size, size, batch,
            mc.proj_hidden, mc.proj_dim, mc.pred_hidden, threads_get(), threads_backend_summary());
+    if (P > 1 && plan.margin > 0) {
+        printf("balanced shards (up to %d images either way), at the end:", plan.margin);
+        for (int r = 0; r < P; r++) printf(" %d", plan.cut[r + 1] - plan.cut[r]);
+        printf("\n");
+    }
     if (P > 1)
-        printf("%d ranks x %d images; waiting on communication %.1f ms/step (%.1f%% of the step; "
+        printf("%d ranks x %d images; waiting on communication %.1f ms/step (%.1f%% of the step: "
+               "batch norm %.1f, gradients %.1f; most on any rank %.1f: %.1f + %.1f; "
                "phases below: rank 0, waits included in batch norm and optimizer)\n",
-               P, local, wait_ms, 100 * wait_ms / (median * 1e3));
+               P, local, wait_ms, 100 * wait_ms / (median * 1e3), bn_ms, grad_ms, most[0], most[1], most[2]);
     printf("median %.1f ms/step (min %.1f, max %.1f over %d steps), %.1f images/s, %.1f GFLOP/step, "
            "%.1f GFLOP/s, peak RSS %.0f MB, loss %.4f\n",
            median * 1e3, dt[0] * 1e3, dt[steps - 1] * 1e3, steps, batch / median, flops * P / 1e9,
@@ -148,11 +177,12 @@ int cmd_bench(int argc, char **argv) {
     }
     printf("{\"arch\": \"%s\", \"width\": %d, \"stem\": \"%s\", \"batch\": %d, \"image_size\": %d, "
            "\"channels\": %d, \"threads\": %d, \"ranks\": %d, \"comm_wait_ms\": %.3f, "
+           "\"bn_wait_ms\": %.3f, \"grad_wait_ms\": %.3f, \"max_comm_wait_ms\": %.3f, "
            "\"ms_per_step\": %.3f, \"images_per_s\": %.3f, "
            "\"gflop_per_step\": %.4f, \"gflops\": %.3f, \"sgemm_gflops\": %.3f, \"peak_rss_mb\": %.1f, "
            "\"phases\": {",
            arch_name(mc.enc.arch), mc.enc.width, stem_name(mc.enc.stem), batch, size, C,
-           threads_get(), P, wait_ms, median * 1e3, batch / median, flops * P / 1e9,
+           threads_get(), P, wait_ms, bn_ms, grad_ms, most[0], median * 1e3, batch / median, flops * P / 1e9,
            flops * P / median / 1e9, gemm, rss_mb);
     for (int p = 0; p < PHASE_COUNT; p++)
         printf("%s\"%s\": {\"ms\": %.3f, \"gflops\": %.3f}", p ? ", " : "", PHASE_NAMES[p],
@@ -161,6 +191,7 @@ int cmd_bench(int argc, char **argv) {
     printf("}}\n");
     xfree(dt);
     xfree(views);
+    shard_plan_free(&plan);
     byol_work_free(&work);
     byol_free(&model);
     if (!isfinite(loss))

@@ -3,6 +3,7 @@
 #include <libgen.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -36,6 +37,7 @@ int cmd_step(int argc, char **argv) {
     int threads = 0;
     float comm_timeout = 300;
     int sync_bn = 1;
+    const char *shards_list = NULL;
     Flag flags[16 + MODEL_FLAG_COUNT] = {
         {"state", FLAG_STRING, &state_in, "input state (safetensors)", 0, -1},
         {"views", FLAG_STRING, &views_path, "views [N, 2, B, C, H, W] (npy, float32)", 0, -1},
@@ -48,8 +50,9 @@ int cmd_step(int argc, char **argv) {
         {"threads", FLAG_INT, &threads, "threads (all cores; under mpirun, the cores / ranks per node)", 1, 4096},
         {"sync-bn", FLAG_INT, &sync_bn, "under mpirun: batch norm over the global batch, 0 or 1 (1)", 0, 1},
         {"comm-timeout", FLAG_FLOAT, &comm_timeout, "under mpirun: seconds to wait for the other ranks (300)", 1, 1e6},
+        {"shards", FLAG_STRING, &shards_list, "under mpirun: images per rank, comma-separated (equal shards)", 0, -1},
     };
-    int nf = 11;
+    int nf = 12;
     model_flags(flags + nf, &mc);
     nf += MODEL_FLAG_COUNT;
     Err e;
@@ -104,16 +107,36 @@ int cmd_step(int argc, char **argv) {
         return 1;
     }
 
-    /* Data-parallel: rank r of P steps on images [r*B/P, (r+1)*B/P) of each view. */
+    /* Data-parallel: rank r of P steps on images [first, first + b) of each view: its equal
+     * shard [r*B/P, (r+1)*B/P), or the r-th of --shards. */
     const int P = dist_size(), r = dist_rank();
-    if (B % P != 0 || B / P < 2) {
+    int first = r * (B / P), b = B / P;
+    if (shards_list) {
+        const char *at = shards_list;
+        int total = 0, count = 0, ok = 1;
+        while (ok && *at) {
+            char *end;
+            long n = strtol(at, &end, 10);
+            ok = end != at && n >= 2 && n <= B && (*end == ',' || *end == 0);
+            if (!ok) break;
+            if (count == r) first = total, b = (int)n;
+            total += (int)n, count++;
+            at = *end ? end + 1 : end;
+        }
+        if (!ok || count != P || total != B) {
+            if (r == 0)
+                fprintf(stderr, "byol step: --shards %s: want %d comma-separated sizes of at least 2 that add up to "
+                                "the batch of %d\n", shards_list, P, B);
+            npy_free(&views);
+            return 2;
+        }
+    } else if (B % P != 0 || B / P < 2) {
         if (r == 0)
             fprintf(stderr, "byol step: %s: a batch of %d does not split into %d equal shards of at least 2 images\n",
                     views_path, B, P);
         npy_free(&views);
         return 1;
     }
-    const int b = B / P;
     Byol model;
     byol_init(&model, &mc);
     rc = state_load(&model, state_in, &e);
@@ -125,21 +148,15 @@ int cmd_step(int argc, char **argv) {
     }
     ByolWork work;
     byol_work_init(&work, &model, b, C, H, W, &backend_cpu);
-    byol_work_distribute(&work, &model, sync_bn);
+    byol_work_distribute(&work, &model, sync_bn, B);
     const size_t image = (size_t)C * H * W, step_floats = (size_t)2 * B * image;
-    float *shard = P > 1 ? xmalloc(2 * (size_t)b * image * sizeof(float), "view shard") : NULL;
     int failed_here = 0;
     rc = 0;
     for (int i = 0; i < N && !rc; i++) {
         const float *v = views.data + i * step_floats;
-        if (shard) {
-            for (int k = 0; k < 2; k++)
-                memcpy(shard + (size_t)k * b * image, v + ((size_t)k * B + (size_t)r * b) * image,
-                       (size_t)b * image * sizeof(float));
-            v = shard;
-        }
         dist_heartbeat(i);
-        float loss = byol_step(&model, &work, v, &sc, &backend_cpu);
+        float loss = byol_step_views(&model, &work, v + (size_t)first * image, v + ((size_t)B + first) * image,
+                                     &sc, &backend_cpu);
         printf("step %d loss %.9g\n", i, loss);
         if (fflush(stdout) != 0 || ferror(stdout))
             failed_here = err_set(&e, "cannot write to standard output");
@@ -152,7 +169,6 @@ int cmd_step(int argc, char **argv) {
         /* the ranks leave together: rank 0 alone prints, so it alone can fail to */
         rc = dist_allreduce_max(failed_here ? 1 : 0, "a step's outcome") > 0;
     }
-    xfree(shard);
     if (rc && !failed_here) err_set(&e, "another rank failed");
     if (!rc) dist_check_identical(model.online.params, model.online.n_params, N);
     if (!rc && r == 0) failed_here = rc = state_save(&model, out_path, NULL, 0, &e) != 0;

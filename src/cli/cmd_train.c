@@ -13,6 +13,7 @@
 
 #include "../core/threads.h"
 #include "../data/loader.h"
+#include "../dist/balance.h"
 #include "../dist/dist.h"
 #include "../eval/features.h"
 #include "../eval/knn.h"
@@ -115,6 +116,13 @@ static FaultSteps fault_steps_from_env(void) {
     return f;
 }
 
+/* BYOL_FAULT_SLOW_RANK=R: rank R reports three times its compute time to the shard balance, as a
+ * rank on a slower core would (tests of --balance). */
+static int fault_slow_rank(void) {
+    const char *v = getenv("BYOL_FAULT_SLOW_RANK");
+    return v && *v ? atoi(v) : -1;
+}
+
 static int fault_nan_at(const FaultSteps *f, int64_t step) {
     for (int i = 0; i < f->n; i++)
         if (f->steps[i] == step) return 1;
@@ -198,6 +206,7 @@ int cmd_train(int argc, char **argv) {
     Split split = o.split_unlabeled && ds.split[SPLIT_UNLABELED].n ? SPLIT_UNLABELED : SPLIT_TRAIN;
     AugConfig ac;
     ByolWork work = {0};
+    ShardPlan plan = {0};
     Loader *loader = NULL;
     Byol model;
     memset(&model, 0, sizeof model);
@@ -223,6 +232,7 @@ int cmd_train(int argc, char **argv) {
         goto done_data;
     }
     const int S = ac.image_size, B = o.batch;
+    const size_t image = (size_t)ds.channels * S * S;
     const int n_images = ds.split[split].n;
     /* Data-parallel: --batch is the global batch; rank r trains on its shard of b = B/P images. */
     const int P = dist_size(), rank = dist_rank(), root = rank == 0;
@@ -232,7 +242,12 @@ int cmd_train(int argc, char **argv) {
                             "(one per rank)\n", B, P);
         goto done_data;
     }
-    const int b = B / P;
+    /* The shard cuts: equal, or moved each step towards the ranks' speeds (--balance); the
+     * loader makes the images a rank's shard can reach. */
+    shard_plan_init(&plan, B, P, o.balance);
+    int reach_first, reach;
+    shard_plan_reach(&plan, rank, &reach_first, &reach);
+    const int b = shard_plan_max(&plan);
     if (n_images < B) {
         fprintf(stderr, "byol train: %s: the %s split has %d images, fewer than one batch of %d (lower --batch)\n",
                 ds.root, SPLIT_NAMES[split], n_images, B);
@@ -282,7 +297,7 @@ int cmd_train(int argc, char **argv) {
         byol_init_weights(&model, (uint64_t)o.seed);
     }
     if (!setup_failed) {
-        LoaderConfig lc = {&ds, split, ac, b, (uint64_t)o.seed, o.workers, 2, start_step, rank, P};
+        LoaderConfig lc = {&ds, split, ac, reach, (uint64_t)o.seed, o.workers, 2, start_step, reach_first, B};
         loader = loader_create(&lc, &e);
         if (!loader) {
             fprintf(stderr, "byol train: %s\n", e.msg);
@@ -303,7 +318,7 @@ int cmd_train(int argc, char **argv) {
     }
     byol_broadcast_state(&model); /* every rank starts from rank 0's bits */
     byol_work_init(&work, &model, b, ds.channels, S, S, &backend_cpu);
-    byol_work_distribute(&work, &model, o.sync_bn);
+    byol_work_distribute(&work, &model, o.sync_bn, B);
 
     char mean_s[64], std_s[64];
     snprintf(mean_s, sizeof mean_s, "%.9g %.9g %.9g", ac.mean[0], ac.mean[1], ac.mean[2]);
@@ -313,8 +328,11 @@ int cmd_train(int argc, char **argv) {
     printf("byol train: %s %s (%d images, %dx%d, %d ch), %s width %d %s stem, heads %d/%d/%d\n", ds.kind,
            SPLIT_NAMES[split], n_images, S, S, ds.channels, arch_name(o.mc.enc.arch), o.mc.enc.width,
            stem_name(o.mc.enc.stem), o.mc.proj_hidden, o.mc.proj_dim, o.mc.pred_hidden);
-    if (P > 1)
-        printf("  %d ranks x %d images (data-parallel, %s batch norm, %s)\n", P, b,
+    if (P > 1 && plan.margin > 0)
+        printf("  %d ranks x %d images, balanced by speed up to %d either way (data-parallel, %s batch norm, %s)\n",
+               P, B / P, plan.margin, o.sync_bn ? "synchronized" : "per-rank", dist_summary());
+    else if (P > 1)
+        printf("  %d ranks x %d images (data-parallel, %s batch norm, %s)\n", P, B / P,
                o.sync_bn ? "synchronized" : "per-rank", dist_summary());
     if (o.time_budget > 0)
         printf("  batch %d, time budget %.0f s, lr %.4g (base %.3g x %d/256), tau %.4g -> 1, out %s\n", B,
@@ -359,6 +377,7 @@ int cmd_train(int argc, char **argv) {
     double last_knn = -1, last_ckpt_elapsed = 0;
     int ckpt_failed = 0;
     const FaultSteps faults = fault_steps_from_env();
+    const int slow_rank = fault_slow_rank();
     for (;;) {
         double elapsed = now_seconds() - t_start;
         if (P > 1) { /* the ranks agree on the clock, a signal and a failed checkpoint */
@@ -396,8 +415,12 @@ int cmd_train(int argc, char **argv) {
         sc.tau = (float)tau_at_step(kk, kt, o.tau_base);
 
         Batch bt = loader_next(loader);
-        if (fault_nan_at(&faults, step + 1)) ((float *)bt.views)[0] = NAN;
-        const float loss = byol_step(&model, &work, bt.views, &sc, &backend_cpu);
+        const size_t at = (size_t)(plan.cut[rank] - reach_first) * image;
+        if (fault_nan_at(&faults, step + 1)) ((float *)bt.views)[at] = NAN;
+        byol_work_set_shard(&work, plan.cut[rank + 1] - plan.cut[rank]);
+        const float loss = byol_step_views(&model, &work, bt.views + at, bt.views + (size_t)reach * image + at,
+                                           &sc, &backend_cpu);
+        shard_plan_update(&plan, rank, work.compute_seconds * (rank == slow_rank ? 3 : 1));
         step++;
         log_images += B;
         if (work.refused) { /* nothing was updated: the model is still the previous step's */
@@ -440,7 +463,7 @@ int cmd_train(int argc, char **argv) {
         const double now = now_seconds();
         if (!work.refused && (step % o.log_every == 0 || epoch_end || step == total)) { /* a skipped step has no figures */
             CollapseStats cs; /* of this rank's shard of projections */
-            collapse_stats(work.proj.out, b, o.mc.proj_dim, &cs, cwork);
+            collapse_stats(work.proj.out, work.n, o.mc.proj_dim, &cs, cwork);
             const double ips = log_images / fmax(now - t_log, 1e-9);
             if (metrics) {
                 fprintf(metrics, "{\"step\": %lld, \"epoch\": %.4f, \"loss\": %.7g, \"lr\": %.6g, \"tau\": %.7g, "
@@ -537,6 +560,11 @@ int cmd_train(int argc, char **argv) {
         printf("stopped at --max-steps %lld: byol train --resume %s continues\n", (long long)step, o.out);
     } else if (rc == 0) {
         printf("trained %lld steps in %.1f s\n", (long long)(step - start_step), now_seconds() - t_start);
+        if (P > 1 && plan.margin > 0) {
+            printf("balanced shards at the end (images per rank):");
+            for (int r = 0; r < P; r++) printf(" %d", plan.cut[r + 1] - plan.cut[r]);
+            printf("\n");
+        }
         if (n_skipped)
             printf("skipped %ld step%s with non-finite values (--on-nan skip)\n", n_skipped, n_skipped == 1 ? "" : "s");
         if (o.knn_after) {
@@ -564,6 +592,7 @@ done_model:
     byol_work_free(&work);
     byol_free(&model);
 done_data:
+    shard_plan_free(&plan);
     dataset_close(&ds);
     st_close(&resume_st);
     return rc;

@@ -75,6 +75,7 @@ int train_flags(Flag *f, TrainOptions *o) {
         {"workers", FLAG_INT, &o->workers, "loader threads (a quarter of the cores, 1 to 8)", 0, 256},
         {"threads", FLAG_INT, &o->threads, "compute threads (all cores; under mpirun, the cores / ranks per node)", 0, 4096},
         {"sync-bn", FLAG_INT, &o->sync_bn, "under mpirun: batch norm over the global batch, 0 or 1 (1)", 0, 1},
+        {"balance", FLAG_INT, &o->balance, "under mpirun: shards sized by each rank's measured speed, 0 or 1 (0)", 0, 1},
         {"comm-timeout", FLAG_FLOAT, &o->comm_timeout, "under mpirun: seconds a rank waits for the others before stopping all (300)", 1, 1e6},
         {"eval-every", FLAG_INT, &o->eval_every, "kNN monitor every N epochs, 0 off (1)", 0, 1000000},
         {"eval-bank", FLAG_INT, &o->eval_bank, "kNN monitor: train images as the bank, 0 all (10000)", 0, 1 << 30},

@@ -57,7 +57,7 @@ struct Loader {
     atomic_llong failures;
     uint8_t *warned;       /* per image: a decode failure was reported */
     int decode_min_side;   /* JPEG reduced-scale decoding keeps the short side at least this */
-    int shards;            /* ranks sharing each global batch (1: none) */
+    int global;            /* images of each global batch: this loader's and other ranks' */
 };
 
 int loader_default_workers(void) {
@@ -105,7 +105,7 @@ static void *worker_main(void *arg) {
         if (stop) break;
 
         const int epoch = (int)(t / l->batches_per_epoch);
-        const int64_t pos = (t % l->batches_per_epoch) * B * l->shards + (int64_t)l->cfg.shard * B + k;
+        const int64_t pos = (t % l->batches_per_epoch) * l->global + l->cfg.first + k;
         int32_t idx = (int32_t)epoch_permute(pos, l->n_images, l->cfg.seed, epoch);
         const int32_t want = idx;
         idx = load_image(l, idx, &img);
@@ -139,25 +139,26 @@ Loader *loader_create(const LoaderConfig *cfg, Err *e) {
         err_set(e, "augmentation set up for %d channels, dataset has %d", cfg->aug.channels, cfg->ds->channels);
         return NULL;
     }
-    const int shards = cfg->shards > 1 ? cfg->shards : 1;
-    if (cfg->shard < 0 || cfg->shard >= shards) {
-        err_set(e, "loader shard %d of %d", cfg->shard, shards);
+    const int global = cfg->global > 0 ? cfg->global : cfg->batch;
+    if (cfg->batch < 1 || cfg->first < 0 || (int64_t)cfg->first + cfg->batch > global) {
+        err_set(e, "loader: images [%d, %d) are not within a global batch of %d", cfg->first,
+                cfg->first + cfg->batch, global);
         return NULL;
     }
-    if (cfg->batch < 1 || sp->n < (int64_t)cfg->batch * shards) {
+    if (sp->n < global) {
         err_set(e, "%s: the %s split has %d images, fewer than one batch of %d (lower --batch)",
-                cfg->ds->root, SPLIT_NAMES[cfg->split], sp->n, cfg->batch * shards);
+                cfg->ds->root, SPLIT_NAMES[cfg->split], sp->n, global);
         return NULL;
     }
     Loader *l = calloc(1, sizeof *l);
     if (!l) die("out of memory creating the loader");
     l->cfg = *cfg;
-    l->shards = shards;
+    l->global = global;
     if (l->cfg.workers < 1) l->cfg.workers = loader_default_workers();
     if (l->cfg.slots < 2) l->cfg.slots = 2;
     l->n_images = sp->n;
     l->decode_min_side = aug_decode_min_side(&cfg->aug);
-    l->batches_per_epoch = sp->n / (cfg->batch * shards);
+    l->batches_per_epoch = sp->n / global;
     l->view_floats = (size_t)cfg->aug.channels * cfg->aug.image_size * cfg->aug.image_size;
     l->slots = calloc((size_t)l->cfg.slots, sizeof *l->slots);
     l->warned = calloc((size_t)l->n_images, 1);

@@ -24,10 +24,11 @@ typedef struct {
     int workers;   /* threads; 0: loader_default_workers() */
     int slots;     /* batches in flight (>= 2) */
     int64_t start_step; /* first batch to produce (a resumed run starts where it stopped) */
-    /* Data-parallel runs: batch is this rank's shard, images [shard * batch, (shard+1) * batch)
-     * of every global batch of shards * batch images (0 or 1 shards: the whole batch). The
-     * epoch order and every view are those the one-process run draws for the global batch. */
-    int shard, shards;
+    /* Data-parallel runs: every global batch has `global` images (0: batch, one process) and
+     * this loader delivers images [first, first + batch) of each (a rank's shard, or the reach
+     * of a balanced one: src/dist/balance.h). The epoch order and every view are those the
+     * one-process run draws for the global batch. */
+    int first, global;
 } LoaderConfig;
 
 typedef struct Loader Loader;

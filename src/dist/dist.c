@@ -19,7 +19,7 @@
 
 static int g_rank = 0, g_size = 1, g_local_size = 1;
 static double g_timeout = 300.0;
-static double g_wait = 0.0; /* seconds blocked in gradsync_finish and the batch-norm reducer */
+static DistWait g_wait; /* seconds blocked in the batch-norm reducer and in gradsync_finish */
 
 int dist_rank(void) { return g_rank; }
 int dist_size(void) { return g_size; }
@@ -31,9 +31,9 @@ int dist_default_threads(void) {
 }
 void dist_set_timeout(double seconds) { g_timeout = seconds > 0 ? seconds : 300.0; }
 
-double dist_wait_seconds(int reset) {
-    double w = g_wait;
-    if (reset) g_wait = 0;
+DistWait dist_wait_seconds(int reset) {
+    DistWait w = g_wait;
+    if (reset) g_wait.bn = g_wait.grads = 0;
     return w;
 }
 
@@ -287,14 +287,12 @@ static void bn_sum(const Reducer *r, double *v, int n) {
     (void)r;
     double t0 = now();
     dist_allreduce_sum_f64(v, n, "a synchronized batch norm");
-    g_wait += now() - t0;
+    g_wait.bn += now() - t0;
 }
 
 const Reducer *dist_bn_reducer(void) {
-    static Reducer red = {bn_sum, 1};
-    if (g_size < 2) return NULL;
-    red.world = g_size;
-    return &red;
+    static const Reducer red = {bn_sum, NULL};
+    return g_size < 2 ? NULL : &red;
 }
 
 struct GradSync {
@@ -355,7 +353,7 @@ void gradsync_finish(GradSync *g) {
     g->pending_hi = 0;
     double t0 = now();
     for (int i = 0; i < g->n_req; i++) wait_request(&g->req[i], "the gradient all-reduce");
-    g_wait += now() - t0;
+    g_wait.grads += now() - t0;
     g->n_req = 0;
     const float inv = 1.0f / (float)g_size;
 #pragma omp parallel for schedule(static)

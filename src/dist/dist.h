@@ -61,8 +61,11 @@ void gradsync_destroy(GradSync *g);
 void gradsync_begin(GradSync *g); /* a new step: nothing final yet */
 void gradsync_ready(GradSync *g, size_t from);
 void gradsync_finish(GradSync *g);
-/* Seconds spent blocked waiting for the all-reduce in gradsync_finish, and in the batch-norm
- * reducer, since the last call (for byol bench's communication share). */
-double dist_wait_seconds(int reset);
+/* Seconds spent blocked since the last reset (for byol bench's communication share): in the
+ * batch-norm reducer, and waiting for the gradient all-reduce in gradsync_finish. */
+typedef struct {
+    double bn, grads;
+} DistWait;
+DistWait dist_wait_seconds(int reset);
 
 #endif

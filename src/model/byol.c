@@ -58,7 +58,7 @@ static void work_plan(ByolWork *w, const Byol *m, Arena *a, const Backend *be) {
 
 void byol_work_init(ByolWork *w, const Byol *m, int B, int C, int H, int W, const Backend *be) {
     memset(w, 0, sizeof *w);
-    w->B = B;
+    w->B = w->n = w->global = B;
     w->C = C;
     w->H = H;
     w->W = W;
@@ -78,8 +78,9 @@ void byol_work_init(ByolWork *w, const Byol *m, int B, int C, int H, int W, cons
  * backward is still to run. */
 enum { GRAD_BUCKET_FLOATS = 1 << 20 };
 
-void byol_work_distribute(ByolWork *w, Byol *m, int sync_bn) {
+void byol_work_distribute(ByolWork *w, Byol *m, int sync_bn, int global) {
     if (!dist_enabled()) return;
+    w->global = global;
     w->sync = sync_bn ? dist_bn_reducer() : NULL;
     w->gsync = gradsync_create(m->online.grads, m->online.n_params, GRAD_BUCKET_FLOATS);
 }
@@ -103,11 +104,24 @@ void byol_broadcast_state(Byol *m) {
     }
 }
 
+void byol_work_set_shard(ByolWork *w, int n) {
+    if (n < 1 || n > w->B) die("byol_work_set_shard: %d images, but the work holds 1..%d", n, w->B);
+    w->n = n;
+    w->enc.B = w->proj.B = w->pred.B = w->target_proj[0].B = w->target_proj[1].B = n;
+}
+
 static void grads_ready(void *ctx, size_t from) { gradsync_ready(ctx, from); }
 
 float byol_step(Byol *m, ByolWork *w, const float *views, const StepConfig *sc, const Backend *be) {
-    const int B = w->B;
-    const size_t view = (size_t)B * w->C * w->H * w->W;
+    return byol_step_views(m, w, views, views + (size_t)w->n * w->C * w->H * w->W, sc, be);
+}
+
+float byol_step_views(Byol *m, ByolWork *w, const float *view1, const float *view2,
+                      const StepConfig *sc, const Backend *be) {
+    const double t_start = now_seconds();
+    const DistWait waited = dist_wait_seconds(0);
+    const int B = w->n;
+    const float *views[2] = {view1, view2};
     ParamStore *on = &m->online, *tg = &m->target;
     w->enc.sync = w->proj.sync = w->pred.sync = w->sync;
     w->target_proj[0].sync = w->target_proj[1].sync = w->sync;
@@ -115,7 +129,7 @@ float byol_step(Byol *m, ByolWork *w, const float *views, const StepConfig *sc, 
     w->enc.hook = w->proj.hook = w->pred.hook = none;
     gradsync_begin(w->gsync);
 
-    for (int v = 0; v < 2; v++) be->nchw_to_nhwc(w->x[v], views + v * view, B, w->C, w->H, w->W);
+    for (int v = 0; v < 2; v++) be->nchw_to_nhwc(w->x[v], views[v], B, w->C, w->H, w->W);
     be->fill_zero(on->grads, on->n_params);
     memcpy(w->saved_buffers, on->buffers, on->n_buffers * sizeof(float));
     memcpy(w->saved_buffers + on->n_buffers, tg->buffers, tg->n_buffers * sizeof(float));
@@ -131,7 +145,10 @@ float byol_step(Byol *m, ByolWork *w, const float *views, const StepConfig *sc, 
 
     /* The loss is a sum of one term per view, and each term depends on one online forward
      * only, so each view's backward runs right after its forward and one set of activations
-     * serves both views. */
+     * serves both views. In a data-parallel step each rank's dloss makes its gradient the mean
+     * loss's over the global batch times the ranks (whose number the all-reduce divides by):
+     * 1 for equal shards. */
+    const float dloss = w->gsync ? (float)((double)B * dist_size() / w->global) : 1.0f;
     double loss = 0;
     for (int v = 0; v < 2; v++) {
         const float *z = w->target_proj[1 - v].out;
@@ -145,7 +162,7 @@ float byol_step(Byol *m, ByolWork *w, const float *views, const StepConfig *sc, 
             w->enc.hook = w->proj.hook = w->pred.hook = h;
         }
         loss += be->cosine_loss_forward(w->pred.out, z, B, m->cfg.proj_dim);
-        be->cosine_loss_backward(w->dp, w->pred.out, z, B, m->cfg.proj_dim, 1.0f);
+        be->cosine_loss_backward(w->dp, w->pred.out, z, B, m->cfg.proj_dim, dloss);
         mlp_backward(be, &m->predictor, on->params, on->grads, &w->pred, w->proj.out, w->dp,
                      w->dr, w->dz, w->scratch);
         mlp_backward(be, &m->projector, on->params, on->grads, &w->proj, w->enc.features, w->dz,
@@ -155,9 +172,10 @@ float byol_step(Byol *m, ByolWork *w, const float *views, const StepConfig *sc, 
     }
 
     gradsync_finish(w->gsync); /* summed over ranks and divided by their number */
-    if (w->gsync) {
+    if (w->gsync) { /* the global batch's mean: each shard's weighted by its images */
+        loss *= B;
         dist_allreduce_sum_f64(&loss, 1, "the loss");
-        loss /= dist_size();
+        loss /= w->global;
     }
     /* The guard: one pass over the gradients (identical on every rank after the all-reduce);
      * a NaN in the loss or anywhere in them would spread into every parameter. */
@@ -170,9 +188,11 @@ float byol_step(Byol *m, ByolWork *w, const float *views, const StepConfig *sc, 
         memcpy(on->buffers, w->saved_buffers, on->n_buffers * sizeof(float));
         memcpy(tg->buffers, w->saved_buffers + on->n_buffers, tg->n_buffers * sizeof(float));
         w->refused = 1;
-        return (float)loss;
+    } else {
+        be->lars_update(on->params, on->grads, on->momentum, on->specs, on->n_specs, &sc->lars);
+        be->ema_update(tg->params, on->params, tg->n_params, sc->tau);
     }
-    be->lars_update(on->params, on->grads, on->momentum, on->specs, on->n_specs, &sc->lars);
-    be->ema_update(tg->params, on->params, tg->n_params, sc->tau);
+    const DistWait after = dist_wait_seconds(0);
+    w->compute_seconds = now_seconds() - t_start - (after.bn - waited.bn) - (after.grads - waited.grads);
     return (float)loss;
 }

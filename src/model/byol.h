@@ -36,6 +36,8 @@ void byol_init_weights(Byol *m, uint64_t seed);
 /* Everything one step needs besides the parameters, sized once for [B, C, H, W] views. */
 typedef struct {
     int B, C, H, W;
+    int n;      /* images in the next step's shard, <= B (byol_work_set_shard; B at first) */
+    int global; /* images in the global batch the shards make up (n in one process) */
     float *mem;
     ResNetActs enc;
     MlpActs proj, pred, target_proj[2]; /* target_proj[v].out = z_v */
@@ -49,6 +51,7 @@ typedef struct {
      * the second view's backward runs. NULL: one process. */
     const Reducer *sync;
     struct GradSync *gsync;
+    double compute_seconds; /* the last step's time, less what it waited for other ranks */
     /* The step's guard: batch-norm running statistics as they were before the step (restored
      * when the step is refused), and what the last step found. */
     float *saved_buffers;
@@ -58,9 +61,13 @@ typedef struct {
 
 void byol_work_init(ByolWork *w, const Byol *m, int B, int C, int H, int W, const Backend *be);
 /* Under mpirun with more than one rank: the bucketed gradient all-reduce and, with sync_bn,
- * synchronized batch norm for this work's steps (B is then this rank's shard; without sync_bn
- * each rank normalizes by its shard's statistics). Nothing with one rank. */
-void byol_work_distribute(ByolWork *w, Byol *m, int sync_bn);
+ * synchronized batch norm for this work's steps, whose shards make up global batches of
+ * `global` images (without sync_bn each rank normalizes by its shard's statistics). Nothing
+ * with one rank. */
+void byol_work_distribute(ByolWork *w, Byol *m, int sync_bn, int global);
+/* The next steps take n <= B images (shards of a balanced data-parallel run differ in size;
+ * the gradient stays that of the global batch's mean loss). */
+void byol_work_set_shard(ByolWork *w, int n);
 void byol_work_free(ByolWork *w);
 /* Rank 0's parameters, momentum and buffers (online and target) on every rank. */
 void byol_broadcast_state(Byol *m);
@@ -80,5 +87,8 @@ typedef struct {
  * the batch-norm running statistics are put back; w->refused and w->bad_tensor say so (the
  * gradients are all-reduced first, so every rank refuses the same steps). */
 float byol_step(Byol *m, ByolWork *w, const float *views, const StepConfig *sc, const Backend *be);
+/* The same with each view's w->n images at its own address ([n, C, H, W] each). */
+float byol_step_views(Byol *m, ByolWork *w, const float *view1, const float *view2,
+                      const StepConfig *sc, const Backend *be);
 
 #endif

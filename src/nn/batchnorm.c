@@ -14,7 +14,9 @@ static int row_chunks(int M) {
     return n < 1 ? 1 : n;
 }
 
-/* Layout of `work`: [nchunk*C partials][nchunk*C partials][6*C per-channel values]. */
+/* Layout of `work`: [nchunk*C partials][nchunk*C partials][6*C per-channel values], the last
+ * part holding at most 5*C + 1 doubles (forward: mean, var, 2C sums + the row count, C float
+ * scales; backward: three C coefficients, 2C sums + the row count). */
 size_t batchnorm_work_doubles(int M, int C) { return ((size_t)2 * row_chunks(M) + 6) * C; }
 
 static void chunk_bounds(int M, int nchunk, int k, int *r0, int *r1) {
@@ -23,15 +25,15 @@ static void chunk_bounds(int M, int nchunk, int k, int *r0, int *r1) {
 }
 
 /* Per-channel mean and biased variance in one pass: each chunk sums d = x - K and d^2 in
- * double, K the running mean. The cancellation in E[d^2] - E[d]^2 costs about
+ * double, K the running mean. Returns the rows they cover: M, or the global batch's rows. The cancellation in E[d^2] - E[d]^2 costs about
  * 2*log10(|mean - K| / std) of double's 16 digits: nothing once the running mean has followed
  * the batches, and 4 digits for a channel whose mean is 100 standard deviations from a fresh
  * running mean of 0, far below float32 resolution either way; one pass is half the memory
  * traffic of the two-pass version. The shift is the same on every rank of a data-parallel run
  * (the running statistics are), so the sums of all ranks add up (`sync`, NULL: this batch
- * alone); M is then this rank's rows and every rank holds as many. */
-static void channel_stats(double *mean, double *var, const float *in, const float *shift, int M,
-                          int C, double *part, double *totals, const Reducer *sync) {
+ * alone; the row count travels with the sums, totals[2C]). */
+static double channel_stats(double *mean, double *var, const float *in, const float *shift, int M,
+                            int C, double *part, double *totals, const Reducer *sync) {
     const int nchunk = row_chunks(M);
     double *part2 = part + (size_t)nchunk * C;
 #pragma omp parallel for schedule(static)
@@ -58,21 +60,20 @@ static void channel_stats(double *mean, double *var, const float *in, const floa
         totals[c] = a;
         totals[C + c] = b;
     }
-    double rows = M;
-    if (sync) {
-        sync->sum(sync, totals, 2 * C);
-        rows *= sync->world;
-    }
+    totals[2 * C] = M;
+    if (sync) sync->sum(sync, totals, 2 * C + 1);
+    const double rows = totals[2 * C];
     for (int c = 0; c < C; c++) {
         double dm = totals[c] / rows, v = totals[C + c] / rows - dm * dm;
         mean[c] = shift[c] + dm;
         var[c] = v > 0 ? v : 0;
     }
+    return rows;
 }
 
 static void update_running(float *running_mean, float *running_var, const double *mean,
-                           const double *var, int M, int C, float momentum) {
-    const double unbias = M > 1 ? (double)M / (M - 1) : 1.0;
+                           const double *var, double rows, int C, float momentum) {
+    const double unbias = rows > 1 ? rows / (rows - 1) : 1.0;
     for (int c = 0; c < C; c++) {
         running_mean[c] = (float)((1.0 - momentum) * running_mean[c] + momentum * mean[c]);
         running_var[c] = (float)((1.0 - momentum) * running_var[c] + momentum * var[c] * unbias);
@@ -120,15 +121,15 @@ void batchnorm_forward_train_cpu(float *out, float *save_mean, float *save_invst
                                  const Reducer *sync, double *work) {
     const size_t nc = (size_t)row_chunks(M) * C;
     double *mean = work + 2 * nc, *var = mean + C, *totals = var + C;
-    float *scale = (float *)(totals + 2 * C);
-    channel_stats(mean, var, in, running_mean, M, C, work, totals, sync);
+    float *scale = (float *)(totals + 2 * C + 1);
+    const double rows = channel_stats(mean, var, in, running_mean, M, C, work, totals, sync);
     for (int c = 0; c < C; c++) {
         double invstd = 1.0 / sqrt(var[c] + eps);
         save_mean[c] = (float)mean[c];
         save_invstd[c] = (float)invstd;
         scale[c] = (float)(gamma[c] * invstd);
     }
-    update_running(running_mean, running_var, mean, var, sync ? M * sync->world : M, C, momentum);
+    update_running(running_mean, running_var, mean, var, rows, C, momentum);
     affine_rows(out, in, residual, relu, save_mean, scale, beta, M, C);
 }
 
@@ -193,11 +194,9 @@ void batchnorm_backward_cpu(float *din, float *dgamma, float *dbeta, const float
         dgamma[c] += (float)(totals[C + c] * save_invstd[c]);
         dbeta[c] += (float)totals[c];
     }
-    double rows = M;
-    if (sync) {
-        sync->sum(sync, totals, 2 * C);
-        rows *= sync->world;
-    }
+    totals[2 * C] = M;
+    if (sync) sync->sum(sync, totals, 2 * C + 1);
+    const double rows = totals[2 * C];
     for (int c = 0; c < C; c++) {
         const double sdy = totals[c], sdyx = totals[C + c];
         double invstd = save_invstd[c];
@@ -272,7 +271,8 @@ void batchnorm_forward_train_ref(float *out, float *save_mean, float *save_invst
                                  int relu, int M, int C, float momentum, float eps,
                                  const Reducer *sync, double *work) {
     (void)work;
-    const double rows = sync ? (double)M * sync->world : M;
+    double rows = M;
+    if (sync) sync->sum(sync, &rows, 1);
     for (int c = 0; c < C; c++) {
         double mean = 0, var = 0;
         for (int r = 0; r < M; r++) mean += in[(size_t)r * C + c];
@@ -318,7 +318,8 @@ void batchnorm_backward_ref(float *din, float *dgamma, float *dbeta, const float
                             const float *save_invstd, const float *gamma, int M, int C,
                             const Reducer *sync, double *work) {
     (void)work;
-    const double rows = sync ? (double)M * sync->world : M;
+    double rows = M;
+    if (sync) sync->sum(sync, &rows, 1);
 #define DY_REF(i) (relu_out && !(relu_out[i] > 0.0f) ? 0.0 : (double)dout[i])
     for (int c = 0; c < C; c++) {
         double sdy = 0, sdyxhat = 0, invstd = save_invstd[c], mean = save_mean[c];

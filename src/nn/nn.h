@@ -65,11 +65,12 @@ void winograd_backward_weight(float *dweight, const float *dout, const float *in
                               const ConvShape *s, float *scratch);
 
 /* Sums across the processes of a data-parallel run (src/dist): batch norm calls it on its
- * per-channel sums so that statistics cover the global batch (synchronized batch norm); each
- * process holds `world` equal shards. NULL everywhere means this process's batch alone. */
+ * per-channel sums so that statistics cover the global batch (synchronized batch norm). The
+ * kernels append their row count to the sums they send, so the global row count comes back
+ * with them and shards may differ in size. NULL everywhere means this process's batch alone. */
 typedef struct Reducer {
     void (*sum)(const struct Reducer *r, double *v, int n);
-    int world;
+    const void *ctx;
 } Reducer;
 
 /* Direct convolution for narrow layers (src/nn/conv_direct.c): register-blocked over output
