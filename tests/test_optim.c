@@ -24,7 +24,7 @@ static void test_lars_worked_example(void) {
      * bias [2]: p = (1, -2), g = (0.5, 0.25), v = (0.1, 0.2): v = 0.9*v + g; p -= 0.5*v. */
     TensorSpec specs[3] = {spec("w", 2, 1, 2, 0), spec("b", 1, 2, 0, 2), spec("running_mean", 1, 2, 0, 4)};
     specs[2].role = ROLE_BUFFER;
-    const LarsConfig c = {0.5f, 0.1f, 0.9f, 0.01f};
+    const LarsConfig c = {0.5f, 0.1f, 0.9f, 0.01f, 0, 1.0f};
     for (int impl = 0; impl < 2; impl++) {
         float p[4] = {3, 4, 1, -2}, g[4] = {1, 0, 0.5f, 0.25f}, v[4] = {0.5f, 0, 0.1f, 0.2f};
         (impl ? lars_update_ref : lars_update_cpu)(p, g, v, specs, 3, &c);
@@ -42,7 +42,7 @@ static void test_lars_worked_example(void) {
 /* A zero weight (or zero update) takes the plain momentum step: no trust ratio when a norm is 0. */
 static void test_lars_zero_norms(void) {
     TensorSpec s = spec("w", 2, 2, 2, 0);
-    const LarsConfig c = {1.0f, 0.1f, 0.0f, 0.01f};
+    const LarsConfig c = {1.0f, 0.1f, 0.0f, 0.01f, 0, 1.0f};
     float p[4] = {0, 0, 0, 0}, g[4] = {1, 2, 3, 4}, v[4] = {0};
     lars_update_cpu(p, g, v, &s, 1, &c);
     CHECK(p[0] == -1 && p[3] == -4, "zero weight: unscaled step (%g %g)", p[0], p[3]);
@@ -59,11 +59,39 @@ static void test_lars_cpu_matches_reference(void) {
     float p[2743], g[2743], v[2743], p2[2743], v2[2743];
     fill_normal(&r, p, n, 1), fill_normal(&r, g, n, 0.1f), fill_normal(&r, v, n, 0.01f);
     memcpy(p2, p, sizeof p), memcpy(v2, v, sizeof v);
-    const LarsConfig c = {0.3f, 1e-4f, 0.9f, 0.02f};
+    const LarsConfig c = {0.3f, 1e-4f, 0.9f, 0.02f, 0, 1.0f};
     lars_update_cpu(p, g, v, specs, 4, &c);
     lars_update_ref(p2, g, v2, specs, 4, &c);
     CHECK_CLOSE(p, p2, n, 1e-6, "params");
     CHECK_CLOSE(v, v2, n, 1e-6, "momentum");
+}
+
+/* The predictor's multiplier: tensors from mult_from on move lr_mult times as far (one step from
+ * zero momentum: the update is lr * u), the others exactly as without it; cpu = reference. */
+static void test_lars_lr_multiplier(void) {
+    TestRng r = {29};
+    TensorSpec specs[3] = {spec("a", 2, 64, 9, 0), spec("b", 2, 16, 8, 576), spec("c", 1, 16, 0, 704)};
+    const size_t n = 720;
+    float p0[720], g[720], p1[720], v1[720], p2[720], v2[720], p3[720], v3[720];
+    fill_normal(&r, p0, n, 1), fill_normal(&r, g, n, 0.1f);
+    memcpy(p1, p0, sizeof p0), memcpy(p2, p0, sizeof p0), memcpy(p3, p0, sizeof p0);
+    memset(v1, 0, sizeof v1), memset(v2, 0, sizeof v2), memset(v3, 0, sizeof v3);
+    const LarsConfig plain = {0.3f, 1e-4f, 0.9f, 0.02f, 0, 1.0f};
+    const LarsConfig boosted = {0.3f, 1e-4f, 0.9f, 0.02f, 576, 10.0f};
+    lars_update_cpu(p1, g, v1, specs, 3, &plain);
+    lars_update_cpu(p2, g, v2, specs, 3, &boosted);
+    lars_update_ref(p3, g, v3, specs, 3, &boosted);
+    double worst_before = 0, worst_after = 0, largest = 0;
+    for (size_t i = 0; i < n; i++) {
+        const double d1 = (double)p1[i] - p0[i], d2 = (double)p2[i] - p0[i];
+        if (i < 576) worst_before = fmax(worst_before, fabs(d2 - d1));
+        else worst_after = fmax(worst_after, fabs(d2 - 10 * d1)), largest = fmax(largest, fabs(d2));
+    }
+    CHECK(worst_before == 0, "tensors before mult_from: unchanged by the multiplier (%.3g)", worst_before);
+    /* within the float rounding of parameters of size ~1, for updates of ~1e-2 */
+    CHECK(worst_after < 5e-6 && largest > 1e-3, "tensors from mult_from on: 10x the update (off by %.3g, largest %.3g)",
+          worst_after, largest);
+    CHECK_CLOSE(p2, p3, n, 1e-6, "params (cpu vs reference, with the multiplier)");
 }
 
 static void test_ema(void) {
@@ -120,6 +148,7 @@ int main(void) {
     RUN(test_lars_worked_example);
     RUN(test_lars_zero_norms);
     RUN(test_lars_cpu_matches_reference);
+    RUN(test_lars_lr_multiplier);
     RUN(test_ema);
     RUN(test_lr_schedule);
     RUN(test_tau_schedule);

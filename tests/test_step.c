@@ -80,6 +80,7 @@ static void fixture_load(Fixture *f, const char *name) {
     f->sc.lars.weight_decay = (float)meta_num(&f->expected, "weight_decay");
     f->sc.lars.momentum = (float)meta_num(&f->expected, "momentum");
     f->sc.lars.eta = (float)meta_num(&f->expected, "lars_eta");
+    f->sc.lars.mult_from = 0, f->sc.lars.lr_mult = 1; /* the fixtures: one rate for all */
     f->sc.tau = (float)meta_num(&f->expected, "tau");
     f->steps = (int)meta_num(&f->expected, "steps");
     const char *l = st_meta(&f->expected, "losses");

@@ -33,7 +33,7 @@ int cmd_step(int argc, char **argv) {
     ModelConfig mc;
     model_config_default(&mc);
     const char *state_in = NULL, *views_path = NULL, *out_path = NULL;
-    StepConfig sc = {{0.5f, 1e-5f, 0.9f, 0.001f}, 0.99f};
+    StepConfig sc = {{0.5f, 1e-5f, 0.9f, 0.001f, 0, 1.0f}, 0.99f};
     int threads = 0;
     float comm_timeout = 300;
     int sync_bn = 1;

@@ -364,7 +364,9 @@ int cmd_train(int argc, char **argv) {
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 
-    StepConfig sc = {{(float)lr_peak, o.weight_decay, o.momentum, o.lars_eta}, o.tau_base};
+    /* the predictor's parameters follow the online encoder and projector's in the buffer */
+    StepConfig sc = {{(float)lr_peak, o.weight_decay, o.momentum, o.lars_eta, model.target.n_params, o.pred_lr_mult},
+                     o.tau_base};
     double *cwork = xmalloc(collapse_work_doubles(b, o.mc.proj_dim) * sizeof(double), "collapse monitor");
     const double t_start = now_seconds();
     double t_log = t_start;
@@ -487,7 +489,7 @@ int cmd_train(int argc, char **argv) {
                 printf("epoch %.2f step %lld loss %.5f lr %.4g tau %.6f %.1f img/s proj_std %.3f eff_rank %.1f ETA %s\n",
                        (double)step / spe, (long long)step, loss, sc.lars.lr, sc.tau, ips, cs.std_sqrt_d, cs.eff_rank, eta);
             fflush(stdout);
-            if (root && collapse_warning(&cs, o.mc.proj_dim) && !collapse_warned) {
+            if (root && collapse_warning(&cs) && !collapse_warned) {
                 fprintf(stderr, "%sbyol train: warning: step %lld: the projections are collapsing, %s (std x sqrt(D) "
                                 "%.3f, effective rank %.1f of %d); features may stop improving: try a lower --base-lr, "
                                 "a higher --tau-base, or milder augmentations\n",

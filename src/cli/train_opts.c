@@ -40,6 +40,7 @@ void train_options_default(TrainOptions *o) {
     o->weight_decay = 5e-4f;
     o->momentum = 0.9f;
     o->lars_eta = 0.02f;
+    o->pred_lr_mult = 1;
     o->tau_base = 0.99f;
     o->warmup_epochs = -1; /* 10 epochs, at most 10% of the run */
     o->ckpt_minutes = 10;
@@ -68,6 +69,7 @@ int train_flags(Flag *f, TrainOptions *o) {
         {"weight-decay", FLAG_FLOAT, &o->weight_decay, "weight decay (5e-4; the paper's 1e-5 collapses short runs)", 0, 10},
         {"momentum", FLAG_FLOAT, &o->momentum, "SGD momentum (0.9)", 0, 1},
         {"lars-eta", FLAG_FLOAT, &o->lars_eta, "LARS trust coefficient (0.02)", 0, 1e3},
+        {"pred-lr-mult", FLAG_FLOAT, &o->pred_lr_mult, "predictor learning rate: this times the schedule's (1)", 1e-3, 1e3},
         {"warmup-epochs", FLAG_FLOAT, &o->warmup_epochs, "linear warm-up (10 epochs, at most 10% of the run)", -1, 1e6},
         {"tau-base", FLAG_FLOAT, &o->tau_base, "target EMA decay at the start, cosine to 1 (0.99)", 0, 1},
         {"time-budget", FLAG_FLOAT, &o->time_budget, "seconds: schedules end when the budget does (off)", 0, 1e9},

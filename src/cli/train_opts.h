@@ -11,7 +11,7 @@ typedef struct {
     DataOptions data;
     int epochs, batch, seed, eval_every, keep, log_every, workers, threads, max_steps;
     int knn_k, eval_bank, eval_queries, knn_before, knn_after, split_unlabeled, sync_bn, balance;
-    float base_lr, weight_decay, momentum, lars_eta, tau_base, warmup_epochs, time_budget, knn_t,
+    float base_lr, pred_lr_mult, weight_decay, momentum, lars_eta, tau_base, warmup_epochs, time_budget, knn_t,
         ckpt_minutes, comm_timeout;
     const char *out, *resume, *config, *on_nan;
     int skip_nonfinite; /* --on-nan skip */

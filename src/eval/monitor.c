@@ -217,7 +217,6 @@ void collapse_stats(const float *z, int B, int D, CollapseStats *out, double *wo
     xfree(own);
 }
 
-int collapse_warning(const CollapseStats *s, int D) {
-    const double rank_min = MAX(COLLAPSE_RANK_MIN, COLLAPSE_RANK_FRAC * D);
-    return !(s->std_sqrt_d >= COLLAPSE_STD_MIN) || !(s->eff_rank >= rank_min);
+int collapse_warning(const CollapseStats *s) {
+    return !(s->std_sqrt_d >= COLLAPSE_STD_MIN) || !(s->eff_rank >= COLLAPSE_RANK_MIN);
 }

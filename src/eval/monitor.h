@@ -37,17 +37,17 @@ size_t collapse_work_doubles(int B, int D);
 void collapse_stats(const float *z, int B, int D, CollapseStats *out, double *work);
 
 /* Collapse thresholds: a warning when std_sqrt_d < COLLAPSE_STD_MIN (complete collapse: every
- * output the same) or eff_rank < max(COLLAPSE_RANK_MIN, COLLAPSE_RANK_FRAC * D) (dimensional
- * collapse: the outputs fill only a few directions). With D = 128 that is eff_rank < 6.4; a
- * short Fashion-MNIST run that fell from rank 60 to 4 within 50 steps and never recovered, and
- * whose kNN accuracy fell below the untrained encoder's, is the case this catches. A NaN figure
- * warns too (the run has diverged). */
+ * output the same) or eff_rank < COLLAPSE_RANK_MIN (every output along one direction). The
+ * effective rank is not held to a fraction of D: BYOL's projections span few directions while
+ * the encoder learns well. Healthy runs settle at 3-5 of 64 to 256 for byol.c and PyTorch alike
+ * (CIFAR-10 at 60 minutes: 3.7 of 256 with kNN rising to 43.7%, the encoder's features at 34 of
+ * 128; the default Fashion-MNIST run: 3.4 of 64 with kNN 67.5% -> 71.8%), so a 5%-of-D rule warned
+ * on every run. A NaN figure warns too (the run has diverged). */
 #define COLLAPSE_STD_MIN 0.1
 #define COLLAPSE_RANK_MIN 1.5
-#define COLLAPSE_RANK_FRAC 0.05
 
 /* Nonzero when collapse sets in (the thresholds above). */
-int collapse_warning(const CollapseStats *s, int D);
+int collapse_warning(const CollapseStats *s);
 
 /* Eigenvalues of the symmetric matrix a [n x n] (row-major, full storage, both triangles set;
  * destroyed), in descending order into w[n]. work holds 2 * n doubles. Householder reduction to

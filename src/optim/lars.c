@@ -32,6 +32,11 @@ static void lars_tensor(float *p, const float *g, float *v, size_t n, int adapt,
     }
 }
 
+/* The learning rate of the tensor at `offset`. */
+static float tensor_lr(const LarsConfig *c, size_t offset) {
+    return offset >= c->mult_from ? c->lr * c->lr_mult : c->lr;
+}
+
 void lars_update_cpu(float *params, const float *grads, float *momentum, const TensorSpec *specs,
                      int n_specs, const LarsConfig *cfg) {
     /* One tensor per task: each tensor's norms are summed by one thread in a fixed order. */
@@ -39,8 +44,10 @@ void lars_update_cpu(float *params, const float *grads, float *momentum, const T
     for (int t = 0; t < n_specs; t++) {
         const TensorSpec *s = &specs[t];
         if (s->role != ROLE_PARAM) continue;
+        LarsConfig c = *cfg;
+        c.lr = tensor_lr(cfg, s->offset);
         lars_tensor(params + s->offset, grads + s->offset, momentum + s->offset, s->numel,
-                    s->ndim > 1, cfg);
+                    s->ndim > 1, &c);
     }
 }
 
@@ -65,7 +72,7 @@ void lars_update_ref(float *params, const float *grads, float *momentum, const T
         for (size_t i = 0; i < s->numel; i++) {
             double u = (g[i] + wd * p[i]) * trust;
             v[i] = (float)(cfg->momentum * (double)v[i] + u);
-            p[i] = (float)(p[i] - (double)cfg->lr * v[i]);
+            p[i] = (float)(p[i] - (double)tensor_lr(cfg, s->offset) * v[i]);
         }
     }
 }

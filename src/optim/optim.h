@@ -8,12 +8,16 @@
 
 typedef struct {
     float lr, weight_decay, momentum, eta;
+    /* Parameters from float offset mult_from on (BYOL: the predictor, last in the online store)
+     * take lr * lr_mult (1: all alike). */
+    size_t mult_from;
+    float lr_mult;
 } LarsConfig;
 
 /* LARS with momentum, one pass per tensor of `specs` (buffers are skipped):
  *   tensors with more than one dimension: u = g + wd*p, then u *= eta*|p|/|u| if both norms > 0
  *   biases and batch-norm weights:        u = g (no weight decay, no adaptation)
- *   v = m*v + u;  p = p - lr*v                                                            */
+ *   v = m*v + u;  p = p - lr*v     (lr * lr_mult from mult_from on)                         */
 void lars_update_cpu(float *params, const float *grads, float *momentum, const TensorSpec *specs,
                      int n_specs, const LarsConfig *cfg);
 void lars_update_ref(float *params, const float *grads, float *momentum, const TensorSpec *specs,
