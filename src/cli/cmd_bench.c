@@ -151,14 +151,13 @@ int cmd_bench(int argc, char **argv) {
            mc.proj_hidden, mc.proj_dim, mc.pred_hidden, threads_get(), threads_backend_summary());
     if (P > 1 && plan.margin > 0) {
         printf("balanced shards (up to %d images either way), at the end:", plan.margin);
-        for (int r = 0; r < P; r++) printf(" %d", plan.cut[r + 1] - plan.cut[r]);
-        printf("\n");
+        shard_plan_print_sizes(&plan, stdout);
     }
     if (P > 1)
         printf("%d ranks x %d images; waiting on communication %.1f ms/step (%.1f%% of the step: "
                "batch norm %.1f, gradients %.1f; most on any rank %.1f: %.1f + %.1f; "
                "phases below: rank 0, waits included in batch norm and optimizer)\n",
-               P, local, wait_ms, 100 * wait_ms / (median * 1e3), bn_ms, grad_ms, most[0], most[1], most[2]);
+               P, batch / P, wait_ms, 100 * wait_ms / (median * 1e3), bn_ms, grad_ms, most[0], most[1], most[2]);
     printf("median %.1f ms/step (min %.1f, max %.1f over %d steps), %.1f images/s, %.1f GFLOP/step, "
            "%.1f GFLOP/s, peak RSS %.0f MB, loss %.4f\n",
            median * 1e3, dt[0] * 1e3, dt[steps - 1] * 1e3, steps, batch / median, flops * P / 1e9,

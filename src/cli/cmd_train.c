@@ -328,12 +328,12 @@ int cmd_train(int argc, char **argv) {
     printf("byol train: %s %s (%d images, %dx%d, %d ch), %s width %d %s stem, heads %d/%d/%d\n", ds.kind,
            SPLIT_NAMES[split], n_images, S, S, ds.channels, arch_name(o.mc.enc.arch), o.mc.enc.width,
            stem_name(o.mc.enc.stem), o.mc.proj_hidden, o.mc.proj_dim, o.mc.pred_hidden);
-    if (P > 1 && plan.margin > 0)
-        printf("  %d ranks x %d images, balanced by speed up to %d either way (data-parallel, %s batch norm, %s)\n",
-               P, B / P, plan.margin, o.sync_bn ? "synchronized" : "per-rank", dist_summary());
-    else if (P > 1)
-        printf("  %d ranks x %d images (data-parallel, %s batch norm, %s)\n", P, B / P,
+    if (P > 1) {
+        char balanced[64] = "";
+        if (plan.margin > 0) snprintf(balanced, sizeof balanced, ", balanced by speed up to %d either way", plan.margin);
+        printf("  %d ranks x %d images%s (data-parallel, %s batch norm, %s)\n", P, B / P, balanced,
                o.sync_bn ? "synchronized" : "per-rank", dist_summary());
+    }
     if (o.time_budget > 0)
         printf("  batch %d, time budget %.0f s, lr %.4g (base %.3g x %d/256), tau %.4g -> 1, out %s\n", B,
                o.time_budget, lr_peak, o.base_lr, B, o.tau_base, o.out);
@@ -564,8 +564,7 @@ int cmd_train(int argc, char **argv) {
         printf("trained %lld steps in %.1f s\n", (long long)(step - start_step), now_seconds() - t_start);
         if (P > 1 && plan.margin > 0) {
             printf("balanced shards at the end (images per rank):");
-            for (int r = 0; r < P; r++) printf(" %d", plan.cut[r + 1] - plan.cut[r]);
-            printf("\n");
+            shard_plan_print_sizes(&plan, stdout);
         }
         if (n_skipped)
             printf("skipped %ld step%s with non-finite values (--on-nan skip)\n", n_skipped, n_skipped == 1 ? "" : "s");

@@ -2,6 +2,7 @@
 #include "balance.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "../core/common.h"
@@ -40,7 +41,12 @@ void shard_plan_reach(const ShardPlan *p, int r, int *first, int *count) {
 }
 
 int shard_plan_max(const ShardPlan *p) {
-    return p->global / p->ranks + (p->ranks > 1 ? 2 * p->margin : 0);
+    return p->global / p->ranks + 2 * p->margin; /* a middle rank's reach; margin 0 on one rank */
+}
+
+void shard_plan_print_sizes(const ShardPlan *p, FILE *f) {
+    for (int r = 0; r < p->ranks; r++) fprintf(f, " %d", p->cut[r + 1] - p->cut[r]);
+    fprintf(f, "\n");
 }
 
 void shard_plan_observe(ShardPlan *p, const double *seconds_per_image) {
@@ -67,7 +73,7 @@ void shard_plan_observe(ShardPlan *p, const double *seconds_per_image) {
 }
 
 void shard_plan_update(ShardPlan *p, int rank, double seconds) {
-    if (p->ranks < 2) return;
+    if (p->margin == 0) return; /* equal shards for good (one rank, or no --balance): nothing to send */
     const int n = p->cut[rank + 1] - p->cut[rank];
     memset(p->sent, 0, (size_t)p->ranks * sizeof(double));
     p->sent[rank] = seconds / n; /* one non-zero term per slot: the sums are exact on every rank */

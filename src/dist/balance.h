@@ -15,6 +15,8 @@
 #ifndef BYOL_BALANCE_H
 #define BYOL_BALANCE_H
 
+#include <stdio.h>
+
 typedef struct {
     int ranks, global, margin;
     int exchanges, updates; /* shard_plan_update calls; costs taken into the smoothing */
@@ -32,9 +34,11 @@ void shard_plan_free(ShardPlan *p);
 void shard_plan_reach(const ShardPlan *p, int r, int *first, int *count);
 /* The most images any shard can hold: what a rank's work must be sized for. */
 int shard_plan_max(const ShardPlan *p);
-/* Collective (every rank, every step): this rank's compute seconds for its last shard; the cuts
- * for the next step. Nothing moves without a margin. The first call (the warm-up step: page
- * faults, thread pools) is not used. */
+/* " 120 136\n": each rank's shard size, in rank order. */
+void shard_plan_print_sizes(const ShardPlan *p, FILE *f);
+/* Collective (every rank, every step) when balancing: this rank's compute seconds for its last
+ * shard; the cuts for the next step. Without a margin it returns at once and sends nothing. The
+ * first call (the warm-up step: page faults, thread pools) is not used. */
 void shard_plan_update(ShardPlan *p, int rank, double seconds);
 /* What shard_plan_update does with the exchanged costs (seconds per image of every rank): smooth
  * them and cut. Public for tests, which drive it without MPI. */

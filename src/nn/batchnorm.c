@@ -24,8 +24,9 @@ static void chunk_bounds(int M, int nchunk, int k, int *r0, int *r1) {
     *r1 = (int)((long)M * (k + 1) / nchunk);
 }
 
-/* Per-channel mean and biased variance in one pass: each chunk sums d = x - K and d^2 in
- * double, K the running mean. Returns the rows they cover: M, or the global batch's rows. The cancellation in E[d^2] - E[d]^2 costs about
+/* Per-channel mean and biased variance in one pass, returning the rows they cover (M, or the
+ * global batch's rows): each chunk sums d = x - K and d^2 in double, K the running mean. The
+ * cancellation in E[d^2] - E[d]^2 costs about
  * 2*log10(|mean - K| / std) of double's 16 digits: nothing once the running mean has followed
  * the batches, and 4 digits for a channel whose mean is 100 standard deviations from a fresh
  * running mean of 0, far below float32 resolution either way; one pass is half the memory
