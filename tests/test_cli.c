@@ -169,6 +169,8 @@ static void test_usage_errors(void) {
     expect_failure(a, "unknown architecture 'resnet99'");
     step_args(a, sizeof a, STATE, VIEWS, "--width 0");
     expect_failure(a, "--width: 0 is out of range");
+    step_args(a, sizeof a, STATE, VIEWS, "--lr 1e300");
+    expect_failure(a, "--lr: 1e+300 is out of range");
     step_args(a, sizeof a, STATE, VIEWS, "--threads 2x");
     expect_failure(a, "--threads: '2x' is not an integer");
 }

@@ -1,8 +1,9 @@
 #include "args.h"
 
 #include <errno.h>
-#include <stdio.h>
+#include <float.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,9 +54,16 @@ static int set_value(const Flag *fl, const char *v, Err *e) {
         double x = strtod(v, &end);
         if (*v == 0 || *end || errno || !isfinite(x))
             return err_set(e, "--%s: '%s' is not a finite number", fl->name, v);
-        if (fl->min <= fl->max && (x < fl->min || x > fl->max))
+        /* The range is checked on the float that is stored, against the bounds as floats: a
+         * bound like 1e-4 is not a float, and its nearest float lies below it, so a check on
+         * the double accepted "1e-4", stored 9.99999975e-05 and refused that value when a saved
+         * configuration was read back (found by fuzzing the config round trip). */
+        const int fits = fabs(x) <= FLT_MAX;
+        const float f = fits ? (float)x : 0.0f;
+        if (fl->min <= fl->max && (!fits || f < (float)fl->min || f > (float)fl->max))
             return err_set(e, "--%s: %g is out of range [%g, %g]", fl->name, x, fl->min, fl->max);
-        *(float *)fl->dst = (float)x;
+        if (!fits) return err_set(e, "--%s: %g is too large for a float", fl->name, x);
+        *(float *)fl->dst = f;
         return 0;
     }
     case FLAG_STRING: /* an empty path or name is always a slip (found by fuzzing: --out "") */
