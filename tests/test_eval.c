@@ -1,4 +1,5 @@
 /* Evaluation: the weighted kNN classifier and the linear probe (L-BFGS). */
+#include "backend/gemm.h"
 #include "core/threads.h"
 #include "eval/knn.h"
 #include "eval/probe.h"
@@ -331,6 +332,162 @@ static void test_probe_bad_input(void) {
     CHECK(acc >= 0 && acc <= 1, "tiny probe works (%g)", acc);
 }
 
+
+/* The L-BFGS memory full (PROBE_MEMORY pairs), then a pair with s'y < 0: rejected, and every
+ * live pair, rho and the ring's position unchanged. (It used to be written into the next slot,
+ * the oldest live pair, before the test, which kept the old rho beside the new vectors.) Then a
+ * good pair: kept, in that slot. */
+static void test_probe_history_rejects_bad_pair(void) {
+    enum { NP = 6, M = PROBE_MEMORY };
+    static double S[M * NP], Y[M * NP], S0[M * NP], Y0[M * NP];
+    ProbeHistory h = {S, Y, {0}, NP, 0, -1};
+    double x[NP] = {0}, xn[NP], g[NP] = {0}, gn[NP];
+    TestRng r = {61};
+    for (int k = 0; k < M + 3; k++) { /* wraps around: newest is not the last slot */
+        for (int i = 0; i < NP; i++) xn[i] = rng_uniform(&r) + 0.1, gn[i] = xn[i] * (1 + k);
+        CHECK(probe_history_push(&h, x, xn, g, gn) == 1, "good pair %d rejected", k);
+    }
+    CHECK(h.hist == M && h.newest == (M + 2) % M, "hist %d newest %d", h.hist, h.newest);
+    memcpy(S0, S, sizeof S), memcpy(Y0, Y, sizeof Y);
+    double rho0[M];
+    memcpy(rho0, h.rho, sizeof rho0);
+    for (int i = 0; i < NP; i++) xn[i] = 1, gn[i] = -1; /* s'y < 0 */
+    CHECK(probe_history_push(&h, x, xn, g, gn) == 0, "a pair with s'y < 0 was kept");
+    CHECK(memcmp(S, S0, sizeof S) == 0 && memcmp(Y, Y0, sizeof Y) == 0, "a rejected pair changed the stored pairs");
+    CHECK(memcmp(h.rho, rho0, sizeof rho0) == 0 && h.hist == M && h.newest == (M + 2) % M, "a rejected pair moved the ring");
+    /* s'y > 0 but below 1e-10 |s||y| (nearly orthogonal): rejected as well */
+    for (int i = 0; i < NP; i++) xn[i] = i == 0, gn[i] = i == 1 ? 1 : i == 0 ? 1e-12 : 0;
+    CHECK(probe_history_push(&h, x, xn, g, gn) == 0 && memcmp(S, S0, sizeof S) == 0, "a nearly orthogonal pair was kept");
+    for (int i = 0; i < NP; i++) xn[i] = 2, gn[i] = 3;
+    CHECK(probe_history_push(&h, x, xn, g, gn) == 1, "good pair after a rejection");
+    const int slot = (M + 3) % M;
+    CHECK(h.newest == slot && S[slot * NP] == 2 && Y[slot * NP] == 3 && fabs(h.rho[slot] - 1.0 / (NP * 6)) < 1e-15,
+          "newest %d, s %g y %g rho %g", h.newest, S[slot * NP], Y[slot * NP], h.rho[slot]);
+}
+
+/* The objective as it was before the waves: one partial per chunk for the whole set, added in
+ * chunk order (a copy of the previous algorithm, to compare with). */
+static double loss_grad_all_partials(const float *x, const int32_t *y, int n, int d, int C, double l2,
+                                     const double *theta, double *grad) {
+    const size_t nw = (size_t)C * d;
+    const int n_chunks = (n + PROBE_CHUNK - 1) / PROBE_CHUNK;
+    const double *b = theta + nw;
+    float *w = malloc(sizeof(float) * nw), *logits = malloc(sizeof(float) * n * C);
+    float *gw_part = malloc(sizeof(float) * n_chunks * nw);
+    double *gb_part = malloc(sizeof(double) * n_chunks * C), *loss_part = malloc(sizeof(double) * n_chunks);
+    for (size_t j = 0; j < nw; j++) w[j] = (float)theta[j];
+    for (int ch = 0; ch < n_chunks; ch++) {
+        const int r0 = ch * PROBE_CHUNK, rows = MIN(PROBE_CHUNK, n - r0);
+        const float *xc = x + (size_t)r0 * d;
+        float *L = logits + (size_t)r0 * C;
+        double *gb = gb_part + (size_t)ch * C, loss = 0;
+        sgemm(0, 1, rows, C, d, 1.0f, xc, d, w, d, 0.0f, L, C);
+        for (int c = 0; c < C; c++) gb[c] = 0;
+        for (int i = 0; i < rows; i++) {
+            float *z = L + (size_t)i * C;
+            const int yi = y[r0 + i];
+            const double zy = (double)z[yi] + b[yi];
+            double m = -INFINITY, se = 0;
+            for (int c = 0; c < C; c++) m = fmax(m, (double)z[c] + b[c]);
+            for (int c = 0; c < C; c++) {
+                double ez = exp((double)z[c] + b[c] - m);
+                se += ez;
+                z[c] = (float)ez;
+            }
+            loss += m + log(se) - zy;
+            for (int c = 0; c < C; c++) {
+                double p = (double)z[c] / se - (c == yi);
+                gb[c] += p;
+                z[c] = (float)p;
+            }
+        }
+        loss_part[ch] = loss;
+        sgemm(1, 0, C, d, rows, 1.0f, L, C, xc, d, 0.0f, gw_part + (size_t)ch * nw, d);
+    }
+    double loss = 0, ww = 0;
+    for (int ch = 0; ch < n_chunks; ch++) loss += loss_part[ch];
+    for (size_t j = 0; j < nw; j++) ww += theta[j] * theta[j];
+    for (size_t j = 0; j < nw; j++) {
+        double s = 0;
+        for (int ch = 0; ch < n_chunks; ch++) s += gw_part[(size_t)ch * nw + j];
+        grad[j] = s * (1.0 / n) + l2 * theta[j];
+    }
+    for (int c = 0; c < C; c++) {
+        double s = 0;
+        for (int ch = 0; ch < n_chunks; ch++) s += gb_part[(size_t)ch * C + c];
+        grad[nw + c] = s * (1.0 / n);
+    }
+    free(w), free(logits), free(gw_part), free(gb_part), free(loss_part);
+    return loss * (1.0 / n) + 0.5 * l2 * ww;
+}
+
+/* Waves of one, two and all chunks give the previous algorithm's loss and gradient (equal up to
+ * the last bit here; within 1e-12 relative is what the test demands, in case a BLAS rounds a
+ * packed copy differently), on 1 and 3 threads; a whole fit is the same bit for bit. */
+static void test_probe_waves_match_all_partials(void) {
+    enum { N = 5 * PROBE_CHUNK + 77, D = 12, C = 7, P = C * D + C };
+    static float x[N * D];
+    static int32_t y[N];
+    double th[P], g0[P], g1[P];
+    TestRng r = {71};
+    fill_normal(&r, x, N * D, 1);
+    random_labels(&r, y, N, C);
+    for (int i = 0; i < P; i++) th[i] = 0.2 * rng_normal(&r);
+    const double f0 = loss_grad_all_partials(x, y, N, D, C, 1e-3, th, g0);
+    const size_t slot = ((size_t)C * D + (size_t)PROBE_CHUNK * (C + D)) * sizeof(float) + (C + 1) * sizeof(double);
+    const size_t budgets[] = {1, 2 * slot, 0};
+    for (int t = 1; t <= 3; t += 2)
+        for (size_t bi = 0; bi < ARRAY_LEN(budgets); bi++) {
+            threads_set(t);
+            probe_set_wave_bytes(budgets[bi]);
+            const double f1 = probe_loss_grad_cpu(x, y, N, D, C, 1e-3, th, g1);
+            CHECK(fabs(f1 - f0) <= 1e-12 * fabs(f0) && rel_err_d(g1, g0, P) <= 1e-12,
+                  "%d threads, wave budget %zu: loss %.17g vs %.17g, gradient relative error %.3e", t, budgets[bi], f1, f0,
+                  rel_err_d(g1, g0, P));
+        }
+    /* a fit: single-chunk waves vs the default (one wave here) */
+    enum { NTE = 200 };
+    static float xte[NTE * D];
+    static int32_t yte[NTE];
+    fill_normal(&r, xte, NTE * D, 1);
+    random_labels(&r, yte, NTE, C);
+    for (int i = 0; i < N * D; i++) x[i] += 0.5f * (float)(y[i / D] == i % D); /* learnable */
+    ProbeConfig cfg;
+    probe_config_default(&cfg);
+    cfg.max_iter = 40;
+    ProbeReport ra, rb;
+    Err e;
+    threads_set(2);
+    probe_set_wave_bytes(0);
+    double a = probe_top1(x, y, N, xte, yte, NTE, D, C, &cfg, &ra, &e);
+    probe_set_wave_bytes(1);
+    double b = probe_top1(x, y, N, xte, yte, NTE, D, C, &cfg, &rb, &e);
+    probe_set_wave_bytes(0);
+    threads_set(0);
+    CHECK(a >= 0 && a == b && ra.final_loss == rb.final_loss && ra.iterations == rb.iterations && ra.train_top1 == rb.train_top1,
+          "one wave: top-1 %g loss %.17g (%d it); single-chunk waves: %g %.17g (%d it)", a, ra.final_loss, ra.iterations, b,
+          rb.final_loss, rb.iterations);
+}
+
+/* ImageNet-1k with ResNet-50 features (1,281,167 x 2048, 1000 classes): the probe's memory is
+ * well under 1 GiB (it held about 36 GB: 20.5 GB of partial gradients, 5.1 GB of logits and a
+ * 10.5 GB standardized copy), and a small problem costs only a little more than its L-BFGS
+ * memory. */
+static void test_probe_memory_bounded(void) {
+    const int64_t n = 1281167;
+    const int d = 2048, C = 1000;
+    const size_t np = (size_t)C * d + C, lbfgs = (2 * PROBE_MEMORY + 7) * np * sizeof(double);
+    const size_t b = probe_work_bytes(n, d, C);
+    const double old = (double)((n + PROBE_CHUNK - 1) / PROBE_CHUNK) * C * d * 4 + (double)n * C * 4 + (double)n * d * 4;
+    printf("     probe memory, ImageNet-1k x ResNet-50: %.2f GB (previously %.1f GB plus the L-BFGS memory)\n", b / 1e9,
+           old / 1e9);
+    CHECK(b < ((size_t)1 << 30) && b >= lbfgs, "%zu bytes", b);
+    CHECK(probe_work_bytes(2 * n, d, C) == b, "twice the images, %zu bytes vs %zu: the memory grows with n",
+          probe_work_bytes(2 * n, d, C), b);
+    const size_t small = probe_work_bytes(50000, 512, 10), np_s = 10 * 512 + 10;
+    CHECK(small < (2 * PROBE_MEMORY + 8) * np_s * sizeof(double) + PROBE_WAVE_BYTES, "CIFAR-10 x ResNet-18: %zu bytes", small);
+}
+
 int main(void) {
     RUN(test_knn_matches_brute_force);
     RUN(test_knn_clusters);
@@ -340,5 +497,8 @@ int main(void) {
     RUN(test_probe_matches_pytorch);
     RUN(test_probe_threads);
     RUN(test_probe_bad_input);
+    RUN(test_probe_history_rejects_bad_pair);
+    RUN(test_probe_waves_match_all_partials);
+    RUN(test_probe_memory_bounded);
     return test_finish();
 }

@@ -19,7 +19,12 @@
  *
  * Logits and gradients are GEMMs (sgemm, float) over fixed chunks of PROBE_CHUNK rows; the loss,
  * the softmax and the per-chunk partial sums are double, and the partials are added in chunk
- * order, so the result does not depend on the thread count. The parameters live in double. */
+ * order, so the result does not depend on the thread count. The parameters live in double.
+ *
+ * Memory: the chunks run in waves of as many as PROBE_WAVE_BYTES of per-chunk buffers hold, and
+ * rows are standardized chunk by chunk (no standardized copy of the features), so the probe's
+ * own memory is probe_work_bytes(): about 0.7 GB for ImageNet-1k with ResNet-50 features
+ * (1.28M x 2048, 1000 classes), mostly the L-BFGS memory, besides the caller's features. */
 #ifndef BYOL_PROBE_H
 #define BYOL_PROBE_H
 
@@ -28,6 +33,9 @@
 #include "../core/common.h"
 
 enum { PROBE_CHUNK = 512, PROBE_MEMORY = 10 };
+/* Per-wave buffers (partial gradients, logits, standardized rows) at most this large, unless a
+ * single chunk needs more. */
+#define PROBE_WAVE_BYTES ((size_t)256 << 20)
 
 typedef struct {
     double l2;    /* weight penalty 0.5 * l2 * ||W||^2 (default 1e-4) */
@@ -61,5 +69,25 @@ double probe_loss_grad_cpu(const float *x, const int32_t *y, int n, int d, int n
                            double l2, const double *theta, double *grad);
 double probe_loss_grad_ref(const float *x, const int32_t *y, int n, int d, int n_classes,
                            double l2, const double *theta, double *grad);
+
+/* Bytes the probe allocates for n training rows of d features and n_classes classes (all but
+ * the caller's features; scoring adds PROBE_CHUNK x (n_classes + d) floats per thread). */
+size_t probe_work_bytes(int64_t n, int d, int n_classes);
+/* For tests: the per-wave budget instead of PROBE_WAVE_BYTES (0 restores it); 1 makes every
+ * wave a single chunk. Not thread-safe: set it before fitting. */
+void probe_set_wave_bytes(size_t bytes);
+
+/* The L-BFGS memory: a ring of PROBE_MEMORY pairs (s, y) of np doubles each (S, Y: [PROBE_MEMORY,
+ * np]), rho = 1 / s'y, hist live pairs, the newest in slot newest (-1: none yet). */
+typedef struct {
+    double *S, *Y;
+    double rho[PROBE_MEMORY];
+    size_t np;
+    int hist, newest;
+} ProbeHistory;
+
+/* Adds the pair s = xn - x, y = gn - g when s'y > 1e-10 |s| |y| (and > 0), keeping the inverse
+ * Hessian estimate positive definite; returns 1 when kept, 0 (the memory untouched) otherwise. */
+int probe_history_push(ProbeHistory *h, const double *x, const double *xn, const double *g, const double *gn);
 
 #endif
