@@ -1,6 +1,7 @@
 /* Evaluation: the weighted kNN classifier and the linear probe (L-BFGS). */
 #include "backend/gemm.h"
 #include "core/threads.h"
+#include "data/image.h"
 #include "eval/knn.h"
 #include "eval/probe.h"
 #include "harness.h"
@@ -488,10 +489,132 @@ static void test_probe_memory_bounded(void) {
     CHECK(small < (2 * PROBE_MEMORY + 8) * np_s * sizeof(double) + PROBE_WAVE_BYTES, "CIFAR-10 x ResNet-18: %zu bytes", small);
 }
 
+/* ---- evaluation preprocessing ---- */
+
+/* PIL's bicubic (a = -0.5) resize of one axis in double, weights as Pillow's precompute_coeffs:
+ * src [n_in] with stride, dst [n_out]. */
+static void resize_axis_ref(const double *src, int n_in, size_t stride_in, double *dst, int n_out, size_t stride_out) {
+    const double scale = (double)n_in / n_out, fs = scale < 1 ? 1 : scale, support = 2 * fs;
+    for (int i = 0; i < n_out; i++) {
+        const double center = (i + 0.5) * scale;
+        int lo = (int)(center - support + 0.5), hi = (int)(center + support + 0.5);
+        if (lo < 0) lo = 0;
+        if (hi > n_in) hi = n_in;
+        double acc = 0, ww = 0;
+        for (int j = lo; j < hi; j++) {
+            double x = fabs((j - center + 0.5) / fs), w = 0;
+            if (x < 1) w = (1.5 * x - 2.5) * x * x + 1;
+            else if (x < 2) w = ((-0.5 * x + 2.5) * x - 4) * x + 2;
+            acc += w * src[j * stride_in], ww += w;
+        }
+        dst[i * stride_out] = acc / ww;
+    }
+}
+
+/* Resize(resize) + CenterCrop(crop) in double: the whole image resized (rows, then columns),
+ * then cropped; the offsets from Python's round. */
+static void eval_resize_ref(const Image *img, int resize, int crop, double *out) {
+    const int w = img->w, h = img->h, C = img->c;
+    int nw, nh;
+    if (w <= h) nw = resize, nh = (int)((double)resize * h / w);
+    else nh = resize, nw = (int)((double)resize * w / h);
+    double *a = malloc(sizeof(double) * w * h), *b = malloc(sizeof(double) * nw * h), *r = malloc(sizeof(double) * nw * nh);
+    const int top = (int)nearbyint((nh - crop) / 2.0), left = (int)nearbyint((nw - crop) / 2.0);
+    for (int c = 0; c < C; c++) {
+        for (int i = 0; i < w * h; i++) a[i] = img->px[(size_t)i * C + c];
+        for (int y = 0; y < h; y++) resize_axis_ref(a + (size_t)y * w, w, 1, b + (size_t)y * nw, nw, 1);
+        for (int x = 0; x < nw; x++) resize_axis_ref(b + x, h, nw, r + x, nh, nw);
+        for (int y = 0; y < crop; y++)
+            for (int x = 0; x < crop; x++) out[((size_t)c * crop + y) * crop + x] = r[(size_t)(top + y) * nw + left + x] / 255;
+    }
+    free(a), free(b), free(r);
+}
+
+static void random_image(Image *img, int w, int h, int c, uint64_t seed) {
+    TestRng r = {seed};
+    image_reserve(img, w, h, c);
+    /* smooth content plus noise, so that both the filter and the rounding matter */
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++)
+            for (int k = 0; k < c; k++) {
+                double v = 128 + 90 * sin(0.05 * x * (k + 1)) * cos(0.07 * y) + 30 * (rng_uniform(&r) - 0.5);
+                img->px[((size_t)y * w + x) * c + k] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+            }
+}
+
+/* torchvision's Resize(R, bicubic) + CenterCrop(S): the resized size (int(R * long / short)),
+ * the crop's offsets (halves to even), and the values against a double reference within the 8-bit
+ * rounding of Pillow's two passes; an identity resize is an exact crop. */
+static void test_eval_resize_center_crop(void) {
+    int nw, nh;
+    image_eval_resize_size(500, 375, 256, &nw, &nh);
+    CHECK(nw == 341 && nh == 256, "500x375 -> %dx%d, want 341x256", nw, nh);
+    image_eval_resize_size(375, 500, 256, &nw, &nh);
+    CHECK(nw == 256 && nh == 341, "375x500 -> %dx%d, want 256x341", nw, nh);
+    image_eval_resize_size(100, 80, 256, &nw, &nh);
+    CHECK(nw == 320 && nh == 256, "100x80 -> %dx%d, want 320x256", nw, nh);
+
+    Image img = {0};
+    Err e;
+    /* short side already 256: no resampling, the crop alone; (301 - 224) / 2 = 38.5 -> 38,
+     * (303 - 224) / 2 = 39.5 -> 40 (Python's round), (256 - 224) / 2 = 16 */
+    const int widths[2] = {301, 303}, lefts[2] = {38, 40};
+    float *out = malloc(sizeof(float) * 3 * 224 * 224);
+    for (int t = 0; t < 2; t++) {
+        random_image(&img, widths[t], 256, 3, 80 + t);
+        CHECK(image_resize_center_crop(out, &img, 256, 224, &e) == 0, "%s", e.msg);
+        int same = 1;
+        for (int c = 0; c < 3; c++)
+            for (int y = 0; y < 224; y++)
+                for (int x = 0; x < 224; x++)
+                    same &= out[((size_t)c * 224 + y) * 224 + x] ==
+                            (float)img.px[((size_t)(16 + y) * widths[t] + lefts[t] + x) * 3 + c] / 255.0f;
+        CHECK(same, "width %d: not the crop at (16, %d)", widths[t], lefts[t]);
+    }
+    /* down (500x375 -> 341x256, 224), up (100x80 -> 320x256, 224), gray, small odd sizes */
+    const struct { int w, h, c, R, S; } cases[] = {{500, 375, 3, 256, 224}, {375, 500, 3, 256, 224}, {100, 80, 3, 256, 224},
+                                                  {97, 131, 1, 36, 32}, {1200, 45, 3, 40, 40}};
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        const int S = cases[i].S, C = cases[i].c;
+        random_image(&img, cases[i].w, cases[i].h, C, 90 + i);
+        float *o = malloc(sizeof(float) * C * S * S);
+        double *ref = malloc(sizeof(double) * C * S * S);
+        CHECK(image_resize_center_crop(o, &img, cases[i].R, S, &e) == 0, "%s", e.msg);
+        eval_resize_ref(&img, cases[i].R, S, ref);
+        double worst = 0, sum = 0;
+        for (int j = 0; j < C * S * S; j++) {
+            double r = ref[j] < 0 ? 0 : ref[j] > 1 ? 1 : ref[j], dlt = fabs(o[j] - r);
+            worst = fmax(worst, dlt), sum += dlt;
+        }
+        /* each pass rounds to 8 bits (half a level), the vertical pass spreads the first's */
+        CHECK(worst <= 1.5 / 255 && sum / (C * S * S) < 0.4 / 255, "%dx%dx%d -> %d, %d: max |diff| %.2f levels, mean %.3f",
+              cases[i].w, cases[i].h, C, cases[i].R, S, worst * 255, sum / (C * S * S) * 255);
+        free(o), free(ref);
+    }
+    /* a constant image stays constant */
+    image_reserve(&img, 333, 250, 3);
+    memset(img.px, 200, 333 * 250 * 3);
+    CHECK(image_resize_center_crop(out, &img, 256, 224, &e) == 0, "%s", e.msg);
+    int flat = 1;
+    for (int j = 0; j < 3 * 224 * 224; j++) flat &= out[j] == 200.0f / 255.0f;
+    CHECK(flat, "a constant image changed");
+    e.msg[0] = 0;
+    CHECK(image_resize_center_crop(out, &img, 200, 224, &e) < 0 && strstr(e.msg, "crop 224"), "crop > resize: '%s'", e.msg);
+    free(out);
+    image_free(&img);
+}
+
+static void test_knn_effective_k(void) {
+    CHECK(knn_effective_k(200, 18) == 18 && knn_effective_k(200, 10000) == 200 && knn_effective_k(18, 18) == 18,
+          "k capped at the bank size");
+}
+
 int main(void) {
     RUN(test_knn_matches_brute_force);
     RUN(test_knn_clusters);
     RUN(test_knn_bad_input);
+    RUN(test_knn_effective_k);
+    RUN(test_eval_resize_center_crop);
     RUN(test_probe_gradient);
     RUN(test_probe_separable);
     RUN(test_probe_matches_pytorch);

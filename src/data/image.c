@@ -483,3 +483,130 @@ int png_write(const char *path, const uint8_t *px, int w, int h, int c, Err *e) 
     free(o.p);
     return rc;
 }
+
+/* ---------------------------------------------------------------- evaluation resize */
+
+/* Pillow's bicubic filter (a = -0.5), support 2. */
+static double pil_bicubic(double x) {
+    const double a = -0.5;
+    if (x < 0) x = -x;
+    if (x < 1) return ((a + 2) * x - (a + 3)) * x * x + 1;
+    if (x < 2) return (((x - 5) * x + 8) * x - 4) * a;
+    return 0;
+}
+
+enum { PIL_PRECISION_BITS = 32 - 8 - 2 };
+
+/* Pillow's precompute_coeffs and normalize_coeffs_8bpc (Resample.c) for outputs first ..
+ * first + count - 1 of a resize of `in` samples to `out`: the support widens with the downscale
+ * factor (antialiasing), weights are normalized in double, then rounded to 22-bit fixed point
+ * (half away from zero). Per output: first input start[i], taps[i] weights k[i * ksize ..].
+ * Returns ksize. */
+static int pil_coeffs(int in, int out, int first, int count, int *start, int *taps, int32_t **kk) {
+    const double scale = (double)in / out, filterscale = scale < 1 ? 1 : scale, support = 2.0 * filterscale;
+    int ksize = (int)support;
+    if (ksize < support) ksize++; /* ceil */
+    ksize = ksize * 2 + 1;
+    int32_t *k = xmalloc((size_t)count * ksize * sizeof(int32_t), "resize coefficients");
+    double *pre = xmalloc((size_t)ksize * sizeof(double), "resize coefficients");
+    for (int i = 0; i < count; i++) {
+        const double center = (first + i + 0.5) * scale, ss = 1.0 / filterscale;
+        int xmin = (int)(center - support + 0.5), xmax = (int)(center + support + 0.5);
+        if (xmin < 0) xmin = 0;
+        if (xmax > in) xmax = in;
+        xmax -= xmin;
+        if (xmax > ksize) xmax = ksize;
+        double ww = 0;
+        for (int x = 0; x < xmax; x++) ww += pre[x] = pil_bicubic((x + xmin - center + 0.5) * ss);
+        int32_t *ki = k + (size_t)i * ksize;
+        for (int x = 0; x < ksize; x++) {
+            const double w = x < xmax ? (ww != 0 ? pre[x] / ww : pre[x]) : 0;
+            ki[x] = (int32_t)(w < 0 ? -0.5 + w * (1 << PIL_PRECISION_BITS) : 0.5 + w * (1 << PIL_PRECISION_BITS));
+        }
+        start[i] = xmin, taps[i] = xmax;
+    }
+    xfree(pre);
+    *kk = k;
+    return ksize;
+}
+
+/* Pillow's clip8: the fixed-point sum back to 8 bits (floor, clamped). */
+static inline uint8_t pil_clip8(int64_t v) {
+    if (v <= 0) return 0;
+    v >>= PIL_PRECISION_BITS;
+    return (uint8_t)(v > 255 ? 255 : v);
+}
+
+/* Python's round(n / 2) for n >= 0: halves go to the even neighbour. */
+static int half_round_even(int n) {
+    int q = n / 2;
+    return (n % 2) && (q % 2) ? q + 1 : q;
+}
+
+void image_eval_resize_size(int w, int h, int resize, int *nw, int *nh) {
+    /* torchvision's _compute_resized_output_size: int(size * long / short), a correctly rounded
+     * division then truncation, as here. */
+    if (w <= h)
+        *nw = resize, *nh = (int)((double)((int64_t)resize * h) / w);
+    else
+        *nh = resize, *nw = (int)((double)((int64_t)resize * w) / h);
+}
+
+int image_resize_center_crop(float *out, const Image *img, int resize, int crop, Err *e) {
+    if (resize < 1 || crop < 1 || crop > resize)
+        return err_set(e, "eval resize: crop %d must be between 1 and the resized short side %d (raise --eval-resize)",
+                       crop, resize);
+    const int w = img->w, h = img->h, C = img->c;
+    if (w < 1 || h < 1 || C < 1 || C > 4) return err_set(e, "eval resize: a %dx%dx%d image", w, h, C);
+    int nw, nh;
+    image_eval_resize_size(w, h, resize, &nw, &nh);
+    const int top = half_round_even(nh - crop), left = half_round_even(nw - crop);
+    /* Pillow resizes horizontally first, into 8 bits, then vertically, skipping a pass whose size
+     * does not change; only the crop's columns and the rows its vertical taps read are made. */
+    const int need_h = nw != w, need_v = nh != h;
+    int *sx = xmalloc(4 * (size_t)crop * sizeof(int), "resize bounds"), *tx = sx + crop, *sy = tx + crop, *ty = sy + crop;
+    int32_t *kx = NULL, *ky = NULL;
+    int kxs = 0, kys = 0;
+    if (need_h) kxs = pil_coeffs(w, nw, left, crop, sx, tx, &kx);
+    if (need_v) {
+        kys = pil_coeffs(h, nh, top, crop, sy, ty, &ky);
+    } else {
+        for (int i = 0; i < crop; i++) sy[i] = top + i, ty[i] = 1;
+    }
+    const int y_first = sy[0], y_rows = sy[crop - 1] + ty[crop - 1] - y_first;
+    uint8_t *tmp = xmalloc((size_t)y_rows * crop * C, "resize rows");
+    for (int r = 0; r < y_rows; r++) {
+        const uint8_t *src = img->px + (size_t)(y_first + r) * w * C;
+        uint8_t *dst = tmp + (size_t)r * crop * C;
+        for (int ox = 0; ox < crop; ox++) {
+            if (!need_h) {
+                memcpy(dst + (size_t)ox * C, src + (size_t)(left + ox) * C, (size_t)C);
+                continue;
+            }
+            const int32_t *k = kx + (size_t)ox * kxs;
+            const uint8_t *p = src + (size_t)sx[ox] * C;
+            for (int c = 0; c < C; c++) {
+                int64_t ss = 1 << (PIL_PRECISION_BITS - 1);
+                for (int j = 0; j < tx[ox]; j++) ss += (int64_t)p[(size_t)j * C + c] * k[j];
+                dst[(size_t)ox * C + c] = pil_clip8(ss);
+            }
+        }
+    }
+    /* ToTensor: the 8-bit result / 255, CHW. */
+    for (int oy = 0; oy < crop; oy++) {
+        const uint8_t *rows = tmp + (size_t)(sy[oy] - y_first) * crop * C;
+        const int32_t *k = need_v ? ky + (size_t)oy * kys : NULL;
+        for (int ox = 0; ox < crop; ox++)
+            for (int c = 0; c < C; c++) {
+                uint8_t v = rows[(size_t)ox * C + c];
+                if (need_v) {
+                    int64_t ss = 1 << (PIL_PRECISION_BITS - 1);
+                    for (int j = 0; j < ty[oy]; j++) ss += (int64_t)rows[((size_t)j * crop + ox) * C + c] * k[j];
+                    v = pil_clip8(ss);
+                }
+                out[((size_t)c * crop + oy) * crop + ox] = (float)v / 255.0f;
+            }
+    }
+    xfree(tmp), xfree(sx), xfree(kx), xfree(ky);
+    return 0;
+}

@@ -49,4 +49,16 @@ int image_decode_file(Image *img, const char *path, int channels, int min_side, 
 /* Writes 8-bit gray (c = 1) or RGB (c = 3) pixels as a PNG, atomically (see AtomicFile). */
 int png_write(const char *path, const uint8_t *px, int w, int h, int c, Err *e);
 
+/* Evaluation preprocessing as torchvision's Resize(resize, BICUBIC) + CenterCrop(crop) on a PIL
+ * image (the BYOL / ImageNet protocol: 256 then 224, 87.5%): the short side resized to `resize`,
+ * the long side to int(resize * long / short), by Pillow's antialiased bicubic (a = -0.5, the
+ * support widened by the downscale factor, 22-bit fixed-point weights, the horizontal pass first
+ * and rounded to 8 bits, a pass skipped when its size is unchanged), then the centred crop x crop
+ * window (offsets round((new - crop) / 2), halves to even as Python), as CHW floats v / 255
+ * (ToTensor). Pixel for pixel what Pillow computes from the same decoded pixels (only the crop's
+ * pixels are computed). Needs 1 <= crop <= resize; -1 with e set otherwise. */
+int image_resize_center_crop(float *out, const Image *img, int resize, int crop, Err *e);
+/* The size (nw x nh) the short-side resize above gives a w x h image. */
+void image_eval_resize_size(int w, int h, int resize, int *nw, int *nh);
+
 #endif

@@ -1,5 +1,6 @@
 #include "features.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,12 +14,27 @@
 int preprocess_eval(float *out, const Dataset *ds, Split s, int idx, const FeatureConfig *fc,
                     Image *img, AugScratch *scratch, Err *e) {
     const int S = fc->image_size, C = ds->channels;
+    if (fc->resize > 0) {
+        /* Decoded at full size, as PIL decodes (no reduced-scale JPEG decoding, which would feed
+         * the resize other pixels than torchvision's). */
+        if (dataset_image(ds, s, idx, 0, img, e) || image_resize_center_crop(out, img, fc->resize, S, e)) return -1;
+        aug_normalize(out, C, S, S, fc->mean, fc->std);
+        return 0;
+    }
     if (dataset_image(ds, s, idx, S, img, e)) return -1;
     int side = img->w < img->h ? img->w : img->h;
     aug_resized_crop(out, img->px, img->h, img->w, C, (img->h - side) / 2, (img->w - side) / 2,
                      side, side, S, INTERP_BILINEAR, scratch);
     aug_normalize(out, C, S, S, fc->mean, fc->std);
     return 0;
+}
+
+void feature_preprocess_name(const FeatureConfig *fc, char *buf, size_t cap) {
+    if (fc->resize > 0)
+        snprintf(buf, cap, "center %d of short side %d (bicubic; %.1f%%)", fc->image_size, fc->resize,
+                 100.0 * fc->image_size / fc->resize);
+    else
+        snprintf(buf, cap, "largest centred square to %d (bilinear)", fc->image_size);
 }
 
 int extract_features(const ResNet *net, const float *params, const float *buffers,

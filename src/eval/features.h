@@ -1,9 +1,12 @@
 /* Frozen features for evaluation: the encoder in evaluation mode (batch norm with running
  * statistics) on un-augmented images, or the raw pixels themselves as a baseline.
  *
- * Un-augmented means: decoded, the largest centred square resized (antialiased) to S x S when the
- * image is not S x S already (torchvision's Resize(S) + CenterCrop(S)), scaled to [0, 1],
- * normalized by the training run's channel mean and std. */
+ * Un-augmented means: decoded, then by default the largest centred square resized (bilinear,
+ * antialiased) to S x S when the image is not S x S already (torchvision's Resize(S) +
+ * CenterCrop(S)); with resize > 0 the BYOL / ImageNet protocol instead, torchvision's
+ * Resize(resize, bicubic) + CenterCrop(S) (256 then 224 for 224-px models, 87.5%; see
+ * image_resize_center_crop). The two agree at native size (CIFAR, MNIST, STL-10: no resize). Then
+ * scaled to [0, 1] and normalized by the training run's channel mean and std. */
 #ifndef BYOL_FEATURES_H
 #define BYOL_FEATURES_H
 
@@ -16,7 +19,12 @@ typedef struct {
     float mean[3], std[3];
     int batch;      /* images per encoder forward */
     int max_images; /* evenly spaced subset when the split is larger (0: all) */
+    int resize;     /* > 0: short side to this (bicubic), then the centred S x S; 0: the largest centred square to S */
 } FeatureConfig;
+
+/* The preprocessing in words, for reports: "center 224 of short side 256 (bicubic)" or "largest
+ * centred square to 32 (bilinear)". */
+void feature_preprocess_name(const FeatureConfig *fc, char *buf, size_t cap);
 
 /* Features of split s as a malloc'ed [n, d] float array (d = encoder.out_dim, or C*S*S for raw
  * pixels when net is NULL), labels [n] (malloc'ed; -1 where none). Returns n, or -1 with e set. */

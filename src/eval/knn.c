@@ -81,6 +81,8 @@ static void heap_feed(float *hs, int *hi, int *count, int k, const float *s, int
     }
 }
 
+int knn_effective_k(int k, int n_bank) { return k > n_bank ? n_bank : k; }
+
 int knn_predict(const float *bank, const int32_t *bank_labels, int n_bank, const float *query,
                 int n_query, int d, int n_classes, int k, float T, int32_t *pred, Err *e) {
     if (n_bank < 1 || n_query < 1) return err_set(e, "knn: empty %s set", n_bank < 1 ? "bank" : "query");
@@ -91,7 +93,7 @@ int knn_predict(const float *bank, const int32_t *bank_labels, int n_bank, const
     for (int i = 0; i < n_bank; i++)
         if (bank_labels[i] < 0 || bank_labels[i] >= n_classes)
             return err_set(e, "knn: bank label %d at row %d is outside [0, %d)", (int)bank_labels[i], i, n_classes);
-    if (k > n_bank) k = n_bank;
+    k = knn_effective_k(k, n_bank);
 
     float *bn = normalized_copy(bank, n_bank, d, "knn bank", e);
     if (!bn) return -1;

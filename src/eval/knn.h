@@ -26,6 +26,10 @@
 
 enum { KNN_QUERY_BLOCK = 128, KNN_BANK_TILE = 4096 };
 
+/* The k knn_predict uses: k capped at the bank size (every bank item votes when the bank holds
+ * fewer than k), so reports can state the k that was used. */
+int knn_effective_k(int k, int n_bank);
+
 /* Writes the predicted class of each query to pred[n_query]. Returns 0, or -1 with e filled on
  * bad input: empty sets, d < 1, n_classes < 2, k < 1, T not positive and finite, a bank label
  * outside [0, n_classes), a non-finite feature. */
