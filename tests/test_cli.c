@@ -292,6 +292,169 @@ static void test_stdout_write_error(void) {
     CHECK(!exists(OUT), "no output file after a failed stdout");
 }
 
+
+/* ---- byol eval / embed / export ---- */
+
+static char CIFAR[600], RUN_DIR[600];
+
+/* Runs byol with args, stdout to TEST_TMP/out and stderr to TEST_TMP/err; the exit status. */
+static int run_out(const char *args) {
+    char cmd[8192];
+    const char *byol = getenv("BYOL") ? getenv("BYOL") : "./byol";
+    snprintf(cmd, sizeof cmd, "%s %s > %s/out 2> %s/err", byol, args, TEST_TMP, TEST_TMP);
+    return sh_status(cmd);
+}
+
+/* A one-step run of a tiny model on 100 + 100 CIFAR-10 JPEGs, made once. */
+static void tiny_run(void) {
+    if (RUN_DIR[0]) return;
+    extract_cifar_subset(CIFAR, sizeof CIFAR);
+    snprintf(RUN_DIR, sizeof RUN_DIR, "%s/run", TEST_TMP);
+    char a[4096];
+    snprintf(a, sizeof a,
+             "train --data %s --out %s --width 4 --proj-hidden 32 --proj-dim 16 --pred-hidden 32 --batch 16 "
+             "--max-steps 1 --knn-before 0 --knn-after 0 --eval-every 0 --threads 1",
+             CIFAR, RUN_DIR);
+    if (run_out(a) != 0) {
+        char *err = slurp_text("err");
+        printf("FATAL tiny run failed: %s\n", err);
+        exit(2);
+    }
+}
+
+/* --help of eval, embed and export: --random-init takes a value, and the model flags say the
+ * checkpoint's values are used (eval without --ckpt: byol train's defaults), not the engine's
+ * width 64 and 4096-wide heads. */
+static void test_eval_commands_help(void) {
+    CHECK(run_out("eval --help") == 0, "eval --help");
+    char *out = slurp_text("out");
+    CHECK(strstr(out, "--random-init 1") && !strstr(out, "[--random-init]"), "usage shows --random-init with a value: %s", out);
+    CHECK(strstr(out, "(the checkpoint's, else byol train's 8)") && strstr(out, "(the checkpoint's, else byol train's 512)"),
+          "eval's model flags name the checkpoint and train's defaults: %s", out);
+    CHECK(!strstr(out, "(64)") && !strstr(out, "(4096)"), "engine defaults listed: %s", out);
+    CHECK(strstr(out, "--eval-resize") != NULL, "--eval-resize listed");
+    free(out);
+    const char *cmds[] = {"embed --help", "export --help"};
+    for (int i = 0; i < 2; i++) {
+        CHECK(run_out(cmds[i]) == 0, "%s", cmds[i]);
+        out = slurp_text("out");
+        CHECK(strstr(out, "--width N") && strstr(out, "(the checkpoint's; if given, must agree)") && !strstr(out, "(64)") &&
+                  !strstr(out, "(4096)"),
+              "%s: %s", cmds[i], out);
+        free(out);
+    }
+}
+
+/* kNN against a bank smaller than k: k is capped and the output says so; --random-init without
+ * --ckpt builds byol train's default model (width 8: 64 features), not the engine's (512). */
+static void test_eval_knn_cap_and_random_init(void) {
+    tiny_run();
+    char a[4096];
+    snprintf(a, sizeof a, "eval --ckpt %s --eval-bank 18 --eval-queries 20 --threads 1", RUN_DIR);
+    int st = run_out(a);
+    char *out = slurp_text("out"), *err = slurp_text("err");
+    CHECK(st == 0, "eval exit %d: %s", st, err);
+    CHECK(strstr(out, "(k 18: --knn-k 200 capped at the 18-image bank, T 0.1, cosine)") != NULL, "cap stated: %s", out);
+    const char *json = strrchr(out, '{');
+    CHECK(json && json_number(json, "knn_k") == 18 && json_number(json, "knn_k_asked") == 200, "JSON: %s", json ? json : out);
+    free(out), free(err);
+    snprintf(a, sizeof a, "eval --random-init 1 --data %s --eval-bank 20 --eval-queries 20 --threads 1", CIFAR);
+    st = run_out(a);
+    out = slurp_text("out"), err = slurp_text("err");
+    CHECK(st == 0, "eval --random-init exit %d: %s", st, err);
+    json = strrchr(out, '{');
+    CHECK(json && json_number(json, "dim") == 64, "random-init without --ckpt: %g dims (want 64, byol train's width 8): %s",
+          json ? json_number(json, "dim") : NAN, out);
+    free(out), free(err);
+}
+
+/* --eval-resize: the short side to N (bicubic), the centred --image-size square; named in the
+ * output and the JSON; smaller than the crop is refused in one line. embed takes it too. */
+static void test_eval_resize_flag(void) {
+    tiny_run();
+    char a[4096];
+    snprintf(a, sizeof a, "eval --ckpt %s --eval-bank 20 --eval-queries 20 --eval-resize 36 --threads 1", RUN_DIR);
+    int st = run_out(a);
+    char *out = slurp_text("out"), *err = slurp_text("err");
+    CHECK(st == 0, "exit %d: %s", st, err);
+    CHECK(strstr(out, "32x32 (center 32 of short side 36 (bicubic; 88.9%))") != NULL, "preprocessing named: %s", out);
+    const char *json = strrchr(out, '{');
+    CHECK(json && json_number(json, "eval_resize") == 36 && json_number(json, "image_size") == 32, "JSON: %s", json ? json : out);
+    free(out), free(err);
+    snprintf(a, sizeof a, "eval --ckpt %s --eval-bank 20 --eval-queries 20 --threads 1", RUN_DIR);
+    CHECK(run_out(a) == 0, "default eval");
+    out = slurp_text("out");
+    CHECK(strstr(out, "(largest centred square to 32 (bilinear))") != NULL, "default preprocessing named: %s", out);
+    free(out);
+    snprintf(a, sizeof a, "eval --ckpt %s --eval-resize 20", RUN_DIR);
+    st = run_out(a);
+    err = slurp_text("err");
+    CHECK(st == 1 && strstr(err, "--eval-resize 20 is smaller than the centre crop (the image size, 32)") &&
+              strchr(err, '\n') == err + strlen(err) - 1,
+          "exit %d: %s", st, err);
+    free(err);
+    snprintf(a, sizeof a, "embed --ckpt %s --split test --eval-resize 40 --out %s/f.npy", RUN_DIR, TEST_TMP);
+    st = run_out(a);
+    out = slurp_text("out");
+    CHECK(st == 0 && strstr(out, "of the test split (center 32 of short side 40"), "embed: %s", out);
+    free(out);
+}
+
+/* export's metadata says how to feed the encoder: image_size, and mean and std as the
+ * checkpoint's byol.mean / byol.std. */
+static void test_export_metadata(void) {
+    tiny_run();
+    char a[4096], ckpt[700];
+    snprintf(a, sizeof a, "export --ckpt %s --out %s/enc.safetensors", RUN_DIR, TEST_TMP);
+    CHECK(run_out(a) == 0, "export");
+    Safetensors enc, ck;
+    Err e;
+    snprintf(a, sizeof a, "ls %s/ckpt-*.safetensors | tail -n1 > %s/last", RUN_DIR, TEST_TMP);
+    CHECK(system(a) == 0, "listed the run");
+    char *last = slurp_text("last");
+    last[strcspn(last, "\n")] = 0;
+    snprintf(ckpt, sizeof ckpt, "%s", last);
+    free(last);
+    if (st_open(&enc, tmp_path("enc.safetensors"), &e) != 0 || st_open(&ck, ckpt, &e) != 0) {
+        CHECK(0, "%s", e.msg);
+        return;
+    }
+    const char *size = st_meta(&enc, "image_size"), *m = st_meta(&enc, "mean"), *sd = st_meta(&enc, "std");
+    CHECK(size && strcmp(size, "32") == 0, "image_size '%s'", size ? size : "(none)");
+    float em[3], es[3], cm[3], cs[3];
+    CHECK(m && sd && sscanf(m, "%f %f %f", &em[0], &em[1], &em[2]) == 3 && sscanf(sd, "%f %f %f", &es[0], &es[1], &es[2]) == 3,
+          "mean '%s' std '%s'", m ? m : "(none)", sd ? sd : "(none)");
+    CHECK(sscanf(st_meta(&ck, "byol.mean"), "%f %f %f", &cm[0], &cm[1], &cm[2]) == 3 &&
+              sscanf(st_meta(&ck, "byol.std"), "%f %f %f", &cs[0], &cs[1], &cs[2]) == 3,
+          "checkpoint's normalization");
+    CHECK(m && sd && memcmp(em, cm, sizeof em) == 0 && memcmp(es, cs, sizeof es) == 0 && es[0] > 0, "mean %s std %s vs the checkpoint's %s %s",
+          m ? m : "", sd ? sd : "", st_meta(&ck, "byol.mean"), st_meta(&ck, "byol.std"));
+    CHECK(st_meta(&enc, "arch") && strcmp(st_meta(&enc, "arch"), "resnet18") == 0, "arch kept");
+    st_close(&enc), st_close(&ck);
+}
+
+/* The checkpoint's --data moved away: eval and embed name the checkpoint it came from. */
+static void test_eval_ckpt_data_missing(void) {
+    tiny_run();
+    char a[4096], moved[700];
+    snprintf(moved, sizeof moved, "%s.moved", CIFAR);
+    CHECK(rename(CIFAR, moved) == 0, "moved the data");
+    const char *cmds[] = {"eval", "embed"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(a, sizeof a, "%s --ckpt %s --out %s/f.npy", cmds[i], RUN_DIR, TEST_TMP);
+        if (i == 0) snprintf(a, sizeof a, "eval --ckpt %s", RUN_DIR);
+        int st = run_out(a);
+        char *err = slurp_text("err");
+        char want[1400];
+        snprintf(want, sizeof want, "%s (the --data of %s/ckpt-", CIFAR, RUN_DIR);
+        CHECK(st == 1 && strstr(err, want) && strstr(err, "cannot open") && strstr(err, "; pass --data") &&
+                  !strstr(err, "(check --data)") && strchr(err, '\n') == err + strlen(err) - 1,
+              "%s: exit %d: %s", cmds[i], st, err);
+        free(err);
+    }
+    CHECK(rename(moved, CIFAR) == 0, "moved the data back");
+}
+
 int main(void) {
     test_tmpdir("test_cli");
     snprintf(OUT, sizeof OUT, "%s/out.safetensors", TEST_TMP);
@@ -305,5 +468,10 @@ int main(void) {
     RUN(test_stdout_write_error);
     RUN(test_bench_reports_consistent_figures);
     RUN(test_version_names_blas_kernels);
+    RUN(test_eval_commands_help);
+    RUN(test_eval_knn_cap_and_random_init);
+    RUN(test_eval_resize_flag);
+    RUN(test_export_metadata);
+    RUN(test_eval_ckpt_data_missing);
     return test_finish();
 }

@@ -87,19 +87,86 @@ static int load_checkpoint(Loaded *L, const char *ckpt, const ModelConfig *asked
 /* ---------------------------------------------------------------- byol eval */
 
 static const char *EVAL_USAGE =
-    "usage: byol eval --ckpt FILE|DIR [--data PATH] [--dataset NAME] [--random-init] [--raw-pixels]\n"
+    "usage: byol eval --ckpt FILE|DIR [--data PATH] [--dataset NAME] [--eval-resize N]\n"
+    "       byol eval --random-init 1 [--ckpt FILE|DIR] [model flags] --data PATH\n"
+    "       byol eval --raw-pixels 1 --data PATH\n"
     "Frozen, un-augmented features of the train split (kNN bank, probe training set) and the test\n"
-    "split (scored): kNN top-1 (cosine, weights exp(s/T)) and linear-probe top-1 (multinomial\n"
-    "logistic regression on standardized features, L-BFGS to convergence). Last line: JSON.";
+    "split (scored): kNN top-1 (cosine, weights exp(s/T); k at most the bank size) and linear-probe\n"
+    "top-1 (multinomial logistic regression on standardized features, L-BFGS to convergence).\n"
+    "Images: the largest centred square resized to --image-size (bilinear), or with --eval-resize\n"
+    "the short side resized to N (bicubic) and the centred --image-size square taken (torchvision's\n"
+    "Resize(256) + CenterCrop(224), the BYOL protocol for 224-px models). The model is the\n"
+    "checkpoint's; without --ckpt, byol train's defaults unless model flags say. Last line: JSON.";
+
+/* Shared by eval, embed and export. */
+
+/* The model flags, with help that says where the values come from: the checkpoint's saved
+ * configuration (a flag given must agree with it), and without a checkpoint (eval's
+ * --random-init / --raw-pixels) byol train's defaults, which *c is set to. */
+static void ckpt_model_flags(Flag *f, ModelConfig *c, int ckpt_optional) {
+    TrainOptions td;
+    train_options_default(&td);
+    *c = td.mc;
+    model_flags(f, c);
+    static char help[MODEL_FLAG_COUNT][256];
+    const char *what[MODEL_FLAG_COUNT] = {"encoder: resnet18, resnet34 or resnet50", "base width; stages use w, 2w, 4w, 8w",
+                                          "cifar (3x3, no max-pool) or imagenet (7x7/2 + max-pool)", "image channels",
+                                          "projector hidden size", "projection size", "predictor hidden size"};
+    char dflt[MODEL_FLAG_COUNT][32];
+    snprintf(dflt[0], sizeof dflt[0], "%s", arch_name(c->enc.arch));
+    snprintf(dflt[1], sizeof dflt[1], "%d", c->enc.width);
+    snprintf(dflt[2], sizeof dflt[2], "%s", stem_name(c->enc.stem));
+    snprintf(dflt[3], sizeof dflt[3], "%d", c->enc.in_channels);
+    snprintf(dflt[4], sizeof dflt[4], "%d", c->proj_hidden);
+    snprintf(dflt[5], sizeof dflt[5], "%d", c->proj_dim);
+    snprintf(dflt[6], sizeof dflt[6], "%d", c->pred_hidden);
+    for (int i = 0; i < MODEL_FLAG_COUNT; i++) {
+        if (ckpt_optional)
+            snprintf(help[i], sizeof help[i], "%s (the checkpoint's, else byol train's %s)", what[i], dflt[i]);
+        else
+            snprintf(help[i], sizeof help[i], "%s (the checkpoint's; if given, must agree)", what[i]);
+        f[i].help = help[i];
+    }
+}
+
+/* The default --image-size: the dataset's side, 224 for folders of mixed sizes. */
+static int dataset_image_size(const Dataset *ds) {
+    return ds->sizes_vary ? 224 : (ds->height < ds->width ? ds->height : ds->width);
+}
+
+/* Opens the dataset; when its path came from the checkpoint (no --data), a failure names the
+ * checkpoint it came from, so that a run moved to another machine is understood. */
+static int open_data(Dataset *ds, const DataOptions *dopt, int from_ckpt, const char *ckpt, Err *e) {
+    if (data_open(ds, dopt, stderr, e) == 0) return 0;
+    if (!from_ckpt) return -1;
+    char path[4400];
+    Err ignored;
+    if (ckpt_resolve(ckpt, path, sizeof path, &ignored)) snprintf(path, sizeof path, "%s", ckpt);
+    Err orig = *e;
+    const char *data = dopt->data ? dopt->data : "";
+    const size_t n = strlen(data), hint = strlen(" (check --data)"), len = strlen(orig.msg);
+    if (len >= hint && strcmp(orig.msg + len - hint, " (check --data)") == 0) orig.msg[len - hint] = 0;
+    /* "PATH: why" becomes "PATH (the --data of CKPT): why; pass --data" */
+    if (n && strncmp(orig.msg, data, n) == 0 && orig.msg[n] == ':')
+        return err_set(e, "%s (the --data of %s)%s; pass --data to read it from elsewhere", data, path, orig.msg + n);
+    return err_set(e, "%s (the --data of %s): %s; pass --data to read it from elsewhere", data, path, orig.msg);
+}
+
+/* Checks --eval-resize against the crop (the image size). */
+static int check_eval_resize(int resize, int image_size, Err *e) {
+    if (resize > 0 && resize < image_size)
+        return err_set(e, "--eval-resize %d is smaller than the centre crop (the image size, %d): give at least %d (256 for 224)",
+                       resize, image_size, image_size);
+    return 0;
+}
 
 int cmd_eval(int argc, char **argv) {
     const char *ckpt = NULL;
     ModelConfig asked;
-    model_config_default(&asked);
     DataOptions dopt;
     data_options_default(&dopt);
     int random_init = 0, raw_pixels = 0, k = KNN_DEFAULT_K, threads = 0, seed = 0, bank = 0, queries = 0,
-        image_size = 0, probe_iters = 0;
+        image_size = 0, probe_iters = 0, eval_resize = 0;
     float T = KNN_DEFAULT_T, probe_l2 = -1;
     Flag flags[32 + MODEL_FLAG_COUNT];
     int nf = 0;
@@ -114,10 +181,11 @@ int cmd_eval(int argc, char **argv) {
     flags[nf++] = (Flag){"probe-iters", FLAG_INT, &probe_iters, "probe L-BFGS iterations at most (3000)", 1, 1000000};
     flags[nf++] = (Flag){"eval-bank", FLAG_INT, &bank, "train images used, evenly spaced, 0 all (0)", 0, 1 << 30};
     flags[nf++] = (Flag){"eval-queries", FLAG_INT, &queries, "test images scored, 0 all (0)", 0, 1 << 30};
-    flags[nf++] = (Flag){"image-size", FLAG_INT, &image_size, "image side (the checkpoint's)", 1, 4096};
+    flags[nf++] = (Flag){"image-size", FLAG_INT, &image_size, "image side, the centre crop with --eval-resize (the checkpoint's)", 1, 4096};
+    flags[nf++] = (Flag){"eval-resize", FLAG_INT, &eval_resize, "short side resized to N (bicubic) before the centre crop; 0: largest square (0)", 0, 16384};
     flags[nf++] = (Flag){"seed", FLAG_INT, &seed, "seed of --random-init (0)", 0, 2147483647};
     flags[nf++] = (Flag){"threads", FLAG_INT, &threads, "threads (all cores)", 1, 4096};
-    model_flags(flags + nf, &asked);
+    ckpt_model_flags(flags + nf, &asked, 1);
     nf += MODEL_FLAG_COUNT;
     Err e;
     int rc = flags_parse(argc, argv, flags, nf, EVAL_USAGE, &e);
@@ -131,9 +199,10 @@ int cmd_eval(int argc, char **argv) {
     Loaded L;
     memset(&L, 0, sizeof L);
     if (ckpt && load_checkpoint(&L, ckpt, &asked, argc, argv, &e)) return cmd_fail("eval", &e, 1);
-    if (!dopt.data && L.loaded) dopt.data = L.o.data.data, dopt.dataset = dopt.dataset ? dopt.dataset : L.o.data.dataset;
+    const int data_from_ckpt = !dopt.data && L.loaded;
+    if (data_from_ckpt) dopt.data = L.o.data.data, dopt.dataset = dopt.dataset ? dopt.dataset : L.o.data.dataset;
     Dataset ds;
-    if (data_open(&ds, &dopt, stderr, &e)) {
+    if (open_data(&ds, &dopt, data_from_ckpt, ckpt, &e)) {
         if (L.loaded) byol_free(&L.model);
         return cmd_fail("eval", &e, 1);
     }
@@ -146,7 +215,7 @@ int cmd_eval(int argc, char **argv) {
         fprintf(stderr, "byol eval: %s has no labelled train and test splits: kNN and the linear probe need labels\n", ds.root);
         goto out;
     }
-    FeatureConfig fc = {image_size, {0, 0, 0}, {1, 1, 1}, 256, bank};
+    FeatureConfig fc = {.image_size = image_size, .std = {1, 1, 1}, .batch = 256, .max_images = bank, .resize = eval_resize};
     if (L.loaded) {
         memcpy(fc.mean, L.mean, sizeof fc.mean), memcpy(fc.std, L.std, sizeof fc.std);
         if (!fc.image_size) fc.image_size = L.o.data.image_size;
@@ -156,7 +225,11 @@ int cmd_eval(int argc, char **argv) {
             goto out;
         }
     }
-    if (!fc.image_size) fc.image_size = ds.sizes_vary ? 224 : (ds.height < ds.width ? ds.height : ds.width);
+    if (!fc.image_size) fc.image_size = dataset_image_size(&ds);
+    if (check_eval_resize(fc.resize, fc.image_size, &e)) {
+        fprintf(stderr, "byol eval: %s\n", e.msg);
+        goto out;
+    }
     const ResNet *net = NULL;
     const float *params = NULL, *buffers = NULL;
     const char *what = "checkpoint";
@@ -204,16 +277,24 @@ int cmd_eval(int argc, char **argv) {
         fprintf(stderr, "byol eval: %s\n", e.msg);
         goto out;
     }
-    printf("features   %s: %d train (bank) + %d test images, %d dims, %dx%d, %.1f s\n", what, nb, nq, d,
-           fc.image_size, fc.image_size, t_feat);
-    printf("kNN        top-1 %.2f%%  (k %d, T %g, cosine)\n", 100 * knn, k, T);
+    char prep[128], kdesc[128];
+    feature_preprocess_name(&fc, prep, sizeof prep);
+    const int k_used = knn_effective_k(k, nb);
+    if (k_used < k)
+        snprintf(kdesc, sizeof kdesc, "k %d: --knn-k %d capped at the %d-image bank", k_used, k, nb);
+    else
+        snprintf(kdesc, sizeof kdesc, "k %d", k);
+    printf("features   %s: %d train (bank) + %d test images, %d dims, %dx%d (%s), %.1f s\n", what, nb, nq, d,
+           fc.image_size, fc.image_size, prep, t_feat);
+    printf("kNN        top-1 %.2f%%  (%s, T %g, cosine)\n", 100 * knn, kdesc, T);
     printf("linear     top-1 %.2f%%  (train %.2f%%, %d L-BFGS iterations%s, l2 %g, %.1f s)\n", 100 * probe,
            100 * pr.train_top1, pr.iterations, pr.converged ? ", converged" : ", NOT converged", pc.l2, now_seconds() - t1);
     printf("{\"what\": \"%s\", \"ckpt\": \"%s\", \"step\": %lld, \"dataset\": \"%s\", \"train\": %d, \"test\": %d, "
-           "\"dim\": %d, \"knn_top1\": %.6f, \"knn_k\": %d, \"knn_t\": %g, \"linear_top1\": %.6f, "
-           "\"probe_iterations\": %d, \"probe_converged\": %s}\n",
-           what, ckpt && !raw_pixels && !random_init ? ckpt : "", (long long)L.step, ds.kind, nb, nq, d, knn, k, T,
-           probe, pr.iterations, pr.converged ? "true" : "false");
+           "\"dim\": %d, \"image_size\": %d, \"eval_resize\": %d, \"knn_top1\": %.6f, \"knn_k\": %d, "
+           "\"knn_k_asked\": %d, \"knn_t\": %g, \"linear_top1\": %.6f, \"probe_iterations\": %d, "
+           "\"probe_converged\": %s}\n",
+           what, ckpt && !raw_pixels && !random_init ? ckpt : "", (long long)L.step, ds.kind, nb, nq, d, fc.image_size,
+           fc.resize, knn, k_used, k, T, probe, pr.iterations, pr.converged ? "true" : "false");
     rc = fflush(stdout) == 0 && !ferror(stdout) ? 0 : 1;
 out:
     xfree(fb), xfree(fq), free(lb), free(lq);
@@ -229,17 +310,18 @@ static const char *EXPORT_USAGE =
     "usage: byol export --ckpt FILE|DIR --out encoder.safetensors\n"
     "The online encoder alone with torchvision's names and layouts (conv1.weight, bn1.*, layer1.0.*,\n"
     "...), loadable by torchvision.models.resnetNN() with load_state_dict(strict=False), which then\n"
-    "reports only fc.* missing (replace conv1 and maxpool first for the cifar stem).";
+    "reports only fc.* missing (replace conv1 and maxpool first for the cifar stem). Its metadata\n"
+    "says how to feed it: arch, width, stem, in_channels, image_size (the training side), mean and\n"
+    "std (per channel, of pixels in [0, 1]: x = (pixel / 255 - mean) / std).";
 
 int cmd_export(int argc, char **argv) {
     const char *ckpt = NULL, *out = NULL;
     ModelConfig asked;
-    model_config_default(&asked);
     Flag flags[2 + MODEL_FLAG_COUNT] = {
         {"ckpt", FLAG_STRING, &ckpt, "checkpoint file, or a run folder (its newest)", 0, -1},
         {"out", FLAG_STRING, &out, "output safetensors", 0, -1},
     };
-    model_flags(flags + 2, &asked);
+    ckpt_model_flags(flags + 2, &asked, 0);
     Err e;
     int rc = flags_parse(argc, argv, flags, 2 + MODEL_FLAG_COUNT, EXPORT_USAGE, &e);
     if (rc == 1) return 0;
@@ -285,11 +367,20 @@ int cmd_export(int argc, char **argv) {
     snprintf(width, sizeof width, "%d", L.o.mc.enc.width);
     snprintf(stem, sizeof stem, "%s", stem_name(L.o.mc.enc.stem));
     snprintf(inch, sizeof inch, "%d", L.o.mc.enc.in_channels);
-    StMeta meta[] = {{"arch", arch}, {"width", width}, {"stem", stem}, {"in_channels", inch}};
-    rc = st_write(out, ts, n + nbn, meta, 4, &e);
+    /* What a user needs to feed the encoder: the normalization it was trained with and the
+     * image side. Same formats as the checkpoint's byol.mean / byol.std: 3 numbers (the unused
+     * ones of a 1-channel model are 0 and 1). */
+    char size[16], mean[96], std[96];
+    snprintf(size, sizeof size, "%d", L.o.data.image_size);
+    snprintf(mean, sizeof mean, "%.9g %.9g %.9g", L.mean[0], L.mean[1], L.mean[2]);
+    snprintf(std, sizeof std, "%.9g %.9g %.9g", L.std[0], L.std[1], L.std[2]);
+    StMeta meta[] = {{"arch", arch}, {"width", width}, {"stem", stem}, {"in_channels", inch},
+                     {"image_size", size}, {"mean", mean}, {"std", std}};
+    rc = st_write(out, ts, n + nbn, meta, (int)ARRAY_LEN(meta), &e);
     if (rc) fprintf(stderr, "byol export: %s\n", e.msg);
-    else printf("wrote %s: %s width %d, %s stem, %d tensors (%d dims out)\n", out, arch, L.o.mc.enc.width, stem,
-                n + nbn, L.model.encoder.out_dim);
+    else printf("wrote %s: %s width %d, %s stem, %d tensors (%d dims out); inputs %dx%d, mean %s, std %s\n", out, arch,
+                L.o.mc.enc.width, stem, n + nbn, L.model.encoder.out_dim, L.o.data.image_size, L.o.data.image_size,
+                mean, std);
     for (int i = 0; i < n; i++) xfree(data[i]);
     free(ts), free(names), free(data), free(tracked);
     byol_free(&L.model);
@@ -299,18 +390,18 @@ int cmd_export(int argc, char **argv) {
 /* ---------------------------------------------------------------- byol embed */
 
 static const char *EMBED_USAGE =
-    "usage: byol embed --ckpt FILE|DIR --data PATH [--dataset NAME] --out features.npy [--labels labels.npy]\n"
-    "                  [--split train|test|unlabeled]\n"
-    "Pooled encoder features (evaluation-mode batch norm) of un-augmented images: float32 [N, d];\n"
-    "labels as int64 [N] (-1 where none).";
+    "usage: byol embed --ckpt FILE|DIR [--data PATH] [--dataset NAME] --out features.npy [--labels labels.npy]\n"
+    "                  [--split train|test|unlabeled] [--eval-resize N]\n"
+    "Pooled encoder features (evaluation-mode batch norm) of un-augmented images (as byol eval\n"
+    "makes them) of the train split unless --split says: float32 [N, d]; labels as int64 [N] (-1\n"
+    "where none). --data defaults to the checkpoint's.";
 
 int cmd_embed(int argc, char **argv) {
     const char *ckpt = NULL, *out = NULL, *labels_out = NULL, *split_name = "train";
     ModelConfig asked;
-    model_config_default(&asked);
     DataOptions dopt;
     data_options_default(&dopt);
-    int threads = 0;
+    int threads = 0, eval_resize = 0;
     Flag flags[8 + MODEL_FLAG_COUNT] = {
         {"ckpt", FLAG_STRING, &ckpt, "checkpoint file, or a run folder (its newest)", 0, -1},
         {"data", FLAG_STRING, &dopt.data, "dataset path (the checkpoint's)", 0, -1},
@@ -319,10 +410,11 @@ int cmd_embed(int argc, char **argv) {
         {"labels", FLAG_STRING, &labels_out, "labels .npy (optional)", 0, -1},
         {"split", FLAG_STRING, &split_name, "train, test or unlabeled (train)", 0, -1},
         {"threads", FLAG_INT, &threads, "threads (all cores)", 1, 4096},
+        {"eval-resize", FLAG_INT, &eval_resize, "short side resized to N (bicubic) before the centre crop; 0: largest square (0)", 0, 16384},
     };
-    model_flags(flags + 7, &asked);
+    ckpt_model_flags(flags + 8, &asked, 0);
     Err e;
-    int rc = flags_parse(argc, argv, flags, 7 + MODEL_FLAG_COUNT, EMBED_USAGE, &e);
+    int rc = flags_parse(argc, argv, flags, 8 + MODEL_FLAG_COUNT, EMBED_USAGE, &e);
     if (rc == 1) return 0;
     if (rc) return cmd_fail("embed", &e, 2);
     if (!ckpt || !out) {
@@ -338,9 +430,10 @@ int cmd_embed(int argc, char **argv) {
     Loaded L;
     memset(&L, 0, sizeof L);
     if (load_checkpoint(&L, ckpt, &asked, argc, argv, &e)) return cmd_fail("embed", &e, 1);
-    if (!dopt.data) dopt.data = L.o.data.data, dopt.dataset = dopt.dataset ? dopt.dataset : L.o.data.dataset;
+    const int data_from_ckpt = !dopt.data;
+    if (data_from_ckpt) dopt.data = L.o.data.data, dopt.dataset = dopt.dataset ? dopt.dataset : L.o.data.dataset;
     Dataset ds;
-    if (data_open(&ds, &dopt, stderr, &e)) {
+    if (open_data(&ds, &dopt, data_from_ckpt, ckpt, &e)) {
         byol_free(&L.model);
         return cmd_fail("embed", &e, 1);
     }
@@ -353,7 +446,13 @@ int cmd_embed(int argc, char **argv) {
                 ds.channels, L.o.mc.enc.in_channels);
         goto out;
     }
-    FeatureConfig fc = {L.o.data.image_size, {L.mean[0], L.mean[1], L.mean[2]}, {L.std[0], L.std[1], L.std[2]}, 256, 0};
+    FeatureConfig fc = {.image_size = L.o.data.image_size, .mean = {L.mean[0], L.mean[1], L.mean[2]},
+                        .std = {L.std[0], L.std[1], L.std[2]}, .batch = 256, .resize = eval_resize};
+    if (!fc.image_size) fc.image_size = dataset_image_size(&ds);
+    if (check_eval_resize(fc.resize, fc.image_size, &e)) {
+        fprintf(stderr, "byol embed: %s\n", e.msg);
+        goto out;
+    }
     int d, n = extract_features(&L.model.encoder, L.model.online.params, L.model.online.buffers, &ds, split, &fc,
                                 &f, &lab, &d, &e);
     if (n < 0) {
@@ -374,7 +473,9 @@ int cmd_embed(int argc, char **argv) {
             goto out;
         }
     }
-    printf("wrote %s: %d x %d features of the %s split%s%s\n", out, n, d, SPLIT_NAMES[split],
+    char prep[128];
+    feature_preprocess_name(&fc, prep, sizeof prep);
+    printf("wrote %s: %d x %d features of the %s split (%s)%s%s\n", out, n, d, SPLIT_NAMES[split], prep,
            labels_out ? ", labels in " : "", labels_out ? labels_out : "");
     rc = 0;
 out:
