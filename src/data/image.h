@@ -56,7 +56,12 @@ int png_write(const char *path, const uint8_t *px, int w, int h, int c, Err *e);
  * and rounded to 8 bits, a pass skipped when its size is unchanged), then the centred crop x crop
  * window (offsets round((new - crop) / 2), halves to even as Python), as CHW floats v / 255
  * (ToTensor). Pixel for pixel what Pillow computes from the same decoded pixels (only the crop's
- * pixels are computed). Needs 1 <= crop <= resize; -1 with e set otherwise. */
+ * pixels are computed). What can still differ from a torchvision pipeline: the decoded pixels
+ * themselves when PIL's libjpeg-turbo is another version (both use its defaults: ISLOW DCT,
+ * fancy upsampling, full-size decoding); and torchvision's tensor path (decode_image + Resize
+ * with antialias=True on float tensors) skips the 8-bit rounding between and after the passes,
+ * which moves values by about one level (1/255). Needs 1 <= crop <= resize; -1 with e set
+ * otherwise. */
 int image_resize_center_crop(float *out, const Image *img, int resize, int crop, Err *e);
 /* The size (nw x nh) the short-side resize above gives a w x h image. */
 void image_eval_resize_size(int w, int h, int resize, int *nw, int *nh);
