@@ -115,6 +115,35 @@ static void test_data_folder_with_bad_files(void) {
     cJSON_Delete(j);
 }
 
+/* A folder of mostly small images and one photo: the typical size is reported, and the largest,
+ * and the views default to the typical size. */
+static void test_data_mixed_sizes(void) {
+    char root[600], cmd[4096];
+    snprintf(root, sizeof root, "%s/mostly32", TEST_TMP);
+    sh("mkdir -p %s/a %s/b", root);
+    snprintf(cmd, sizeof cmd, "cp %s/airplane/000[0-4].jpg %s/a/ && cp %s/bird/000[0-4].jpg %s/b/", CIFAR, root, CIFAR, root);
+    CHECK(system(cmd) == 0, "copied images");
+    uint8_t *px = calloc(400 * 300 * 3, 1);
+    Err e;
+    char p[700];
+    snprintf(p, sizeof p, "%s/a/photo.png", root);
+    CHECK(png_write(p, px, 400, 300, 3, &e) == 0, "%s", e.msg);
+    free(px);
+    byol("data --data %s", root);
+    CHECK(R.status == 0, "exit %d: %s", R.status, R.err);
+    CHECK(strstr(R.out, "32x32 typical (median), largest 400x300") && strstr(R.out, "views     32 px by default"),
+          "report: %s", R.out);
+    CHECK(R.err_lines == 1 && strstr(R.err, "image sizes vary: typical 32x32") && strstr(R.err, "largest 400x300"),
+          "one log line: %s", R.err);
+    cJSON *j = last_json();
+    CHECK(j && cJSON_GetObjectItem(j, "height")->valueint == 32 && cJSON_GetObjectItem(j, "max_width")->valueint == 400 &&
+              cJSON_GetObjectItem(j, "default_image_size")->valueint == 32,
+          "JSON sizes");
+    cJSON_Delete(j);
+    byol("augment --data %s --out %s/mixed.png --n 1", root, TEST_TMP);
+    CHECK(R.status == 0 && strstr(R.out, "32x32 views"), "augment at 32 px: %s %s", R.out, R.err);
+}
+
 static void test_data_bad_inputs(void) {
     char p[700];
     expect_error("cannot open", "data --data %s", "/nonexistent/place");
@@ -206,6 +235,7 @@ int main(void) {
     snprintf(CIFAR, sizeof CIFAR, "%s/cifar10-jpeg/test", TEST_TMP);
     RUN(test_data_fashion_mnist);
     RUN(test_data_folder_with_bad_files);
+    RUN(test_data_mixed_sizes);
     RUN(test_data_bad_inputs);
     RUN(test_augment_grid);
     RUN(test_augment_bad_inputs);

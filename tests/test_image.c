@@ -845,7 +845,7 @@ static void test_folder_splits(void) {
     make_png(P("train/dog/d0.png"), 8, 6, 3, 4);
     make_png(P("train/dog/.hidden.png"), 8, 6, 3, 5);
     make_png(P("train/.hidden_class/h.png"), 8, 6, 3, 5);
-    make_png(P("train/loose.png"), 8, 6, 3, 5); /* beside class folders: ignored, as ImageFolder */
+    make_png(P("train/loose.png"), 8, 6, 3, 5); /* beside class folders: the unlabeled split */
     write_bytes(P("train/dog/README.txt"), "hello", 5);
     write_bytes(P("train/dog/bad.jpg"), "this is not a jpeg at all", 25);
     write_png_header_only(P("train/dog/huge.png"), 100000, 100000);
@@ -903,8 +903,11 @@ static void test_folder_splits(void) {
         snprintf(want, sizeof want, "byol: warning: %s/train/dog/bad.jpg: skipped: not a JPEG, PNG, BMP or TIFF file\n", root);
         CHECK(strstr(text, want) != NULL, "warning text:\n%s", text);
         int lines = 0;
-        for (char *q = text; *q; q++) lines += *q == '\n';
+        for (char *q = text; (q = strstr(q, "byol: warning: ")) != NULL; q++) lines++;
         CHECK(lines == 3, "%d warning lines", lines);
+        CHECK(ds.split[SPLIT_UNLABELED].n == 1 && ds.split[SPLIT_UNLABELED].labels[0] == -1 &&
+                  ends_with(ds.split[SPLIT_UNLABELED].paths[0], "train/loose.png"),
+              "loose image beside class folders: unlabeled (n %d)", ds.split[SPLIT_UNLABELED].n);
         /* Images come back through dataset_image with the dataset's channels. */
         Image img = {0};
         CHECK(dataset_image(&ds, SPLIT_TRAIN, 6, 0, &img, &e) == 0 && img.w == 10 && img.c == 3,
@@ -971,12 +974,27 @@ static void test_folder_layouts(void) {
     make_png(f, 5, 4, 3, 1);
     snprintf(root, sizeof root, "%s/classes", TEST_TMP);
     memset(&ds, 0, sizeof ds);
+    /* An empty class folder (or one of only non-images) is an error naming it, as ImageFolder's. */
+    snprintf(f, sizeof f, "%s/classes/a/notes.txt", TEST_TMP);
+    write_bytes(f, "x", 1);
+    rc = folder_open(&ds, root, NULL, &e);
+    char want_dir[600];
+    snprintf(want_dir, sizeof want_dir, "%s/a: empty class folder", root);
+    CHECK(rc != 0 && strstr(e.msg, want_dir) && strstr(e.msg, ".bmp") && !strchr(e.msg, '\n'),
+          "empty class: %s", e.msg);
+    if (rc == 0) dataset_close(&ds);
+    snprintf(f, sizeof f, "%s/classes/a/deep", TEST_TMP);
+    mkdirs(f);
+    snprintf(f, sizeof f, "%s/classes/a/deep/j.png", TEST_TMP);
+    make_png(f, 5, 4, 3, 2);
+    memset(&ds, 0, sizeof ds);
     rc = folder_open(&ds, root, NULL, &e);
     CHECK(rc == 0, "%s", e.msg);
     if (rc == 0) {
-        CHECK(ds.n_classes == 2 && ds.split[SPLIT_TRAIN].n == 1 && ds.split[SPLIT_TRAIN].labels[0] == 1 &&
-                  ds.split[SPLIT_TEST].n == 0,
-              "empty class a keeps its index; b = 1");
+        CHECK(ds.n_classes == 2 && ds.split[SPLIT_TRAIN].n == 2 && ds.split[SPLIT_TRAIN].labels[0] == 0 &&
+                  ds.split[SPLIT_TRAIN].labels[1] == 1 && ds.split[SPLIT_TEST].n == 0 &&
+                  ds.split[SPLIT_UNLABELED].n == 0,
+              "a (nested image) = 0, b = 1");
     }
     dataset_close(&ds);
 
@@ -1000,6 +1018,166 @@ static void test_folder_layouts(void) {
     Dataset zero;
     memset(&zero, 0, sizeof zero);
     CHECK(memcmp(&ds, &zero, sizeof ds) == 0, "failed opens leave ds untouched");
+}
+
+/* Every extension ImageFolder reads is either read (.bmp, .tif, .tiff beside .jpg/.png) or
+ * skipped by name (.webp, .ppm, .pgm), never silently left out. */
+static void test_folder_formats(void) {
+    char root[512], f[700];
+    snprintf(root, sizeof root, "%s/formats", TEST_TMP);
+#define P(rel) (snprintf(f, sizeof f, "%s/%s", root, rel), f)
+    mkdirs(P("a"));
+    mkdirs(P("b"));
+    uint8_t *rgb = random_bytes(6 * 5 * 3, 31);
+    write_bmp(P("a/1.bmp"), rgb, 6, 5, 24, 0);
+    write_tiff(P("a/2.TIF"), rgb, 6, 5, 3, COMPRESSION_LZW);
+    write_tiff(P("b/3.tiff"), rgb, 6, 5, 3, COMPRESSION_NONE);
+    make_png(P("b/4.png"), 6, 5, 3, 1);
+    write_bytes(P("b/5.webp"), "RIFF....WEBP", 12);
+    write_bytes(P("b/6.ppm"), "P6 6 5 255\n", 11);
+    Dataset ds;
+    memset(&ds, 0, sizeof ds);
+    Err e = {{0}};
+    FILE *warn = tmpfile();
+    int rc = folder_open(&ds, root, warn, &e);
+    CHECK(rc == 0, "%s", e.msg);
+    if (rc == 0) {
+        const DatasetSplit *tr = &ds.split[SPLIT_TRAIN];
+        CHECK(tr->n == 4, "bmp, tif and tiff read: n %d", tr->n);
+        CHECK(tr->n == 4 && ends_with(tr->paths[0], "a/1.bmp") && ends_with(tr->paths[1], "a/2.TIF") &&
+                  ends_with(tr->paths[2], "b/3.tiff") && tr->labels[2] == 1,
+              "order and labels");
+        Image img = {0};
+        for (int i = 0; i < tr->n && i < 3; i++) {
+            rc = dataset_image(&ds, SPLIT_TRAIN, i, 0, &img, &e);
+            CHECK(rc == 0 && img.w == 6 && img.h == 5 && img.c == 3 && memcmp(img.px, rgb, 6 * 5 * 3) == 0,
+                  "image %d decodes exactly: %s", i, rc ? e.msg : "");
+        }
+        image_free(&img);
+        CHECK(ds.n_skipped == 2, "webp and ppm skipped: %d", ds.n_skipped);
+        if (ds.n_skipped == 2) {
+            CHECK(strstr(ds.skipped[0], "b/5.webp: .webp images are not read by byol.c"), "%s", ds.skipped[0]);
+            CHECK(strstr(ds.skipped[1], "b/6.ppm: .ppm images are not read"), "%s", ds.skipped[1]);
+        }
+        char text[4096] = {0};
+        rewind(warn);
+        text[fread(text, 1, sizeof text - 1, warn)] = 0;
+        CHECK(strstr(text, "byol: warning: ") && strstr(text, "5.webp: skipped: .webp images"), "warnings: %s", text);
+    }
+    fclose(warn);
+    dataset_close(&ds);
+    free(rgb);
+#undef P
+}
+
+/* Unlabeled images: loose in ROOT or ROOT/train beside class folders, and under ROOT/unlabeled/,
+ * form the unlabeled split (train's --unlabeled 1); loose in ROOT/test they are skipped. */
+static void test_folder_unlabeled_split(void) {
+    char root[512], f[700];
+    snprintf(root, sizeof root, "%s/with_unlabeled", TEST_TMP);
+#define P(rel) (snprintf(f, sizeof f, "%s/%s", root, rel), f)
+    mkdirs(P("train/cat"));
+    mkdirs(P("test/cat"));
+    mkdirs(P("unlabeled/batch2"));
+    make_png(P("train/cat/c.png"), 6, 5, 3, 1);
+    make_png(P("test/cat/t.png"), 6, 5, 3, 2);
+    make_png(P("test/stray.png"), 6, 5, 3, 3);
+    make_png(P("loose_root.png"), 6, 5, 3, 4);
+    make_png(P("train/loose_train.png"), 6, 5, 3, 5);
+    make_png(P("unlabeled/u1.png"), 6, 5, 3, 6);
+    make_png(P("unlabeled/batch2/u2.png"), 6, 5, 3, 7);
+    Dataset ds;
+    memset(&ds, 0, sizeof ds);
+    Err e = {{0}};
+    int rc = dataset_open(&ds, root, NULL, NULL, &e);
+    CHECK(rc == 0, "%s", e.msg);
+    if (rc == 0) {
+        const DatasetSplit *u = &ds.split[SPLIT_UNLABELED];
+        CHECK(ds.split[SPLIT_TRAIN].n == 1 && ds.split[SPLIT_TEST].n == 1, "train %d test %d",
+              ds.split[SPLIT_TRAIN].n, ds.split[SPLIT_TEST].n);
+        const char *want[] = {"train/loose_train.png", "loose_root.png", "unlabeled/u1.png", "unlabeled/batch2/u2.png"};
+        CHECK(u->n == 4, "unlabeled n %d", u->n);
+        for (int i = 0; i < u->n && i < 4; i++) {
+            CHECK(ends_with(u->paths[i], want[i]), "unlabeled[%d] = %s, want %s", i, u->paths[i], want[i]);
+            CHECK(u->labels[i] == -1, "label -1");
+        }
+        CHECK(ds.n_skipped == 1 && strstr(ds.skipped[0], "test/stray.png: not in a class folder"), "skipped %d: %s",
+              ds.n_skipped, ds.n_skipped ? ds.skipped[0] : "");
+        Image img = {0};
+        CHECK(dataset_image(&ds, SPLIT_UNLABELED, 3, 0, &img, &e) == 0 && img.w == 6, "decode: %s", e.msg);
+        image_free(&img);
+    }
+    dataset_close(&ds);
+
+    /* ROOT as the train split: loose images beside its class folders are unlabeled too. */
+    snprintf(root, sizeof root, "%s/flat_unlabeled", TEST_TMP);
+    mkdirs(P("dog"));
+    make_png(P("dog/d.png"), 6, 5, 3, 1);
+    make_png(P("extra.png"), 6, 5, 3, 2);
+    memset(&ds, 0, sizeof ds);
+    rc = dataset_open(&ds, root, NULL, NULL, &e);
+    CHECK(rc == 0 && ds.split[SPLIT_TRAIN].n == 1 && ds.split[SPLIT_UNLABELED].n == 1 &&
+              ends_with(ds.split[SPLIT_UNLABELED].paths[0], "flat_unlabeled/extra.png"),
+          "flat: %s", rc ? e.msg : "");
+    dataset_close(&ds);
+#undef P
+}
+
+/* Mixed sizes: the typical (median) size is the dataset's, not the first or the largest one, and
+ * both are logged in one line: one photo among small images does not make every view 224 px. */
+static void test_folder_typical_size(void) {
+    char root[512], f[700];
+    snprintf(root, sizeof root, "%s/mixed_sizes", TEST_TMP);
+#define P(rel) (snprintf(f, sizeof f, "%s/%s", root, rel), f)
+    mkdirs(P("a"));
+    make_jpg(P("a/0000_photo.jpg"), 400, 300, 3); /* first in order */
+    for (int i = 1; i < 10; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "a/%04d.png", i);
+        make_png(P(name), 32, 32, 3, (uint64_t)i);
+    }
+    make_png(P("a/0010_wide.png"), 48, 32, 3, 99);
+    Dataset ds;
+    memset(&ds, 0, sizeof ds);
+    Err e = {{0}};
+    FILE *warn = tmpfile();
+    int rc = dataset_open(&ds, root, NULL, warn, &e);
+    CHECK(rc == 0, "%s", e.msg);
+    if (rc == 0) {
+        CHECK(ds.width == 32 && ds.height == 32 && ds.sizes_vary, "typical %dx%d vary %d", ds.width, ds.height,
+              ds.sizes_vary);
+        CHECK(ds.max_width == 400 && ds.max_height == 300, "largest %dx%d", ds.max_width, ds.max_height);
+        CHECK(dataset_default_image_size(&ds) == 32, "default views %d px", dataset_default_image_size(&ds));
+        char text[4096] = {0};
+        rewind(warn);
+        text[fread(text, 1, sizeof text - 1, warn)] = 0;
+        CHECK(strstr(text, "image sizes vary: typical 32x32") && strstr(text, "largest 400x300") &&
+                  strstr(text, "views default to 32 px"),
+              "log: %s", text);
+    }
+    fclose(warn);
+    dataset_close(&ds);
+    /* Photos of various sizes still default to 224 px views; one size: its shorter side. */
+    snprintf(root, sizeof root, "%s/photos", TEST_TMP);
+    mkdirs(P("p"));
+    make_jpg(P("p/1.jpg"), 500, 375, 3);
+    make_jpg(P("p/2.jpg"), 375, 500, 3);
+    make_jpg(P("p/3.jpg"), 640, 480, 3);
+    memset(&ds, 0, sizeof ds);
+    rc = dataset_open(&ds, root, NULL, NULL, &e);
+    CHECK(rc == 0 && ds.width * ds.height == 500 * 375 && ds.max_width == 640 && ds.max_height == 500 &&
+              dataset_default_image_size(&ds) == 224,
+          "photos: %dx%d, max %dx%d, default %d %s", ds.width, ds.height, ds.max_width, ds.max_height,
+          dataset_default_image_size(&ds), rc ? e.msg : "");
+    dataset_close(&ds);
+    snprintf(root, sizeof root, "%s/one_size", TEST_TMP);
+    mkdirs(P("p"));
+    make_png(P("p/1.png"), 40, 30, 3, 1);
+    memset(&ds, 0, sizeof ds);
+    rc = dataset_open(&ds, root, NULL, NULL, &e);
+    CHECK(rc == 0 && !ds.sizes_vary && ds.max_width == 40 && dataset_default_image_size(&ds) == 30, "one size");
+    dataset_close(&ds);
+#undef P
 }
 
 /* A real folder: 100 images per class of the CIFAR-10 JPEG archive's test split (enough files
@@ -1080,6 +1258,9 @@ int main(void) {
     RUN(test_tiff_decode);
     RUN(test_folder_splits);
     RUN(test_folder_layouts);
+    RUN(test_folder_formats);
+    RUN(test_folder_unlabeled_split);
+    RUN(test_folder_typical_size);
     RUN(test_cifar10_jpeg_folder);
     return test_finish();
 }

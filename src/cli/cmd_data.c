@@ -87,8 +87,15 @@ int cmd_data(int argc, char **argv) {
     cJSON_AddNumberToObject(j, "width", ds.width);
     cJSON_AddBoolToObject(j, "sizes_vary", ds.sizes_vary);
     printf("dataset   %s at %s\n", ds.kind, ds.root);
-    printf("images    %dx%d%s, %d channel%s\n", ds.width, ds.height, ds.sizes_vary ? " (first image; sizes vary)" : "",
-           ds.channels, ds.channels > 1 ? "s" : "");
+    cJSON_AddNumberToObject(j, "max_height", ds.max_height);
+    cJSON_AddNumberToObject(j, "max_width", ds.max_width);
+    cJSON_AddNumberToObject(j, "default_image_size", dataset_default_image_size(&ds));
+    if (ds.sizes_vary)
+        printf("images    %dx%d typical (median), largest %dx%d: sizes vary, %d channel%s\n", ds.width, ds.height,
+               ds.max_width, ds.max_height, ds.channels, ds.channels > 1 ? "s" : "");
+    else
+        printf("images    %dx%d, %d channel%s\n", ds.width, ds.height, ds.channels, ds.channels > 1 ? "s" : "");
+    printf("views     %d px by default (--image-size)\n", dataset_default_image_size(&ds));
     cJSON *splits = cJSON_AddObjectToObject(j, "splits");
     for (int s = 0; s < SPLIT_COUNT; s++) {
         cJSON_AddNumberToObject(splits, SPLIT_NAMES[s], ds.split[s].n);

@@ -9,7 +9,7 @@
 
 typedef struct {
     const char *data, *dataset, *interp;
-    int image_size; /* 0: the dataset's own size (224 for a folder of mixed sizes) */
+    int image_size; /* 0: dataset_default_image_size (the typical image's size) */
     int blur_kernel;
     /* NaN = not given: the default for the image size and channels applies */
     float crop_scale_min, crop_scale_max, crop_ratio_min, crop_ratio_max;

@@ -213,7 +213,16 @@ int dataset_open(Dataset *ds, const char *path, const char *kind, FILE *warn, Er
         return -1;
     }
     if (!ds->kind[0]) snprintf(ds->kind, sizeof ds->kind, "%s", kind);
+    if (!ds->max_height) {
+        ds->max_height = ds->height;
+        ds->max_width = ds->width;
+    }
     return 0;
+}
+
+int dataset_default_image_size(const Dataset *ds) {
+    int side = MIN(ds->height, ds->width);
+    return ds->sizes_vary ? MIN(side, 224) : side;
 }
 
 int dataset_image(const Dataset *ds, Split s, int i, int min_side, Image *out, Err *e) {
