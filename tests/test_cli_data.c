@@ -218,6 +218,13 @@ static void test_augment_bad_inputs(void) {
     expect_error("not writable", "%s", a);
     snprintf(a, sizeof a, "augment --data %s", CIFAR);
     expect_error("--out is required", "%s", a);
+    /* Views smaller than the encoders can use. */
+    snprintf(a, sizeof a, "augment --data %s --out %s/g.png --image-size 1", CIFAR, TEST_TMP);
+    expect_error("--image-size 1 is too small: at least 8 px", "%s", a);
+    snprintf(a, sizeof a, "augment --data %s --out %s/g.png --image-size 7", CIFAR, TEST_TMP);
+    expect_error("--image-size 7 is too small", "%s", a);
+    snprintf(a, sizeof a, "train --image-size 4 --epochs 1 --out %s/never", TEST_TMP);
+    expect_error("--image-size 4 is too small: at least 8 px", "%s", a);
     snprintf(a, sizeof a, "%s/g.png", TEST_TMP);
     struct stat st;
     CHECK(stat(a, &st) != 0, "no grid written by a failed command");
