@@ -200,6 +200,29 @@ static void test_augment_grid(void) {
     b = read_file(out2, &n2, &e);
     CHECK(b && (n1 != n2 || memcmp(a, b, n1) != 0), "another seed, another grid");
     free(a), free(b);
+    /* --out's extension picks the format: .jpg and .jpeg write a real JPEG of the same grid. */
+    for (int k = 0; k < 2; k++) {
+        const char *ext = k ? "JPEG" : "jpg";
+        byol("augment --data %s --out %s/grid.%s --n 3 --seed 5", CIFAR, TEST_TMP, ext);
+        CHECK(R.status == 0, "exit %d: %s", R.status, R.err);
+        char jp[600];
+        snprintf(jp, sizeof jp, "%s/grid.%s", TEST_TMP, ext);
+        size_t nj = 0;
+        uint8_t *jb = read_file(jp, &nj, &e);
+        CHECK(jb && nj > 3 && image_format_of(jb, nj) == IMAGE_FORMAT_JPEG, "%s holds JPEG data", jp);
+        Image jimg = {0};
+        CHECK(jb && image_decode_mem(&jimg, jb, nj, jp, 3, 0, &e) == 0 && jimg.w == img.w && jimg.h == img.h,
+              "%s decodes to the grid's size: %s", jp, e.msg);
+        /* Lossy, but the same picture: mean difference from the PNG grid small. */
+        if (jimg.w == img.w && jimg.h == img.h) {
+            double diff = 0;
+            for (size_t i = 0; i < (size_t)img.w * img.h * 3; i++) diff += abs((int)jimg.px[i] - (int)img.px[i]);
+            diff /= (double)img.w * img.h * 3;
+            CHECK(diff < 4, "JPEG vs PNG grid: mean difference %.2f", diff);
+        }
+        image_free(&jimg);
+        free(jb);
+    }
     /* One-channel data makes a gray grid. */
     byol("augment --out %s/fm.png --n 2", TEST_TMP);
     CHECK(R.status == 0, "fashion-mnist grid: %s", R.err);
@@ -218,6 +241,10 @@ static void test_augment_bad_inputs(void) {
     expect_error("not writable", "%s", a);
     snprintf(a, sizeof a, "augment --data %s", CIFAR);
     expect_error("--out is required", "%s", a);
+    snprintf(a, sizeof a, "augment --data %s --out %s/g.gif", CIFAR, TEST_TMP);
+    expect_error("unknown picture format '.gif' (name it .png, .jpg or .jpeg)", "%s", a);
+    snprintf(a, sizeof a, "augment --data %s --out %s/grid", CIFAR, TEST_TMP);
+    expect_error("name it .png, .jpg or .jpeg", "%s", a);
     /* Views smaller than the encoders can use. */
     snprintf(a, sizeof a, "augment --data %s --out %s/g.png --image-size 1", CIFAR, TEST_TMP);
     expect_error("--image-size 1 is too small: at least 8 px", "%s", a);

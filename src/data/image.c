@@ -1,5 +1,5 @@
 /* JPEG (libjpeg-turbo), PNG (libpng), BMP (stb_image) and TIFF (libtiff) decoding into 8-bit HWC
- * pixels, header probing, and a PNG writer. See image.h.
+ * pixels, header probing, and PNG and JPEG writers. See image.h.
  *
  * Both libraries report errors through callbacks; ours format the message into an Err and
  * longjmp back to the caller, so a corrupt file becomes one line naming it. libjpeg warnings that
@@ -88,6 +88,7 @@ typedef struct {
     struct jpeg_error_mgr pub;
     jmp_buf jb;
     const char *label;
+    const char *what; /* what failed, for the message */
     Err *e;
 } JpegErr;
 
@@ -95,7 +96,7 @@ static void jpeg_fail(j_common_ptr cinfo) {
     JpegErr *je = (JpegErr *)cinfo->err;
     char buf[JMSG_LENGTH_MAX];
     (*cinfo->err->format_message)(cinfo, buf);
-    err_set(je->e, "%s: corrupt or truncated JPEG: %s", je->label, buf);
+    err_set(je->e, "%s: %s: %s", je->label, je->what, buf);
     longjmp(je->jb, 1);
 }
 
@@ -128,6 +129,7 @@ static void jpeg_err_init(JpegErr *je, const char *label, Err *e) {
     je->pub.error_exit = jpeg_fail;
     je->pub.emit_message = jpeg_message;
     je->label = label;
+    je->what = "corrupt or truncated JPEG";
     je->e = e;
 }
 
@@ -732,3 +734,45 @@ int png_write(const char *path, const uint8_t *px, int w, int h, int c, Err *e) 
     return rc;
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* JPEG writer: libjpeg into memory (its buffer grows as needed), then one atomic write. */
+
+int jpeg_write(const char *path, const uint8_t *px, int w, int h, int c, int quality, Err *e) {
+    if (c != 1 && c != 3) return err_set(e, "%s: JPEG writer takes 1 or 3 channels, not %d", path, c);
+    if (w <= 0 || h <= 0 || w > IMAGE_MAX_SIDE || h > IMAGE_MAX_SIDE)
+        return err_set(e, "%s: cannot write a %dx%d JPEG", path, w, h);
+    struct jpeg_compress_struct ci;
+    JpegErr je;
+    jpeg_err_init(&je, path, e);
+    je.what = "cannot encode JPEG";
+    ci.err = &je.pub;
+    unsigned char *volatile mem = NULL;
+    unsigned long size = 0;
+    jpeg_create_compress(&ci);
+    if (setjmp(je.jb)) {
+        jpeg_destroy_compress(&ci);
+        free(mem);
+        return -1;
+    }
+    jpeg_mem_dest(&ci, (unsigned char **)&mem, &size);
+    ci.image_width = (JDIMENSION)w;
+    ci.image_height = (JDIMENSION)h;
+    ci.input_components = c;
+    ci.in_color_space = c == 1 ? JCS_GRAYSCALE : JCS_RGB;
+    jpeg_set_defaults(&ci);
+    jpeg_set_quality(&ci, quality, TRUE);
+    jpeg_start_compress(&ci, TRUE);
+    while (ci.next_scanline < ci.image_height) {
+        JSAMPROW row = (JSAMPROW)(px + (size_t)ci.next_scanline * w * c);
+        jpeg_write_scanlines(&ci, &row, 1);
+    }
+    jpeg_finish_compress(&ci);
+    jpeg_destroy_compress(&ci);
+
+    AtomicFile af;
+    int rc = atomic_open(&af, path, e);
+    if (rc == 0) rc = atomic_write(&af, mem, size, e);
+    if (rc == 0) rc = atomic_commit(&af, e);
+    free(mem);
+    return rc;
+}

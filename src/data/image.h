@@ -1,7 +1,7 @@
 /* Decoded images and the codecs behind them: JPEG through libjpeg-turbo (with its scaled
  * decoding when the image is much larger than needed), PNG through libpng (gray, RGB, RGBA,
- * palette, 16-bit), BMP through stb_image, TIFF through libtiff, and a PNG writer for pictures
- * byol.c makes (augmentation grids).
+ * palette, 16-bit), BMP through stb_image, TIFF through libtiff, and PNG and JPEG writers for
+ * pictures byol.c makes (augmentation grids).
  *
  * Every decoder reads the header first and refuses absurd dimensions before allocating pixels,
  * and turns libjpeg/libpng errors and warnings (corrupt or truncated data) into an Err line that
@@ -51,5 +51,7 @@ int image_decode_file(Image *img, const char *path, int channels, int min_side, 
 
 /* Writes 8-bit gray (c = 1) or RGB (c = 3) pixels as a PNG, atomically (see AtomicFile). */
 int png_write(const char *path, const uint8_t *px, int w, int h, int c, Err *e);
+/* The same as a baseline JPEG at `quality` (1..100). */
+int jpeg_write(const char *path, const uint8_t *px, int w, int h, int c, int quality, Err *e);
 
 #endif
