@@ -56,7 +56,8 @@ $(error cJSON not found: install it with 'apt-get install libcjson-dev')
 endif
 LDLIBS += -lcjson
 
-# Image and dataset decoding: zlib (gzipped IDX), libjpeg-turbo, libpng. Required.
+# Image and dataset decoding: zlib (gzipped IDX), libjpeg-turbo, libpng, libtiff (4.5 or later:
+# per-file error handlers) and stb_image's header (BMP; built in src/data/stb_bmp.c). Required.
 ifneq ($(call probe,zlib,-lz),yes)
 $(error zlib not found: install it with 'apt-get install zlib1g-dev')
 endif
@@ -66,7 +67,13 @@ endif
 ifneq ($(call probe,png,-lpng),yes)
 $(error libpng not found: install it with 'apt-get install libpng-dev')
 endif
-LDLIBS += -lpng -ljpeg -lz -lpthread
+ifneq ($(call probe,tiff,-ltiff),yes)
+$(error libtiff 4.5 or later not found: install it with 'apt-get install libtiff-dev')
+endif
+ifneq ($(call probe,stb,-lm),yes)
+$(error stb_image.h not found: install it with 'apt-get install libstb-dev')
+endif
+LDLIBS += -ltiff -lpng -ljpeg -lz -lpthread
 
 ifneq ($(NO_OMP),1)
 HAVE_OMP := $(call probe,openmp,-fopenmp)

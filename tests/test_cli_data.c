@@ -115,6 +115,35 @@ static void test_data_folder_with_bad_files(void) {
     cJSON_Delete(j);
 }
 
+/* A folder of mostly small images and one photo: the typical size is reported, and the largest,
+ * and the views default to the typical size. */
+static void test_data_mixed_sizes(void) {
+    char root[600], cmd[4096];
+    snprintf(root, sizeof root, "%s/mostly32", TEST_TMP);
+    sh("mkdir -p %s/a %s/b", root);
+    snprintf(cmd, sizeof cmd, "cp %s/airplane/000[0-4].jpg %s/a/ && cp %s/bird/000[0-4].jpg %s/b/", CIFAR, root, CIFAR, root);
+    CHECK(system(cmd) == 0, "copied images");
+    uint8_t *px = calloc(400 * 300 * 3, 1);
+    Err e;
+    char p[700];
+    snprintf(p, sizeof p, "%s/a/photo.png", root);
+    CHECK(png_write(p, px, 400, 300, 3, &e) == 0, "%s", e.msg);
+    free(px);
+    byol("data --data %s", root);
+    CHECK(R.status == 0, "exit %d: %s", R.status, R.err);
+    CHECK(strstr(R.out, "32x32 typical (median), largest 400x300") && strstr(R.out, "views     32 px by default"),
+          "report: %s", R.out);
+    CHECK(R.err_lines == 1 && strstr(R.err, "image sizes vary: typical 32x32") && strstr(R.err, "largest 400x300"),
+          "one log line: %s", R.err);
+    cJSON *j = last_json();
+    CHECK(j && cJSON_GetObjectItem(j, "height")->valueint == 32 && cJSON_GetObjectItem(j, "max_width")->valueint == 400 &&
+              cJSON_GetObjectItem(j, "default_image_size")->valueint == 32,
+          "JSON sizes");
+    cJSON_Delete(j);
+    byol("augment --data %s --out %s/mixed.png --n 1", root, TEST_TMP);
+    CHECK(R.status == 0 && strstr(R.out, "32x32 views"), "augment at 32 px: %s %s", R.out, R.err);
+}
+
 static void test_data_bad_inputs(void) {
     char p[700];
     expect_error("cannot open", "data --data %s", "/nonexistent/place");
@@ -171,6 +200,29 @@ static void test_augment_grid(void) {
     b = read_file(out2, &n2, &e);
     CHECK(b && (n1 != n2 || memcmp(a, b, n1) != 0), "another seed, another grid");
     free(a), free(b);
+    /* --out's extension picks the format: .jpg and .jpeg write a real JPEG of the same grid. */
+    for (int k = 0; k < 2; k++) {
+        const char *ext = k ? "JPEG" : "jpg";
+        byol("augment --data %s --out %s/grid.%s --n 3 --seed 5", CIFAR, TEST_TMP, ext);
+        CHECK(R.status == 0, "exit %d: %s", R.status, R.err);
+        char jp[600];
+        snprintf(jp, sizeof jp, "%s/grid.%s", TEST_TMP, ext);
+        size_t nj = 0;
+        uint8_t *jb = read_file(jp, &nj, &e);
+        CHECK(jb && nj > 3 && image_format_of(jb, nj) == IMAGE_FORMAT_JPEG, "%s holds JPEG data", jp);
+        Image jimg = {0};
+        CHECK(jb && image_decode_mem(&jimg, jb, nj, jp, 3, 0, &e) == 0 && jimg.w == img.w && jimg.h == img.h,
+              "%s decodes to the grid's size: %s", jp, e.msg);
+        /* Lossy, but the same picture: mean difference from the PNG grid small. */
+        if (jimg.w == img.w && jimg.h == img.h) {
+            double diff = 0;
+            for (size_t i = 0; i < (size_t)img.w * img.h * 3; i++) diff += abs((int)jimg.px[i] - (int)img.px[i]);
+            diff /= (double)img.w * img.h * 3;
+            CHECK(diff < 4, "JPEG vs PNG grid: mean difference %.2f", diff);
+        }
+        image_free(&jimg);
+        free(jb);
+    }
     /* One-channel data makes a gray grid. */
     byol("augment --out %s/fm.png --n 2", TEST_TMP);
     CHECK(R.status == 0, "fashion-mnist grid: %s", R.err);
@@ -189,6 +241,17 @@ static void test_augment_bad_inputs(void) {
     expect_error("not writable", "%s", a);
     snprintf(a, sizeof a, "augment --data %s", CIFAR);
     expect_error("--out is required", "%s", a);
+    snprintf(a, sizeof a, "augment --data %s --out %s/g.gif", CIFAR, TEST_TMP);
+    expect_error("unknown picture format '.gif' (name it .png, .jpg or .jpeg)", "%s", a);
+    snprintf(a, sizeof a, "augment --data %s --out %s/grid", CIFAR, TEST_TMP);
+    expect_error("name it .png, .jpg or .jpeg", "%s", a);
+    /* Views smaller than the encoders can use. */
+    snprintf(a, sizeof a, "augment --data %s --out %s/g.png --image-size 1", CIFAR, TEST_TMP);
+    expect_error("--image-size 1 is too small: at least 8 px", "%s", a);
+    snprintf(a, sizeof a, "augment --data %s --out %s/g.png --image-size 7", CIFAR, TEST_TMP);
+    expect_error("--image-size 7 is too small", "%s", a);
+    snprintf(a, sizeof a, "train --image-size 4 --epochs 1 --out %s/never", TEST_TMP);
+    expect_error("--image-size 4 is too small: at least 8 px", "%s", a);
     snprintf(a, sizeof a, "%s/g.png", TEST_TMP);
     struct stat st;
     CHECK(stat(a, &st) != 0, "no grid written by a failed command");
@@ -206,6 +269,7 @@ int main(void) {
     snprintf(CIFAR, sizeof CIFAR, "%s/cifar10-jpeg/test", TEST_TMP);
     RUN(test_data_fashion_mnist);
     RUN(test_data_folder_with_bad_files);
+    RUN(test_data_mixed_sizes);
     RUN(test_data_bad_inputs);
     RUN(test_augment_grid);
     RUN(test_augment_bad_inputs);

@@ -809,6 +809,31 @@ static void test_open_errors(void) {
     expect_open_error(dir, "stl10", dir, "train_X.bin");
 }
 
+/* torchvision's CIFAR downloads are the Python (pickle) versions: named as such, with the
+ * binary version and folders as the way out, whether --data is the layout or the folder above. */
+static void test_cifar_python_layout(void) {
+    char dir[800], root[800];
+    snprintf(dir, sizeof dir, "%s", fresh_dir("cifar-10-batches-py"));
+    const char *names[] = {"batches.meta", "data_batch_1", "data_batch_2", "test_batch", "readme.html"};
+    for (size_t i = 0; i < ARRAY_LEN(names); i++) write_bytes(in_dir(dir, names[i]), "\x80\x02}q", 4);
+    expect_open_error(dir, NULL, dir, "torchvision's CIFAR-10 Python version", "cifar-10-batches-bin", "folder of images");
+    expect_open_error(dir, "cifar10", dir, "Python version", "cifar-10-batches-bin");
+    expect_open_error(dir, "folder", dir, "Python version");
+    /* torchvision's root: the layout is a subfolder. */
+    snprintf(root, sizeof root, "%s", fresh_dir("torchvision_root"));
+    char sub[900];
+    snprintf(sub, sizeof sub, "%s/cifar-10-batches-py", root);
+    mkdir(sub, 0700);
+    write_bytes(in_dir(sub, "data_batch_1"), "\x80\x02}q", 4);
+    expect_open_error(root, NULL, sub, "torchvision's CIFAR-10 Python version", "cifar-10-batches-bin");
+    /* CIFAR-100's: train, test, meta. */
+    snprintf(dir, sizeof dir, "%s", fresh_dir("cifar-100-python"));
+    const char *names100[] = {"meta", "train", "test"};
+    for (size_t i = 0; i < ARRAY_LEN(names100); i++) write_bytes(in_dir(dir, names100[i]), "\x80\x02}q", 4);
+    expect_open_error(dir, NULL, dir, "torchvision's CIFAR-100 Python version", "cifar-100-binary");
+    expect_open_error(dir, "cifar100", dir, "CIFAR-100 Python version");
+}
+
 /* A folder in none of the fixed-size formats is opened as an image folder (folder.c). */
 static void test_detect_folder(void) {
     const char *dir = fresh_dir("pictures");
@@ -953,6 +978,7 @@ int main(void) {
     RUN(test_stl10);
     RUN(test_stl10_errors);
     RUN(test_open_errors);
+    RUN(test_cifar_python_layout);
     RUN(test_detect_folder);
     RUN(test_image_index_range);
     RUN(test_image_threads);

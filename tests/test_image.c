@@ -1,4 +1,4 @@
-/* Image codecs (JPEG, PNG) and image folders: exact PNG decoding of every colour type, JPEG
+/* Image codecs (JPEG, PNG, BMP, TIFF) and image folders: exact PNG, BMP and TIFF decoding, JPEG
  * decoding (scaled too) against PIL, corrupt/truncated/hostile files refused with the file named,
  * and ImageFolder-style listing with skipped files reported. Every input is made in TEST_TMP,
  * except the CIFAR-10 JPEG archive (../shared/data) and small PIL fixtures (tests/fixtures). */
@@ -6,6 +6,7 @@
 
 #include "jpeg_encode.h"
 #include <png.h>
+#include <tiffio.h>
 #include <zlib.h>
 
 #include "data/dataset.h"
@@ -580,16 +581,16 @@ static void test_corrupt_files(void) {
     /* Not an image at all, and an empty file. */
     p = tmp_path("noise.jpg");
     write_bytes(p, noise, 1000);
-    expect_refused(p, "not a JPEG or PNG", 1);
+    expect_refused(p, "not a JPEG, PNG, BMP or TIFF", 1);
     p = tmp_path("empty.png");
     write_bytes(p, "", 0);
-    expect_refused(p, "not a JPEG or PNG", 1);
+    expect_refused(p, "not a JPEG, PNG, BMP or TIFF", 1);
     p = tmp_path("missing.png");
     expect_refused(p, "cannot open", 1);
     {
         Image img = {0};
         CHECK(image_decode_mem(&img, noise, 100, "buffer#3", 3, 0, &e) != 0 && strstr(e.msg, "buffer#3") &&
-                  strstr(e.msg, "not a JPEG or PNG"),
+                  strstr(e.msg, "not a JPEG, PNG, BMP or TIFF"),
               "decode_mem names its label: %s", e.msg);
         CHECK(image_decode_mem(&img, jbytes, jn, "ok", 2, 0, &e) != 0, "2 channels refused");
         image_free(&img);
@@ -644,6 +645,164 @@ static void test_corrupt_files(void) {
     free(pbytes);
 }
 
+/* ---- BMP and TIFF ---- */
+
+static void put_le(uint8_t *p, uint32_t v, int n) {
+    for (int i = 0; i < n; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* A BMP (BITMAPINFOHEADER, uncompressed) of w x h pixels: bpp 8 takes gray pixels (c = 1) and
+ * writes a gray palette; 24 and 32 take RGB (c = 3; 32 adds an opaque alpha byte). Rows
+ * bottom-up, or top-down (negative height) when top_down. Returns the file's size. */
+static size_t write_bmp(const char *path, const uint8_t *px, int w, int h, int bpp, int top_down) {
+    size_t stride = ((size_t)w * bpp + 31) / 32 * 4, pal = bpp == 8 ? 256 * 4 : 0;
+    size_t off = 14 + 40 + pal, size = off + stride * h;
+    uint8_t *b = calloc(size, 1);
+    b[0] = 'B', b[1] = 'M';
+    put_le(b + 2, (uint32_t)size, 4);
+    put_le(b + 10, (uint32_t)off, 4);
+    put_le(b + 14, 40, 4);
+    put_le(b + 18, (uint32_t)w, 4);
+    put_le(b + 22, (uint32_t)(top_down ? -h : h), 4);
+    put_le(b + 26, 1, 2);
+    put_le(b + 28, (uint32_t)bpp, 2);
+    put_le(b + 38, 2835, 4);
+    put_le(b + 42, 2835, 4);
+    if (bpp == 8) {
+        put_le(b + 46, 256, 4);
+        for (int i = 0; i < 256; i++) b[54 + 4 * i] = b[55 + 4 * i] = b[56 + 4 * i] = (uint8_t)i;
+    }
+    for (int y = 0; y < h; y++) {
+        uint8_t *row = b + off + stride * (size_t)(top_down ? y : h - 1 - y);
+        for (int x = 0; x < w; x++) {
+            if (bpp == 8) {
+                row[x] = px[(size_t)y * w + x];
+            } else {
+                const uint8_t *s = px + ((size_t)y * w + x) * 3;
+                uint8_t *d = row + (size_t)x * (bpp / 8);
+                d[0] = s[2], d[1] = s[1], d[2] = s[0];
+                if (bpp == 32) d[3] = 255;
+            }
+        }
+    }
+    write_bytes(path, b, size);
+    free(b);
+    return size;
+}
+
+/* A TIFF through libtiff: c = 1 (min-is-black) or 3 (RGB), 8 bits, strips of 3 rows. */
+static void write_tiff(const char *path, const uint8_t *px, int w, int h, int c, int compression) {
+    TIFF *t = TIFFOpen(path, "w");
+    if (!t) {
+        printf("FATAL cannot write %s\n", path);
+        exit(2);
+    }
+    TIFFSetField(t, TIFFTAG_IMAGEWIDTH, (uint32_t)w);
+    TIFFSetField(t, TIFFTAG_IMAGELENGTH, (uint32_t)h);
+    TIFFSetField(t, TIFFTAG_SAMPLESPERPIXEL, (uint16_t)c);
+    TIFFSetField(t, TIFFTAG_BITSPERSAMPLE, (uint16_t)8);
+    TIFFSetField(t, TIFFTAG_PHOTOMETRIC, c == 1 ? PHOTOMETRIC_MINISBLACK : PHOTOMETRIC_RGB);
+    TIFFSetField(t, TIFFTAG_PLANARCONFIG, PLANARCONFIG_CONTIG);
+    TIFFSetField(t, TIFFTAG_COMPRESSION, (uint16_t)compression);
+    TIFFSetField(t, TIFFTAG_ROWSPERSTRIP, (uint32_t)3);
+    for (int y = 0; y < h; y++)
+        if (TIFFWriteScanline(t, (void *)(px + (size_t)y * w * c), (uint32_t)y, 0) < 0) {
+            printf("FATAL cannot write %s\n", path);
+            exit(2);
+        }
+    TIFFClose(t);
+}
+
+static void gray_of(uint8_t *gray, const uint8_t *rgb, size_t n) {
+    for (size_t i = 0; i < n; i++) gray[i] = pil_gray(rgb + 3 * i);
+}
+
+static void test_bmp_decode(void) {
+    const int W = 13, H = 7; /* odd width: padded rows */
+    uint8_t *rgb = random_bytes((size_t)W * H * 3, 11), *gray = random_bytes((size_t)W * H, 12);
+    uint8_t *g3 = malloc((size_t)W * H * 3), *gg = malloc((size_t)W * H);
+    for (int i = 0; i < W * H; i++) g3[3 * i] = g3[3 * i + 1] = g3[3 * i + 2] = gray[i];
+    gray_of(gg, rgb, (size_t)W * H);
+    char p[600];
+    for (int bpp = 24; bpp <= 32; bpp += 8)
+        for (int td = 0; td < 2; td++) {
+            char what[64];
+            snprintf(p, sizeof p, "%s/c%d_%d.bmp", TEST_TMP, bpp, td);
+            write_bmp(p, rgb, W, H, bpp, td);
+            snprintf(what, sizeof what, "%d-bit BMP%s", bpp, td ? " top-down" : "");
+            expect_probe(p, W, H, 3, what);
+            expect_decode(p, 3, W, H, rgb, what);
+            expect_decode(p, 1, W, H, gg, what); /* PIL's gray rule, not stb's */
+        }
+    snprintf(p, sizeof p, "%s/gray8.bmp", TEST_TMP);
+    size_t size = write_bmp(p, gray, W, H, 8, 0);
+    expect_probe(p, W, H, 3, "8-bit palette BMP");
+    expect_decode(p, 3, W, H, g3, "8-bit gray-palette BMP as RGB");
+    expect_decode(p, 1, W, H, gray, "8-bit gray-palette BMP as gray");
+    /* Cut short: refused (stb_image alone would give black rows), by the probe too. */
+    uint8_t *bytes = slurp(p, &size);
+    snprintf(p, sizeof p, "%s/cut.bmp", TEST_TMP);
+    write_bytes(p, bytes, size - 10);
+    expect_refused(p, "truncated BMP", 1);
+    write_bytes(p, bytes, 20);
+    expect_refused(p, "truncated BMP", 1);
+    /* RLE and absurd sizes are refused before decoding. */
+    put_le(bytes + 30, 1, 4);
+    write_bytes(p, bytes, size);
+    expect_refused(p, "RLE", 1);
+    put_le(bytes + 30, 0, 4);
+    put_le(bytes + 18, 100000, 4);
+    write_bytes(p, bytes, size);
+    expect_refused(p, "100000x7", 1);
+    free(bytes);
+    free(rgb), free(gray), free(g3), free(gg);
+}
+
+static void test_tiff_decode(void) {
+    const int W = 11, H = 9;
+    uint8_t *rgb = random_bytes((size_t)W * H * 3, 21), *gray = random_bytes((size_t)W * H, 22);
+    uint8_t *g3 = malloc((size_t)W * H * 3), *gg = malloc((size_t)W * H);
+    for (int i = 0; i < W * H; i++) g3[3 * i] = g3[3 * i + 1] = g3[3 * i + 2] = gray[i];
+    gray_of(gg, rgb, (size_t)W * H);
+    char p[600];
+    snprintf(p, sizeof p, "%s/rgb.tif", TEST_TMP);
+    write_tiff(p, rgb, W, H, 3, COMPRESSION_NONE);
+    expect_probe(p, W, H, 3, "RGB TIFF");
+    expect_decode(p, 3, W, H, rgb, "RGB TIFF");
+    expect_decode(p, 1, W, H, gg, "RGB TIFF as gray");
+    snprintf(p, sizeof p, "%s/rgb_lzw.tiff", TEST_TMP);
+    write_tiff(p, rgb, W, H, 3, COMPRESSION_LZW);
+    expect_decode(p, 3, W, H, rgb, "LZW RGB TIFF");
+    snprintf(p, sizeof p, "%s/gray.tif", TEST_TMP);
+    write_tiff(p, gray, W, H, 1, COMPRESSION_ADOBE_DEFLATE);
+    expect_probe(p, W, H, 1, "gray TIFF");
+    expect_decode(p, 1, W, H, gray, "gray TIFF");
+    expect_decode(p, 3, W, H, g3, "gray TIFF as RGB");
+    /* In memory too, with the label in messages. */
+    size_t n;
+    uint8_t *bytes = slurp(p, &n);
+    Image img = {0};
+    Err e = {{0}};
+    CHECK(image_decode_mem(&img, bytes, n, "mem.tif", 1, 0, &e) == 0 && img.w == W && img.h == H &&
+              memcmp(img.px, gray, (size_t)W * H) == 0,
+          "decode_mem: %s", e.msg);
+    /* Corrupt: cut short (libtiff writes the directory last, so the open fails), and garbage
+     * after a valid signature. Errors come back as one line; libtiff prints nothing itself. */
+    snprintf(p, sizeof p, "%s/cut.tif", TEST_TMP);
+    write_bytes(p, bytes, n / 2);
+    expect_refused(p, "TIFF", 1);
+    uint8_t junk[64];
+    memcpy(junk, "II*\0\x08\0\0\0", 8);
+    for (int i = 8; i < 64; i++) junk[i] = (uint8_t)(i * 37);
+    write_bytes(p, junk, sizeof junk);
+    expect_refused(p, "TIFF", 1);
+    CHECK(image_decode_mem(&img, junk, sizeof junk, "junk#1", 3, 0, &e) != 0 && strstr(e.msg, "junk#1"),
+          "junk: %s", e.msg);
+    image_free(&img);
+    free(bytes);
+    free(rgb), free(gray), free(g3), free(gg);
+}
+
 /* ---- folders ---- */
 
 static void make_png(const char *path, int w, int h, int c, uint64_t seed) {
@@ -686,7 +845,7 @@ static void test_folder_splits(void) {
     make_png(P("train/dog/d0.png"), 8, 6, 3, 4);
     make_png(P("train/dog/.hidden.png"), 8, 6, 3, 5);
     make_png(P("train/.hidden_class/h.png"), 8, 6, 3, 5);
-    make_png(P("train/loose.png"), 8, 6, 3, 5); /* beside class folders: ignored, as ImageFolder */
+    make_png(P("train/loose.png"), 8, 6, 3, 5); /* beside class folders: the unlabeled split */
     write_bytes(P("train/dog/README.txt"), "hello", 5);
     write_bytes(P("train/dog/bad.jpg"), "this is not a jpeg at all", 25);
     write_png_header_only(P("train/dog/huge.png"), 100000, 100000);
@@ -730,7 +889,7 @@ static void test_folder_splits(void) {
               ds.height, ds.sizes_vary);
         CHECK(ds.n_skipped == 3, "skipped %d", ds.n_skipped);
         if (ds.n_skipped == 3) {
-            CHECK(ends_with(ds.skipped[0], "train/dog/bad.jpg: not a JPEG or PNG file"), "%s", ds.skipped[0]);
+            CHECK(ends_with(ds.skipped[0], "train/dog/bad.jpg: not a JPEG, PNG, BMP or TIFF file"), "%s", ds.skipped[0]);
             CHECK(strstr(ds.skipped[1], "train/dog/broken.png: cannot open"), "%s", ds.skipped[1]);
             CHECK(strstr(ds.skipped[2], "train/dog/huge.png: ") && strstr(ds.skipped[2], "100000x100000"),
                   "%s", ds.skipped[2]);
@@ -741,11 +900,14 @@ static void test_folder_splits(void) {
         size_t got = fread(text, 1, sizeof text - 1, warn);
         text[got] = 0;
         char want[800];
-        snprintf(want, sizeof want, "byol: warning: %s/train/dog/bad.jpg: skipped: not a JPEG or PNG file\n", root);
+        snprintf(want, sizeof want, "byol: warning: %s/train/dog/bad.jpg: skipped: not a JPEG, PNG, BMP or TIFF file\n", root);
         CHECK(strstr(text, want) != NULL, "warning text:\n%s", text);
         int lines = 0;
-        for (char *q = text; *q; q++) lines += *q == '\n';
+        for (char *q = text; (q = strstr(q, "byol: warning: ")) != NULL; q++) lines++;
         CHECK(lines == 3, "%d warning lines", lines);
+        CHECK(ds.split[SPLIT_UNLABELED].n == 1 && ds.split[SPLIT_UNLABELED].labels[0] == -1 &&
+                  ends_with(ds.split[SPLIT_UNLABELED].paths[0], "train/loose.png"),
+              "loose image beside class folders: unlabeled (n %d)", ds.split[SPLIT_UNLABELED].n);
         /* Images come back through dataset_image with the dataset's channels. */
         Image img = {0};
         CHECK(dataset_image(&ds, SPLIT_TRAIN, 6, 0, &img, &e) == 0 && img.w == 10 && img.c == 3,
@@ -812,12 +974,27 @@ static void test_folder_layouts(void) {
     make_png(f, 5, 4, 3, 1);
     snprintf(root, sizeof root, "%s/classes", TEST_TMP);
     memset(&ds, 0, sizeof ds);
+    /* An empty class folder (or one of only non-images) is an error naming it, as ImageFolder's. */
+    snprintf(f, sizeof f, "%s/classes/a/notes.txt", TEST_TMP);
+    write_bytes(f, "x", 1);
+    rc = folder_open(&ds, root, NULL, &e);
+    char want_dir[600];
+    snprintf(want_dir, sizeof want_dir, "%s/a: empty class folder", root);
+    CHECK(rc != 0 && strstr(e.msg, want_dir) && strstr(e.msg, ".bmp") && !strchr(e.msg, '\n'),
+          "empty class: %s", e.msg);
+    if (rc == 0) dataset_close(&ds);
+    snprintf(f, sizeof f, "%s/classes/a/deep", TEST_TMP);
+    mkdirs(f);
+    snprintf(f, sizeof f, "%s/classes/a/deep/j.png", TEST_TMP);
+    make_png(f, 5, 4, 3, 2);
+    memset(&ds, 0, sizeof ds);
     rc = folder_open(&ds, root, NULL, &e);
     CHECK(rc == 0, "%s", e.msg);
     if (rc == 0) {
-        CHECK(ds.n_classes == 2 && ds.split[SPLIT_TRAIN].n == 1 && ds.split[SPLIT_TRAIN].labels[0] == 1 &&
-                  ds.split[SPLIT_TEST].n == 0,
-              "empty class a keeps its index; b = 1");
+        CHECK(ds.n_classes == 2 && ds.split[SPLIT_TRAIN].n == 2 && ds.split[SPLIT_TRAIN].labels[0] == 0 &&
+                  ds.split[SPLIT_TRAIN].labels[1] == 1 && ds.split[SPLIT_TEST].n == 0 &&
+                  ds.split[SPLIT_UNLABELED].n == 0,
+              "a (nested image) = 0, b = 1");
     }
     dataset_close(&ds);
 
@@ -841,6 +1018,166 @@ static void test_folder_layouts(void) {
     Dataset zero;
     memset(&zero, 0, sizeof zero);
     CHECK(memcmp(&ds, &zero, sizeof ds) == 0, "failed opens leave ds untouched");
+}
+
+/* Every extension ImageFolder reads is either read (.bmp, .tif, .tiff beside .jpg/.png) or
+ * skipped by name (.webp, .ppm, .pgm), never silently left out. */
+static void test_folder_formats(void) {
+    char root[512], f[700];
+    snprintf(root, sizeof root, "%s/formats", TEST_TMP);
+#define P(rel) (snprintf(f, sizeof f, "%s/%s", root, rel), f)
+    mkdirs(P("a"));
+    mkdirs(P("b"));
+    uint8_t *rgb = random_bytes(6 * 5 * 3, 31);
+    write_bmp(P("a/1.bmp"), rgb, 6, 5, 24, 0);
+    write_tiff(P("a/2.TIF"), rgb, 6, 5, 3, COMPRESSION_LZW);
+    write_tiff(P("b/3.tiff"), rgb, 6, 5, 3, COMPRESSION_NONE);
+    make_png(P("b/4.png"), 6, 5, 3, 1);
+    write_bytes(P("b/5.webp"), "RIFF....WEBP", 12);
+    write_bytes(P("b/6.ppm"), "P6 6 5 255\n", 11);
+    Dataset ds;
+    memset(&ds, 0, sizeof ds);
+    Err e = {{0}};
+    FILE *warn = tmpfile();
+    int rc = folder_open(&ds, root, warn, &e);
+    CHECK(rc == 0, "%s", e.msg);
+    if (rc == 0) {
+        const DatasetSplit *tr = &ds.split[SPLIT_TRAIN];
+        CHECK(tr->n == 4, "bmp, tif and tiff read: n %d", tr->n);
+        CHECK(tr->n == 4 && ends_with(tr->paths[0], "a/1.bmp") && ends_with(tr->paths[1], "a/2.TIF") &&
+                  ends_with(tr->paths[2], "b/3.tiff") && tr->labels[2] == 1,
+              "order and labels");
+        Image img = {0};
+        for (int i = 0; i < tr->n && i < 3; i++) {
+            rc = dataset_image(&ds, SPLIT_TRAIN, i, 0, &img, &e);
+            CHECK(rc == 0 && img.w == 6 && img.h == 5 && img.c == 3 && memcmp(img.px, rgb, 6 * 5 * 3) == 0,
+                  "image %d decodes exactly: %s", i, rc ? e.msg : "");
+        }
+        image_free(&img);
+        CHECK(ds.n_skipped == 2, "webp and ppm skipped: %d", ds.n_skipped);
+        if (ds.n_skipped == 2) {
+            CHECK(strstr(ds.skipped[0], "b/5.webp: .webp images are not read by byol.c"), "%s", ds.skipped[0]);
+            CHECK(strstr(ds.skipped[1], "b/6.ppm: .ppm images are not read"), "%s", ds.skipped[1]);
+        }
+        char text[4096] = {0};
+        rewind(warn);
+        text[fread(text, 1, sizeof text - 1, warn)] = 0;
+        CHECK(strstr(text, "byol: warning: ") && strstr(text, "5.webp: skipped: .webp images"), "warnings: %s", text);
+    }
+    fclose(warn);
+    dataset_close(&ds);
+    free(rgb);
+#undef P
+}
+
+/* Unlabeled images: loose in ROOT or ROOT/train beside class folders, and under ROOT/unlabeled/,
+ * form the unlabeled split (train's --unlabeled 1); loose in ROOT/test they are skipped. */
+static void test_folder_unlabeled_split(void) {
+    char root[512], f[700];
+    snprintf(root, sizeof root, "%s/with_unlabeled", TEST_TMP);
+#define P(rel) (snprintf(f, sizeof f, "%s/%s", root, rel), f)
+    mkdirs(P("train/cat"));
+    mkdirs(P("test/cat"));
+    mkdirs(P("unlabeled/batch2"));
+    make_png(P("train/cat/c.png"), 6, 5, 3, 1);
+    make_png(P("test/cat/t.png"), 6, 5, 3, 2);
+    make_png(P("test/stray.png"), 6, 5, 3, 3);
+    make_png(P("loose_root.png"), 6, 5, 3, 4);
+    make_png(P("train/loose_train.png"), 6, 5, 3, 5);
+    make_png(P("unlabeled/u1.png"), 6, 5, 3, 6);
+    make_png(P("unlabeled/batch2/u2.png"), 6, 5, 3, 7);
+    Dataset ds;
+    memset(&ds, 0, sizeof ds);
+    Err e = {{0}};
+    int rc = dataset_open(&ds, root, NULL, NULL, &e);
+    CHECK(rc == 0, "%s", e.msg);
+    if (rc == 0) {
+        const DatasetSplit *u = &ds.split[SPLIT_UNLABELED];
+        CHECK(ds.split[SPLIT_TRAIN].n == 1 && ds.split[SPLIT_TEST].n == 1, "train %d test %d",
+              ds.split[SPLIT_TRAIN].n, ds.split[SPLIT_TEST].n);
+        const char *want[] = {"train/loose_train.png", "loose_root.png", "unlabeled/u1.png", "unlabeled/batch2/u2.png"};
+        CHECK(u->n == 4, "unlabeled n %d", u->n);
+        for (int i = 0; i < u->n && i < 4; i++) {
+            CHECK(ends_with(u->paths[i], want[i]), "unlabeled[%d] = %s, want %s", i, u->paths[i], want[i]);
+            CHECK(u->labels[i] == -1, "label -1");
+        }
+        CHECK(ds.n_skipped == 1 && strstr(ds.skipped[0], "test/stray.png: not in a class folder"), "skipped %d: %s",
+              ds.n_skipped, ds.n_skipped ? ds.skipped[0] : "");
+        Image img = {0};
+        CHECK(dataset_image(&ds, SPLIT_UNLABELED, 3, 0, &img, &e) == 0 && img.w == 6, "decode: %s", e.msg);
+        image_free(&img);
+    }
+    dataset_close(&ds);
+
+    /* ROOT as the train split: loose images beside its class folders are unlabeled too. */
+    snprintf(root, sizeof root, "%s/flat_unlabeled", TEST_TMP);
+    mkdirs(P("dog"));
+    make_png(P("dog/d.png"), 6, 5, 3, 1);
+    make_png(P("extra.png"), 6, 5, 3, 2);
+    memset(&ds, 0, sizeof ds);
+    rc = dataset_open(&ds, root, NULL, NULL, &e);
+    CHECK(rc == 0 && ds.split[SPLIT_TRAIN].n == 1 && ds.split[SPLIT_UNLABELED].n == 1 &&
+              ends_with(ds.split[SPLIT_UNLABELED].paths[0], "flat_unlabeled/extra.png"),
+          "flat: %s", rc ? e.msg : "");
+    dataset_close(&ds);
+#undef P
+}
+
+/* Mixed sizes: the typical (median) size is the dataset's, not the first or the largest one, and
+ * both are logged in one line: one photo among small images does not make every view 224 px. */
+static void test_folder_typical_size(void) {
+    char root[512], f[700];
+    snprintf(root, sizeof root, "%s/mixed_sizes", TEST_TMP);
+#define P(rel) (snprintf(f, sizeof f, "%s/%s", root, rel), f)
+    mkdirs(P("a"));
+    make_jpg(P("a/0000_photo.jpg"), 400, 300, 3); /* first in order */
+    for (int i = 1; i < 10; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "a/%04d.png", i);
+        make_png(P(name), 32, 32, 3, (uint64_t)i);
+    }
+    make_png(P("a/0010_wide.png"), 48, 32, 3, 99);
+    Dataset ds;
+    memset(&ds, 0, sizeof ds);
+    Err e = {{0}};
+    FILE *warn = tmpfile();
+    int rc = dataset_open(&ds, root, NULL, warn, &e);
+    CHECK(rc == 0, "%s", e.msg);
+    if (rc == 0) {
+        CHECK(ds.width == 32 && ds.height == 32 && ds.sizes_vary, "typical %dx%d vary %d", ds.width, ds.height,
+              ds.sizes_vary);
+        CHECK(ds.max_width == 400 && ds.max_height == 300, "largest %dx%d", ds.max_width, ds.max_height);
+        CHECK(dataset_default_image_size(&ds) == 32, "default views %d px", dataset_default_image_size(&ds));
+        char text[4096] = {0};
+        rewind(warn);
+        text[fread(text, 1, sizeof text - 1, warn)] = 0;
+        CHECK(strstr(text, "image sizes vary: typical 32x32") && strstr(text, "largest 400x300") &&
+                  strstr(text, "views default to 32 px"),
+              "log: %s", text);
+    }
+    fclose(warn);
+    dataset_close(&ds);
+    /* Photos of various sizes still default to 224 px views; one size: its shorter side. */
+    snprintf(root, sizeof root, "%s/photos", TEST_TMP);
+    mkdirs(P("p"));
+    make_jpg(P("p/1.jpg"), 500, 375, 3);
+    make_jpg(P("p/2.jpg"), 375, 500, 3);
+    make_jpg(P("p/3.jpg"), 640, 480, 3);
+    memset(&ds, 0, sizeof ds);
+    rc = dataset_open(&ds, root, NULL, NULL, &e);
+    CHECK(rc == 0 && ds.width * ds.height == 500 * 375 && ds.max_width == 640 && ds.max_height == 500 &&
+              dataset_default_image_size(&ds) == 224,
+          "photos: %dx%d, max %dx%d, default %d %s", ds.width, ds.height, ds.max_width, ds.max_height,
+          dataset_default_image_size(&ds), rc ? e.msg : "");
+    dataset_close(&ds);
+    snprintf(root, sizeof root, "%s/one_size", TEST_TMP);
+    mkdirs(P("p"));
+    make_png(P("p/1.png"), 40, 30, 3, 1);
+    memset(&ds, 0, sizeof ds);
+    rc = dataset_open(&ds, root, NULL, NULL, &e);
+    CHECK(rc == 0 && !ds.sizes_vary && ds.max_width == 40 && dataset_default_image_size(&ds) == 30, "one size");
+    dataset_close(&ds);
+#undef P
 }
 
 /* A real folder: 100 images per class of the CIFAR-10 JPEG archive's test split (enough files
@@ -917,8 +1254,13 @@ int main(void) {
     RUN(test_jpeg_scaled);
     RUN(test_jpeg_cmyk);
     RUN(test_corrupt_files);
+    RUN(test_bmp_decode);
+    RUN(test_tiff_decode);
     RUN(test_folder_splits);
     RUN(test_folder_layouts);
+    RUN(test_folder_formats);
+    RUN(test_folder_unlabeled_split);
+    RUN(test_folder_typical_size);
     RUN(test_cifar10_jpeg_folder);
     return test_finish();
 }

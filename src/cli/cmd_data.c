@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "../core/threads.h"
@@ -87,8 +88,15 @@ int cmd_data(int argc, char **argv) {
     cJSON_AddNumberToObject(j, "width", ds.width);
     cJSON_AddBoolToObject(j, "sizes_vary", ds.sizes_vary);
     printf("dataset   %s at %s\n", ds.kind, ds.root);
-    printf("images    %dx%d%s, %d channel%s\n", ds.width, ds.height, ds.sizes_vary ? " (first image; sizes vary)" : "",
-           ds.channels, ds.channels > 1 ? "s" : "");
+    cJSON_AddNumberToObject(j, "max_height", ds.max_height);
+    cJSON_AddNumberToObject(j, "max_width", ds.max_width);
+    cJSON_AddNumberToObject(j, "default_image_size", dataset_default_image_size(&ds));
+    if (ds.sizes_vary)
+        printf("images    %dx%d typical (median), largest %dx%d: sizes vary, %d channel%s\n", ds.width, ds.height,
+               ds.max_width, ds.max_height, ds.channels, ds.channels > 1 ? "s" : "");
+    else
+        printf("images    %dx%d, %d channel%s\n", ds.width, ds.height, ds.channels, ds.channels > 1 ? "s" : "");
+    printf("views     %d px by default (--image-size)\n", dataset_default_image_size(&ds));
     cJSON *splits = cJSON_AddObjectToObject(j, "splits");
     for (int s = 0; s < SPLIT_COUNT; s++) {
         cJSON_AddNumberToObject(splits, SPLIT_NAMES[s], ds.split[s].n);
@@ -154,8 +162,8 @@ int cmd_data(int argc, char **argv) {
 /* ---------------------------------------------------------------- byol augment */
 
 static const char *AUG_USAGE =
-    "usage: byol augment [--data PATH] [--dataset NAME] --out grid.png [--n 8] [--seed S] [augmentation flags]\n"
-    "Writes a PNG grid, one row per image: the original (resized), view 1, view 2 (un-normalized),\n"
+    "usage: byol augment [--data PATH] [--dataset NAME] --out grid.png|grid.jpg [--n 8] [--seed S] [augmentation flags]\n"
+    "Writes a PNG or JPEG grid (by --out's extension), one row per image: the original (resized), view 1, view 2 (un-normalized),\n"
     "drawn exactly as epoch 0 of training with the same --seed would draw them.";
 
 /* Copies an S x S x C picture into the grid at (row, col) cells, scaled by `zoom` (nearest). */
@@ -173,7 +181,7 @@ int cmd_augment(int argc, char **argv) {
     Flag flags[DATA_FLAG_COUNT + 5];
     data_flags(flags, &o);
     int nf = DATA_FLAG_COUNT;
-    flags[nf++] = (Flag){"out", FLAG_STRING, &out, "output PNG", 0, -1};
+    flags[nf++] = (Flag){"out", FLAG_STRING, &out, "output picture: .png, .jpg or .jpeg", 0, -1};
     flags[nf++] = (Flag){"n", FLAG_INT, &n, "images (rows) (8)", 1, 256};
     flags[nf++] = (Flag){"seed", FLAG_INT, &seed, "random seed (0)", 0, 2147483647};
     flags[nf++] = (Flag){"split", FLAG_STRING, &split_name, "train, test or unlabeled (train)", 0, -1};
@@ -184,6 +192,16 @@ int cmd_augment(int argc, char **argv) {
     if (rc) return cmd_fail("augment", &e, 2);
     if (!out) {
         fprintf(stderr, "byol augment: --out is required (see --help)\n");
+        return 2;
+    }
+    /* The format follows the name, so that the file is what its extension says; checked before
+     * any image is read. */
+    const char *ext = strrchr(out, '.');
+    if (ext && strchr(ext, '/')) ext = NULL;
+    int as_jpeg = ext && (strcasecmp(ext, ".jpg") == 0 || strcasecmp(ext, ".jpeg") == 0);
+    if (!as_jpeg && !(ext && strcasecmp(ext, ".png") == 0)) {
+        fprintf(stderr, "byol augment: --out %s: unknown picture format '%s' (name it .png, .jpg or .jpeg)\n", out,
+                ext ? ext : "");
         return 2;
     }
     Split split;
@@ -244,7 +262,7 @@ int cmd_augment(int argc, char **argv) {
             blit(grid, gw, pic, S, C, zoom, gap + (v + 1) * (cell + gap), y0);
         }
     }
-    if (!rc) rc = png_write(out, grid, gw, gh, C, &e) ? 1 : 0;
+    if (!rc) rc = (as_jpeg ? jpeg_write(out, grid, gw, gh, C, 95, &e) : png_write(out, grid, gw, gh, C, &e)) ? 1 : 0;
     if (rc) fprintf(stderr, "byol augment: %s\n", e.msg);
     else {
         printf("wrote %s: %d rows (original, view 1, view 2), %dx%d views%s\n", out, n, S, S,

@@ -129,10 +129,6 @@ static void ckpt_model_flags(Flag *f, ModelConfig *c, int ckpt_optional) {
     }
 }
 
-/* The default --image-size: the dataset's side, 224 for folders of mixed sizes. */
-static int dataset_image_size(const Dataset *ds) {
-    return ds->sizes_vary ? 224 : (ds->height < ds->width ? ds->height : ds->width);
-}
 
 /* Opens the dataset; when its path came from the checkpoint (no --data), a failure names the
  * checkpoint it came from, so that a run moved to another machine is understood. */
@@ -225,7 +221,7 @@ int cmd_eval(int argc, char **argv) {
             goto out;
         }
     }
-    if (!fc.image_size) fc.image_size = dataset_image_size(&ds);
+    if (!fc.image_size) fc.image_size = dataset_default_image_size(&ds);
     if (check_eval_resize(fc.resize, fc.image_size, &e)) {
         fprintf(stderr, "byol eval: %s\n", e.msg);
         goto out;
@@ -448,7 +444,7 @@ int cmd_embed(int argc, char **argv) {
     }
     FeatureConfig fc = {.image_size = L.o.data.image_size, .mean = {L.mean[0], L.mean[1], L.mean[2]},
                         .std = {L.std[0], L.std[1], L.std[2]}, .batch = 256, .resize = eval_resize};
-    if (!fc.image_size) fc.image_size = dataset_image_size(&ds);
+    if (!fc.image_size) fc.image_size = dataset_default_image_size(&ds);
     if (check_eval_resize(fc.resize, fc.image_size, &e)) {
         fprintf(stderr, "byol embed: %s\n", e.msg);
         goto out;

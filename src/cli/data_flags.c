@@ -16,7 +16,7 @@ void data_flags(Flag *f, DataOptions *o) {
     int i = 0;
     f[i++] = (Flag){"data", FLAG_STRING, &o->data, "dataset path (" DEFAULT_DATA ")", 0, -1};
     f[i++] = (Flag){"dataset", FLAG_STRING, &o->dataset, "mnist, fashion-mnist, cifar10, cifar100, stl10, folder (detected)", 0, -1};
-    f[i++] = (Flag){"image-size", FLAG_INT, &o->image_size, "view side in pixels, 0: the dataset's (224 for mixed sizes)", 0, 4096};
+    f[i++] = (Flag){"image-size", FLAG_INT, &o->image_size, "view side in pixels, 8 or more; 0: the dataset's (a folder's typical size, at most 224 when sizes vary)", 0, 4096};
     f[i++] = (Flag){"interp", FLAG_STRING, &o->interp, "resize filter: bilinear or bicubic (bilinear)", 0, -1};
     f[i++] = (Flag){"crop-scale-min", FLAG_FLOAT, &o->crop_scale_min, "random resized crop: min area fraction (0.08)", 1e-6, 1};
     f[i++] = (Flag){"crop-scale-max", FLAG_FLOAT, &o->crop_scale_max, "max area fraction (1)", 1e-6, 1};
@@ -50,7 +50,13 @@ static void take(float *dst, float v) {
 
 int data_aug_config(AugConfig *c, const DataOptions *o, const Dataset *ds, Err *e) {
     int S = o->image_size;
-    if (!S) S = ds->sizes_vary ? 224 : (ds->height > ds->width ? ds->width : ds->height);
+    /* Below 8 px the CIFAR stem's last stage (8x downsampling) has less than one pixel; the
+     * encoders would still run, on nothing. */
+    if (S && S < DATA_MIN_IMAGE_SIZE)
+        return err_set(e, "--image-size %d is too small: at least %d px (the CIFAR stem downsamples 8x, "
+                          "the ImageNet stem 32x, so 32 or more there); 0 takes the dataset's size",
+                       S, DATA_MIN_IMAGE_SIZE);
+    if (!S) S = dataset_default_image_size(ds);
     aug_config_default(c, S, ds->channels);
     if (o->interp) {
         if (strcmp(o->interp, "bilinear") == 0) c->interp = INTERP_BILINEAR;

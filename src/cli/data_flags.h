@@ -9,7 +9,7 @@
 
 typedef struct {
     const char *data, *dataset, *interp;
-    int image_size; /* 0: the dataset's own size (224 for a folder of mixed sizes) */
+    int image_size; /* 0: dataset_default_image_size; else >= DATA_MIN_IMAGE_SIZE */
     int blur_kernel;
     /* NaN = not given: the default for the image size and channels applies */
     float crop_scale_min, crop_scale_max, crop_ratio_min, crop_ratio_max;
@@ -17,7 +17,7 @@ typedef struct {
     float blur_p[2], blur_sigma_min, blur_sigma_max, solarize_p[2], solarize_threshold;
 } DataOptions;
 
-enum { DATA_FLAG_COUNT = 23 };
+enum { DATA_FLAG_COUNT = 23, DATA_MIN_IMAGE_SIZE = 8 };
 void data_options_default(DataOptions *o);
 void data_flags(Flag *out, DataOptions *o);
 

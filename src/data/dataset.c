@@ -173,6 +173,39 @@ static const char *detect_kind(const char *path) {
     return "folder";
 }
 
+static int dir_exists(const char *dir, const char *name) {
+    char path[4200];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* torchvision's CIFAR datasets download the Python versions: pickled batches without ".bin"
+ * ("cifar-10-batches-py": data_batch_1 .. 5, test_batch, batches.meta; "cifar-100-python":
+ * train, test, meta). byol.c reads the binary versions; say so rather than "no images found".
+ * Also catches --data naming torchvision's root folder, the one that holds the layout. */
+static int refuse_python_cifar(const char *path, Err *e) {
+    const char *which = NULL, *bin = NULL, *where = path;
+    char sub[4200];
+    if (file_exists(path, "batches.meta") || file_exists(path, "data_batch_1") || file_exists(path, "test_batch"))
+        which = "CIFAR-10", bin = "cifar-10-batches-bin (cifar-10-binary.tar.gz)";
+    else if (file_exists(path, "meta") && (file_exists(path, "train") || file_exists(path, "test")))
+        which = "CIFAR-100", bin = "cifar-100-binary (cifar-100-binary.tar.gz)";
+    else if (dir_exists(path, "cifar-10-batches-py") && !dir_exists(path, "cifar-10-batches-bin")) {
+        which = "CIFAR-10", bin = "cifar-10-batches-bin (cifar-10-binary.tar.gz)";
+        snprintf(sub, sizeof sub, "%s/cifar-10-batches-py", path);
+        where = sub;
+    } else if (dir_exists(path, "cifar-100-python") && !dir_exists(path, "cifar-100-binary")) {
+        which = "CIFAR-100", bin = "cifar-100-binary (cifar-100-binary.tar.gz)";
+        snprintf(sub, sizeof sub, "%s/cifar-100-python", path);
+        where = sub;
+    }
+    if (!which) return 0;
+    return err_set(e, "%s: torchvision's %s Python version (pickled batches), which byol.c does not read: "
+                      "use the binary version, %s from https://www.cs.toronto.edu/~kriz/cifar.html, or a "
+                      "folder of images", where, which, bin);
+}
+
 int dataset_open(Dataset *ds, const char *path, const char *kind, FILE *warn, Err *e) {
     memset(ds, 0, sizeof *ds);
     static const char *const kinds[] = {"mnist", "fashion-mnist", "cifar10", "cifar100", "stl10",
@@ -195,6 +228,10 @@ int dataset_open(Dataset *ds, const char *path, const char *kind, FILE *warn, Er
                               "dataset's files)", path);
         kind = detect_kind(path);
     }
+    int no_cifar_bin = (strcmp(kind, "cifar10") == 0 && !file_exists(path, "data_batch_1.bin")) ||
+                       (strcmp(kind, "cifar100") == 0 && !file_exists(path, "train.bin"));
+    if (S_ISDIR(st.st_mode) && (strcmp(kind, "folder") == 0 || no_cifar_bin) && refuse_python_cifar(path, e) != 0)
+        return -1;
     int rc;
     if (strcmp(kind, "mnist") == 0)
         rc = idx_open(ds, path, 0, e);
@@ -213,7 +250,16 @@ int dataset_open(Dataset *ds, const char *path, const char *kind, FILE *warn, Er
         return -1;
     }
     if (!ds->kind[0]) snprintf(ds->kind, sizeof ds->kind, "%s", kind);
+    if (!ds->max_height) {
+        ds->max_height = ds->height;
+        ds->max_width = ds->width;
+    }
     return 0;
+}
+
+int dataset_default_image_size(const Dataset *ds) {
+    int side = MIN(ds->height, ds->width);
+    return ds->sizes_vary ? MIN(side, 224) : side;
 }
 
 int dataset_image(const Dataset *ds, Split s, int i, int min_side, Image *out, Err *e) {

@@ -41,9 +41,10 @@ typedef struct {
     char kind[16];          /* "mnist", "fashion-mnist", "cifar10", "cifar100", "stl10", "folder" */
     char root[4096];
     int channels;           /* 1 or 3: what dataset_image returns */
-    int height, width;      /* stored size; for a folder the size of the first image, and
-                             * sizes_vary set when not all images share it */
+    int height, width;      /* stored size; for a folder the typical image's (the median by
+                             * shorter side), and sizes_vary set when not all images share it */
     int sizes_vary;
+    int max_height, max_width; /* the largest height and width (those above for fixed sizes) */
     int n_classes;
     char **class_names;     /* n_classes names */
     DatasetSplit split[SPLIT_COUNT];
@@ -65,6 +66,10 @@ typedef struct {
  * bad IDX magic, labels that do not match the images. */
 int dataset_open(Dataset *ds, const char *path, const char *kind, FILE *warn, Err *e);
 void dataset_close(Dataset *ds);
+
+/* The view side to train at when --image-size is not given: the (typical) image's shorter side,
+ * at most 224 when sizes vary (photos are brought to ImageNet's size, not trained at full size). */
+int dataset_default_image_size(const Dataset *ds);
 
 /* Image i of split s as HWC uint8 with ds->channels channels, in out (reused across calls).
  * min_side is a decoding hint for folders (see image_decode_mem). Thread-safe: any number of

@@ -1,5 +1,5 @@
-/* JPEG (libjpeg-turbo) and PNG (libpng) decoding into 8-bit HWC pixels, header probing, and a
- * PNG writer. See image.h.
+/* JPEG (libjpeg-turbo), PNG (libpng), BMP (stb_image) and TIFF (libtiff) decoding into 8-bit HWC
+ * pixels, header probing, and PNG and JPEG writers. See image.h.
  *
  * Both libraries report errors through callbacks; ours format the message into an Err and
  * longjmp back to the caller, so a corrupt file becomes one line naming it. libjpeg warnings that
@@ -15,6 +15,8 @@
 
 #include <errno.h>
 #include <setjmp.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -22,6 +24,9 @@
 #include <jpeglib.h>
 #include <jerror.h>
 #include <png.h>
+#include <tiffio.h>
+#define STBI_NO_STDIO
+#include <stb/stb_image.h> /* BMP; the implementation is built in stb_bmp.c */
 
 void image_free(Image *img) {
     if (!img) return;
@@ -49,6 +54,11 @@ static const uint8_t PNG_SIG[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
 ImageFormat image_format_of(const uint8_t *buf, size_t n) {
     if (n >= 3 && buf[0] == 0xFF && buf[1] == 0xD8 && buf[2] == 0xFF) return IMAGE_FORMAT_JPEG;
     if (n >= 8 && memcmp(buf, PNG_SIG, 8) == 0) return IMAGE_FORMAT_PNG;
+    if (n >= 2 && buf[0] == 'B' && buf[1] == 'M') return IMAGE_FORMAT_BMP;
+    /* Classic TIFF (42) and BigTIFF (43), either byte order. */
+    if (n >= 4 && ((buf[0] == 'I' && buf[1] == 'I' && (buf[2] == 42 || buf[2] == 43) && buf[3] == 0) ||
+                   (buf[0] == 'M' && buf[1] == 'M' && buf[2] == 0 && (buf[3] == 42 || buf[3] == 43))))
+        return IMAGE_FORMAT_TIFF;
     return IMAGE_FORMAT_UNKNOWN;
 }
 
@@ -78,6 +88,7 @@ typedef struct {
     struct jpeg_error_mgr pub;
     jmp_buf jb;
     const char *label;
+    const char *what; /* what failed, for the message */
     Err *e;
 } JpegErr;
 
@@ -85,7 +96,7 @@ static void jpeg_fail(j_common_ptr cinfo) {
     JpegErr *je = (JpegErr *)cinfo->err;
     char buf[JMSG_LENGTH_MAX];
     (*cinfo->err->format_message)(cinfo, buf);
-    err_set(je->e, "%s: corrupt or truncated JPEG: %s", je->label, buf);
+    err_set(je->e, "%s: %s: %s", je->label, je->what, buf);
     longjmp(je->jb, 1);
 }
 
@@ -118,6 +129,7 @@ static void jpeg_err_init(JpegErr *je, const char *label, Err *e) {
     je->pub.error_exit = jpeg_fail;
     je->pub.emit_message = jpeg_message;
     je->label = label;
+    je->what = "corrupt or truncated JPEG";
     je->e = e;
 }
 
@@ -365,6 +377,235 @@ static int png_probe(FILE *f, const char *label, int *w, int *h, int *c, Err *e)
 }
 
 /* ------------------------------------------------------------------------------------------ */
+/* BMP (stb_image) */
+
+static uint32_t le32(const uint8_t *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+static unsigned le16(const uint8_t *p) { return (unsigned)p[0] | (unsigned)p[1] << 8; }
+
+/* The header's size and depth, from the first n bytes of a BMP of `total` bytes, and a check
+ * that the pixel rows it promises lie inside the file: stb_image reads zeros past the end, so
+ * without it a truncated BMP would decode to black rows instead of failing. */
+static int bmp_header(const uint8_t *buf, size_t n, size_t total, const char *label, int *w, int *h,
+                      int *c, Err *e) {
+    if (n < 26) return err_set(e, "%s: truncated BMP: %zu bytes, shorter than its header", label, total);
+    uint32_t off = le32(buf + 10), hsz = le32(buf + 14), comp = 0;
+    long pw, ph;
+    unsigned bpp;
+    if (hsz == 12) { /* OS/2 BITMAPCOREHEADER: 16-bit sizes */
+        pw = (long)le16(buf + 18);
+        ph = (long)le16(buf + 20);
+        bpp = le16(buf + 24);
+    } else if (hsz >= 40 && n >= 34) {
+        pw = (long)(int32_t)le32(buf + 18);
+        ph = (long)(int32_t)le32(buf + 22);
+        bpp = le16(buf + 28);
+        comp = le32(buf + 30);
+    } else {
+        return err_set(e, "%s: corrupt BMP: header size %u (expected 12, or 40 and more)", label, (unsigned)hsz);
+    }
+    if (ph < 0) ph = -ph; /* negative height: rows stored top-down */
+    if (check_dims(label, pw, ph, e) != 0) return -1;
+    if (comp == 1 || comp == 2)
+        return err_set(e, "%s: unsupported BMP: RLE-compressed (convert it to PNG)", label);
+    if (comp != 0 && comp != 3 && comp != 6)
+        return err_set(e, "%s: unsupported BMP compression %u (convert it to PNG)", label, (unsigned)comp);
+    if (bpp != 1 && bpp != 4 && bpp != 8 && bpp != 16 && bpp != 24 && bpp != 32)
+        return err_set(e, "%s: corrupt BMP: %u bits per pixel", label, bpp);
+    uint64_t stride = ((uint64_t)pw * bpp + 31) / 32 * 4;
+    uint64_t need = (uint64_t)off + stride * (uint64_t)ph;
+    if (need > total)
+        return err_set(e, "%s: truncated BMP: its %ldx%ld pixels need %llu bytes, the file has %zu", label,
+                       pw, ph, (unsigned long long)need, total);
+    *w = (int)pw;
+    *h = (int)ph;
+    *c = 3; /* palettes count as colour, as for PNG */
+    return 0;
+}
+
+static int bmp_decode(Image *img, const uint8_t *buf, size_t n, const char *label, int channels, Err *e) {
+    int w, h, c;
+    if (bmp_header(buf, n, n, label, &w, &h, &c, e) != 0) return -1;
+    if (n > (size_t)INT32_MAX) return err_set(e, "%s: BMP of %zu bytes is too large (at most 2 GiB)", label, n);
+    int sw = 0, sh = 0, sc = 0;
+    uint8_t *px = stbi_load_from_memory(buf, (int)n, &sw, &sh, &sc, 3);
+    if (!px) return err_set(e, "%s: corrupt or unsupported BMP: %s", label, stbi_failure_reason());
+    if (sw != w || sh != h) {
+        stbi_image_free(px);
+        return err_set(e, "%s: BMP decoder gave %dx%d pixels, the header says %dx%d", label, sw, sh, w, h);
+    }
+    image_reserve(img, w, h, 3);
+    memcpy(img->px, px, (size_t)w * h * 3);
+    stbi_image_free(px);
+    /* Gray through PIL's rule (stb's own weights differ); a gray palette stays exact. */
+    if (channels == 1) {
+        rgb_to_gray_inplace(img->px, (size_t)w * h);
+        img->c = 1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* TIFF (libtiff) */
+
+/* One open TIFF's source, either memory (buf) or a file descriptor (fd, buf == NULL), and its
+ * error state. libtiff >= 4.5 takes per-file handlers (TIFFOpenOptions), so decoding in many
+ * threads at once reports each file's error to its own caller. */
+typedef struct {
+    const char *label;
+    Err *e;
+    int failed;
+    const uint8_t *buf;
+    int fd;
+    uint64_t n, pos;
+} TiffCtx;
+
+static int tiff_on_error(TIFF *tif, void *ud, const char *module, const char *fmt, va_list ap) {
+    (void)tif;
+    (void)module;
+    TiffCtx *t = ud;
+    if (!t->failed) {
+        char msg[512];
+        vsnprintf(msg, sizeof msg, fmt, ap);
+        err_set(t->e, "%s: corrupt or unsupported TIFF: %s", t->label, msg);
+        t->failed = 1;
+    }
+    return 1; /* handled: libtiff's global handler would print to stderr */
+}
+
+/* Warnings (unknown tags, odd but readable fields) leave the pixels intact: ignored, as PIL does.
+ * Lost data (unreadable strips, bad compression data) comes as an error. */
+static int tiff_on_warning(TIFF *tif, void *ud, const char *module, const char *fmt, va_list ap) {
+    (void)tif, (void)ud, (void)module, (void)fmt, (void)ap;
+    return 1;
+}
+
+static tmsize_t tiff_src_read(thandle_t h, void *p, tmsize_t len) {
+    TiffCtx *t = (TiffCtx *)h;
+    if (len < 0) return -1;
+    uint64_t left = t->pos < t->n ? t->n - t->pos : 0;
+    size_t k = (uint64_t)len < left ? (size_t)len : (size_t)left;
+    if (k == 0) return 0;
+    if (t->buf) {
+        memcpy(p, t->buf + t->pos, k);
+    } else {
+        ssize_t got = pread(t->fd, p, k, (off_t)t->pos);
+        if (got < 0) return -1;
+        k = (size_t)got;
+    }
+    t->pos += k;
+    return (tmsize_t)k;
+}
+
+static tmsize_t tiff_src_write(thandle_t h, void *p, tmsize_t len) {
+    (void)h, (void)p, (void)len;
+    return -1;
+}
+
+static toff_t tiff_src_seek(thandle_t h, toff_t off, int whence) {
+    TiffCtx *t = (TiffCtx *)h;
+    uint64_t np = whence == SEEK_SET ? off : whence == SEEK_CUR ? t->pos + off : t->n + off;
+    if (np > (uint64_t)INT64_MAX) return (toff_t)-1;
+    t->pos = np;
+    return np;
+}
+
+static int tiff_src_close(thandle_t h) {
+    (void)h;
+    return 0;
+}
+
+static toff_t tiff_src_size(thandle_t h) { return ((TiffCtx *)h)->n; }
+
+static int tiff_src_map(thandle_t h, void **base, toff_t *size) {
+    (void)h, (void)base, (void)size;
+    return 0;
+}
+
+static void tiff_src_unmap(thandle_t h, void *base, toff_t size) { (void)h, (void)base, (void)size; }
+
+/* Opens t's source and checks the first image (page) the way the decoders need: size within
+ * limits, a layout TIFFRGBAImage can convert. *c: 1 for gray (min-is-black or -white), else 3. */
+static TIFF *tiff_open(TiffCtx *t, int *w, int *h, int *c) {
+    TIFFOpenOptions *opts = TIFFOpenOptionsAlloc();
+    if (!opts) die("out of memory opening a TIFF");
+    TIFFOpenOptionsSetErrorHandlerExtR(opts, tiff_on_error, t);
+    TIFFOpenOptionsSetWarningHandlerExtR(opts, tiff_on_warning, t);
+    /* A hostile strip or tile size is refused before libtiff allocates it. */
+    TIFFOpenOptionsSetMaxSingleMemAlloc(opts, (tmsize_t)1 << 30);
+    TIFF *tif = TIFFClientOpenExt(t->label, "rm", (thandle_t)t, tiff_src_read, tiff_src_write, tiff_src_seek,
+                                  tiff_src_close, tiff_src_size, tiff_src_map, tiff_src_unmap, opts);
+    TIFFOpenOptionsFree(opts);
+    if (!tif) {
+        if (!t->failed) err_set(t->e, "%s: corrupt or unsupported TIFF", t->label);
+        return NULL;
+    }
+    uint32_t tw = 0, th = 0;
+    uint16_t photo = 0;
+    char emsg[1024] = "";
+    int rc = 0;
+    if (t->failed) {
+        rc = -1;
+    } else if (!TIFFGetField(tif, TIFFTAG_IMAGEWIDTH, &tw) || !TIFFGetField(tif, TIFFTAG_IMAGELENGTH, &th)) {
+        rc = err_set(t->e, "%s: corrupt TIFF: no image width or length", t->label);
+    } else if (check_dims(t->label, (long)tw, (long)th, t->e) != 0) {
+        rc = -1;
+    } else if (!TIFFRGBAImageOK(tif, emsg)) {
+        rc = err_set(t->e, "%s: unsupported TIFF: %s (convert it to PNG)", t->label, emsg);
+    }
+    if (rc != 0) {
+        TIFFClose(tif);
+        return NULL;
+    }
+    TIFFGetFieldDefaulted(tif, TIFFTAG_PHOTOMETRIC, &photo);
+    *w = (int)tw;
+    *h = (int)th;
+    *c = (photo == PHOTOMETRIC_MINISBLACK || photo == PHOTOMETRIC_MINISWHITE) ? 1 : 3;
+    return tif;
+}
+
+/* The first page, through TIFFRGBAImage (any photometric, bit depth, compression and orientation
+ * libtiff supports), to 8-bit RGB; alpha is dropped (libtiff premultiplies it first, where PIL
+ * keeps the colour as stored: images with partly transparent pixels differ there). */
+static int tiff_decode(Image *img, const uint8_t *buf, size_t n, const char *label, int channels, Err *e) {
+    TiffCtx t = {.label = label, .e = e, .buf = buf, .fd = -1, .n = n};
+    int w, h, c;
+    TIFF *tif = tiff_open(&t, &w, &h, &c);
+    if (!tif) return -1;
+    size_t np = (size_t)w * (size_t)h;
+    uint32_t *raster = xmalloc(np * sizeof *raster, "TIFF pixels");
+    int ok = TIFFReadRGBAImageOriented(tif, (uint32_t)w, (uint32_t)h, raster, ORIENTATION_TOPLEFT, 1);
+    TIFFClose(tif);
+    if (!ok || t.failed) {
+        if (!t.failed) err_set(e, "%s: corrupt or truncated TIFF: its pixels cannot be read", label);
+        xfree(raster);
+        return -1;
+    }
+    image_reserve(img, w, h, 3);
+    for (size_t i = 0; i < np; i++) {
+        uint32_t p = raster[i];
+        img->px[3 * i] = (uint8_t)TIFFGetR(p);
+        img->px[3 * i + 1] = (uint8_t)TIFFGetG(p);
+        img->px[3 * i + 2] = (uint8_t)TIFFGetB(p);
+    }
+    xfree(raster);
+    if (channels == 1) {
+        rgb_to_gray_inplace(img->px, np); /* gray stored as r = g = b: exact */
+        img->c = 1;
+    }
+    return 0;
+}
+
+static int tiff_probe(int fd, size_t size, const char *label, int *w, int *h, int *c, Err *e) {
+    TiffCtx t = {.label = label, .e = e, .fd = fd, .n = size};
+    TIFF *tif = tiff_open(&t, w, h, c);
+    if (!tif) return -1;
+    TIFFClose(tif);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
 
 int image_probe_file(const char *path, int *w, int *h, int *c, Err *e) {
     size_t file_size;
@@ -384,11 +625,18 @@ int image_probe_file(const char *path, int *w, int *h, int *c, Err *e) {
     }
     ImageFormat fmt = image_format_of(magic, got);
     int rc;
-    if (fmt == IMAGE_FORMAT_UNKNOWN) {
-        rc = err_set(e, "%s: not a JPEG or PNG file", path);
-    } else {
-        rewind(f);
-        rc = fmt == IMAGE_FORMAT_JPEG ? jpeg_probe(f, path, w, h, c, e) : png_probe(f, path, w, h, c, e);
+    rewind(f);
+    switch (fmt) {
+    case IMAGE_FORMAT_JPEG: rc = jpeg_probe(f, path, w, h, c, e); break;
+    case IMAGE_FORMAT_PNG: rc = png_probe(f, path, w, h, c, e); break;
+    case IMAGE_FORMAT_BMP: {
+        uint8_t hdr[64];
+        size_t hn = fread(hdr, 1, sizeof hdr, f);
+        rc = bmp_header(hdr, hn, file_size, path, w, h, c, e);
+        break;
+    }
+    case IMAGE_FORMAT_TIFF: rc = tiff_probe(fileno(f), file_size, path, w, h, c, e); break;
+    default: rc = err_set(e, "%s: not a JPEG, PNG, BMP or TIFF file", path); break;
     }
     fclose(f);
     return rc;
@@ -401,7 +649,9 @@ int image_decode_mem(Image *img, const uint8_t *buf, size_t n, const char *label
     switch (image_format_of(buf, n)) {
     case IMAGE_FORMAT_JPEG: return jpeg_decode(img, buf, n, label, channels, min_side, e);
     case IMAGE_FORMAT_PNG: return png_decode(img, buf, n, label, channels, e);
-    default: return err_set(e, "%s: not a JPEG or PNG file", label);
+    case IMAGE_FORMAT_BMP: return bmp_decode(img, buf, n, label, channels, e);
+    case IMAGE_FORMAT_TIFF: return tiff_decode(img, buf, n, label, channels, e);
+    default: return err_set(e, "%s: not a JPEG, PNG, BMP or TIFF file", label);
     }
 }
 
@@ -609,4 +859,47 @@ int image_resize_center_crop(float *out, const Image *img, int resize, int crop,
     }
     xfree(tmp), xfree(sx), xfree(kx), xfree(ky);
     return 0;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* JPEG writer: libjpeg into memory (its buffer grows as needed), then one atomic write. */
+
+int jpeg_write(const char *path, const uint8_t *px, int w, int h, int c, int quality, Err *e) {
+    if (c != 1 && c != 3) return err_set(e, "%s: JPEG writer takes 1 or 3 channels, not %d", path, c);
+    if (w <= 0 || h <= 0 || w > IMAGE_MAX_SIDE || h > IMAGE_MAX_SIDE)
+        return err_set(e, "%s: cannot write a %dx%d JPEG", path, w, h);
+    struct jpeg_compress_struct ci;
+    JpegErr je;
+    jpeg_err_init(&je, path, e);
+    je.what = "cannot encode JPEG";
+    ci.err = &je.pub;
+    unsigned char *volatile mem = NULL;
+    unsigned long size = 0;
+    jpeg_create_compress(&ci);
+    if (setjmp(je.jb)) {
+        jpeg_destroy_compress(&ci);
+        free(mem);
+        return -1;
+    }
+    jpeg_mem_dest(&ci, (unsigned char **)&mem, &size);
+    ci.image_width = (JDIMENSION)w;
+    ci.image_height = (JDIMENSION)h;
+    ci.input_components = c;
+    ci.in_color_space = c == 1 ? JCS_GRAYSCALE : JCS_RGB;
+    jpeg_set_defaults(&ci);
+    jpeg_set_quality(&ci, quality, TRUE);
+    jpeg_start_compress(&ci, TRUE);
+    while (ci.next_scanline < ci.image_height) {
+        JSAMPROW row = (JSAMPROW)(px + (size_t)ci.next_scanline * w * c);
+        jpeg_write_scanlines(&ci, &row, 1);
+    }
+    jpeg_finish_compress(&ci);
+    jpeg_destroy_compress(&ci);
+
+    AtomicFile af;
+    int rc = atomic_open(&af, path, e);
+    if (rc == 0) rc = atomic_write(&af, mem, size, e);
+    if (rc == 0) rc = atomic_commit(&af, e);
+    free(mem);
+    return rc;
 }

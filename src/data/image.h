@@ -1,6 +1,7 @@
 /* Decoded images and the codecs behind them: JPEG through libjpeg-turbo (with its scaled
  * decoding when the image is much larger than needed), PNG through libpng (gray, RGB, RGBA,
- * palette, 16-bit), and a PNG writer for pictures byol.c makes (augmentation grids).
+ * palette, 16-bit), BMP through stb_image, TIFF through libtiff, and PNG and JPEG writers for
+ * pictures byol.c makes (augmentation grids).
  *
  * Every decoder reads the header first and refuses absurd dimensions before allocating pixels,
  * and turns libjpeg/libpng errors and warnings (corrupt or truncated data) into an Err line that
@@ -29,12 +30,14 @@ void image_free(Image *img);
 /* Makes img hold w x h x c pixels (contents undefined), growing px only when needed. */
 void image_reserve(Image *img, int w, int h, int c);
 
-typedef enum { IMAGE_FORMAT_UNKNOWN, IMAGE_FORMAT_JPEG, IMAGE_FORMAT_PNG } ImageFormat;
+typedef enum { IMAGE_FORMAT_UNKNOWN, IMAGE_FORMAT_JPEG, IMAGE_FORMAT_PNG, IMAGE_FORMAT_BMP, IMAGE_FORMAT_TIFF } ImageFormat;
 /* By magic bytes, not by file name. */
 ImageFormat image_format_of(const uint8_t *buf, size_t n);
 
 /* Header only: format, size and channel count as stored (1 gray, 3 colour; alpha and palettes
- * count as 3). Refuses absurd dimensions and files that are neither JPEG nor PNG. */
+ * count as 3). Refuses absurd dimensions, truncated BMPs, and files that are not JPEG, PNG, BMP
+ * (uncompressed or bitfields, 1 to 32 bits; not RLE) or TIFF (the first page of any layout
+ * libtiff's RGBA reader handles). */
 int image_probe_file(const char *path, int *w, int *h, int *c, Err *e);
 
 /* Decodes into img with `channels` channels (1: gray by PIL's weights 299/587/114 per mille,
@@ -48,6 +51,8 @@ int image_decode_file(Image *img, const char *path, int channels, int min_side, 
 
 /* Writes 8-bit gray (c = 1) or RGB (c = 3) pixels as a PNG, atomically (see AtomicFile). */
 int png_write(const char *path, const uint8_t *px, int w, int h, int c, Err *e);
+/* The same as a baseline JPEG at `quality` (1..100). */
+int jpeg_write(const char *path, const uint8_t *px, int w, int h, int c, int quality, Err *e);
 
 /* Evaluation preprocessing as torchvision's Resize(resize, BICUBIC) + CenterCrop(crop) on a PIL
  * image (the BYOL / ImageNet protocol: 256 then 224, 87.5%): the short side resized to `resize`,

@@ -1,7 +1,7 @@
 /* Image-folder datasets (src/data/folder.c): scanning, header probing in threads, skipping bad
  * files, then decoding every image through the decode wrapper, as training and evaluation do.
  * The input's files become train/{a,b}/ and, with flags bit 0, test/{a,b}/ images (JPEG and PNG
- * names; the content decides what they are). */
+ * names; the content decides what they are, BMP and TIFF included). */
 #include "fuzz_files.h"
 
 static const char *const NAMES[6] = {"train/a/0.jpg", "train/a/1.png", "train/b/2.PNG",

@@ -1,5 +1,6 @@
-/* The image decode wrapper (src/data/image.c: libjpeg-turbo and libpng behind our header checks
- * and size limits), as the image-folder dataset calls it. Flags byte: bit 0 picks 3 channels
+/* The image decode wrapper (src/data/image.c: libjpeg-turbo, libpng, stb_image's BMP decoder and
+ * libtiff behind our header checks and size limits), as the image-folder dataset calls it. The
+ * corpus holds one seed per format (rgb.bmp and rgb.tif are not made by make_corpus). Flags byte: bit 0 picks 3 channels
  * (else gray), bits 1-6 a min_side hint for JPEG's scaled decoding. */
 #include <stdlib.h>
 
