@@ -9,9 +9,6 @@
 #include "io/safetensors.h"
 #include "io/state.h"
 
-
-
-
 /* A safetensors file from a literal header and `data_len` bytes of data. */
 static void write_st_raw(const char *path, const char *header, size_t data_len) {
     size_t h = strlen(header);
@@ -170,38 +167,47 @@ static void test_safetensors_rejects_malformed(void) {
     free(bytes);
 }
 
-/* Every file st_write makes carries the crc32 of its data; a flipped bit anywhere in the data is
- * refused, naming the file; files without the key (PyTorch's) are read as before. */
+/* Every file st_write makes carries a crc32 of the whole file (header included); a flipped bit
+ * anywhere is refused, naming the file in one line; files without the key (PyTorch's) are read
+ * as before. */
 static void test_safetensors_checksum(void) {
     float v[6] = {1, 2, 3, 4, 5, 6};
     int64_t s6[1] = {6};
     StTensorOut t = {"v", 1, s6, v, 0};
-    StMeta fake[1] = {{ST_CHECKSUM_KEY, "00000000"}}; /* a caller's value is replaced by the real one */
+    StMeta meta[3] = {{ST_CHECKSUM_KEY, "00000000"}, /* a caller's value is replaced by the real one */
+                      {ST_LEGACY_CHECKSUM_KEY, "00000000"},
+                      {"note", "seed"}};
     Err e;
     const char *p = tmp_path("crc.safetensors");
-    CHECK(st_write(p, &t, 1, fake, 1, &e) == 0, "%s", e.msg);
+    CHECK(st_write(p, &t, 1, meta, 3, &e) == 0, "%s", e.msg);
     Safetensors st;
     CHECK(st_open(&st, p, &e) == 0, "a fresh file verifies: %s", e.msg);
     if (st.file) {
         const char *c = st_meta(&st, ST_CHECKSUM_KEY);
         CHECK(c && strlen(c) == 8 && strcmp(c, "00000000") != 0, "checksum stored: %s", c ? c : "(none)");
+        CHECK(!st_meta(&st, ST_LEGACY_CHECKSUM_KEY), "no data-only checksum written");
+        CHECK(memcmp(st.file + 8, ST_CHECKSUM_PREFIX, strlen(ST_CHECKSUM_PREFIX)) == 0,
+              "the checksum is the header's first entry");
         st_close(&st);
     }
     size_t n;
     uint8_t *good = read_file(p, &n, &e);
-    int refused = 0;
-    const size_t data_start = n - sizeof v;
-    for (size_t i = data_start; i < n; i++)
+    int refused = 0, named = 0;
+    for (size_t i = 0; i < n; i++) /* the length, the header, the padding, the data */
         for (int bit = 0; bit < 8; bit++) {
             uint8_t *copy = malloc(n);
             memcpy(copy, good, n);
             copy[i] ^= (uint8_t)(1u << bit);
-            if (st_parse(&st, copy, n, "flipped.safetensors", &e) != 0)
-                refused += strstr(e.msg, "checksum mismatch") && strstr(e.msg, "flipped.safetensors");
-            else
+            Err fe = {{0}};
+            if (st_parse(&st, copy, n, "flipped.safetensors", &fe) != 0) {
+                refused++;
+                named += strstr(fe.msg, "flipped.safetensors") && !strchr(fe.msg, '\n');
+            } else {
                 st_close(&st);
+            }
         }
-    CHECK(refused == (int)(8 * sizeof v), "%d of %zu single-bit flips in the data refused", refused, 8 * sizeof v);
+    CHECK(refused == (int)(8 * n), "%d of %zu single-bit flips refused", refused, 8 * n);
+    CHECK(named == refused, "%d of %d refusals name the file in one line", named, refused);
     /* A checksum that is not 8 hex digits. */
     const char *h = "{\"__metadata__\":{\"" ST_CHECKSUM_KEY "\":\"xyz\"},\"a\":{\"dtype\":\"F32\",\"shape\":[1],"
                     "\"data_offsets\":[0,4]}}";
@@ -214,6 +220,129 @@ static void test_safetensors_checksum(void) {
     CHECK(st_open(&st, r, &e) == 0, "a file without a checksum loads: %s", e.msg);
     if (st.file) st_close(&st);
     free(good);
+}
+
+/* A small file with a train checkpoint's metadata, as byol train writes it (the model left out). */
+static const char *write_ckpt_like(const char *name, const StMeta *meta, int n_meta) {
+    static float v[6] = {1, 2, 3, 4, 5, 6};
+    static int64_t s6[1] = {6};
+    StTensorOut t = {"online.encoder.conv1.weight", 1, s6, v, 0};
+    Err e;
+    const char *p = tmp_path(name);
+    if (st_write(p, &t, 1, meta, n_meta, &e)) {
+        printf("FATAL %s\n", e.msg);
+        exit(2);
+    }
+    return p;
+}
+
+static const StMeta CKPT_META[] = {{"byol.config", "width = 4\nbatch = 16\n"}, {"byol.step", "20"},
+                                   {"byol.epoch", "2.0000"}, {"byol.mean", "0.49 0.48 0.44"},
+                                   {"byol.std", "0.24 0.24 0.26"}, {"byol.skipped", "0"}, {"byol.format", "1"}};
+
+/* Where `needle` first occurs in n bytes (a test setup error when it does not). */
+static size_t find_bytes(const uint8_t *b, size_t n, const char *needle) {
+    size_t k = strlen(needle);
+    for (size_t i = 0; i + k <= n; i++)
+        if (memcmp(b + i, needle, k) == 0) return i;
+    printf("FATAL '%s' not in the file\n", needle);
+    exit(2);
+}
+
+/* Flips one bit of byte i of the file at src into dst; expects it refused with `needle`. */
+static void expect_flip_refused(const char *src, const char *dst, size_t i, uint8_t mask, const char *needle) {
+    size_t n;
+    uint8_t *b = slurp(src, &n);
+    b[i] ^= mask;
+    write_bytes(dst, b, n);
+    free(b);
+    expect_st_error(dst, needle);
+}
+
+/* Issue 16, item 15: the checksum covers the header, and a byol.c file cannot lose it unnoticed. */
+static void test_checkpoint_header_is_covered(void) {
+    const char *p = write_ckpt_like("ck20.safetensors", CKPT_META, (int)ARRAY_LEN(CKPT_META));
+    size_t n;
+    uint8_t *b = slurp(p, &n);
+    /* byol.step "20" -> "30" (one bit: '2' is 0x32, '3' 0x33) once resumed silently at step 30. */
+    size_t at = find_bytes(b, n, "\"byol.step\":\"20\"") + strlen("\"byol.step\":\"");
+    expect_flip_refused(p, tmp_path("ck30.safetensors"), at, 0x01, "checksum mismatch");
+    /* A bit of the config, and one of the padding before the data. */
+    at = find_bytes(b, n, "width = 4");
+    expect_flip_refused(p, tmp_path("ckcfg.safetensors"), at + 8, 0x02, "checksum mismatch");
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0; i--) hlen = hlen << 8 | b[i];
+    if (b[8 + hlen - 1] == ' ') expect_flip_refused(p, tmp_path("ckpad.safetensors"), 8 + hlen - 1, 0x01, "checksum mismatch");
+    /* The checksum's key name: verification is not turned off, with or without damaged data. */
+    at = find_bytes(b, n, "\"" ST_CHECKSUM_KEY "\"") + strlen(ST_CHECKSUM_KEY); /* its last character */
+    expect_flip_refused(p, tmp_path("ckkey.safetensors"), at, 0x01, "no " ST_CHECKSUM_KEY " checksum");
+    expect_flip_refused(p, tmp_path("ckkey0.safetensors"), at - strlen(ST_CHECKSUM_KEY) + 1, 0x01,
+                        "no " ST_CHECKSUM_KEY " checksum"); /* "byol." -> "cyol.": other byol.* keys remain */
+    {
+        uint8_t *c = malloc(n);
+        memcpy(c, b, n);
+        c[at] ^= 0x01, c[n - 1] ^= 0x80;
+        const char *q = tmp_path("ckkeydata.safetensors");
+        write_bytes(q, c, n);
+        free(c);
+        expect_st_error(q, "no " ST_CHECKSUM_KEY " checksum");
+    }
+    /* The checksum's digits: a changed digit, and a digit that is no longer hex. */
+    expect_flip_refused(p, tmp_path("ckdigit.safetensors"), ST_CHECKSUM_AT + 3, 0x01, "ckdigit.safetensors");
+    /* The entry moved (the header rewritten by hand, checksum copied along). */
+    {
+        char *moved = malloc(n + 64);
+        const char *key = "\"" ST_CHECKSUM_KEY "\":\"";
+        size_t k = find_bytes(b, n, key) + strlen(key);
+        snprintf(moved, n + 64, "{\"__metadata__\":{\"byol.config\":\"x\",\"byol.step\":\"1\",\"" ST_CHECKSUM_KEY
+                 "\":\"%.8s\"},\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", (const char *)b + k);
+        const char *q = tmp_path("ckmoved.safetensors");
+        write_st_raw(q, moved, 4);
+        free(moved);
+        expect_st_error(q, "not the header's first entry");
+    }
+    free(b);
+    /* A file that names itself a byol.c checkpoint but carries no checksum at all. */
+    const char *q = tmp_path("cknocrc.safetensors");
+    write_st_raw(q, "{\"__metadata__\":{\"byol.config\":\"width = 4\",\"byol.step\":\"20\",\"byol.format\":\"1\"},"
+                    "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4);
+    expect_st_error(q, "no " ST_CHECKSUM_KEY " checksum");
+    /* A metadata key given twice. */
+    q = tmp_path("ckdupkey.safetensors");
+    write_st_raw(q, "{\"__metadata__\":{\"byol.step\":\"20\",\"note\":\"a\",\"byol.step\":\"-5\"}}", 0);
+    expect_st_error(q, "key \"byol.step\" appears twice");
+    /* Another writer's files (the reference scripts' fixtures: no byol metadata) still load. */
+    char fx[1200];
+    snprintf(fx, sizeof fx, "%s/layers.safetensors", fixture_dir());
+    Safetensors st;
+    Err e;
+    CHECK(st_open(&st, fx, &e) == 0, "a PyTorch-written fixture loads: %s", e.msg);
+    if (st.file) st_close(&st);
+}
+
+/* Files of byol.c before the checksum covered the header (byol.data_crc32: the data's crc32)
+ * load, their data still verified; losing that key to a flipped bit is refused too. */
+static void test_legacy_data_checksum(void) {
+    const uint8_t data[4] = {0, 0, 0x80, 0x3f}; /* 1.0f */
+    char h[512];
+    snprintf(h, sizeof h, "{\"__metadata__\":{\"byol.config\":\"width = 4\",\"byol.step\":\"20\",\"" ST_LEGACY_CHECKSUM_KEY
+             "\":\"%08x\"},\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}",
+             (unsigned)st_crc32(data, 4, 0));
+    size_t hl = strlen(h), n = 8 + hl + 4;
+    uint8_t *b = calloc(1, n);
+    for (int i = 0; i < 8; i++) b[i] = (uint8_t)((uint64_t)hl >> (8 * i));
+    memcpy(b + 8, h, hl);
+    memcpy(b + 8 + hl, data, 4);
+    const char *p = tmp_path("legacy.safetensors");
+    write_bytes(p, b, n);
+    Safetensors st;
+    Err e;
+    CHECK(st_open(&st, p, &e) == 0, "an older byol.c checkpoint loads: %s", e.msg);
+    if (st.file) st_close(&st);
+    expect_flip_refused(p, tmp_path("legacyd.safetensors"), n - 1, 0x01, "data checksum mismatch");
+    size_t at = find_bytes(b, n, "data_crc32");
+    expect_flip_refused(p, tmp_path("legacyk.safetensors"), at + 9, 0x01, "no " ST_CHECKSUM_KEY " checksum");
+    free(b);
 }
 
 /* A FIFO given as a file (a config, a checkpoint) is refused at once instead of waiting forever
@@ -429,6 +558,8 @@ int main(void) {
     RUN(test_safetensors_round_trip);
     RUN(test_safetensors_rejects_malformed);
     RUN(test_safetensors_checksum);
+    RUN(test_checkpoint_header_is_covered);
+    RUN(test_legacy_data_checksum);
     RUN(test_fifo_refused_without_hanging);
     RUN(test_safetensors_write_failure_leaves_nothing);
     RUN(test_npy_round_trip);
