@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "io/checkpoint.h"
 #include "io/npy.h"
 #include "io/safetensors.h"
 #include "io/state.h"
@@ -345,6 +346,100 @@ static void test_legacy_data_checksum(void) {
     free(b);
 }
 
+/* ckpt_meta_read on a checkpoint with CKPT_META where `key` is `value` (NULL: left out); the
+ * file stays open (m->config points into it) until the next call. */
+static Safetensors meta_st;
+static int meta_with(const char *key, const char *value, CkptMeta *m, Err *e) {
+    if (meta_st.file) st_close(&meta_st);
+    StMeta meta[16];
+    int n = 0, found = 0;
+    for (size_t i = 0; i < ARRAY_LEN(CKPT_META); i++) {
+        if (strcmp(CKPT_META[i].key, key) == 0) {
+            found = 1;
+            if (!value) continue;
+            meta[n++] = (StMeta){CKPT_META[i].key, (char *)value};
+        } else {
+            meta[n++] = CKPT_META[i];
+        }
+    }
+    if (!found && value) meta[n++] = (StMeta){(char *)key, (char *)value};
+    const char *p = write_ckpt_like("ckmeta.safetensors", meta, n);
+    if (st_open(&meta_st, p, e)) return -2;
+    return ckpt_meta_read(&meta_st, "ckpt-20.safetensors", m, e);
+}
+
+static void expect_meta_error(const char *key, const char *value, const char *needle) {
+    CkptMeta m;
+    Err e = {{0}};
+    int rc = meta_with(key, value, &m, &e);
+    CHECK(rc == -1, "%s = '%s' accepted (rc %d: %s), expected '%s'", key, value ? value : "(absent)", rc, e.msg, needle);
+    CHECK(strstr(e.msg, needle) != NULL, "%s = '%s': message '%s' lacks '%s'", key, value ? value : "(absent)", e.msg,
+          needle);
+    CHECK(strncmp(e.msg, "ckpt-20.safetensors: ", 21) == 0 && !strchr(e.msg, '\n'),
+          "one line naming the file: '%s'", e.msg);
+}
+
+/* Issue 16, item 16: every byol.* value parsed strictly, with its range, one line each. */
+static void test_checkpoint_metadata_validated(void) {
+    CkptMeta m;
+    Err e;
+    CHECK(meta_with("byol.elapsed", "123.5", &m, &e) == 0, "a good checkpoint reads: %s", e.msg);
+    CHECK(m.config && strcmp(m.config, "width = 4\nbatch = 16\n") == 0, "config");
+    CHECK(m.step == 20 && m.skipped == 0 && m.elapsed_s == 123.5, "step %lld, skipped %ld, elapsed %g",
+          (long long)m.step, m.skipped, m.elapsed_s);
+    CHECK(m.has_norm && m.mean[0] == 0.49f && m.mean[2] == 0.44f && m.std[1] == 0.24f && m.std[2] == 0.26f,
+          "normalization read");
+    CHECK(meta_with("byol.skipped", "20", &m, &e) == 0 && m.skipped == 20, "skipped == step is fine: %s", e.msg);
+    CHECK(meta_with("byol.mean", "0.5", &m, &e) == 0 && m.mean[0] == 0.5f && m.mean[1] == 0.5f && m.mean[2] == 0.5f,
+          "a single mean fills all three: %s", e.msg);
+    CHECK(meta_with("byol.step", "1000000000000000", &m, &e) == 0 && m.step == 1000000000000000LL, "1e15 is a step");
+    CHECK(meta_with("byol.step", "0", &m, &e) == 0 && m.step == 0 && m.elapsed_s == 0, "0 is a step; no elapsed: 0");
+    {
+        StMeta bare[2] = {{"byol.config", "width = 4\n"}, {"byol.step", "7"}};
+        const char *p = write_ckpt_like("ckbare.safetensors", bare, 2);
+        Safetensors st;
+        CHECK(st_open(&st, p, &e) == 0, "%s", e.msg);
+        if (st.file) {
+            CHECK(ckpt_meta_read(&st, p, &m, &e) == 0, "config and step suffice: %s", e.msg);
+            CHECK(m.step == 7 && m.skipped == 0 && !m.has_norm && m.mean[1] == 0 && m.std[1] == 1,
+                  "defaults without normalization");
+            st_close(&st);
+        }
+    }
+    expect_meta_error("byol.step", "-5", "byol.step '-5' is not a step (0 to 1e15)");
+    expect_meta_error("byol.step", "1000000000000001", "is not a step (0 to 1e15)");
+    expect_meta_error("byol.step", "99999999999999999999999", "is not a step");
+    expect_meta_error("byol.step", "20x", "byol.step '20x' is not a step");
+    expect_meta_error("byol.step", " 20", "is not a step");
+    expect_meta_error("byol.step", "+20", "is not a step");
+    expect_meta_error("byol.step", "", "is not a step");
+    expect_meta_error("byol.step", "2\n0", "byol.step '2?0'"); /* shown on one line */
+    expect_meta_error("byol.step", NULL, "no byol.step");
+    expect_meta_error("byol.config", NULL, "no byol.config");
+    expect_meta_error("byol.skipped", "21", "byol.skipped '21' is not a count of skipped steps (0 to byol.step, 20)");
+    expect_meta_error("byol.skipped", "-1", "byol.skipped '-1'");
+    expect_meta_error("byol.std", NULL, "byol.mean without byol.std");
+    expect_meta_error("byol.mean", NULL, "byol.std without byol.mean");
+    expect_meta_error("byol.mean", "nan 0 0", "byol.mean 'nan 0 0' is not 1 to 3 finite numbers");
+    expect_meta_error("byol.mean", "0.5 inf 0.5", "byol.mean");
+    expect_meta_error("byol.mean", "1e39 0 0", "byol.mean"); /* finite as a double, not as a float */
+    expect_meta_error("byol.mean", "0.1 0.2 0.3 0.4", "byol.mean");
+    expect_meta_error("byol.mean", "0.1  0.2", "byol.mean");
+    expect_meta_error("byol.mean", "0.1 0.2 ", "byol.mean");
+    expect_meta_error("byol.mean", "", "byol.mean");
+    expect_meta_error("byol.mean", "0x1p-2", "byol.mean");
+    expect_meta_error("byol.std", "0.2 0 0.2", "byol.std '0.2 0 0.2' is not 1 to 3 numbers > 0");
+    expect_meta_error("byol.std", "-0.2", "byol.std");
+    expect_meta_error("byol.std", "1e-50", "byol.std"); /* 0 as a float */
+    expect_meta_error("byol.std", "nan", "byol.std");
+    expect_meta_error("byol.elapsed", "-1", "byol.elapsed '-1' is not a number of seconds");
+    expect_meta_error("byol.elapsed", "nan", "byol.elapsed");
+    expect_meta_error("byol.elapsed", "1e400", "byol.elapsed");
+    expect_meta_error("byol.elapsed", "12s", "byol.elapsed");
+    expect_meta_error("byol.format", "2", "byol.format '2' is not a checkpoint format");
+    if (meta_st.file) st_close(&meta_st);
+}
+
 /* A FIFO given as a file (a config, a checkpoint) is refused at once instead of waiting forever
  * for a writer; alarm() turns a hang into a failed run. */
 static void test_fifo_refused_without_hanging(void) {
@@ -560,6 +655,7 @@ int main(void) {
     RUN(test_safetensors_checksum);
     RUN(test_checkpoint_header_is_covered);
     RUN(test_legacy_data_checksum);
+    RUN(test_checkpoint_metadata_validated);
     RUN(test_fifo_refused_without_hanging);
     RUN(test_safetensors_write_failure_leaves_nothing);
     RUN(test_npy_round_trip);
