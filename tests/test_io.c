@@ -302,6 +302,24 @@ static void test_checkpoint_header_is_covered(void) {
         free(moved);
         expect_st_error(q, "not the header's first entry");
     }
+    /* Every single-bit flip anywhere in the file: refused, naming the file in one line. */
+    int refused = 0, named = 0;
+    for (size_t i = 0; i < n; i++)
+        for (int bit = 0; bit < 8; bit++) {
+            uint8_t *c = malloc(n);
+            memcpy(c, b, n);
+            c[i] ^= (uint8_t)(1u << bit);
+            Safetensors fs;
+            Err fe = {{0}};
+            if (st_parse(&fs, c, n, "ckflip.safetensors", &fe) != 0) {
+                refused++;
+                named += strncmp(fe.msg, "ckflip.safetensors: ", 20) == 0 && !strchr(fe.msg, '\n');
+            } else {
+                st_close(&fs);
+            }
+        }
+    CHECK(refused == (int)(8 * n) && named == refused, "%d of %zu flips refused, %d naming the file", refused, 8 * n,
+          named);
     free(b);
     /* A file that names itself a byol.c checkpoint but carries no checksum at all. */
     const char *q = tmp_path("cknocrc.safetensors");
