@@ -360,6 +360,79 @@ static void test_corrupt_checkpoint_refused(void) {
     free(err);
 }
 
+/* Copies checkpoint src to dst with metadata `key` set to `value` and a valid checksum: what a
+ * buggy or hostile writer could hand us, past the checksum. */
+static void rewrite_meta(const char *src, const char *dst, const char *key, const char *value) {
+    Safetensors st;
+    Err e;
+    if (st_open(&st, src, &e)) {
+        printf("FATAL %s\n", e.msg);
+        exit(2);
+    }
+    StTensorOut *ts = calloc((size_t)st.n_entries, sizeof *ts);
+    StMeta *meta = calloc((size_t)st.n_meta + 1, sizeof *meta);
+    for (int i = 0; i < st.n_entries; i++) {
+        const StEntry *t = &st.entries[i];
+        ts[i] = (StTensorOut){t->name, t->ndim, t->shape, st.file + st.data_start + t->begin, strcmp(t->dtype, "I64") == 0};
+    }
+    int n = 0;
+    for (int i = 0; i < st.n_meta; i++)
+        if (strcmp(st.meta[i].key, key) != 0) meta[n++] = st.meta[i];
+    meta[n++] = (StMeta){(char *)key, (char *)value};
+    if (st_write(dst, ts, st.n_entries, meta, n, &e)) {
+        printf("FATAL %s\n", e.msg);
+        exit(2);
+    }
+    free(ts), free(meta);
+    st_close(&st);
+}
+
+/* Issue 16: the checksum covers the header (byol.step "6" -> "7" is one flipped bit), and a
+ * checkpoint whose metadata passes the checksum is still checked value by value. */
+static void test_checkpoint_header_and_metadata_refused(void) {
+    char a[4096];
+    snprintf(a, sizeof a, "mkdir -p %s/hdr %s/neg", TEST_TMP, TEST_TMP);
+    CHECK(sh_status(a) == 0, "made folders");
+    size_t n;
+    uint8_t *b = slurp(ckpt("full6", 6), &n);
+    const char *key = "\"byol.step\":\"6\"";
+    uint8_t *at = NULL;
+    for (size_t i = 0; i + strlen(key) <= n && !at; i++)
+        if (memcmp(b + i, key, strlen(key)) == 0) at = b + i + strlen(key) - 2;
+    CHECK(at != NULL, "byol.step found in the checkpoint");
+    if (at) *at ^= 0x01; /* '6' -> '7' */
+    write_bytes(ckpt("hdr", 6), b, n);
+    free(b);
+    snprintf(a, sizeof a, "eval --ckpt %s", ckpt("hdr", 6));
+    int st = byol_env("", a);
+    char *err = slurp_text("err");
+    CHECK(st == 1 && strstr(err, "checksum mismatch") && strstr(err, "hdr/ckpt-000000006.safetensors") &&
+              count_of(err, "\n") == 1,
+          "eval refuses a flipped bit in byol.step (%d): %s", st, err);
+    free(err);
+    snprintf(a, sizeof a, "train --resume %s/hdr", TEST_TMP);
+    st = byol_env("", a);
+    err = slurp_text("err");
+    CHECK(st == 1 && strstr(err, "checksum mismatch"), "resume refuses it too (%d): %s", st, err);
+    free(err);
+    /* A negative step with a valid checksum once reached the loader's slots[t % slots]. */
+    rewrite_meta(ckpt("full6", 6), ckpt("neg", 6), "byol.step", "-5");
+    snprintf(a, sizeof a, "eval --ckpt %s", ckpt("neg", 6));
+    st = byol_env("", a);
+    err = slurp_text("err");
+    CHECK(st == 1 && strstr(err, "neg/ckpt-000000006.safetensors: byol.step '-5' is not a step (0 to 1e15)") &&
+              count_of(err, "\n") == 1,
+          "eval refuses a negative step in one line (%d): %s", st, err);
+    free(err);
+    rewrite_meta(ckpt("full6", 6), ckpt("neg", 6), "byol.std", "0.25 0 0.25");
+    snprintf(a, sizeof a, "eval --ckpt %s", ckpt("neg", 6));
+    st = byol_env("", a);
+    err = slurp_text("err");
+    CHECK(st == 1 && strstr(err, "byol.std '0.25 0 0.25' is not 1 to 3 numbers > 0") && count_of(err, "\n") == 1,
+          "eval refuses a zero std in one line (%d): %s", st, err);
+    free(err);
+}
+
 /* ------------------------------------------------------------------ out of memory */
 
 static void test_allocation_failure_names_size_and_flag(void) {
@@ -395,6 +468,7 @@ int main(void) {
     RUN(test_sigkill_at_random_moments);
     RUN(test_disk_full);
     RUN(test_corrupt_checkpoint_refused);
+    RUN(test_checkpoint_header_and_metadata_refused);
     RUN(test_allocation_failure_names_size_and_flag);
     return test_finish();
 }

@@ -5,12 +5,10 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "io/checkpoint.h"
 #include "io/npy.h"
 #include "io/safetensors.h"
 #include "io/state.h"
-
-
-
 
 /* A safetensors file from a literal header and `data_len` bytes of data. */
 static void write_st_raw(const char *path, const char *header, size_t data_len) {
@@ -170,38 +168,47 @@ static void test_safetensors_rejects_malformed(void) {
     free(bytes);
 }
 
-/* Every file st_write makes carries the crc32 of its data; a flipped bit anywhere in the data is
- * refused, naming the file; files without the key (PyTorch's) are read as before. */
+/* Every file st_write makes carries a crc32 of the whole file (header included); a flipped bit
+ * anywhere is refused, naming the file in one line; files without the key (PyTorch's) are read
+ * as before. */
 static void test_safetensors_checksum(void) {
     float v[6] = {1, 2, 3, 4, 5, 6};
     int64_t s6[1] = {6};
     StTensorOut t = {"v", 1, s6, v, 0};
-    StMeta fake[1] = {{ST_CHECKSUM_KEY, "00000000"}}; /* a caller's value is replaced by the real one */
+    StMeta meta[3] = {{ST_CHECKSUM_KEY, "00000000"}, /* a caller's value is replaced by the real one */
+                      {ST_LEGACY_CHECKSUM_KEY, "00000000"},
+                      {"note", "seed"}};
     Err e;
     const char *p = tmp_path("crc.safetensors");
-    CHECK(st_write(p, &t, 1, fake, 1, &e) == 0, "%s", e.msg);
+    CHECK(st_write(p, &t, 1, meta, 3, &e) == 0, "%s", e.msg);
     Safetensors st;
     CHECK(st_open(&st, p, &e) == 0, "a fresh file verifies: %s", e.msg);
     if (st.file) {
         const char *c = st_meta(&st, ST_CHECKSUM_KEY);
         CHECK(c && strlen(c) == 8 && strcmp(c, "00000000") != 0, "checksum stored: %s", c ? c : "(none)");
+        CHECK(!st_meta(&st, ST_LEGACY_CHECKSUM_KEY), "no data-only checksum written");
+        CHECK(memcmp(st.file + 8, ST_CHECKSUM_PREFIX, strlen(ST_CHECKSUM_PREFIX)) == 0,
+              "the checksum is the header's first entry");
         st_close(&st);
     }
     size_t n;
     uint8_t *good = read_file(p, &n, &e);
-    int refused = 0;
-    const size_t data_start = n - sizeof v;
-    for (size_t i = data_start; i < n; i++)
+    int refused = 0, named = 0;
+    for (size_t i = 0; i < n; i++) /* the length, the header, the padding, the data */
         for (int bit = 0; bit < 8; bit++) {
             uint8_t *copy = malloc(n);
             memcpy(copy, good, n);
             copy[i] ^= (uint8_t)(1u << bit);
-            if (st_parse(&st, copy, n, "flipped.safetensors", &e) != 0)
-                refused += strstr(e.msg, "checksum mismatch") && strstr(e.msg, "flipped.safetensors");
-            else
+            Err fe = {{0}};
+            if (st_parse(&st, copy, n, "flipped.safetensors", &fe) != 0) {
+                refused++;
+                named += strstr(fe.msg, "flipped.safetensors") && !strchr(fe.msg, '\n');
+            } else {
                 st_close(&st);
+            }
         }
-    CHECK(refused == (int)(8 * sizeof v), "%d of %zu single-bit flips in the data refused", refused, 8 * sizeof v);
+    CHECK(refused == (int)(8 * n), "%d of %zu single-bit flips refused", refused, 8 * n);
+    CHECK(named == refused, "%d of %d refusals name the file in one line", named, refused);
     /* A checksum that is not 8 hex digits. */
     const char *h = "{\"__metadata__\":{\"" ST_CHECKSUM_KEY "\":\"xyz\"},\"a\":{\"dtype\":\"F32\",\"shape\":[1],"
                     "\"data_offsets\":[0,4]}}";
@@ -214,6 +221,241 @@ static void test_safetensors_checksum(void) {
     CHECK(st_open(&st, r, &e) == 0, "a file without a checksum loads: %s", e.msg);
     if (st.file) st_close(&st);
     free(good);
+}
+
+/* A small file with a train checkpoint's metadata, as byol train writes it (the model left out). */
+static const char *write_ckpt_like(const char *name, const StMeta *meta, int n_meta) {
+    static float v[6] = {1, 2, 3, 4, 5, 6};
+    static int64_t s6[1] = {6};
+    StTensorOut t = {"online.encoder.conv1.weight", 1, s6, v, 0};
+    Err e;
+    const char *p = tmp_path(name);
+    if (st_write(p, &t, 1, meta, n_meta, &e)) {
+        printf("FATAL %s\n", e.msg);
+        exit(2);
+    }
+    return p;
+}
+
+static const StMeta CKPT_META[] = {{"byol.config", "width = 4\nbatch = 16\n"}, {"byol.step", "20"},
+                                   {"byol.epoch", "2.0000"}, {"byol.mean", "0.49 0.48 0.44"},
+                                   {"byol.std", "0.24 0.24 0.26"}, {"byol.skipped", "0"}, {"byol.format", "1"}};
+
+/* Where `needle` first occurs in n bytes (a test setup error when it does not). */
+static size_t find_bytes(const uint8_t *b, size_t n, const char *needle) {
+    size_t k = strlen(needle);
+    for (size_t i = 0; i + k <= n; i++)
+        if (memcmp(b + i, needle, k) == 0) return i;
+    printf("FATAL '%s' not in the file\n", needle);
+    exit(2);
+}
+
+/* Flips one bit of byte i of the file at src into dst; expects it refused with `needle`. */
+static void expect_flip_refused(const char *src, const char *dst, size_t i, uint8_t mask, const char *needle) {
+    size_t n;
+    uint8_t *b = slurp(src, &n);
+    b[i] ^= mask;
+    write_bytes(dst, b, n);
+    free(b);
+    expect_st_error(dst, needle);
+}
+
+/* Issue 16, item 15: the checksum covers the header, and a byol.c file cannot lose it unnoticed. */
+static void test_checkpoint_header_is_covered(void) {
+    const char *p = write_ckpt_like("ck20.safetensors", CKPT_META, (int)ARRAY_LEN(CKPT_META));
+    size_t n;
+    uint8_t *b = slurp(p, &n);
+    /* byol.step "20" -> "30" (one bit: '2' is 0x32, '3' 0x33) once resumed silently at step 30. */
+    size_t at = find_bytes(b, n, "\"byol.step\":\"20\"") + strlen("\"byol.step\":\"");
+    expect_flip_refused(p, tmp_path("ck30.safetensors"), at, 0x01, "checksum mismatch");
+    /* A bit of the config, and one of the padding before the data. */
+    at = find_bytes(b, n, "width = 4");
+    expect_flip_refused(p, tmp_path("ckcfg.safetensors"), at + 8, 0x02, "checksum mismatch");
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0; i--) hlen = hlen << 8 | b[i];
+    if (b[8 + hlen - 1] == ' ') expect_flip_refused(p, tmp_path("ckpad.safetensors"), 8 + hlen - 1, 0x01, "checksum mismatch");
+    /* The checksum's key name: verification is not turned off, with or without damaged data. */
+    at = find_bytes(b, n, "\"" ST_CHECKSUM_KEY "\"") + strlen(ST_CHECKSUM_KEY); /* its last character */
+    expect_flip_refused(p, tmp_path("ckkey.safetensors"), at, 0x01, "no " ST_CHECKSUM_KEY " checksum");
+    expect_flip_refused(p, tmp_path("ckkey0.safetensors"), at - strlen(ST_CHECKSUM_KEY) + 1, 0x01,
+                        "no " ST_CHECKSUM_KEY " checksum"); /* "byol." -> "cyol.": other byol.* keys remain */
+    {
+        uint8_t *c = malloc(n);
+        memcpy(c, b, n);
+        c[at] ^= 0x01, c[n - 1] ^= 0x80;
+        const char *q = tmp_path("ckkeydata.safetensors");
+        write_bytes(q, c, n);
+        free(c);
+        expect_st_error(q, "no " ST_CHECKSUM_KEY " checksum");
+    }
+    /* The checksum's digits: a changed digit, and a digit that is no longer hex. */
+    expect_flip_refused(p, tmp_path("ckdigit.safetensors"), ST_CHECKSUM_AT + 3, 0x01, "ckdigit.safetensors");
+    /* The entry moved (the header rewritten by hand, checksum copied along). */
+    {
+        char *moved = malloc(n + 64);
+        const char *key = "\"" ST_CHECKSUM_KEY "\":\"";
+        size_t k = find_bytes(b, n, key) + strlen(key);
+        snprintf(moved, n + 64, "{\"__metadata__\":{\"byol.config\":\"x\",\"byol.step\":\"1\",\"" ST_CHECKSUM_KEY
+                 "\":\"%.8s\"},\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", (const char *)b + k);
+        const char *q = tmp_path("ckmoved.safetensors");
+        write_st_raw(q, moved, 4);
+        free(moved);
+        expect_st_error(q, "not the header's first entry");
+    }
+    /* Every single-bit flip anywhere in the file: refused, naming the file in one line. */
+    int refused = 0, named = 0;
+    for (size_t i = 0; i < n; i++)
+        for (int bit = 0; bit < 8; bit++) {
+            uint8_t *c = malloc(n);
+            memcpy(c, b, n);
+            c[i] ^= (uint8_t)(1u << bit);
+            Safetensors fs;
+            Err fe = {{0}};
+            if (st_parse(&fs, c, n, "ckflip.safetensors", &fe) != 0) {
+                refused++;
+                named += strncmp(fe.msg, "ckflip.safetensors: ", 20) == 0 && !strchr(fe.msg, '\n');
+            } else {
+                st_close(&fs);
+            }
+        }
+    CHECK(refused == (int)(8 * n) && named == refused, "%d of %zu flips refused, %d naming the file", refused, 8 * n,
+          named);
+    free(b);
+    /* A file that names itself a byol.c checkpoint but carries no checksum at all. */
+    const char *q = tmp_path("cknocrc.safetensors");
+    write_st_raw(q, "{\"__metadata__\":{\"byol.config\":\"width = 4\",\"byol.step\":\"20\",\"byol.format\":\"1\"},"
+                    "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4);
+    expect_st_error(q, "no " ST_CHECKSUM_KEY " checksum");
+    /* A metadata key given twice. */
+    q = tmp_path("ckdupkey.safetensors");
+    write_st_raw(q, "{\"__metadata__\":{\"byol.step\":\"20\",\"note\":\"a\",\"byol.step\":\"-5\"}}", 0);
+    expect_st_error(q, "key \"byol.step\" appears twice");
+    /* Another writer's files (the reference scripts' fixtures: no byol metadata) still load. */
+    char fx[1200];
+    snprintf(fx, sizeof fx, "%s/layers.safetensors", fixture_dir());
+    Safetensors st;
+    Err e;
+    CHECK(st_open(&st, fx, &e) == 0, "a PyTorch-written fixture loads: %s", e.msg);
+    if (st.file) st_close(&st);
+}
+
+/* Files of byol.c before the checksum covered the header (byol.data_crc32: the data's crc32)
+ * load, their data still verified; losing that key to a flipped bit is refused too. */
+static void test_legacy_data_checksum(void) {
+    const uint8_t data[4] = {0, 0, 0x80, 0x3f}; /* 1.0f */
+    char h[512];
+    snprintf(h, sizeof h, "{\"__metadata__\":{\"byol.config\":\"width = 4\",\"byol.step\":\"20\",\"" ST_LEGACY_CHECKSUM_KEY
+             "\":\"%08x\"},\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}",
+             (unsigned)st_crc32(data, 4, 0));
+    size_t hl = strlen(h), n = 8 + hl + 4;
+    uint8_t *b = calloc(1, n);
+    for (int i = 0; i < 8; i++) b[i] = (uint8_t)((uint64_t)hl >> (8 * i));
+    memcpy(b + 8, h, hl);
+    memcpy(b + 8 + hl, data, 4);
+    const char *p = tmp_path("legacy.safetensors");
+    write_bytes(p, b, n);
+    Safetensors st;
+    Err e;
+    CHECK(st_open(&st, p, &e) == 0, "an older byol.c checkpoint loads: %s", e.msg);
+    if (st.file) st_close(&st);
+    expect_flip_refused(p, tmp_path("legacyd.safetensors"), n - 1, 0x01, "data checksum mismatch");
+    size_t at = find_bytes(b, n, "data_crc32");
+    expect_flip_refused(p, tmp_path("legacyk.safetensors"), at + 9, 0x01, "no " ST_CHECKSUM_KEY " checksum");
+    free(b);
+}
+
+/* ckpt_meta_read on a checkpoint with CKPT_META where `key` is `value` (NULL: left out); the
+ * file stays open (m->config points into it) until the next call. */
+static Safetensors meta_st;
+static int meta_with(const char *key, const char *value, CkptMeta *m, Err *e) {
+    if (meta_st.file) st_close(&meta_st);
+    StMeta meta[16];
+    int n = 0, found = 0;
+    for (size_t i = 0; i < ARRAY_LEN(CKPT_META); i++) {
+        if (strcmp(CKPT_META[i].key, key) == 0) {
+            found = 1;
+            if (!value) continue;
+            meta[n++] = (StMeta){CKPT_META[i].key, (char *)value};
+        } else {
+            meta[n++] = CKPT_META[i];
+        }
+    }
+    if (!found && value) meta[n++] = (StMeta){(char *)key, (char *)value};
+    const char *p = write_ckpt_like("ckmeta.safetensors", meta, n);
+    if (st_open(&meta_st, p, e)) return -2;
+    return ckpt_meta_read(&meta_st, "ckpt-20.safetensors", m, e);
+}
+
+static void expect_meta_error(const char *key, const char *value, const char *needle) {
+    CkptMeta m;
+    Err e = {{0}};
+    int rc = meta_with(key, value, &m, &e);
+    CHECK(rc == -1, "%s = '%s' accepted (rc %d: %s), expected '%s'", key, value ? value : "(absent)", rc, e.msg, needle);
+    CHECK(strstr(e.msg, needle) != NULL, "%s = '%s': message '%s' lacks '%s'", key, value ? value : "(absent)", e.msg,
+          needle);
+    CHECK(strncmp(e.msg, "ckpt-20.safetensors: ", 21) == 0 && !strchr(e.msg, '\n'),
+          "one line naming the file: '%s'", e.msg);
+}
+
+/* Issue 16, item 16: every byol.* value parsed strictly, with its range, one line each. */
+static void test_checkpoint_metadata_validated(void) {
+    CkptMeta m;
+    Err e;
+    CHECK(meta_with("byol.elapsed", "123.5", &m, &e) == 0, "a good checkpoint reads: %s", e.msg);
+    CHECK(m.config && strcmp(m.config, "width = 4\nbatch = 16\n") == 0, "config");
+    CHECK(m.step == 20 && m.skipped == 0 && m.elapsed_s == 123.5, "step %lld, skipped %ld, elapsed %g",
+          (long long)m.step, m.skipped, m.elapsed_s);
+    CHECK(m.has_norm && m.mean[0] == 0.49f && m.mean[2] == 0.44f && m.std[1] == 0.24f && m.std[2] == 0.26f,
+          "normalization read");
+    CHECK(meta_with("byol.skipped", "20", &m, &e) == 0 && m.skipped == 20, "skipped == step is fine: %s", e.msg);
+    CHECK(meta_with("byol.mean", "0.5", &m, &e) == 0 && m.mean[0] == 0.5f && m.mean[1] == 0.5f && m.mean[2] == 0.5f,
+          "a single mean fills all three: %s", e.msg);
+    CHECK(meta_with("byol.step", "1000000000000000", &m, &e) == 0 && m.step == 1000000000000000LL, "1e15 is a step");
+    CHECK(meta_with("byol.step", "0", &m, &e) == 0 && m.step == 0 && m.elapsed_s == 0, "0 is a step; no elapsed: 0");
+    {
+        StMeta bare[2] = {{"byol.config", "width = 4\n"}, {"byol.step", "7"}};
+        const char *p = write_ckpt_like("ckbare.safetensors", bare, 2);
+        Safetensors st;
+        CHECK(st_open(&st, p, &e) == 0, "%s", e.msg);
+        if (st.file) {
+            CHECK(ckpt_meta_read(&st, p, &m, &e) == 0, "config and step suffice: %s", e.msg);
+            CHECK(m.step == 7 && m.skipped == 0 && !m.has_norm && m.mean[1] == 0 && m.std[1] == 1,
+                  "defaults without normalization");
+            st_close(&st);
+        }
+    }
+    expect_meta_error("byol.step", "-5", "byol.step '-5' is not a step (0 to 1e15)");
+    expect_meta_error("byol.step", "1000000000000001", "is not a step (0 to 1e15)");
+    expect_meta_error("byol.step", "99999999999999999999999", "is not a step");
+    expect_meta_error("byol.step", "20x", "byol.step '20x' is not a step");
+    expect_meta_error("byol.step", " 20", "is not a step");
+    expect_meta_error("byol.step", "+20", "is not a step");
+    expect_meta_error("byol.step", "", "is not a step");
+    expect_meta_error("byol.step", "2\n0", "byol.step '2?0'"); /* shown on one line */
+    expect_meta_error("byol.step", NULL, "no byol.step");
+    expect_meta_error("byol.config", NULL, "no byol.config");
+    expect_meta_error("byol.skipped", "21", "byol.skipped '21' is not a count of skipped steps (0 to byol.step, 20)");
+    expect_meta_error("byol.skipped", "-1", "byol.skipped '-1'");
+    expect_meta_error("byol.std", NULL, "byol.mean without byol.std");
+    expect_meta_error("byol.mean", NULL, "byol.std without byol.mean");
+    expect_meta_error("byol.mean", "nan 0 0", "byol.mean 'nan 0 0' is not 1 to 3 finite numbers");
+    expect_meta_error("byol.mean", "0.5 inf 0.5", "byol.mean");
+    expect_meta_error("byol.mean", "1e39 0 0", "byol.mean"); /* finite as a double, not as a float */
+    expect_meta_error("byol.mean", "0.1 0.2 0.3 0.4", "byol.mean");
+    expect_meta_error("byol.mean", "0.1  0.2", "byol.mean");
+    expect_meta_error("byol.mean", "0.1 0.2 ", "byol.mean");
+    expect_meta_error("byol.mean", "", "byol.mean");
+    expect_meta_error("byol.mean", "0x1p-2", "byol.mean");
+    expect_meta_error("byol.std", "0.2 0 0.2", "byol.std '0.2 0 0.2' is not 1 to 3 numbers > 0");
+    expect_meta_error("byol.std", "-0.2", "byol.std");
+    expect_meta_error("byol.std", "1e-50", "byol.std"); /* 0 as a float */
+    expect_meta_error("byol.std", "nan", "byol.std");
+    expect_meta_error("byol.elapsed", "-1", "byol.elapsed '-1' is not a number of seconds");
+    expect_meta_error("byol.elapsed", "nan", "byol.elapsed");
+    expect_meta_error("byol.elapsed", "1e400", "byol.elapsed");
+    expect_meta_error("byol.elapsed", "12s", "byol.elapsed");
+    expect_meta_error("byol.format", "2", "byol.format '2' is not a checkpoint format");
+    if (meta_st.file) st_close(&meta_st);
 }
 
 /* A FIFO given as a file (a config, a checkpoint) is refused at once instead of waiting forever
@@ -429,6 +671,9 @@ int main(void) {
     RUN(test_safetensors_round_trip);
     RUN(test_safetensors_rejects_malformed);
     RUN(test_safetensors_checksum);
+    RUN(test_checkpoint_header_is_covered);
+    RUN(test_legacy_data_checksum);
+    RUN(test_checkpoint_metadata_validated);
     RUN(test_fifo_refused_without_hanging);
     RUN(test_safetensors_write_failure_leaves_nothing);
     RUN(test_npy_round_trip);

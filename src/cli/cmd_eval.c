@@ -58,23 +58,18 @@ static int load_checkpoint(Loaded *L, const char *ckpt, const ModelConfig *asked
     char path[4400];
     Safetensors st;
     if (ckpt_resolve(ckpt, path, sizeof path, e) || st_open(&st, path, e)) return -1;
-    const char *cfg = st_meta(&st, "byol.config");
     L->nf = train_flags(L->flags, &L->o);
-    if (!cfg) {
-        st_close(&st);
-        return err_set(e, "%s: not a byol train checkpoint (no byol.config metadata)", path);
-    }
-    if (flags_parse_text(cfg, path, L->flags, L->nf, e) || model_flags_agree(&L->o.mc, asked, argc, argv, path, e)) {
+    CkptMeta meta; /* every byol.* value checked before it is used */
+    if (ckpt_meta_read(&st, path, &meta, e) || flags_parse_text(meta.config, path, L->flags, L->nf, e) ||
+        model_flags_agree(&L->o.mc, asked, argc, argv, path, e)) {
         st_close(&st);
         return -1;
     }
     byol_init(&L->model, &L->o.mc);
     int rc = state_load_from(&L->model, &st, e);
-    const char *m = st_meta(&st, "byol.mean"), *s = st_meta(&st, "byol.std"), *step = st_meta(&st, "byol.step");
-    L->mean[0] = L->mean[1] = L->mean[2] = 0, L->std[0] = L->std[1] = L->std[2] = 1;
-    if (m) sscanf(m, "%f %f %f", &L->mean[0], &L->mean[1], &L->mean[2]);
-    if (s) sscanf(s, "%f %f %f", &L->std[0], &L->std[1], &L->std[2]);
-    L->step = step ? atoll(step) : 0;
+    memcpy(L->mean, meta.mean, sizeof L->mean); /* 0 and 1 when the checkpoint has none */
+    memcpy(L->std, meta.std, sizeof L->std);
+    L->step = meta.step;
     st_close(&st);
     if (rc) {
         byol_free(&L->model);

@@ -49,41 +49,46 @@ static int parse_entry(StEntry *t, const cJSON *item, const char *label, Err *e)
     const cJSON *dtype = cJSON_GetObjectItemCaseSensitive(item, "dtype");
     const cJSON *shape = cJSON_GetObjectItemCaseSensitive(item, "shape");
     const cJSON *offs = cJSON_GetObjectItemCaseSensitive(item, "data_offsets");
+    char name[80]; /* for messages: a hostile name may hold newlines */
+    st_printable(name, sizeof name, item->string);
     if (!cJSON_IsObject(item) || !cJSON_IsString(dtype) || !cJSON_IsArray(shape) ||
         !cJSON_IsArray(offs))
-        return err_set(e, "%s: tensor \"%s\" lacks dtype, shape or data_offsets", label, item->string);
+        return err_set(e, "%s: tensor \"%s\" lacks dtype, shape or data_offsets", label, name);
     if (strlen(dtype->valuestring) >= sizeof t->dtype || !dtype_size(dtype->valuestring))
-        return err_set(e, "%s: tensor \"%s\" has unknown dtype \"%.16s\"", label, item->string,
-                       dtype->valuestring);
+    {
+        char dt[24];
+        return err_set(e, "%s: tensor \"%s\" has unknown dtype \"%s\"", label, name,
+                       st_printable(dt, sizeof dt, dtype->valuestring));
+    }
     strcpy(t->dtype, dtype->valuestring);
     int ndim = cJSON_GetArraySize(shape);
     if (ndim > ST_MAX_NDIM)
         return err_set(e, "%s: tensor \"%s\" has rank %d (at most %d supported)", label,
-                       item->string, ndim, ST_MAX_NDIM);
+                       name, ndim, ST_MAX_NDIM);
     t->ndim = ndim;
     size_t numel = 1;
     for (int i = 0; i < ndim; i++) {
         const cJSON *d = cJSON_GetArrayItem(shape, i);
         if (!cJSON_IsNumber(d) || d->valuedouble < 0 || d->valuedouble > (double)ST_MAX_DIM ||
             d->valuedouble != (double)(int64_t)d->valuedouble)
-            return err_set(e, "%s: tensor \"%s\" has an invalid shape", label, item->string);
+            return err_set(e, "%s: tensor \"%s\" has an invalid shape", label, name);
         t->shape[i] = (int64_t)d->valuedouble;
         if (t->shape[i] && numel > SIZE_MAX / 16 / (size_t)t->shape[i])
-            return err_set(e, "%s: tensor \"%s\" is absurdly large", label, item->string);
+            return err_set(e, "%s: tensor \"%s\" is absurdly large", label, name);
         numel *= (size_t)t->shape[i];
     }
     if (cJSON_GetArraySize(offs) != 2)
-        return err_set(e, "%s: tensor \"%s\": data_offsets must be [begin, end]", label, item->string);
+        return err_set(e, "%s: tensor \"%s\": data_offsets must be [begin, end]", label, name);
     double b = cJSON_GetArrayItem(offs, 0)->valuedouble, en = cJSON_GetArrayItem(offs, 1)->valuedouble;
     if (!cJSON_IsNumber(cJSON_GetArrayItem(offs, 0)) || !cJSON_IsNumber(cJSON_GetArrayItem(offs, 1)) ||
         b < 0 || en < b || en > 9e15 || b != (double)(size_t)b || en != (double)(size_t)en)
-        return err_set(e, "%s: tensor \"%s\" has invalid data_offsets", label, item->string);
+        return err_set(e, "%s: tensor \"%s\" has invalid data_offsets", label, name);
     t->begin = (size_t)b;
     t->end = (size_t)en;
     size_t want = numel * (size_t)dtype_size(t->dtype);
     if (t->end - t->begin != want)
         return err_set(e, "%s: tensor \"%s\" has %zu bytes but shape x dtype needs %zu", label,
-                       item->string, t->end - t->begin, want);
+                       name, t->end - t->begin, want);
     return 0;
 }
 
@@ -94,6 +99,89 @@ static int cmp_begin(const void *a, const void *b) {
 
 static int cmp_name(const void *a, const void *b) {
     return strcmp((*(const StEntry *const *)a)->name, (*(const StEntry *const *)b)->name);
+}
+
+static int cmp_meta_key(const void *a, const void *b) {
+    return strcmp((*(const StMeta *const *)a)->key, (*(const StMeta *const *)b)->key);
+}
+
+const char *st_printable(char *buf, size_t cap, const char *s) {
+    size_t n = 0, len = strlen(s);
+    const size_t keep = len < cap ? len : cap > 4 ? cap - 4 : 0;
+    for (; n < keep; n++) {
+        unsigned char c = (unsigned char)s[n];
+        buf[n] = c < 0x20 || c == 0x7f ? '?' : (char)c;
+    }
+    if (keep < len && cap >= 4) memcpy(buf + n, "...", 3), n += 3;
+    if (cap) buf[n < cap ? n : cap - 1] = 0;
+    return buf;
+}
+
+static int is_hex8(const char *s) {
+    if (strlen(s) != 8) return 0;
+    for (int i = 0; i < 8; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) return 0;
+    return 1;
+}
+
+/* The checksum of a parsed file (safetensors.h says what it covers). */
+static int verify_checksum(const Safetensors *st, const char *label, Err *e) {
+    const char *stored = st_meta(st, ST_CHECKSUM_KEY);
+    char shown[40];
+    if (stored) {
+        if (!is_hex8(stored))
+            return err_set(e, "%s: __metadata__ %s is \"%s\", not 8 hex digits: corrupt header", label,
+                           ST_CHECKSUM_KEY, st_printable(shown, 20, stored));
+        /* The digits must be the ones at the fixed place, or the crc would skip other bytes. */
+        const size_t pre = sizeof ST_CHECKSUM_PREFIX - 1;
+        if (st->data_start < ST_CHECKSUM_AT + 9 || memcmp(st->file + 8, ST_CHECKSUM_PREFIX, pre) != 0 ||
+            memcmp(st->file + ST_CHECKSUM_AT, stored, 8) != 0 || st->file[ST_CHECKSUM_AT + 8] != '"')
+            return err_set(e, "%s: __metadata__ %s is not the header's first entry, where byol.c writes it: "
+                              "the header was altered; use an earlier checkpoint", label, ST_CHECKSUM_KEY);
+        uint32_t got = st_crc32(st->file, ST_CHECKSUM_AT, 0);
+        got = st_crc32("00000000", 8, got);
+        got = st_crc32(st->file + ST_CHECKSUM_AT + 8, st->size - ST_CHECKSUM_AT - 8, got);
+        char got_s[16];
+        snprintf(got_s, sizeof got_s, "%08x", (unsigned)got);
+        if (strcmp(got_s, stored) != 0)
+            return err_set(e, "%s: checksum mismatch (crc32 %s stored, %s computed over header and data): the "
+                              "file is corrupt (damaged disk or incomplete copy); use an earlier checkpoint",
+                           label, stored, got_s);
+        return 0;
+    }
+    const char *legacy = st_meta(st, ST_LEGACY_CHECKSUM_KEY);
+    if (legacy) { /* written before the checksum covered the header */
+        if (!is_hex8(legacy))
+            return err_set(e, "%s: __metadata__ %s is \"%s\", not 8 hex digits: corrupt header", label,
+                           ST_LEGACY_CHECKSUM_KEY, st_printable(shown, 20, legacy));
+        char got_s[16];
+        snprintf(got_s, sizeof got_s, "%08x",
+                 (unsigned)st_crc32(st->file + st->data_start, st->size - st->data_start, 0));
+        if (strcmp(got_s, legacy) != 0)
+            return err_set(e, "%s: data checksum mismatch (crc32 %s stored, %s computed): the file is corrupt "
+                              "(damaged disk or incomplete copy); use an earlier checkpoint", label, legacy, got_s);
+        return 0;
+    }
+    /* No checksum: refused when the file is byol.c's all the same, so that no flipped bit can
+     * turn verification off. A checkpoint has other byol.* keys; any file of st_write starts
+     * with ST_CHECKSUM_PREFIX, here with one bit flipped (most likely in the key). */
+    const size_t pre = sizeof ST_CHECKSUM_PREFIX - 1;
+    if (st->data_start >= 8 + pre) {
+        int bits = 0;
+        for (size_t i = 0; i < pre; i++) {
+            unsigned x = st->file[8 + i] ^ (unsigned char)ST_CHECKSUM_PREFIX[i];
+            for (; x; x &= x - 1) bits++;
+        }
+        if (bits <= 1)
+            return err_set(e, "%s: no %s checksum, but the header starts as byol.c writes it, one bit off: the "
+                              "file is damaged; use an earlier checkpoint", label, ST_CHECKSUM_KEY);
+    }
+    for (int i = 0; i < st->n_meta; i++)
+        if (strncmp(st->meta[i].key, "byol.", 5) == 0)
+            return err_set(e, "%s: has byol.c metadata (\"%s\") but no %s checksum: a damaged header "
+                              "(the checksum's key itself?) or an edited file; use an earlier checkpoint",
+                           label, st_printable(shown, sizeof shown, st->meta[i].key), ST_CHECKSUM_KEY);
+    return 0; /* another writer's file: nothing to verify */
 }
 
 int st_parse(Safetensors *st, uint8_t *file, size_t size, const char *label, Err *e) {
@@ -147,7 +235,9 @@ int st_parse(Safetensors *st, uint8_t *file, size_t size, const char *label, Err
             const cJSON *kv;
             cJSON_ArrayForEach(kv, item) {
                 if (!cJSON_IsString(kv)) {
-                    rc = err_set(e, "%s: __metadata__ value \"%s\" is not a string", label, kv->string);
+                    char key[80];
+                    rc = err_set(e, "%s: __metadata__ value \"%s\" is not a string", label,
+                                 st_printable(key, sizeof key, kv->string));
                     break;
                 }
                 st->meta[st->n_meta].key = xstrdup(kv->string);
@@ -173,35 +263,38 @@ int st_parse(Safetensors *st, uint8_t *file, size_t size, const char *label, Err
     if (!order) die("out of memory reading %s", label);
     for (int i = 0; i < st->n_entries; i++) order[i] = &st->entries[i];
     qsort(order, st->n_entries, sizeof *order, cmp_begin);
+    char n1[80], n2[80]; /* names for messages, control characters replaced */
     for (int i = 0; i < st->n_entries && !rc; i++) {
         if (order[i]->end > data_size)
             rc = err_set(e, "%s: tensor \"%s\" ends at byte %zu of a %zu-byte data section: "
-                            "truncated file", label, order[i]->name, order[i]->end, data_size);
+                            "truncated file", label, st_printable(n1, sizeof n1, order[i]->name), order[i]->end,
+                         data_size);
         else if (i > 0 && order[i]->begin < order[i - 1]->end)
-            rc = err_set(e, "%s: tensors \"%s\" and \"%s\" overlap", label, order[i - 1]->name,
-                         order[i]->name);
+            rc = err_set(e, "%s: tensors \"%s\" and \"%s\" overlap", label,
+                         st_printable(n1, sizeof n1, order[i - 1]->name), st_printable(n2, sizeof n2, order[i]->name));
     }
     /* Duplicate names, found by sorting (a hostile header may list a million entries). */
     for (int i = 0; i < st->n_entries; i++) order[i] = &st->entries[i];
     qsort(order, st->n_entries, sizeof *order, cmp_name);
     for (int i = 1; i < st->n_entries && !rc; i++)
         if (strcmp(order[i - 1]->name, order[i]->name) == 0)
-            rc = err_set(e, "%s: duplicate tensor name \"%s\"", label, order[i]->name);
+            rc = err_set(e, "%s: duplicate tensor name \"%s\"", label, st_printable(n1, sizeof n1, order[i]->name));
     free(order);
-    /* The data's checksum, when the writer left one (every file byol.c writes has it). */
-    const char *stored = rc ? NULL : st_meta(st, ST_CHECKSUM_KEY);
-    if (stored) {
-        char *end;
-        unsigned long want = strtoul(stored, &end, 16);
-        uint32_t got = st_crc32(st->file + st->data_start, data_size, 0);
-        if (*stored == 0 || *end || strlen(stored) != 8)
-            rc = err_set(e, "%s: __metadata__ %s is \"%.16s\", not 8 hex digits: corrupt header", label,
-                         ST_CHECKSUM_KEY, stored);
-        else if (want != got)
-            rc = err_set(e, "%s: data checksum mismatch (crc32 %08lx stored, %08x computed): the file is "
-                            "corrupt (damaged disk or incomplete copy); use an earlier checkpoint", label, want,
-                         (unsigned)got);
+    /* Duplicate metadata keys, the same way: readers disagree on which one counts (we take the
+     * first, PyTorch's the last), so a byol.step given twice would mean two things. */
+    if (!rc && st->n_meta > 1) {
+        char shown[40];
+        const StMeta **keys = malloc(sizeof *keys * st->n_meta);
+        if (!keys) die("out of memory reading %s", label);
+        for (int i = 0; i < st->n_meta; i++) keys[i] = &st->meta[i];
+        qsort(keys, st->n_meta, sizeof *keys, cmp_meta_key);
+        for (int i = 1; i < st->n_meta && !rc; i++)
+            if (strcmp(keys[i - 1]->key, keys[i]->key) == 0)
+                rc = err_set(e, "%s: __metadata__ key \"%s\" appears twice: corrupt header", label,
+                             st_printable(shown, sizeof shown, keys[i]->key));
+        free(keys);
     }
+    if (!rc) rc = verify_checksum(st, label, e);
     if (rc) st_close(st);
     return rc;
 }
@@ -318,22 +411,16 @@ int st_write(const char *path, const StTensorOut *ts, int n, const StMeta *meta,
              Err *e) {
     StrBuf h = {0};
     char num[64];
-    /* The data's crc32 goes into the header, so readers can tell a damaged file from a good one. */
-    uint32_t crc = 0;
-    for (int i = 0; i < n; i++) crc = st_crc32(ts[i].data, st_tensor_bytes(&ts[i]), crc);
-    char crc_s[16];
-    snprintf(crc_s, sizeof crc_s, "%08x", (unsigned)crc);
-    sb_str(&h, "{\"__metadata__\":{");
+    /* The checksum entry first, its digits zeros for now (safetensors.h: what the crc covers). */
+    sb_str(&h, ST_CHECKSUM_PREFIX "00000000\"");
     for (int i = 0; i < n_meta; i++) {
-        if (strcmp(meta[i].key, ST_CHECKSUM_KEY) == 0) continue; /* ours is the one that counts */
+        if (strcmp(meta[i].key, ST_CHECKSUM_KEY) == 0 || strcmp(meta[i].key, ST_LEGACY_CHECKSUM_KEY) == 0)
+            continue; /* ours is the one that counts */
+        sb_str(&h, ",");
         sb_json_string(&h, meta[i].key);
         sb_str(&h, ":");
         sb_json_string(&h, meta[i].value);
-        sb_str(&h, ",");
     }
-    sb_json_string(&h, ST_CHECKSUM_KEY);
-    sb_str(&h, ":");
-    sb_json_string(&h, crc_s);
     sb_str(&h, "}");
     size_t offset = 0;
     for (int i = 0; i < n; i++) {
@@ -354,6 +441,12 @@ int st_write(const char *path, const StTensorOut *ts, int n, const StMeta *meta,
 
     uint8_t len8[8];
     for (int i = 0; i < 8; i++) len8[i] = (uint8_t)((uint64_t)h.len >> (8 * i));
+    uint32_t crc = st_crc32(len8, 8, 0);
+    crc = st_crc32(h.s, h.len, crc);
+    for (int i = 0; i < n; i++) crc = st_crc32(ts[i].data, st_tensor_bytes(&ts[i]), crc);
+    char crc_s[16];
+    snprintf(crc_s, sizeof crc_s, "%08x", (unsigned)crc);
+    memcpy(h.s + (ST_CHECKSUM_AT - 8), crc_s, 8);
     AtomicFile af;
     int rc = atomic_open(&af, path, e);
     if (!rc) rc = atomic_write(&af, len8, 8, e);

@@ -4,8 +4,19 @@
  *
  * The reader validates everything before anything is used: header within the file, JSON well
  * formed, dtypes known, shapes sane, every tensor's byte size equal to shape x dtype, offsets
- * inside the data and not overlapping, no duplicate names, and the data's crc32 equal to the one
- * in __metadata__ (key ST_CHECKSUM_KEY) when the file carries one; st_write always adds it. */
+ * inside the data and not overlapping, no duplicate names or metadata keys, and the file's
+ * checksum (below) when it carries one; st_write always adds it.
+ *
+ * The checksum: __metadata__ ST_CHECKSUM_KEY holds 8 hex digits, the crc32 (zlib's) of the whole
+ * file (length, header, data) as it would read with those 8 digits set to "00000000"; st_write
+ * makes that entry the header's first, so the digits always sit at bytes ST_CHECKSUM_AT..+8 and
+ * the reader finds them without a second JSON parser. So that a flipped bit in the checksum's
+ * key cannot turn verification off, a file without the key is refused when it is byol.c's all
+ * the same: it has other "byol." metadata (every checkpoint does), or its header starts one bit
+ * away from ST_CHECKSUM_PREFIX.
+ * Files of other writers (PyTorch's safetensors) carry neither and are read without a checksum;
+ * the files stay plain safetensors, which PyTorch loads. Files of byol.c before the header was
+ * covered carry ST_LEGACY_CHECKSUM_KEY, a crc32 of the data section alone, and are verified so. */
 #ifndef BYOL_SAFETENSORS_H
 #define BYOL_SAFETENSORS_H
 
@@ -15,7 +26,11 @@
 #include "../core/common.h"
 
 enum { ST_MAX_NDIM = 8 };
-#define ST_CHECKSUM_KEY "byol.data_crc32" /* 8 hex digits: zlib's crc32 of the data section */
+#define ST_CHECKSUM_KEY "byol.crc32"             /* 8 hex digits: crc32 of the whole file, see above */
+#define ST_LEGACY_CHECKSUM_KEY "byol.data_crc32" /* older files: crc32 of the data section only */
+/* The header's first bytes in every file st_write makes; the checksum's digits follow. */
+#define ST_CHECKSUM_PREFIX "{\"__metadata__\":{\"" ST_CHECKSUM_KEY "\":\""
+enum { ST_CHECKSUM_AT = 8 + sizeof ST_CHECKSUM_PREFIX - 1 };
 
 typedef struct {
     char *name;
@@ -44,6 +59,9 @@ int st_open(Safetensors *st, const char *path, Err *e);
  * malloc). `label` names it in messages. */
 int st_parse(Safetensors *st, uint8_t *file, size_t size, const char *label, Err *e);
 void st_close(Safetensors *st);
+/* s for a one-line message: control characters as '?', cut to cap - 1 bytes with "..." when
+ * longer; returns buf. */
+const char *st_printable(char *buf, size_t cap, const char *s);
 /* zlib's crc32 of n bytes, continuing from crc (0 to start). */
 uint32_t st_crc32(const void *data, size_t n, uint32_t crc);
 

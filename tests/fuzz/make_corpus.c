@@ -191,6 +191,35 @@ static void safetensors_seeds(void) {
     if (st_write(path, t, 2, meta, 1, &e)) die("%s", e.msg);
     Buf small = slurp(path);
     save("safetensors", "small", &small);
+    /* A train checkpoint's metadata (the tensors left out, to stay well under the fuzzer's
+     * max_len): byol.* values for ckpt_meta_read, the checksum over all of it. */
+    float w[4] = {0.5f, -1, 2, 0};
+    int64_t sw[1] = {4};
+    StTensorOut tw = {"online.encoder.conv1.weight", 1, sw, w, 0};
+    StMeta ck[] = {{"byol.config", "arch = resnet18\nwidth = 1\nbatch = 16\nepochs = 3\n"},
+                   {"byol.step", "20"}, {"byol.epoch", "2.0000"}, {"byol.mean", "0.491400003 0.482199997 0.446499985"},
+                   {"byol.std", "0.247000003 0.243000001 0.261000007"}, {"byol.skipped", "1"},
+                   {"byol.format", "1"}, {"byol.elapsed", "12.5"}};
+    if (st_write(path, &tw, 1, ck, (int)ARRAY_LEN(ck), &e)) die("%s", e.msg);
+    Buf checkpoint = slurp(path);
+    save("safetensors", "checkpoint", &checkpoint);
+    /* Another writer's file (no checksum), and an older byol.c checkpoint (data-only crc32). */
+    Buf other = {0}, legacy = {0};
+    const char *oh = "{\"__metadata__\":{\"format\":\"pt\"},\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}";
+    char lh[256];
+    snprintf(lh, sizeof lh, "{\"__metadata__\":{\"byol.config\":\"width = 1\\n\",\"byol.step\":\"7\",\"" ST_LEGACY_CHECKSUM_KEY
+             "\":\"%08x\"},\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", (unsigned)st_crc32(w, sizeof w, 0));
+    const char *heads[2] = {oh, lh};
+    Buf *outs[2] = {&other, &legacy};
+    for (int k = 0; k < 2; k++) {
+        uint8_t len8[8];
+        for (int i = 0; i < 8; i++) len8[i] = (uint8_t)((uint64_t)strlen(heads[k]) >> (8 * i));
+        put(outs[k], len8, 8);
+        put(outs[k], heads[k], strlen(heads[k]));
+        put(outs[k], w, sizeof w);
+    }
+    save("safetensors", "other_writer", &other);
+    save("safetensors", "legacy_checkpoint", &legacy);
     ModelConfig c; /* the fuzz target's model: a matching state file loads fully */
     model_config_default(&c);
     c.enc.width = 1;
