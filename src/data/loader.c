@@ -9,6 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../core/threads.h"
+
 /* ---------------------------------------------------------------- epoch order */
 
 int64_t epoch_permute(int64_t i, int64_t n, uint64_t seed, int epoch) {
@@ -61,9 +63,8 @@ struct Loader {
 };
 
 int loader_default_workers(void) {
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    long w = cores / 4;
-    return (int)(w < 1 ? 1 : w > 8 ? 8 : w);
+    const int w = threads_available() / 4;
+    return w < 1 ? 1 : w > 8 ? 8 : w;
 }
 
 int loader_batches_per_epoch(const Loader *l) { return l->batches_per_epoch; }
