@@ -179,6 +179,7 @@ Loader *loader_create(const LoaderConfig *cfg, Err *e) {
     pthread_cond_init(&l->ready_cv, NULL);
     atomic_init(&l->failures, 0);
     l->threads = calloc((size_t)l->cfg.workers, sizeof *l->threads);
+    if (!l->threads) die("out of memory creating the loader's %d threads (lower --workers)", l->cfg.workers);
     for (int i = 0; i < l->cfg.workers; i++) {
         if (pthread_create(&l->threads[i], NULL, worker_main, l) != 0)
             die("cannot start loader thread %d of %d (lower --workers)", i + 1, l->cfg.workers);
