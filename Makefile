@@ -3,7 +3,8 @@
 #   NO_BLAS=1   built-in GEMM instead of OpenBLAS       NO_OMP=1   single-threaded kernels
 #   SANITIZE=1  AddressSanitizer + UBSan (objects in build-san/)
 #   SANITIZE=thread  ThreadSanitizer (build-tsan/); `make test-tsan` runs the threaded tests with it
-#   NATIVE=0    no -march=native (portable binary)
+#   NATIVE=0    no -march=native (portable binary: for copying to other machines; a native binary
+#               refuses, in one line, a CPU without the instruction sets it was built for)
 #   NO_MPI=1    no MPI (data-parallel training) even where Open MPI is installed
 # Fuzzing (clang's libFuzzer, tests/fuzz): `make fuzz` builds build-fuzz/fuzz_*, `make fuzz-run`
 # runs each for FUZZ_SECONDS (default 600); `make fuzz-smoke` is CI's 30 seconds per target.
@@ -175,6 +176,12 @@ $(BUILD)/src/data/augment.o $(BUILD)/src/nn/batchnorm.o: CFLAGS += -fno-trapping
 # Direct convolution's kernels are written as a*b+c on vectors; fusing them into FMAs is the
 # point (ISO C mode leaves contraction off by default).
 $(BUILD)/src/nn/conv_direct.o: CFLAGS += -ffp-contract=fast
+
+# The startup CPU check (src/cli/cpu_check.c) must itself run on any x86-64: it is built without
+# -march, and told by -DBYOL_ISA_<NAME> which instruction sets the rest of the build may use.
+BUILD_ISA := $(shell $(CC) $(filter -m%,$(OPT) $(EXTRA_CFLAGS)) -dM -E -x c /dev/null 2>/dev/null | \
+               sed -n 's/^\#define __\(AVX[A-Z0-9_]*\|FMA\|BMI2\{0,1\}\|POPCNT\|SSE4_[12]\|GFNI\|VPCLMULQDQ\)__ 1$$/\1/p')
+$(BUILD)/src/cli/cpu_check.o: CFLAGS := $(filter-out -march=% -mtune=%,$(CFLAGS)) $(BUILD_ISA:%=-DBYOL_ISA_%)
 
 $(BUILD)/libbyol.a: $(LIB_OBJ)
 	@rm -f $@

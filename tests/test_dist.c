@@ -222,10 +222,9 @@ static void test_train_two_ranks_follow_one(void) {
     snprintf(p, sizeof p, "%s/tb/metrics.jsonl", TEST_TMP);
     int nb = read_losses(p, cb, 64);
     CHECK(nb == n1, "balanced run: %d loss lines", nb);
-    /* This width-4 model amplifies rounding: from about step 7 any change in the order of the
-     * sums (ranks, shard sizes) grows about tenfold per step; equal shards on a 400-image
-     * subset were 5e-5 off at step 7 and 3e-2 at step 14. So the first epoch (6 steps) is held
-     * to float tolerance and the rest to following the same trajectory. */
+    /* Sums in another order (ranks, shard sizes) differ in rounding only; the first epoch (6
+     * steps) is held to float tolerance and the whole curve to the equal shards' 1e-3 (TINY
+     * says why the model keeps rounding small). */
     double first_epoch = 0;
     worst = 0;
     for (int i = 0; i < n1 && i < nb; i++) {
@@ -236,7 +235,7 @@ static void test_train_two_ranks_follow_one(void) {
     printf("     2 balanced ranks (10 + 6 images) vs 1 rank: worst relative loss difference %.2e over the first "
            "6 steps, %.2e over %d\n", first_epoch, worst, nb);
     CHECK(first_epoch <= 1e-5, "balanced: first epoch's losses differ by %.3e", first_epoch);
-    CHECK(worst <= 2e-2, "balanced: loss curves differ by %.3e", worst);
+    CHECK(worst <= 1e-3, "balanced: loss curves differ by %.3e", worst);
     /* interrupted on 2 ranks, resumed on 1: the same curve */
     snprintf(a, sizeof a, "train %s --out %s/t3 --max-steps 5", TINY, TEST_TMP);
     st = byol_np(2, a);
@@ -252,6 +251,7 @@ static void test_train_two_ranks_follow_one(void) {
     CHECK(n3 == n1, "resumed run: %d loss lines", n3);
     worst = 0;
     for (int i = 0; i < n1 && i < n3; i++) worst = fmax(worst, fabs(c3[i] - c1[i]) / fabs(c1[i]));
+    printf("     2 ranks for 5 steps, then 1: worst relative loss difference %.2e over %d steps\n", worst, n3);
     CHECK(worst <= 1e-3, "2 ranks then 1: loss curve differs by %.3e", worst);
 }
 
@@ -361,8 +361,14 @@ int main(void) {
              "-x ASAN_OPTIONS=fast_unwind_on_malloc=0",
              geteuid() == 0 ? "--allow-run-as-root" : "", cwd);
     extract_cifar_subset(DATA, sizeof DATA);
+    /* A well-conditioned small run (issue 17: tolerances come from such tests, not from one
+     * machine's rounding). At width 4 and the default --base-lr 1.0 a rounding difference grew
+     * about tenfold per step (2.5e-3 after 12 steps, on AVX-512 and AVX2 builds alike); at width
+     * 8 and --base-lr 0.05 the 2-rank curve stays within 1.2e-5 of the 1-rank one, while a 10%
+     * change of the learning rate still moves it by 1.1e-2 and unsynchronized batch norm by
+     * 6e-2, so the 1e-3 bounds below still tell a wrong step from rounding. */
     snprintf(TINY, sizeof TINY,
-             "--data %s --width 4 --proj-hidden 32 --proj-dim 16 --pred-hidden 32 --batch 16 --epochs 2 --keep 2 "
+             "--data %s --width 8 --base-lr 0.05 --proj-hidden 32 --proj-dim 16 --pred-hidden 32 --batch 16 --epochs 2 --keep 2 "
              "--eval-every 0 --knn-before 0 --knn-after 0 --log-every 1 --threads 1 --workers 1 --seed 3",
              DATA);
     RUN(test_step_two_ranks_equal_one_process);

@@ -244,6 +244,80 @@ static char *read_text(const char *path) {
     return s;
 }
 
+/* The attribute `name` of the first element at or after p that has it, as a number (NAN if none). */
+static double attr_num(const char *p, const char *name) {
+    char key[64];
+    snprintf(key, sizeof key, " %s=\"", name);
+    const char *a = strstr(p, key);
+    return a ? atof(a + strlen(key)) : NAN;
+}
+
+/* The y coordinate an axis of the panel starting at `panel` gives `value`, from its first and
+ * last tick labels (drawn 4 px below their tick): the left axis's end at x = 73 and are
+ * right-aligned, the right axis's start at x = 887. */
+static double axis_y(const char *panel, const char *end, int right, double value) {
+    const char *tick = right ? "<text x=\"887.0\" y=\"" : "<text x=\"73.0\" y=\"";
+    double v0 = NAN, y0 = NAN, v1 = NAN, y1 = NAN;
+    for (const char *p = strstr(panel, tick); p && p < end; p = strstr(p + 1, tick)) {
+        const double y = atof(p + strlen(tick)) - 4;
+        const char *gt = strchr(p, '>');
+        if (!gt) break;
+        const double v = atof(gt + 1);
+        if (isnan(v0)) v0 = v, y0 = y;
+        v1 = v, y1 = y;
+    }
+    if (isnan(v0) || v1 == v0) return NAN;
+    return y0 + (value - v0) * (y1 - y0) / (v1 - v0);
+}
+
+/* The collapse panel's two thresholds: each a dashed line in its curve's colour, at the y its
+ * own axis maps its value to (std·√D 0.1 on the left, effective rank 1.5 on the right), inside
+ * the frame, and labelled. */
+static void check_thresholds(const char *svg, const char *what) {
+    const char *panel = svg;
+    for (int k = 0; k < 3 && panel; k++) panel = strstr(k ? panel + 1 : panel, "<g class=\"panel\">");
+    CHECK(panel != NULL, "%s: three panels", what);
+    if (!panel) return;
+    const char *end = strstr(panel, "</g>");
+    const double frame_top = attr_num(strstr(panel, "<rect"), "y"), frame_h = attr_num(strstr(panel, "<rect"), "height");
+    const struct {
+        const char *series;
+        int right;
+        double value;
+        const char *label;
+    } want[2] = {{"proj_std", 0, 0.1, "std·√D = 0.1 (collapse)"}, {"eff_rank", 1, 1.5, "effective rank = 1.5 (collapse)"}};
+    CHECK(count(panel, "<line class=\"threshold\"") == 2 && count(svg, "<line class=\"threshold\"") == 2,
+          "%s: two threshold lines, in the collapse panel", what);
+    for (int i = 0; i < 2; i++) {
+        char key[128];
+        snprintf(key, sizeof key, "<line class=\"threshold\" data-series=\"%s\"", want[i].series);
+        const char *line = strstr(panel, key);
+        CHECK(line && line < end, "%s: a threshold line for %s", what, want[i].series);
+        if (!line || line > end) continue;
+        const double y1 = attr_num(line, "y1"), y2 = attr_num(line, "y2");
+        const double expect = axis_y(panel, end, want[i].right, want[i].value);
+        CHECK(fabs(y1 - expect) <= 0.15 && y1 == y2, "%s: %s threshold at y %.1f, its %s axis puts %g at %.2f", what,
+              want[i].series, y1, want[i].right ? "right" : "left", want[i].value, expect);
+        CHECK(y1 >= frame_top && y1 <= frame_top + frame_h, "%s: %s threshold at y %.1f inside the frame %.1f..%.1f", what,
+              want[i].series, y1, frame_top, frame_top + frame_h);
+        /* the colour of its curve, dashed */
+        snprintf(key, sizeof key, "<polyline class=\"%s\" fill=\"none\" stroke=\"", want[i].series);
+        const char *curve = strstr(panel, key), *stroke = strstr(line, " stroke=\"");
+        CHECK(curve && stroke && strncmp(curve + strlen(key), stroke + 9, 7) == 0,
+              "%s: the %s threshold has its curve's colour", what, want[i].series);
+        const char *close = strchr(line, '>');
+        const char *dash = strstr(line, "stroke-dasharray");
+        CHECK(dash && close && dash < close, "%s: the %s threshold is dashed", what, want[i].series);
+        snprintf(key, sizeof key, "<text class=\"threshold-label\" data-series=\"%s\"", want[i].series);
+        const char *label = strstr(panel, key);
+        CHECK(label && label < end && strstr(label, want[i].label) && strstr(label, want[i].label) < end,
+              "%s: the %s threshold is labelled '%s'", what, want[i].series, want[i].label);
+        if (label)
+            CHECK(strstr(label, want[i].right ? "text-anchor=\"end\"" : "text-anchor=\"start\"") < strchr(label, '>'),
+                  "%s: the %s label sits at its axis's side", what, want[i].series);
+    }
+}
+
 static void test_plot_metrics(void) {
     const char *jsonl = tmp_path("metrics.jsonl"), *svg = tmp_path("plot.svg");
     FILE *f = fopen(jsonl, "w");
@@ -275,11 +349,29 @@ static void test_plot_metrics(void) {
     CHECK(count(s, "<polyline") == 5);
     CHECK(count(s, "<circle") >= 2, "kNN points drawn");
     CHECK(strstr(s, "BYOL training") != NULL, "title");
-    CHECK(strstr(s, "kNN top-1") && strstr(s, "effective rank") && strstr(s, "collapse threshold"), "labels and legend");
+    CHECK(strstr(s, "kNN top-1") && strstr(s, "effective rank (right)") && strstr(s, "std·√D (left)"), "labels and legend");
+    check_thresholds(s, "healthy run");
     CHECK(!strstr(s, "no data"));
     CHECK(strstr(s, "1 line skipped") != NULL, "skip count noted");
     CHECK(strstr(s, ">500</text>") != NULL, "x tick at step 500");
     CHECK(!strstr(s, "nan") && !strstr(s, "inf"), "no non-finite numbers");
+    xfree(s);
+}
+
+/* A collapsed run: both curves below their thresholds, and both lines still on their axes. */
+static void test_plot_collapsed_run(void) {
+    const char *jsonl = tmp_path("collapsed.jsonl"), *svg = tmp_path("collapsed.svg");
+    FILE *f = fopen(jsonl, "w");
+    CHECK(f != NULL);
+    if (!f) return;
+    for (int i = 1; i <= 20; i++)
+        fprintf(f, "{\"step\": %d, \"loss\": %g, \"proj_std\": %g, \"eff_rank\": %g}\n", i, 1.0 / i, 0.5 / i,
+                1.0 + 0.2 / i);
+    fclose(f);
+    Err e = {{0}};
+    CHECK(plot_metrics_svg(jsonl, svg, &e) == 0, "%s", e.msg);
+    char *s = read_text(svg);
+    check_thresholds(s, "collapsed run");
     xfree(s);
 }
 
@@ -323,6 +415,7 @@ int main(void) {
     RUN(test_collapse_warning_thresholds);
     RUN(test_collapse_speed);
     RUN(test_plot_metrics);
+    RUN(test_plot_collapsed_run);
     RUN(test_plot_missing_and_empty);
     return test_finish();
 }

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "../core/threads.h"
+#include "../data/loader.h"
 #include "../dist/dist.h"
 #include "commands.h"
 
@@ -35,6 +36,12 @@ static int run(int argc, char **argv) {
     }
     if (strcmp(argv[1], "--version") == 0) {
         printf("byol.c 0.1 (%s, %s)\n", threads_backend_summary(), dist_summary());
+        /* what the defaults make of taskset, Slurm's binding or a container's CPU quota */
+        const int quota = threads_cgroup_cores("");
+        char q[32] = "none";
+        if (quota > 0) snprintf(q, sizeof q, "%d", quota);
+        printf("cores: %d available (affinity mask %d, cgroup quota %s); defaults --threads %d, --workers %d\n",
+               threads_available(), threads_affinity_count(), q, dist_default_threads(), loader_default_workers());
         return 0;
     }
     for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)

@@ -1,7 +1,12 @@
+#define _GNU_SOURCE /* sched_getaffinity, CPU_COUNT_S */
 #include "threads.h"
 
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <strings.h>
 #include <unistd.h>
 
@@ -14,9 +19,147 @@
 
 static int g_threads = 1;
 
-int threads_available(void) {
+int threads_affinity_count(void) {
+#ifdef __linux__
+    /* the mask may be wider than glibc's fixed 1024-CPU set on very large machines */
+    for (int ncpu = 1024; ncpu <= 1 << 16; ncpu *= 2) {
+        cpu_set_t *set = CPU_ALLOC(ncpu);
+        if (!set) break;
+        const size_t size = CPU_ALLOC_SIZE(ncpu);
+        if (sched_getaffinity(0, size, set) == 0) {
+            const int n = CPU_COUNT_S(size, set);
+            CPU_FREE(set);
+            if (n > 0) return n;
+            break;
+        }
+        const int e = errno;
+        CPU_FREE(set);
+        if (e != EINVAL) break;
+    }
+#endif
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? (int)n : 1;
+}
+
+/* The first line of `path` (at most cap - 1 bytes, newline dropped); 0 when it reads. */
+static int read_line(const char *path, char *buf, size_t cap) {
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    const int ok = fgets(buf, (int)cap, f) != NULL;
+    fclose(f);
+    if (!ok) return -1;
+    buf[strcspn(buf, "\n")] = 0;
+    return 0;
+}
+
+/* ceil(quota / period) for a positive quota and period, else 0 (no limit). */
+static int quota_cores(long long quota, long long period) {
+    if (quota <= 0 || period <= 0) return 0;
+    const long long n = (quota + period - 1) / period;
+    return n > 1 << 20 ? 1 << 20 : (int)n;
+}
+
+/* The limit of one cgroup directory: cgroup v2's cpu.max ("max 100000" or "150000 100000"), or
+ * v1's cpu.cfs_quota_us (-1: none) over cpu.cfs_period_us. 0: none, or nothing readable. */
+static int dir_limit(const char *dir, int v2) {
+    char path[4300], line[128];
+    if (strlen(dir) > 4200) return 0; /* no cgroup path is that long */
+    if (v2) {
+        snprintf(path, sizeof path, "%s/cpu.max", dir);
+        if (read_line(path, line, sizeof line) != 0) return 0;
+        long long q, p;
+        if (strncmp(line, "max", 3) == 0 || sscanf(line, "%lld %lld", &q, &p) != 2) return 0;
+        return quota_cores(q, p);
+    }
+    long long q, p;
+    snprintf(path, sizeof path, "%s/cpu.cfs_quota_us", dir);
+    if (read_line(path, line, sizeof line) != 0 || sscanf(line, "%lld", &q) != 1) return 0;
+    snprintf(path, sizeof path, "%s/cpu.cfs_period_us", dir);
+    if (read_line(path, line, sizeof line) != 0 || sscanf(line, "%lld", &p) != 1) return 0;
+    return quota_cores(q, p);
+}
+
+/* The tightest limit from the cgroup `cg` (a path like /a/b) up to the mount `mnt`: a quota set
+ * on a parent (a Slurm job above its step, a systemd slice) binds the children too. A container
+ * whose /proc/self/cgroup names the host's path finds its own limit at the mount's top. */
+static int walk_up(const char *mnt, const char *cg, int v2) {
+    char rel[4096];
+    snprintf(rel, sizeof rel, "%s", cg);
+    int best = 0;
+    for (;;) {
+        char dir[4200];
+        snprintf(dir, sizeof dir, "%s%s", mnt, rel);
+        const int n = dir_limit(dir, v2);
+        if (n > 0 && (best == 0 || n < best)) best = n;
+        char *slash = strrchr(rel, '/');
+        if (!slash || rel[0] == 0) break;
+        *slash = 0;
+    }
+    return best;
+}
+
+/* 1 when the comma-separated list names the controller `name`. */
+static int lists(const char *list, const char *name) {
+    const size_t n = strlen(name);
+    for (const char *p = list; *p;) {
+        const size_t len = strcspn(p, ",");
+        if (len == n && strncmp(p, name, n) == 0) return 1;
+        p += len;
+        if (*p == ',') p++;
+    }
+    return 0;
+}
+
+int threads_cgroup_cores(const char *root) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/proc/self/cgroup", root);
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    char line[4200];
+    int best = 0;
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\n")] = 0;
+        /* hierarchy-id:controllers:path; v2's unified hierarchy is "0::/path" */
+        char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+        if (!c2 || c2[1] != '/') continue;
+        *c1 = *c2 = 0;
+        const char *controllers = c1 + 1, *cg = c2 + 1;
+        if (strcmp(cg, "/") == 0) cg = "";
+        int n = 0;
+        char mnt[4200];
+        if (controllers[0] == 0 && strcmp(line, "0") == 0) {
+            snprintf(mnt, sizeof mnt, "%s/sys/fs/cgroup", root);
+            n = walk_up(mnt, cg, 1);
+        } else if (lists(controllers, "cpu")) {
+            /* v1 mounts the controller as /sys/fs/cgroup/cpu,cpuacct (with a cpu link) */
+            snprintf(mnt, sizeof mnt, "%s/sys/fs/cgroup/%s", root, controllers);
+            n = walk_up(mnt, cg, 0);
+            if (n == 0) {
+                snprintf(mnt, sizeof mnt, "%s/sys/fs/cgroup/cpu", root);
+                n = walk_up(mnt, cg, 0);
+            }
+        }
+        if (n > 0 && (best == 0 || n < best)) best = n;
+    }
+    fclose(f);
+    return best;
+}
+
+static int g_available;
+static pthread_once_t g_available_once = PTHREAD_ONCE_INIT;
+
+static void count_available(void) {
+    int n = threads_affinity_count();
+    const int quota = threads_cgroup_cores("");
+    if (quota > 0 && quota < n) n = quota;
+    g_available = n > 0 ? n : 1;
+}
+
+/* Counted once: kernels size per-thread buffers by it when they are planned and clamp their
+ * teams to it when they run, so it must not change in between. */
+int threads_available(void) {
+    pthread_once(&g_available_once, count_available);
+    return g_available;
 }
 
 void threads_set(int n) {

@@ -31,6 +31,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../core/threads.h"
 #include "dataset.h"
 
 enum { MAX_DEPTH = 32, PROBE_CHUNK = 64, MAX_PROBE_THREADS = 16 };
@@ -294,8 +295,7 @@ static void *probe_worker(void *arg) {
 static void probe_all(FEnt *v, size_t n) {
     ProbeJob job = {.v = v, .n = n};
     atomic_init(&job.next, 0);
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    size_t nt = cores > 0 ? (size_t)cores : 1;
+    size_t nt = (size_t)threads_available();
     nt = MIN(nt, (size_t)MAX_PROBE_THREADS);
     nt = MIN(nt, n / (4 * PROBE_CHUNK) + 1);
     pthread_t th[MAX_PROBE_THREADS];

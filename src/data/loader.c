@@ -9,6 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../core/threads.h"
+
 /* ---------------------------------------------------------------- epoch order */
 
 int64_t epoch_permute(int64_t i, int64_t n, uint64_t seed, int epoch) {
@@ -61,9 +63,8 @@ struct Loader {
 };
 
 int loader_default_workers(void) {
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    long w = cores / 4;
-    return (int)(w < 1 ? 1 : w > 8 ? 8 : w);
+    const int w = threads_available() / 4;
+    return w < 1 ? 1 : w > 8 ? 8 : w;
 }
 
 int loader_batches_per_epoch(const Loader *l) { return l->batches_per_epoch; }
@@ -178,6 +179,7 @@ Loader *loader_create(const LoaderConfig *cfg, Err *e) {
     pthread_cond_init(&l->ready_cv, NULL);
     atomic_init(&l->failures, 0);
     l->threads = calloc((size_t)l->cfg.workers, sizeof *l->threads);
+    if (!l->threads) die("out of memory creating the loader's %d threads (lower --workers)", l->cfg.workers);
     for (int i = 0; i < l->cfg.workers; i++) {
         if (pthread_create(&l->threads[i], NULL, worker_main, l) != 0)
             die("cannot start loader thread %d of %d (lower --workers)", i + 1, l->cfg.workers);

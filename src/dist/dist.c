@@ -1,9 +1,11 @@
 /* Data-parallel training over MPI: see dist.h. Without BYOL_MPI every function is the one-process
  * case. Only the main thread calls MPI (MPI_THREAD_FUNNELED): loader workers and OpenMP threads
  * never do. */
+#define _GNU_SOURCE /* sched_getaffinity, CPU_AND */
 #include "dist.h"
 
 #include <math.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +20,9 @@
 #endif
 
 static int g_rank = 0, g_size = 1, g_local_size = 1;
+/* The ranks on this node whose affinity masks share a CPU with this one's (itself included):
+ * all of them when they run unbound, 1 when mpirun or Slurm bound each to its own cores. */
+static int g_local_sharers = 1;
 static double g_timeout = 300.0;
 static DistWait g_wait; /* seconds blocked in the batch-norm reducer and in gradsync_finish */
 
@@ -25,8 +30,16 @@ int dist_rank(void) { return g_rank; }
 int dist_size(void) { return g_size; }
 int dist_enabled(void) { return g_size > 1; }
 
+/* Ranks bound to cores of their own (Open MPI binds to a core up to 2 ranks, Slurm to the
+ * task's CPUs) already see their share in the affinity mask; ranks that share CPUs split them.
+ * The cgroup quota (a container, a Slurm job) is one for all the node's ranks. */
 int dist_default_threads(void) {
-    int n = threads_available() / (g_local_size > 0 ? g_local_size : 1);
+    int n = threads_affinity_count() / (g_local_sharers > 0 ? g_local_sharers : 1);
+    const int quota = threads_cgroup_cores("");
+    if (quota > 0) {
+        const int share = quota / (g_local_size > 0 ? g_local_size : 1);
+        if (share < n) n = share;
+    }
     return n > 0 ? n : 1;
 }
 void dist_set_timeout(double seconds) { g_timeout = seconds > 0 ? seconds : 300.0; }
@@ -95,6 +108,28 @@ static int under_mpirun(void) {
            getenv("MPI_LOCALNRANKS");
 }
 
+/* g_local_sharers from every local rank's affinity mask (a full mask where it cannot be read). */
+static void count_local_sharers(MPI_Comm node) {
+    cpu_set_t mine;
+    CPU_ZERO(&mine);
+    if (sched_getaffinity(0, sizeof mine, &mine) != 0)
+        for (int c = 0; c < CPU_SETSIZE; c++) CPU_SET(c, &mine);
+    cpu_set_t *all = xmalloc((size_t)g_local_size * sizeof *all, "the ranks' CPU masks");
+    if (MPI_Allgather(&mine, (int)sizeof mine, MPI_BYTE, all, (int)sizeof mine, MPI_BYTE, node) != MPI_SUCCESS) {
+        xfree(all);
+        g_local_sharers = g_local_size; /* assume they share */
+        return;
+    }
+    g_local_sharers = 0;
+    for (int q = 0; q < g_local_size; q++) {
+        cpu_set_t both;
+        CPU_AND(&both, &mine, &all[q]);
+        if (CPU_COUNT(&both) > 0) g_local_sharers++;
+    }
+    if (g_local_sharers < 1) g_local_sharers = 1;
+    xfree(all);
+}
+
 void dist_init(int *argc, char ***argv) {
     if (!under_mpirun()) return;
     int provided;
@@ -107,6 +142,7 @@ void dist_init(int *argc, char ***argv) {
     MPI_Comm node;
     MPI_Comm_split_type(g_comm, MPI_COMM_TYPE_SHARED, g_rank, MPI_INFO_NULL, &node);
     MPI_Comm_size(node, &g_local_size);
+    count_local_sharers(node);
     MPI_Comm_free(&node);
     g_last_step = xcalloc((size_t)g_size, sizeof(int64_t), "heartbeats");
     g_last_heard = xcalloc((size_t)g_size, sizeof(double), "heartbeats");

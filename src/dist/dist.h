@@ -27,7 +27,8 @@ void dist_finalize(void);
 int dist_rank(void);
 int dist_size(void);
 int dist_enabled(void); /* more than one rank */
-/* Compute threads when --threads is not given: the cores divided by the ranks on this node. */
+/* Compute threads when --threads is not given: this rank's cores (threads_available), divided
+ * among the ranks on this node that share them, and at most its share of the cgroup quota. */
 int dist_default_threads(void);
 /* "MPI (Open MPI 4.1.4)" or "no MPI in this build" */
 const char *dist_summary(void);

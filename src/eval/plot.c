@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "monitor.h" /* the collapse thresholds */
+
 /* ---- a growing text buffer ---- */
 
 typedef struct {
@@ -149,7 +151,6 @@ static long tick_last(const Axis *a) { return lround(a->hi / a->step); }
 #define PANEL_GAP 56.0
 #define TOP0 64.0
 #define LEGEND_X 250.0 /* legend start, right of the panel titles */
-#define THRESHOLD_COLOR "#d62728"
 #define FONT "font-family=\"Helvetica, Arial, sans-serif\""
 
 static double map_x(const Axis *a, double x) { return PLOT_L + (x - a->lo) / (a->hi - a->lo) * (PLOT_R - PLOT_L); }
@@ -168,13 +169,25 @@ typedef struct {
     int markers;        /* circles at the points */
 } Trace;
 
+/* A dashed horizontal line at `value` of one axis, in the colour of the curve it is read
+ * against and labelled on the line itself at that axis's side: the collapse monitor's two
+ * thresholds belong to different axes, and one red line for both read as a threshold for the
+ * wrong curve. */
+typedef struct {
+    double value;
+    int right;          /* on the right axis */
+    const char *series; /* the curve it belongs to (data-series of the line) */
+    const char *color;
+    const char *label;
+} Threshold;
+
 typedef struct {
     const char *title;
     const char *left_label, *right_label, *right_color;
     Axis left, right;
     int has_right;
-    double threshold;   /* dashed horizontal line on the left axis, NaN for none */
-    const char *threshold_label;
+    const Threshold *th; /* drawn where their curve has points */
+    int n_th;
     const Trace *tr;
     int n_tr;
 } Panel;
@@ -245,32 +258,36 @@ static void draw_panel(Buf *b, const Panel *p, const Axis *xa, double top, int x
             btext(b, p->right_label);
             bprintf(b, "</text>\n");
         }
-        if (!isnan(p->threshold)) {
-            const double y = map_y(&p->left, p->threshold, top);
-            bprintf(b, "<line class=\"threshold\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-dasharray=\"2 4\"/>\n",
-                    PLOT_L, y, PLOT_R, y, THRESHOLD_COLOR);
+        for (int i = 0; i < p->n_th; i++) {
+            const Threshold *t = &p->th[i];
+            const double y = map_y(t->right ? &p->right : &p->left, t->value, top);
+            bprintf(b, "<line class=\"threshold\" data-series=\"%s\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" "
+                       "stroke=\"%s\" stroke-width=\"1.2\" stroke-dasharray=\"2 4\"/>\n",
+                    t->series, PLOT_L, y, PLOT_R, y, t->color);
+            /* above the line, or below it near the frame's top; at the end of the line that
+             * meets its own axis */
+            const double ty = y - 14 < top ? y + 13 : y - 4;
+            bprintf(b, "<text class=\"threshold-label\" data-series=\"%s\" x=\"%.1f\" y=\"%.1f\" font-size=\"11\" fill=\"%s\" "
+                       "text-anchor=\"%s\">",
+                    t->series, t->right ? PLOT_R - 6 : PLOT_L + 6, ty, t->color, t->right ? "end" : "start");
+            btext(b, t->label);
+            bprintf(b, "</text>\n");
         }
         for (int i = 0; i < p->n_tr; i++)
             if (p->tr[i].s->n) draw_polyline(b, &p->tr[i], xa, p->tr[i].right ? &p->right : &p->left, top);
 
         /* legend, one row above the frame, right of the panel title */
         double lx = PLOT_L + LEGEND_X;
-        for (int i = 0; i <= p->n_tr; i++) {
-            const char *label, *color, *dash = NULL;
-            double opacity = 1;
-            if (i < p->n_tr) {
-                if (!p->tr[i].s->n) continue;
-                label = p->tr[i].label, color = p->tr[i].color, dash = p->tr[i].dash, opacity = p->tr[i].opacity;
-            } else {
-                if (isnan(p->threshold)) continue;
-                label = p->threshold_label, color = THRESHOLD_COLOR, dash = "2 4";
-            }
+        for (int i = 0; i < p->n_tr; i++) {
+            if (!p->tr[i].s->n) continue;
+            const char *label = p->tr[i].label, *color = p->tr[i].color, *dash = p->tr[i].dash;
+            const double opacity = p->tr[i].opacity;
             const double y = top - 10;
             bprintf(b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"2\"", lx, y - 4,
                     lx + 24, y - 4, color);
             if (dash) bprintf(b, " stroke-dasharray=\"%s\"", dash);
             if (opacity < 1) bprintf(b, " stroke-opacity=\"%g\"", opacity);
-            if (i < p->n_tr && p->tr[i].markers)
+            if (p->tr[i].markers)
                 bprintf(b, "/>\n<circle cx=\"%.1f\" cy=\"%.1f\" r=\"3\" fill=\"%s\"", lx + 12, y - 4, color);
             bprintf(b, "/>\n<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\">", lx + 30, y);
             btext(b, label);
@@ -361,7 +378,7 @@ static void build_svg(Buf *b, const char *jsonl_path, const Series *s, int skipp
         };
         const Panel p = {"(a) loss", "loss", "learning rate", C_LR,
                          s[S_LOSS].n ? nice_axis(lo, hi, 5) : nice_axis(0, 1, 5), nice_axis(lrlo, lrhi, 5),
-                         s[S_LR].n > 0, NAN, NULL, tr, 2};
+                         s[S_LR].n > 0, NULL, 0, tr, 2};
         draw_panel(b, &p, &xa, TOP0, 0);
     }
     /* (b) kNN top-1 */
@@ -370,22 +387,29 @@ static void build_svg(Buf *b, const char *jsonl_path, const Series *s, int skipp
         series_range(&s[S_KNN], &lo, &hi);
         const Trace tr[] = {{&s[S_KNN], "knn_top1", "kNN top-1 (%)", C_KNN, NULL, 1, 0, 1}};
         const Panel p = {"(b) kNN top-1 (%)", "top-1 (%)", NULL, NULL,
-                         s[S_KNN].n ? nice_axis(lo, hi, 5) : nice_axis(0, 100, 5), nice_axis(0, 1, 5), 0, NAN,
-                         NULL, tr, 1};
+                         s[S_KNN].n ? nice_axis(lo, hi, 5) : nice_axis(0, 100, 5), nice_axis(0, 1, 5), 0, NULL,
+                         0, tr, 1};
         draw_panel(b, &p, &xa, TOP0 + PANEL_H + PANEL_GAP, 0);
     }
-    /* (c) collapse monitor */
+    /* (c) collapse monitor; both axes reach past their thresholds (monitor.h), so a collapsed
+     * run's curve is seen below its line */
     {
-        double lo = 0, hi = 1.2, rlo = 0, rhi = 0;
+        double lo = 0, hi = 1.2, rlo = 0, rhi = 2 * COLLAPSE_RANK_MIN;
         series_range(&s[S_STD], &lo, &hi);
         series_range(&s[S_RANK], &rlo, &rhi);
         const Trace tr[] = {
             {&s[S_STD], "proj_std", "std·√D (left)", C_STD, NULL, 1, 0, 0},
             {&s[S_RANK], "eff_rank", "effective rank (right)", C_RANK, NULL, 1, 1, 0},
         };
+        char std_label[64], rank_label[64];
+        snprintf(std_label, sizeof std_label, "std·√D = %g (collapse)", COLLAPSE_STD_MIN);
+        snprintf(rank_label, sizeof rank_label, "effective rank = %g (collapse)", COLLAPSE_RANK_MIN);
+        Threshold th[2];
+        int n_th = 0;
+        if (s[S_STD].n) th[n_th++] = (Threshold){COLLAPSE_STD_MIN, 0, "proj_std", C_STD, std_label};
+        if (s[S_RANK].n) th[n_th++] = (Threshold){COLLAPSE_RANK_MIN, 1, "eff_rank", C_RANK, rank_label};
         const Panel p = {"(c) collapse", "projection std·√D", "effective rank", C_RANK, nice_axis(lo, hi, 6),
-                         nice_axis(rlo, rhi, 5), s[S_RANK].n > 0, s[S_STD].n ? 0.1 : NAN,
-                         "collapse threshold 0.1", tr, 2};
+                         nice_axis(rlo, rhi, 5), s[S_RANK].n > 0, th, n_th, tr, 2};
         draw_panel(b, &p, &xa, TOP0 + 2 * (PANEL_H + PANEL_GAP), 1);
     }
 

@@ -13,8 +13,12 @@
  * axis labels and a legend in one row above the frame:
  *   (a) loss (left axis), learning rate faint and dashed (right axis, from 0);
  *   (b) kNN top-1 accuracy in %, points and a line;
- *   (c) collapse monitor: proj_std (left axis, 0 .. max(1.2, largest value)) with the collapse
- *       threshold 0.1 dashed, eff_rank (right axis, from 0) in its own colour.
+ *   (c) collapse monitor: proj_std (left axis, 0 .. max(1.2, largest value)) and eff_rank
+ *       (right axis, 0 .. max(3, largest value)) in their own colours, each with its collapse
+ *       threshold (monitor.h: 0.1 and 1.5) as a dashed line of the same colour at that value of
+ *       its own axis, labelled on the line at its axis's side ("std·√D = 0.1 (collapse)" left,
+ *       "effective rank = 1.5 (collapse)" right). Each such line is <line class="threshold"
+ *       data-series="proj_std|eff_rank">.
  * A panel whose series are all empty says "no data". Each series is one <polyline> whose class
  * names it (loss, lr, knn_top1, proj_std, eff_rank); numbers are printed with %g, coordinates
  * with one decimal. The file is written atomically (AtomicFile). */
