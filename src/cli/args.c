@@ -82,6 +82,40 @@ static int set_value(const Flag *fl, const char *v, Err *e) {
     return -1;
 }
 
+/* Edit distance between a[0..na) and b (insertions, deletions, substitutions, and swaps of two
+ * neighbours: the usual typos); NAME_MAX_LEN caps the table. */
+enum { NAME_MAX_LEN = 48 };
+static int typo_distance(const char *a, size_t na, const char *b) {
+    size_t nb = strlen(b);
+    if (na >= NAME_MAX_LEN || nb >= NAME_MAX_LEN) return 1 << 20;
+    int d[NAME_MAX_LEN + 1][NAME_MAX_LEN + 1];
+    for (size_t i = 0; i <= na; i++) d[i][0] = (int)i;
+    for (size_t j = 0; j <= nb; j++) d[0][j] = (int)j;
+    for (size_t i = 1; i <= na; i++)
+        for (size_t j = 1; j <= nb; j++) {
+            int best = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            if (d[i - 1][j] + 1 < best) best = d[i - 1][j] + 1;
+            if (d[i][j - 1] + 1 < best) best = d[i][j - 1] + 1;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && d[i - 2][j - 2] + 1 < best)
+                best = d[i - 2][j - 2] + 1;
+            d[i][j] = best;
+        }
+    return d[na][nb];
+}
+
+/* The flag a mistyped name most likely meant: within 2 edits (1 for names of 4 letters or fewer),
+ * or the one flag that starts with it. NULL when nothing is that close. */
+static const Flag *closest_flag(const char *name, size_t len, const Flag *flags, int n) {
+    const Flag *best = NULL, *prefix = NULL;
+    int best_d = len <= 4 ? 2 : 3, n_prefix = 0;
+    for (int k = 0; k < n; k++) {
+        int d = typo_distance(name, len, flags[k].name);
+        if (d < best_d) best_d = d, best = &flags[k];
+        if (len >= 3 && strncmp(flags[k].name, name, len) == 0) prefix = &flags[k], n_prefix++;
+    }
+    return best ? best : n_prefix == 1 ? prefix : NULL;
+}
+
 int flags_parse(int argc, char **argv, const Flag *flags, int n, const char *usage, Err *e) {
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
@@ -96,7 +130,11 @@ int flags_parse(int argc, char **argv, const Flag *flags, int n, const char *usa
         const Flag *fl = NULL;
         for (int k = 0; k < n; k++)
             if (strlen(flags[k].name) == len && strncmp(flags[k].name, name, len) == 0) fl = &flags[k];
-        if (!fl) return err_set(e, "unknown flag '%.*s' (see --help)", (int)len + 2, a);
+        if (!fl) {
+            const Flag *near = closest_flag(name, len, flags, n);
+            if (near) return err_set(e, "unknown flag '%.*s' (did you mean --%s? see --help)", (int)len + 2, a, near->name);
+            return err_set(e, "unknown flag '%.*s' (see --help)", (int)len + 2, a);
+        }
         const char *v = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
         if (!v) return err_set(e, "--%s needs a value", fl->name);
         if (set_value(fl, v, e)) return -1;
@@ -164,7 +202,9 @@ int flags_parse_text(const char *text, const char *label, const Flag *flags, int
         const Flag *fl = NULL;
         for (int k = 0; k < n; k++)
             if (strcmp(flags[k].name, key) == 0) fl = &flags[k];
-        if (!fl) rc = err_set(e, "%s:%d: unknown setting '%s' (settings are the flags, without --)", label, lineno, key);
+        const Flag *near = fl ? NULL : closest_flag(key, strlen(key), flags, n);
+        if (near) rc = err_set(e, "%s:%d: unknown setting '%s' (did you mean %s?)", label, lineno, key, near->name);
+        else if (!fl) rc = err_set(e, "%s:%d: unknown setting '%s' (settings are the flags, without --)", label, lineno, key);
         else if (set_value(fl, value, e)) {
             char inner[1024];
             snprintf(inner, sizeof inner, "%s", e->msg);
@@ -192,7 +232,14 @@ int flags_parse_file(const char *path, const Flag *flags, int n, Err *e) {
 const char *flag_value_string(const Flag *fl, char *buf, size_t cap) {
     switch (fl->type) {
     case FLAG_INT: snprintf(buf, cap, "%d", *(const int *)fl->dst); break;
-    case FLAG_FLOAT: snprintf(buf, cap, "%.9g", *(const float *)fl->dst); break;
+    case FLAG_FLOAT: { /* the shortest text that reads back as the same float */
+        const float x = *(const float *)fl->dst;
+        for (int digits = 6; digits <= 9; digits++) {
+            snprintf(buf, cap, "%.*g", digits, x);
+            if (strtof(buf, NULL) == x) break;
+        }
+        break;
+    }
     case FLAG_STRING: {
         const char *v = *(const char *const *)fl->dst;
         if (!v) return NULL;
@@ -205,13 +252,26 @@ const char *flag_value_string(const Flag *fl, char *buf, size_t cap) {
     return buf;
 }
 
-char *flags_dump(const Flag *flags, int n) {
+void flag_copy_value(const Flag *to, const Flag *from) {
+    switch (to->type) {
+    case FLAG_INT: *(int *)to->dst = *(const int *)from->dst; break;
+    case FLAG_FLOAT: *(float *)to->dst = *(const float *)from->dst; break;
+    case FLAG_STRING: *(const char **)to->dst = *(const char *const *)from->dst; break;
+    case FLAG_ARCH: *(Arch *)to->dst = *(const Arch *)from->dst; break;
+    case FLAG_STEM: *(Stem *)to->dst = *(const Stem *)from->dst; break;
+    }
+}
+
+char *flags_dump(const Flag *flags, int n) { return flags_dump_if(flags, n, NULL); }
+
+char *flags_dump_if(const Flag *flags, int n, int (*keep)(const Flag *)) {
     size_t cap = 256 + (size_t)n * 160, len = 0;
     char *out = malloc(cap);
     if (!out) die("out of memory");
     out[0] = 0;
     for (int i = 0; i < n; i++) {
         char v[1200];
+        if (keep && !keep(&flags[i])) continue;
         if (flags[i].dst == NULL || !flag_value_string(&flags[i], v, sizeof v)) continue;
         if (flags[i].type == FLAG_FLOAT && isnan(*(const float *)flags[i].dst)) continue; /* unset */
         int w = snprintf(out + len, cap - len, "%s = %s\n", flags[i].name, v);

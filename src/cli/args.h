@@ -33,9 +33,15 @@ int flags_parse_file(const char *path, const Flag *flags, int n, Err *e);
 /* Frees the texts that string settings point into (at exit; fuzz targets after each input,
  * once the settings are no longer used). */
 void flags_release_texts(void);
-/* Every flag with a value as `key = value` lines (malloc'ed): the effective configuration. */
+/* Every flag with a value as `key = value` lines (malloc'ed): the effective configuration.
+ * Floats are written with the fewest digits that read back to the same float (5e-4, not
+ * 0.000500000024); NaN floats mean "unset" and are left out. flags_dump_if keeps the flags for
+ * which keep() is true. */
 char *flags_dump(const Flag *flags, int n);
+char *flags_dump_if(const Flag *flags, int n, int (*keep)(const Flag *));
 const char *flag_value_string(const Flag *fl, char *buf, size_t cap);
+/* Copies the value of `from` into `to`'s destination (two tables of the same flags). */
+void flag_copy_value(const Flag *to, const Flag *from);
 
 /* The model flags every command shares, appended to a command's table. */
 enum { MODEL_FLAG_COUNT = 7 };
