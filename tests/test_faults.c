@@ -424,6 +424,12 @@ static void test_checkpoint_header_and_metadata_refused(void) {
               count_of(err, "\n") == 1,
           "eval refuses a negative step in one line (%d): %s", st, err);
     free(err);
+    snprintf(a, sizeof a, "train --resume %s", ckpt("neg", 6));
+    st = byol_env("", a);
+    err = slurp_text("err");
+    CHECK(st == 1 && strstr(err, "byol.step '-5' is not a step") && count_of(err, "\n") == 1,
+          "--resume refuses it in one line, before the loader sees it (%d): %s", st, err);
+    free(err);
     rewrite_meta(ckpt("full6", 6), ckpt("neg", 6), "byol.std", "0.25 0 0.25");
     snprintf(a, sizeof a, "eval --ckpt %s", ckpt("neg", 6));
     st = byol_env("", a);
@@ -442,7 +448,7 @@ static void test_allocation_failure_names_size_and_flag(void) {
     CHECK(1, "skipped");
 #else
     char cmd[8192];
-    snprintf(cmd, sizeof cmd, "ulimit -v 3000000; %s train %s --out %s/oom --image-size 1024 > %s/out 2> %s/err", bin(),
+    snprintf(cmd, sizeof cmd, "ulimit -v 3000000; %s train %s --out %s/oom --image-size 1024 --stem cifar > %s/out 2> %s/err", bin(),
              FAST, TEST_TMP, TEST_TMP, TEST_TMP);
     int st = sh_status(cmd);
     char *err = slurp_text("err");

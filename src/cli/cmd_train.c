@@ -3,6 +3,7 @@
  * monitor. Everything of a run lives in --out DIR: config.txt, metrics.jsonl, plot.svg,
  * ckpt-<step>.safetensors. */
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@
 #include "../eval/monitor.h"
 #include "../eval/plot.h"
 #include "../io/checkpoint.h"
+#include "../io/run_dir.h"
 #include "../optim/optim.h"
 #include "commands.h"
 #include "data_flags.h"
@@ -30,27 +32,70 @@ static void on_signal(int sig) { g_signal = sig; }
 
 /* ---------------------------------------------------------------- helpers */
 
-static int make_dir(const char *dir, Err *e) {
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s", dir);
-    for (char *p = buf + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-                return err_set(e, "--out %s: cannot create %s: %s", dir, buf, strerror(errno));
-            *p = '/';
-        }
-    if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-        return err_set(e, "--out %s: cannot create the folder: %s", dir, strerror(errno));
-    if (access(buf, W_OK) != 0) return err_set(e, "--out %s: folder is not writable", dir);
-    return 0;
-}
-
 static int write_text_file(const char *path, const char *text, Err *e) {
     AtomicFile af;
     if (atomic_open(&af, path, e)) return -1;
     if (atomic_write(&af, text, strlen(text), e)) return -1;
     return atomic_commit(&af, e);
+}
+
+/* Whether two paths name the same folder. */
+static int same_dir(const char *a, const char *b) {
+    char ra[PATH_MAX], rb[PATH_MAX];
+    return realpath(a, ra) && realpath(b, rb) && strcmp(ra, rb) == 0;
+}
+
+/* The run's folder, before anything is written in it: created (a default name made unique),
+ * locked against a second training, and checked. A fresh run refuses a folder that holds
+ * checkpoints; a run resumed from an older checkpoint than its folder's newest moves the newer
+ * ones aside, and drops the metrics lines a killed run logged after its last checkpoint. Then
+ * config.txt. Prints one line and returns 1 on failure. */
+static int setup_run_dir(TrainOptions *o, const char *ckpt_path, int64_t start_step, const char *config,
+                         RunLock *lock, Err *e) {
+    if (o->out != o->out_buf) snprintf(o->out_buf, sizeof o->out_buf, "%s", o->out);
+    o->out = o->out_buf;
+    if (run_dir_create(o->out_buf, sizeof o->out_buf, o->out_default, e) || run_dir_lock(o->out, lock, e)) {
+        fprintf(stderr, "byol train: %s\n", e->msg);
+        return 1;
+    }
+    ckpt_remove_stale_temporaries(o->out); /* half-written files of a killed run */
+    char path[4400];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", o->out);
+    if (o->resume) {
+        char ckpt_dir[4400];
+        snprintf(ckpt_dir, sizeof ckpt_dir, "%s", ckpt_path);
+        char *slash = strrchr(ckpt_dir, '/');
+        if (slash) *slash = 0;
+        else snprintf(ckpt_dir, sizeof ckpt_dir, ".");
+        if (!same_dir(ckpt_dir, o->out)) {
+            if (ckpt_count(o->out) > 0) {
+                fprintf(stderr, "byol train: --out %s already holds another run (ckpt-*.safetensors): choose an empty "
+                                "--out for the resumed run, or leave --out out to continue in %s\n", o->out, ckpt_dir);
+                return 1;
+            }
+        } else {
+            char aside[4400];
+            int moved = run_dir_set_aside_newer(o->out, start_step, aside, sizeof aside, e);
+            if (moved < 0 || metrics_drop_after(path, start_step, NULL, e) < 0) {
+                fprintf(stderr, "byol train: %s\n", e->msg);
+                return 1;
+            }
+            if (moved)
+                printf("byol train: resuming from step %lld, an older checkpoint than the folder's newest: its %d newer "
+                       "checkpoint%s and their metrics were moved to %s\n", (long long)start_step, moved,
+                       moved == 1 ? "" : "s", aside);
+        }
+    } else if (ckpt_count(o->out) > 0) {
+        fprintf(stderr, "byol train: --out %s already holds a run (ckpt-*.safetensors): --resume %s to continue it, "
+                        "or choose another --out\n", o->out, o->out);
+        return 1;
+    }
+    snprintf(path, sizeof path, "%s/config.txt", o->out);
+    if (write_text_file(path, config, e)) {
+        fprintf(stderr, "byol train: %s\n", e->msg);
+        return 1;
+    }
+    return 0;
 }
 
 /* kNN top-1 of the online encoder: train split as the bank, test split scored (subsets of
@@ -78,18 +123,40 @@ static double knn_monitor(const Byol *m, const Dataset *ds, const FeatureConfig 
     return acc;
 }
 
+/* What the kNN monitor measures (bank, queries, k capped at the bank), or why there is none:
+ * one line at the start. Returns whether there is a monitor. */
+static int knn_monitor_describe(const Dataset *ds, const TrainOptions *o) {
+    if (!o->knn_before && !o->knn_after && !o->eval_every) return 0;
+    if (!ds->n_classes || !ds->split[SPLIT_TRAIN].labels || !ds->split[SPLIT_TEST].n || !ds->split[SPLIT_TEST].labels) {
+        printf("  no kNN monitor: %s has no labelled %s split (the monitor scores labelled test images against "
+               "the train images)\n", ds->root, ds->split[SPLIT_TEST].n ? "train and test" : "test");
+        return 0;
+    }
+    const int n_train = ds->split[SPLIT_TRAIN].n, n_test = ds->split[SPLIT_TEST].n;
+    const int bank = o->eval_bank && o->eval_bank < n_train ? o->eval_bank : n_train;
+    const int queries = o->eval_queries && o->eval_queries < n_test ? o->eval_queries : n_test;
+    const int k = knn_effective_k(o->knn_k, bank);
+    char capped[96] = "";
+    if (k != o->knn_k) snprintf(capped, sizeof capped, " (--knn-k %d capped at the bank's %d images)", o->knn_k, bank);
+    printf("  kNN monitor: %d train images as the bank, %d test queries, k %d%s, T %g\n", bank, queries, k, capped,
+           o->knn_t);
+    return 1;
+}
+
 /* A checkpoint with what a resume, eval, export or embed needs besides the tensors; then only
- * the newest --keep are kept. */
+ * the newest --keep are kept. `elapsed` is the training time spent since the run began, so that
+ * a resumed --time-budget run goes on with the same clock. */
 static int save_run_checkpoint(const Byol *m, const TrainOptions *o, int64_t step, long spe, long skipped,
-                               const char *config, const char *mean_s, const char *std_s, char *cp, size_t cap,
-                               Err *e) {
-    char step_s[32], epoch_s[32], skipped_s[32];
+                               double elapsed, const char *config, const char *mean_s, const char *std_s, char *cp,
+                               size_t cap, Err *e) {
+    char step_s[32], epoch_s[32], skipped_s[32], elapsed_s[32];
     snprintf(step_s, sizeof step_s, "%lld", (long long)step);
     snprintf(epoch_s, sizeof epoch_s, "%.4f", (double)step / spe);
     snprintf(skipped_s, sizeof skipped_s, "%ld", skipped);
+    snprintf(elapsed_s, sizeof elapsed_s, "%.3f", elapsed);
     StMeta meta[] = {{"byol.config", (char *)config}, {"byol.step", step_s}, {"byol.epoch", epoch_s},
                      {"byol.mean", (char *)mean_s}, {"byol.std", (char *)std_s}, {"byol.skipped", skipped_s},
-                     {"byol.format", "1"}};
+                     {"byol.elapsed", elapsed_s}, {"byol.format", "1"}};
     if (ckpt_save(m, o->out, step, meta, (int)ARRAY_LEN(meta), cp, cap, e)) return -1;
     ckpt_prune(o->out, o->keep);
     return 0;
@@ -123,6 +190,13 @@ static int fault_slow_rank(void) {
     return v && *v ? atoi(v) : -1;
 }
 
+/* BYOL_FAULT_SIGNAL_AT=PHASE: the process sends itself SIGINT as PHASE begins (final-checkpoint,
+ * final-knn), as a Ctrl-C at that moment would (tests of what a late signal does). */
+static void fault_signal_at(const char *phase) {
+    const char *v = getenv("BYOL_FAULT_SIGNAL_AT");
+    if (v && strcmp(v, phase) == 0) raise(SIGINT);
+}
+
 static int fault_nan_at(const FaultSteps *f, int64_t step) {
     for (int i = 0; i < f->n; i++)
         if (f->steps[i] == step) return 1;
@@ -139,6 +213,69 @@ static void format_eta(char *buf, size_t cap, double s) {
 
 /* ---------------------------------------------------------------- the command */
 
+/* --data as an absolute path, so that a checkpoint's configuration works from any folder. */
+static void make_data_absolute(TrainOptions *o) {
+    char abs_path[PATH_MAX];
+    if (o->data.data && o->data.data != o->data_buf && realpath(o->data.data, abs_path) &&
+        strlen(abs_path) < sizeof o->data_buf) {
+        memcpy(o->data_buf, abs_path, strlen(abs_path) + 1);
+        o->data.data = o->data_buf;
+    }
+}
+
+/* The options of a resumed run: the defaults, then the checkpoint's configuration, then the flags
+ * given now. A recipe flag that differs from the checkpoint's is refused unless --allow-change,
+ * and then named. 0, or the exit status. */
+static int resume_options(int argc, char **argv, Flag *flags, int nf, TrainOptions *o, const CkptMeta *meta,
+                          const char *ckpt_path, Err *e) {
+    Flag saved_flags[TRAIN_FLAG_MAX];
+    TrainOptions saved;
+    train_flags(saved_flags, &saved);
+    if (train_parse_saved(meta->config, ckpt_path, saved_flags, nf, e) ||
+        train_parse_saved(meta->config, ckpt_path, flags, nf, e) || train_parse(argc, argv, flags, nf, o, e) < 0) {
+        fprintf(stderr, "byol train: %s\n", e->msg);
+        return 2;
+    }
+    make_data_absolute(&saved);
+    make_data_absolute(o);
+    char changes[2048];
+    int n = train_recipe_changes(saved_flags, flags, nf, changes, sizeof changes);
+    if (n && !o->allow_change) {
+        fprintf(stderr, "byol train: --resume %s: the recipe differs from the checkpoint's (%s): a resumed run "
+                        "keeps its recipe; add --allow-change 1 to change it anyway, or start a new run with --out\n",
+                ckpt_path, changes);
+        return 2;
+    }
+    if (n && dist_rank() == 0) printf("byol train: --allow-change: %s\n", changes);
+    return 0;
+}
+
+/* The warm-up: --warmup-epochs (epoch runs only) or --warmup-frac of the run; by default 10
+ * epochs, at most 10% of an epoch run, and 10% of a --time-budget. Fills the value in effect into
+ * the options, so that the saved configuration says it. */
+static int resolve_warmup(TrainOptions *o, long spe, long total, long *warmup_steps, double *warmup_frac, Err *e) {
+    const int epochs_given = o->warmup_epochs >= 0, frac_given = !isnan(o->warmup_frac);
+    if (epochs_given && frac_given)
+        return err_set(e, "--warmup-epochs %g and --warmup-frac %g: give one of them", o->warmup_epochs, o->warmup_frac);
+    if (o->time_budget > 0) {
+        if (epochs_given)
+            return err_set(e, "--warmup-epochs %g: a --time-budget run has no fixed number of epochs; give the "
+                              "warm-up as a share of the budget with --warmup-frac (e.g. 0.1)", o->warmup_epochs);
+        if (!frac_given) o->warmup_frac = 0.1f;
+        o->warmup_epochs = NAN;
+        *warmup_frac = o->warmup_frac;
+        *warmup_steps = 0;
+        return 0;
+    }
+    long w = frac_given ? lround(o->warmup_frac * (double)total)
+           : epochs_given ? lround(o->warmup_epochs * (double)spe) : (long)fmin(10.0 * spe, 0.1 * total);
+    if (w > total) w = total;
+    *warmup_steps = w;
+    *warmup_frac = total ? (double)w / total : 0;
+    if (!frac_given) o->warmup_epochs = (float)((double)w / spe);
+    return 0;
+}
+
 int cmd_train(int argc, char **argv) {
     TrainOptions o;
     Flag flags[TRAIN_FLAG_MAX];
@@ -153,40 +290,37 @@ int cmd_train(int argc, char **argv) {
     /* Resume: the checkpoint's own configuration, then the flags given now on top of it. */
     char ckpt_path[4400] = "";
     Safetensors resume_st = {0};
+    CkptMeta meta = {0};
     int64_t start_step = 0;
     long n_skipped = 0; /* steps refused for non-finite values, over the whole run */
     if (o.resume) {
-        if (ckpt_resolve(o.resume, ckpt_path, sizeof ckpt_path, &e) || st_open(&resume_st, ckpt_path, &e)) {
+        if (ckpt_resolve(o.resume, ckpt_path, sizeof ckpt_path, &e) || st_open(&resume_st, ckpt_path, &e) ||
+            ckpt_meta_read(&resume_st, ckpt_path, &meta, &e)) {
             fprintf(stderr, "byol train: --resume: %s\n", e.msg);
-            return 1;
-        }
-        const char *cfg = st_meta(&resume_st, "byol.config"), *step = st_meta(&resume_st, "byol.step");
-        if (!cfg || !step) {
-            fprintf(stderr, "byol train: --resume %s: not a byol train checkpoint (no byol.config/byol.step metadata)\n", ckpt_path);
             st_close(&resume_st);
             return 1;
         }
-        nf = train_flags(flags, &o); /* defaults, then the saved config, then today's flags */
-        int bad = flags_parse_text(cfg, ckpt_path, flags, nf, &e);
-        o.max_steps = 0; /* an interruption for a test is not part of the recipe */
-        if (bad || train_parse(argc, argv, flags, nf, &o, &e) < 0) {
-            fprintf(stderr, "byol train: %s\n", e.msg);
+        nf = train_flags(flags, &o);
+        if ((rc = resume_options(argc, argv, flags, nf, &o, &meta, ckpt_path, &e))) {
             st_close(&resume_st);
-            return 2;
+            return rc;
         }
-        start_step = atoll(step);
-        const char *sk = st_meta(&resume_st, "byol.skipped");
-        n_skipped = sk ? atol(sk) : 0;
+        start_step = meta.step;
+        n_skipped = meta.skipped;
         if (!o.out_given) { /* continue in the checkpoint's folder */
             snprintf(o.out_buf, sizeof o.out_buf, "%s", ckpt_path);
             char *slash = strrchr(o.out_buf, '/');
             if (slash) *slash = 0;
             else snprintf(o.out_buf, sizeof o.out_buf, ".");
             o.out = o.out_buf;
+            o.out_default = 0;
         }
+    } else {
+        make_data_absolute(&o);
     }
 
-    /* Compute threads default to all cores: the loader's workers need little (a 32-pixel view
+    /* Compute threads default to the cores this process may use (affinity, cgroup quota; under
+     * mpirun, shared among the ranks on them): the loader's workers need little (a 32-pixel view
      * costs ~50 us to decode and augment against ~4 ms to train on), and a second compute thread
      * made the default Fashion-MNIST run 1.4x faster on 2 cores (529 vs 379 images/s). */
     if (o.threads == 0) o.threads = dist_default_threads();
@@ -211,11 +345,18 @@ int cmd_train(int argc, char **argv) {
     Byol model;
     memset(&model, 0, sizeof model);
     FILE *metrics = NULL;
+    RunLock lock = {-1};
     if (data_aug_config(&ac, &o.data, &ds, &e)) {
         fprintf(stderr, "byol train: %s\n", e.msg);
         goto done_data;
     }
     if (o.mc.enc.in_channels != ds.channels) {
+        if (o.resume) { /* the model's first layer was trained on the checkpoint's images */
+            fprintf(stderr, "byol train: --resume %s: the checkpoint's encoder takes %d-channel images, but %s has "
+                            "%d-channel images (resume with the run's own --data, or start a new run with --out)\n",
+                    ckpt_path, o.mc.enc.in_channels, ds.root, ds.channels);
+            goto done_data;
+        }
         if (o.in_channels_given) {
             fprintf(stderr, "byol train: --in-channels %d but %s has %d-channel images\n", o.mc.enc.in_channels,
                     ds.root, ds.channels);
@@ -224,9 +365,9 @@ int cmd_train(int argc, char **argv) {
         o.mc.enc.in_channels = ds.channels;
     }
     /* Normalization: the checkpoint's when resuming, else the split's statistics. */
-    if (o.resume && st_meta(&resume_st, "byol.mean")) {
-        sscanf(st_meta(&resume_st, "byol.mean"), "%f %f %f", &ac.mean[0], &ac.mean[1], &ac.mean[2]);
-        sscanf(st_meta(&resume_st, "byol.std"), "%f %f %f", &ac.std[0], &ac.std[1], &ac.std[2]);
+    if (o.resume && meta.has_norm) {
+        memcpy(ac.mean, meta.mean, sizeof ac.mean);
+        memcpy(ac.std, meta.std, sizeof ac.std);
     } else if (dataset_channel_stats(&ds, split, 10000, ac.image_size, ac.mean, ac.std, &e) < 0) {
         fprintf(stderr, "byol train: %s\n", e.msg);
         goto done_data;
@@ -254,35 +395,23 @@ int cmd_train(int argc, char **argv) {
         goto done_data;
     }
     const long spe = n_images / B, total = (long)o.epochs * spe;
-    long warmup = o.warmup_epochs >= 0 ? (long)(o.warmup_epochs * spe) : (long)fmin(10.0 * spe, 0.1 * total);
-    if (warmup > total) warmup = total;
+    long warmup = 0;
+    double warmup_frac = 0;
+    if (resolve_warmup(&o, spe, total, &warmup, &warmup_frac, &e)) {
+        fprintf(stderr, "byol train: %s\n", e.msg);
+        goto done_data;
+    }
     const double lr_peak = o.base_lr * B / 256.0;
+    /* The stem follows the image size unless given: the CIFAR stem keeps full resolution through
+     * the first stage, which at 224 px costs about 7x the time of the ImageNet stem's /4. */
+    if (!o.resume && !o.stem_given) o.mc.enc.stem = S > 64 ? STEM_IMAGENET : STEM_CIFAR;
 
-    /* The run's folder (rank 0 writes everything in it): a fresh run refuses a folder that
-     * already holds checkpoints. */
+    /* The run's folder: rank 0 writes everything in it. */
     o.data.image_size = S; /* the effective configuration: with the dataset's figures filled in */
-    char *config = flags_dump(flags, nf);
+    char *config = train_config_dump(flags, nf);
     char path[4400];
     int setup_failed = 0;
-    if (root) {
-        if (make_dir(o.out, &e)) {
-            fprintf(stderr, "byol train: %s\n", e.msg);
-            setup_failed = 1;
-        } else {
-            ckpt_remove_stale_temporaries(o.out); /* half-written files of a killed run */
-            if (!o.resume && ckpt_count(o.out) > 0) {
-                fprintf(stderr, "byol train: --out %s already holds a run (ckpt-*.safetensors): --resume %s to "
-                                "continue it, or choose another --out\n", o.out, o.out);
-                setup_failed = 1;
-            } else {
-                snprintf(path, sizeof path, "%s/config.txt", o.out);
-                if (write_text_file(path, config, &e)) {
-                    fprintf(stderr, "byol train: %s\n", e.msg);
-                    setup_failed = 1;
-                }
-            }
-        }
-    }
+    if (root) setup_failed = setup_run_dir(&o, ckpt_path, start_step, config, &lock, &e);
     if (dist_allreduce_max(setup_failed, "setting up the run folder") > 0) { /* all ranks stop together */
         free(config);
         goto done_data;
@@ -292,7 +421,8 @@ int cmd_train(int argc, char **argv) {
     if (o.resume) {
         setup_failed = state_load_from(&model, &resume_st, &e) != 0;
         if (setup_failed)
-            fprintf(stderr, "byol train: --resume: %s (the checkpoint's model differs from the flags?)\n", e.msg);
+            fprintf(stderr, "byol train: --resume %s: %s%s\n", ckpt_path, e.msg,
+                    o.allow_change ? " (--allow-change cannot change the network's shape: a resumed run keeps its model)" : "");
     } else {
         byol_init_weights(&model, (uint64_t)o.seed);
     }
@@ -323,7 +453,7 @@ int cmd_train(int argc, char **argv) {
     char mean_s[64], std_s[64];
     snprintf(mean_s, sizeof mean_s, "%.9g %.9g %.9g", ac.mean[0], ac.mean[1], ac.mean[2]);
     snprintf(std_s, sizeof std_s, "%.9g %.9g %.9g", ac.std[0], ac.std[1], ac.std[2]);
-    FeatureConfig fc = {S, {ac.mean[0], ac.mean[1], ac.mean[2]}, {ac.std[0], ac.std[1], ac.std[2]}, 256, 0};
+    FeatureConfig fc = {S, {ac.mean[0], ac.mean[1], ac.mean[2]}, {ac.std[0], ac.std[1], ac.std[2]}, 256, 0, 0};
     const int tty = isatty(STDOUT_FILENO);
     printf("byol train: %s %s (%d images, %dx%d, %d ch), %s width %d %s stem, heads %d/%d/%d\n", ds.kind,
            SPLIT_NAMES[split], n_images, S, S, ds.channels, arch_name(o.mc.enc.arch), o.mc.enc.width,
@@ -334,12 +464,16 @@ int cmd_train(int argc, char **argv) {
         printf("  %d ranks x %d images%s (data-parallel, %s batch norm, %s)\n", P, B / P, balanced,
                o.sync_bn ? "synchronized" : "per-rank", dist_summary());
     }
+    if (!o.resume && !o.stem_given)
+        printf("  %s stem for %d px images (--stem to choose)\n", stem_name(o.mc.enc.stem), S);
     if (o.time_budget > 0)
-        printf("  batch %d, time budget %.0f s, lr %.4g (base %.3g x %d/256), tau %.4g -> 1, out %s\n", B,
-               o.time_budget, lr_peak, o.base_lr, B, o.tau_base, o.out);
+        printf("  batch %d, time budget %g s (%.4g s spent), warm-up %g%% of it, lr %.4g (base %.3g x %d/256), "
+               "tau %.4g -> 1, out %s\n", B, o.time_budget, meta.elapsed_s, 100 * warmup_frac, lr_peak, o.base_lr, B,
+               o.tau_base, o.out);
     else
         printf("  batch %d, %d epochs x %ld steps, warm-up %ld steps, lr %.4g (base %.3g x %d/256), tau %.4g -> 1, "
                "out %s\n", B, o.epochs, spe, warmup, lr_peak, o.base_lr, B, o.tau_base, o.out);
+    knn_monitor_describe(&ds, &o);
     fflush(stdout);
 
     if (start_step == 0 && o.knn_before) {
@@ -361,6 +495,7 @@ int cmd_train(int argc, char **argv) {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESTART; /* a write or read the signal interrupts goes on: the handler only sets a flag */
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 
@@ -368,7 +503,9 @@ int cmd_train(int argc, char **argv) {
     StepConfig sc = {{(float)lr_peak, o.weight_decay, o.momentum, o.lars_eta, model.target.n_params, o.pred_lr_mult},
                      o.tau_base};
     double *cwork = xmalloc(collapse_work_doubles(b, o.mc.proj_dim) * sizeof(double), "collapse monitor");
-    const double t_start = now_seconds();
+    /* The run's clock: the training time of earlier processes of this run (a resumed run), then
+     * this one's. A --time-budget run ends when their sum reaches the budget. */
+    const double t_start = now_seconds(), elapsed0 = meta.elapsed_s;
     double t_log = t_start;
     int64_t saved_step = -1; /* the newest checkpoint this run wrote: its step and path */
     char saved_path[4400] = "";
@@ -376,12 +513,13 @@ int cmd_train(int argc, char **argv) {
     int64_t step = start_step;
     int collapse_warned = 0, stop_signal = 0, skips_in_a_row = 0;
     rc = 0;
-    double last_knn = -1, last_ckpt_elapsed = 0;
+    double last_knn = -1, last_ckpt_elapsed = elapsed0;
+    int finished = 0; /* the schedule ran to its end (not stopped by a signal or --max-steps) */
     int ckpt_failed = 0;
     const FaultSteps faults = fault_steps_from_env();
     const int slow_rank = fault_slow_rank();
     for (;;) {
-        double elapsed = now_seconds() - t_start;
+        double elapsed = elapsed0 + now_seconds() - t_start;
         if (P > 1) { /* the ranks agree on the clock, a signal and a failed checkpoint */
             double agree[3] = {elapsed, (double)g_signal, (double)ckpt_failed};
             dist_heartbeat(step);
@@ -400,9 +538,15 @@ int cmd_train(int argc, char **argv) {
         double frac; /* progress in [0, 1] */
         if (o.time_budget > 0) {
             frac = elapsed / o.time_budget;
-            if (frac >= 1) break;
+            if (frac >= 1) {
+                finished = 1;
+                break;
+            }
         } else {
-            if (step >= total) break;
+            if (step >= total) {
+                finished = 1;
+                break;
+            }
             frac = (double)step / total;
         }
         if (o.max_steps > 0 && step >= o.max_steps) { /* as if interrupted here (tests) */
@@ -412,7 +556,7 @@ int cmd_train(int argc, char **argv) {
         const long K = 1000000; /* schedules as a function of progress */
         const long kk = o.time_budget > 0 ? (long)(frac * K) : step;
         const long kt = o.time_budget > 0 ? K : total;
-        const long kw = o.time_budget > 0 ? (long)(K * (o.warmup_epochs >= 0 ? fmin(1, o.warmup_epochs / fmax(1, o.epochs)) : 0.1)) : warmup;
+        const long kw = o.time_budget > 0 ? (long)(K * warmup_frac) : warmup;
         sc.lars.lr = (float)lr_at_step(kk, kt, kw, lr_peak);
         sc.tau = (float)tau_at_step(kk, kt, o.tau_base);
 
@@ -469,15 +613,15 @@ int cmd_train(int argc, char **argv) {
             const double ips = log_images / fmax(now - t_log, 1e-9);
             if (metrics) {
                 fprintf(metrics, "{\"step\": %lld, \"epoch\": %.4f, \"loss\": %.7g, \"lr\": %.6g, \"tau\": %.7g, "
-                                 "\"images_per_s\": %.2f, \"proj_std\": %.5f, \"eff_rank\": %.3f}\n",
+                                 "\"images_per_s\": %.2f, \"proj_std\": %.5f, \"eff_rank\": %.3f, \"elapsed_s\": %.3f}\n",
                         (long long)step, (double)step / spe, loss, sc.lars.lr, sc.tau, ips, cs.std_sqrt_d,
-                        cs.eff_rank);
+                        cs.eff_rank, elapsed0 + now - t_start);
                 fflush(metrics);
             }
             /* cheap insurance that the ranks still train one model */
             if (P > 1 && step % (o.log_every * 10) == 0)
                 dist_check_identical(model.online.params, model.online.n_params, step);
-            double left = o.time_budget > 0 ? o.time_budget - (now - t_start)
+            double left = o.time_budget > 0 ? o.time_budget - (elapsed0 + now - t_start)
                                              : (total - step) * (double)B / fmax(ips, 1e-9);
             char eta[32];
             format_eta(eta, sizeof eta, left);
@@ -503,7 +647,9 @@ int cmd_train(int argc, char **argv) {
         }
         const int last = o.time_budget > 0 ? 0 : step == total;
         if (epoch_end && !last && o.eval_every > 0 && (step / spe) % o.eval_every == 0) {
+            const double t_knn = now_seconds();
             last_knn = knn_monitor(&model, &ds, &fc, o.eval_bank, o.eval_queries, o.knn_k, o.knn_t, &e);
+            t_log += now_seconds() - t_knn; /* the next images/s figure is of training alone */
             if (last_knn >= 0 && metrics) {
                 fprintf(metrics, "{\"step\": %lld, \"epoch\": %.4f, \"knn_top1\": %.6f}\n", (long long)step,
                         (double)step / spe, last_knn);
@@ -524,8 +670,9 @@ int cmd_train(int argc, char **argv) {
         }
         /* checkpoint times from the agreed clock, so that every rank counts the same steps */
         if (epoch_end || (o.ckpt_minutes > 0 && elapsed - last_ckpt_elapsed > 60 * o.ckpt_minutes)) {
-            if (root &&
-                save_run_checkpoint(&model, &o, step, spe, n_skipped, config, mean_s, std_s, saved_path, sizeof saved_path, &e)) {
+            if (last) fault_signal_at("final-checkpoint");
+            if (root && save_run_checkpoint(&model, &o, step, spe, n_skipped, elapsed0 + now_seconds() - t_start, config,
+                                            mean_s, std_s, saved_path, sizeof saved_path, &e)) {
                 fprintf(stderr, "%sbyol train: %s\n", tty ? "\n" : "", e.msg);
                 ckpt_failed = 1; /* the others learn it at the next step's agreement */
                 if (P == 1) {
@@ -543,11 +690,14 @@ int cmd_train(int argc, char **argv) {
     xfree(cwork);
     if (tty) printf("\n");
 
-    if (rc == 0) { /* the final (or interrupted) state, unless the loop just wrote it */
+    const int trained_nothing = step == start_step && o.resume && finished;
+    if (rc == 0 && !trained_nothing) { /* the final (or interrupted) state, unless the loop just wrote it */
         int failed = 0;
         if (P > 1) dist_check_identical(model.online.params, model.online.n_params, step);
+        if (saved_step != step) fault_signal_at("final-checkpoint");
         if (root && saved_step != step &&
-            save_run_checkpoint(&model, &o, step, spe, n_skipped, config, mean_s, std_s, saved_path, sizeof saved_path, &e)) {
+            save_run_checkpoint(&model, &o, step, spe, n_skipped, elapsed0 + now_seconds() - t_start, config, mean_s,
+                                std_s, saved_path, sizeof saved_path, &e)) {
             fprintf(stderr, "byol train: %s\n", e.msg);
             failed = 1;
         } else {
@@ -555,7 +705,16 @@ int cmd_train(int argc, char **argv) {
         }
         if (dist_allreduce_max(failed, "the final checkpoint") > 0) rc = 1;
     }
-    if (rc == 0 && stop_signal > 0) {
+    /* a signal that came during the last step or the final checkpoint still stops the run */
+    if (!stop_signal && g_signal) stop_signal = g_signal;
+    if (rc == 0 && trained_nothing) {
+        printf("nothing to train: the run of %s already ended at step %lld (to train it further, raise --epochs "
+               "or --time-budget with --allow-change 1)\n", ckpt_path, (long long)step);
+    } else if (rc == 0 && stop_signal > 0 && finished) {
+        printf("stopped by signal %d after the last step: the run is complete (checkpoint %s); the final kNN was "
+               "skipped\n", stop_signal, saved_path);
+        rc = 128 + stop_signal;
+    } else if (rc == 0 && stop_signal > 0) {
         printf("stopped by signal %d at step %lld: byol train --resume %s continues\n", stop_signal, (long long)step, o.out);
         rc = 128 + stop_signal;
     } else if (rc == 0 && stop_signal < 0) {
@@ -569,8 +728,13 @@ int cmd_train(int argc, char **argv) {
         if (n_skipped)
             printf("skipped %ld step%s with non-finite values (--on-nan skip)\n", n_skipped, n_skipped == 1 ? "" : "s");
         if (o.knn_after) {
+            fault_signal_at("final-knn");
             double acc = knn_monitor(&model, &ds, &fc, o.eval_bank, o.eval_queries, o.knn_k, o.knn_t, &e);
-            if (acc >= 0) {
+            if (g_signal) { /* Ctrl-C during the final kNN: the run is saved, the figure is dropped */
+                printf("stopped by signal %d during the final kNN: the run is complete (checkpoint %s)\n", (int)g_signal,
+                       saved_path);
+                rc = 128 + g_signal;
+            } else if (acc >= 0) {
                 printf("kNN top-1 after training: %.2f%%\n", 100 * acc);
                 if (metrics)
                     fprintf(metrics, "{\"step\": %lld, \"epoch\": %.4f, \"knn_top1\": %.6f, \"final\": true}\n",
@@ -593,6 +757,7 @@ done_model:
     byol_work_free(&work);
     byol_free(&model);
 done_data:
+    run_dir_unlock(&lock);
     shard_plan_free(&plan);
     dataset_close(&ds);
     st_close(&resume_st);

@@ -1,5 +1,6 @@
 #include "train_opts.h"
 
+#include <math.h>
 #include <string.h>
 #include <time.h>
 
@@ -42,7 +43,8 @@ void train_options_default(TrainOptions *o) {
     o->lars_eta = 0.02f;
     o->pred_lr_mult = 1;
     o->tau_base = 0.99f;
-    o->warmup_epochs = -1; /* 10 epochs, at most 10% of the run */
+    o->warmup_epochs = NAN; /* unset (and so is -1, which older checkpoints saved): 10 epochs, at most 10% of the run */
+    o->warmup_frac = NAN;   /* unset: with --time-budget, 10% of it */
     o->ckpt_minutes = 10;
     o->comm_timeout = 300;
     o->sync_bn = 1;
@@ -70,19 +72,20 @@ int train_flags(Flag *f, TrainOptions *o) {
         {"momentum", FLAG_FLOAT, &o->momentum, "SGD momentum (0.9)", 0, 1},
         {"lars-eta", FLAG_FLOAT, &o->lars_eta, "LARS trust coefficient (0.02)", 0, 1e3},
         {"pred-lr-mult", FLAG_FLOAT, &o->pred_lr_mult, "predictor learning rate: this times the schedule's (1)", 1e-3, 1e3},
-        {"warmup-epochs", FLAG_FLOAT, &o->warmup_epochs, "linear warm-up (10 epochs, at most 10% of the run)", -1, 1e6},
+        {"warmup-epochs", FLAG_FLOAT, &o->warmup_epochs, "linear warm-up in epochs (10, at most 10% of the run; not with --time-budget)", -1, 1e6},
+        {"warmup-frac", FLAG_FLOAT, &o->warmup_frac, "linear warm-up as a share of the run or of --time-budget (0.1 with a budget)", 0, 1},
         {"tau-base", FLAG_FLOAT, &o->tau_base, "target EMA decay at the start, cosine to 1 (0.99)", 0, 1},
-        {"time-budget", FLAG_FLOAT, &o->time_budget, "seconds: schedules end when the budget does (off)", 0, 1e9},
+        {"time-budget", FLAG_FLOAT, &o->time_budget, "seconds of training: the schedules follow the time spent and end with it; a resumed run goes on with the same clock (off)", 0, 1e9},
         {"seed", FLAG_INT, &o->seed, "random seed: weights, order, augmentations (0)", 0, 2147483647},
-        {"workers", FLAG_INT, &o->workers, "loader threads (a quarter of the cores, 1 to 8)", 0, 256},
-        {"threads", FLAG_INT, &o->threads, "compute threads (all cores; under mpirun, the cores / ranks per node)", 0, 4096},
+        {"workers", FLAG_INT, &o->workers, "loader threads, 1 to 64 (0: a quarter of the cores, 1 to 8)", 0, 64},
+        {"threads", FLAG_INT, &o->threads, "compute threads (0: the cores this process may use: affinity mask, cgroup quota; ranks sharing cores split them)", 0, 4096},
         {"sync-bn", FLAG_INT, &o->sync_bn, "under mpirun: batch norm over the global batch, 0 or 1 (1)", 0, 1},
         {"balance", FLAG_INT, &o->balance, "under mpirun: shards sized by each rank's measured speed, 0 or 1 (0)", 0, 1},
         {"comm-timeout", FLAG_FLOAT, &o->comm_timeout, "under mpirun: seconds a rank waits for the others before stopping all (300)", 1, 1e6},
         {"eval-every", FLAG_INT, &o->eval_every, "kNN monitor every N epochs, 0 off (1)", 0, 1000000},
         {"eval-bank", FLAG_INT, &o->eval_bank, "kNN monitor: train images as the bank, 0 all (10000)", 0, 1 << 30},
         {"eval-queries", FLAG_INT, &o->eval_queries, "kNN monitor: test images scored, 0 all (10000)", 0, 1 << 30},
-        {"knn-k", FLAG_INT, &o->knn_k, "kNN neighbours (200)", 1, 100000},
+        {"knn-k", FLAG_INT, &o->knn_k, "kNN neighbours, at most the bank's images (200)", 1, 100000},
         {"knn-t", FLAG_FLOAT, &o->knn_t, "kNN temperature (0.1)", 1e-4, 100},
         {"knn-before", FLAG_INT, &o->knn_before, "kNN of the untrained encoder first, 0 or 1 (1)", 0, 1},
         {"knn-after", FLAG_INT, &o->knn_after, "kNN of the trained encoder at the end, 0 or 1 (1)", 0, 1},
@@ -92,7 +95,8 @@ int train_flags(Flag *f, TrainOptions *o) {
         {"ckpt-minutes", FLAG_FLOAT, &o->ckpt_minutes, "also checkpoint every N minutes within an epoch, 0 off (10)", 0, 1e6},
         {"on-nan", FLAG_STRING, &o->on_nan, "a step with a non-finite loss or gradient: stop (the last good checkpoint stays) or skip it (stop)", 0, -1},
         {"max-steps", FLAG_INT, &o->max_steps, "stop after this many steps as if interrupted, 0 off (tests)", 0, 2147483647},
-        {"resume", FLAG_STRING, &o->resume, "continue the run of a folder (its newest checkpoint) or a checkpoint", 0, -1},
+        {"resume", FLAG_STRING, &o->resume, "continue the run of a folder (its newest checkpoint) or a checkpoint; an older checkpoint of the folder moves the newer ones aside", 0, -1},
+        {"allow-change", FLAG_INT, &o->allow_change, "with --resume: accept recipe flags that differ from the checkpoint's, 0 or 1 (0)", 0, 1},
         {"config", FLAG_STRING, &o->config, "settings file, 'flag = value' per line", 0, -1},
     };
     memcpy(f + n, own, sizeof own);
@@ -102,12 +106,21 @@ int train_flags(Flag *f, TrainOptions *o) {
 }
 
 int train_parse(int argc, char **argv, const Flag *flags, int n, TrainOptions *o, Err *e) {
+    /* whether a --config file sets the stem (else it follows the image size): a value no
+     * setting can have, looked at after the files */
+    const Stem stem_before = o->mc.enc.stem;
+    o->mc.enc.stem = (Stem)-1;
     for (int i = 0; i < argc; i++) {
         const char *path = NULL;
         if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) path = argv[i + 1];
         else if (strncmp(argv[i], "--config=", 9) == 0) path = argv[i] + 9;
-        if (path && flags_parse_file(path, flags, n, e)) return -1;
+        if (path && flags_parse_file(path, flags, n, e)) {
+            o->mc.enc.stem = stem_before;
+            return -1;
+        }
     }
+    const int stem_in_config = o->mc.enc.stem != (Stem)-1;
+    if (!stem_in_config) o->mc.enc.stem = stem_before;
     int rc = flags_parse(argc, argv, flags, n, TRAIN_USAGE, e);
     if (rc) return rc;
     if (strcmp(o->on_nan, "stop") != 0 && strcmp(o->on_nan, "skip") != 0)
@@ -115,12 +128,57 @@ int train_parse(int argc, char **argv, const Flag *flags, int n, TrainOptions *o
     o->skip_nonfinite = strcmp(o->on_nan, "skip") == 0;
     o->out_given = flag_given(argc, argv, "out") || (o->out && !o->resume);
     o->in_channels_given = flag_given(argc, argv, "in-channels");
+    o->stem_given = stem_in_config || flag_given(argc, argv, "stem");
     if (!o->out) {
         time_t t = time(NULL);
         struct tm tm;
         localtime_r(&t, &tm);
         strftime(o->out_buf, sizeof o->out_buf, "runs/%Y%m%d-%H%M%S", &tm);
         o->out = o->out_buf;
+        o->out_default = 1; /* made unique when the folder is created (two runs in one second) */
     }
     return 0;
+}
+
+FlagScope train_flag_scope(const Flag *f) {
+    static const char *const run[] = {"out", "resume", "allow-change", "config", "max-steps", "threads", "workers",
+                                      "comm-timeout"};
+    static const char *const monitor[] = {"balance", "eval-every", "eval-bank", "eval-queries", "knn-k", "knn-t",
+                                          "knn-before", "knn-after", "log-every", "keep", "ckpt-minutes", "on-nan"};
+    for (size_t k = 0; k < ARRAY_LEN(run); k++)
+        if (strcmp(f->name, run[k]) == 0) return FLAG_RUN;
+    for (size_t k = 0; k < ARRAY_LEN(monitor); k++)
+        if (strcmp(f->name, monitor[k]) == 0) return FLAG_MONITOR;
+    return FLAG_RECIPE;
+}
+
+static int saved_flag(const Flag *f) { return train_flag_scope(f) != FLAG_RUN; }
+char *train_config_dump(const Flag *flags, int n) { return flags_dump_if(flags, n, saved_flag); }
+
+int train_parse_saved(const char *text, const char *label, const Flag *flags, int n, Err *e) {
+    if (flags_parse_text(text, label, flags, n, e)) return -1;
+    TrainOptions d;
+    Flag defaults[TRAIN_FLAG_MAX];
+    train_flags(defaults, &d);
+    for (int i = 0; i < n; i++)
+        if (train_flag_scope(&flags[i]) == FLAG_RUN) flag_copy_value(&flags[i], &defaults[i]);
+    return 0;
+}
+
+int train_recipe_changes(const Flag *before, const Flag *after, int n, char *out, size_t cap) {
+    int changes = 0;
+    size_t len = 0;
+    out[0] = 0;
+    for (int i = 0; i < n; i++) {
+        if (train_flag_scope(&before[i]) != FLAG_RECIPE) continue;
+        char a[1200], b[1200];
+        const char *va = flag_value_string(&before[i], a, sizeof a), *vb = flag_value_string(&after[i], b, sizeof b);
+        if (!va) va = "(default)";
+        if (!vb) vb = "(default)";
+        if (strcmp(va, vb) == 0) continue;
+        int w = snprintf(out + len, cap - len, "%s%s %s -> %s", changes ? ", " : "", before[i].name, va, vb);
+        if (w > 0 && (size_t)w < cap - len) len += (size_t)w;
+        changes++;
+    }
+    return changes;
 }

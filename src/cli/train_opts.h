@@ -10,12 +10,13 @@ typedef struct {
     ModelConfig mc;
     DataOptions data;
     int epochs, batch, seed, eval_every, keep, log_every, workers, threads, max_steps;
-    int knn_k, eval_bank, eval_queries, knn_before, knn_after, split_unlabeled, sync_bn, balance;
-    float base_lr, pred_lr_mult, weight_decay, momentum, lars_eta, tau_base, warmup_epochs, time_budget, knn_t,
+    int knn_k, eval_bank, eval_queries, knn_before, knn_after, split_unlabeled, sync_bn, balance, allow_change;
+    float base_lr, pred_lr_mult, weight_decay, momentum, lars_eta, tau_base, warmup_epochs, warmup_frac, time_budget, knn_t,
         ckpt_minutes, comm_timeout;
     const char *out, *resume, *config, *on_nan;
     int skip_nonfinite; /* --on-nan skip */
-    int out_given, in_channels_given;
+    int out_given, out_default, in_channels_given, stem_given;
+    char data_buf[4096]; /* --data made absolute */
     char out_buf[4096];
 } TrainOptions;
 
@@ -25,5 +26,24 @@ void train_options_default(TrainOptions *o);
 int train_flags(Flag *flags, TrainOptions *o);
 /* --config FILE first (wherever it stands), then the command line on top. 1: --help shown. */
 int train_parse(int argc, char **argv, const Flag *flags, int n, TrainOptions *o, Err *e);
+
+/* What a setting is, for the configuration a run saves (config.txt, checkpoints):
+ * FLAG_RECIPE: what the run trains (model, data, augmentation, optimizer, schedules); saved, and
+ *   a change on --resume is refused without --allow-change.
+ * FLAG_MONITOR: what the run reports and keeps (kNN monitor, logging, checkpoints); saved, and
+ *   free to change on --resume.
+ * FLAG_RUN: where and how this process runs (--out, --resume, --threads, ...); never saved. */
+typedef enum { FLAG_RECIPE, FLAG_MONITOR, FLAG_RUN } FlagScope;
+FlagScope train_flag_scope(const Flag *f);
+/* The configuration a run saves: its recipe and monitor flags (malloc'ed text). */
+char *train_config_dump(const Flag *flags, int n);
+
+/* A checkpoint's saved configuration on top of the defaults. Checkpoints written before run
+ * flags were left out of it may still name an --out, --resume or --max-steps: those belong to
+ * the process that wrote it, so they are set back to their defaults. */
+int train_parse_saved(const char *text, const char *label, const Flag *flags, int n, Err *e);
+/* The recipe flags (FLAG_RECIPE) whose values differ between two tables of train_flags, as
+ * "batch 16 -> 32, data /a -> /b" in out; returns how many. */
+int train_recipe_changes(const Flag *before, const Flag *after, int n, char *out, size_t cap);
 
 #endif

@@ -115,8 +115,7 @@ static int is_ckpt_name(const char *name, long long *step) {
            strlen(name) == strlen("ckpt-000000000.safetensors");
 }
 
-/* Sorted steps of the checkpoints in dir (malloc'ed), their count in *n. */
-static long long *list_steps(const char *dir, int *n) {
+long long *ckpt_list_steps(const char *dir, int *n) {
     *n = 0;
     DIR *d = opendir(dir);
     if (!d) return NULL;
@@ -146,7 +145,7 @@ static long long *list_steps(const char *dir, int *n) {
 
 int ckpt_count(const char *dir) {
     int n;
-    free(list_steps(dir, &n));
+    free(ckpt_list_steps(dir, &n));
     return n;
 }
 
@@ -159,7 +158,7 @@ int ckpt_resolve(const char *dir_or_file, char *path, size_t cap, Err *e) {
         return 0;
     }
     int n;
-    long long *steps = list_steps(dir_or_file, &n);
+    long long *steps = ckpt_list_steps(dir_or_file, &n);
     if (n == 0) {
         free(steps);
         return err_set(e, "%s: no checkpoint (ckpt-*.safetensors) in this folder", dir_or_file);
@@ -190,7 +189,7 @@ int ckpt_remove_stale_temporaries(const char *dir) {
 
 void ckpt_prune(const char *dir, int keep) {
     int n;
-    long long *steps = list_steps(dir, &n);
+    long long *steps = ckpt_list_steps(dir, &n);
     for (int i = 0; i < n - keep; i++) {
         char path[4200];
         snprintf(path, sizeof path, "%s/ckpt-%09lld.safetensors", dir, steps[i]);

@@ -30,6 +30,9 @@ int ckpt_save(const Byol *m, const char *dir, int64_t step, const StMeta *meta, 
               char *path_out, size_t cap, Err *e);
 /* A checkpoint file as given, or the newest checkpoint in a folder. */
 int ckpt_resolve(const char *dir_or_file, char *path, size_t cap, Err *e);
+/* The steps of dir's checkpoints in increasing order (malloc'ed; NULL when the folder cannot be
+ * read), their count in *n. */
+long long *ckpt_list_steps(const char *dir, int *n);
 /* Number of checkpoints in dir (0 when none or no folder). */
 int ckpt_count(const char *dir);
 /* Deletes all but the newest `keep` checkpoints of dir. */
