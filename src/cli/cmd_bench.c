@@ -72,7 +72,7 @@ int cmd_bench(int argc, char **argv) {
         {"batch", FLAG_INT, &batch, "images per step (64)", 2, 1 << 16},
         {"image-size", FLAG_INT, &size, "view height and width (32)", 1, 4096},
         {"steps", FLAG_INT, &steps, "timed steps after one warm-up (10)", 1, 100000},
-        {"threads", FLAG_INT, &threads, "compute threads (all cores; under mpirun, the cores / ranks per node)", 1, 4096},
+        {"threads", FLAG_INT, &threads, "compute threads (the cores this process may use: affinity mask, cgroup quota; ranks sharing cores split them)", 1, 4096},
         {"sync-bn", FLAG_INT, &sync_bn, "under mpirun: batch norm over the global batch, 0 or 1 (1)", 0, 1},
         {"comm-timeout", FLAG_FLOAT, &comm_timeout, "under mpirun: seconds to wait for the other ranks (300)", 1, 1e6},
         {"balance", FLAG_INT, &balance, "under mpirun: shards sized by each rank's measured speed, 0 or 1 (0)", 0, 1},

@@ -30,7 +30,7 @@ int cmd_data(int argc, char **argv) {
         {"data", FLAG_STRING, &o.data, "dataset path (" DEFAULT_DATA ")", 0, -1},
         {"dataset", FLAG_STRING, &o.dataset, "mnist, fashion-mnist, cifar10, cifar100, stl10, folder (detected)", 0, -1},
         {"stats-images", FLAG_INT, &stats_images, "folders: images sampled for mean/std (10000; fixed formats use all)", 1, 1 << 30},
-        {"threads", FLAG_INT, &threads, "threads (all cores)", 1, 4096},
+        {"threads", FLAG_INT, &threads, "threads (the cores this process may use: affinity mask, cgroup quota)", 1, 4096},
         {"verify", FLAG_INT, &verify, "folders: decode every image to find corrupt ones, 0 or 1 (1)", 0, 1},
     };
     Err e;
@@ -185,7 +185,7 @@ int cmd_augment(int argc, char **argv) {
     flags[nf++] = (Flag){"n", FLAG_INT, &n, "images (rows) (8)", 1, 256};
     flags[nf++] = (Flag){"seed", FLAG_INT, &seed, "random seed (0)", 0, 2147483647};
     flags[nf++] = (Flag){"split", FLAG_STRING, &split_name, "train, test or unlabeled (train)", 0, -1};
-    flags[nf++] = (Flag){"threads", FLAG_INT, &threads, "threads (all cores)", 1, 4096};
+    flags[nf++] = (Flag){"threads", FLAG_INT, &threads, "threads (the cores this process may use: affinity mask, cgroup quota)", 1, 4096};
     Err e;
     int rc = flags_parse(argc, argv, flags, nf, AUG_USAGE, &e);
     if (rc == 1) return 0;

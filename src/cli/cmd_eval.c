@@ -175,7 +175,7 @@ int cmd_eval(int argc, char **argv) {
     flags[nf++] = (Flag){"image-size", FLAG_INT, &image_size, "image side, the centre crop with --eval-resize (the checkpoint's)", 1, 4096};
     flags[nf++] = (Flag){"eval-resize", FLAG_INT, &eval_resize, "short side resized to N (bicubic) before the centre crop; 0: largest square (0)", 0, 16384};
     flags[nf++] = (Flag){"seed", FLAG_INT, &seed, "seed of --random-init (0)", 0, 2147483647};
-    flags[nf++] = (Flag){"threads", FLAG_INT, &threads, "threads (all cores)", 1, 4096};
+    flags[nf++] = (Flag){"threads", FLAG_INT, &threads, "threads (the cores this process may use: affinity mask, cgroup quota)", 1, 4096};
     ckpt_model_flags(flags + nf, &asked, 1);
     nf += MODEL_FLAG_COUNT;
     Err e;
@@ -400,7 +400,7 @@ int cmd_embed(int argc, char **argv) {
         {"out", FLAG_STRING, &out, "features .npy", 0, -1},
         {"labels", FLAG_STRING, &labels_out, "labels .npy (optional)", 0, -1},
         {"split", FLAG_STRING, &split_name, "train, test or unlabeled (train)", 0, -1},
-        {"threads", FLAG_INT, &threads, "threads (all cores)", 1, 4096},
+        {"threads", FLAG_INT, &threads, "threads (the cores this process may use: affinity mask, cgroup quota)", 1, 4096},
         {"eval-resize", FLAG_INT, &eval_resize, "short side resized to N (bicubic) before the centre crop; 0: largest square (0)", 0, 16384},
     };
     ckpt_model_flags(flags + 8, &asked, 0);

@@ -47,7 +47,7 @@ int cmd_step(int argc, char **argv) {
         {"momentum", FLAG_FLOAT, &sc.lars.momentum, "SGD momentum (0.9)", 0, 1},
         {"lars-eta", FLAG_FLOAT, &sc.lars.eta, "LARS trust coefficient (0.001)", 0, 1e6},
         {"tau", FLAG_FLOAT, &sc.tau, "target EMA decay (0.99)", 0, 1},
-        {"threads", FLAG_INT, &threads, "threads (all cores; under mpirun, the cores / ranks per node)", 1, 4096},
+        {"threads", FLAG_INT, &threads, "threads (the cores this process may use: affinity mask, cgroup quota; ranks sharing cores split them)", 1, 4096},
         {"sync-bn", FLAG_INT, &sync_bn, "under mpirun: batch norm over the global batch, 0 or 1 (1)", 0, 1},
         {"comm-timeout", FLAG_FLOAT, &comm_timeout, "under mpirun: seconds to wait for the other ranks (300)", 1, 1e6},
         {"shards", FLAG_STRING, &shards_list, "under mpirun: images per rank, comma-separated (equal shards)", 0, -1},
