@@ -15,6 +15,7 @@
 #include "io/safetensors.h"
 #include "io/state.h"
 #include "../jpeg_encode.h"
+#include "../image_encode.h"
 
 static const char *out_root;
 
@@ -162,10 +163,36 @@ static void stl10_seeds(void) {
     save("stl10", "unlabeled", &un);
 }
 
+/* An 8 x 6 RGB BMP (24 bits, bottom-up) and TIFF (LZW) of a gradient, as the decoders' seeds. */
+static Buf bmp_and_tiff_bytes(int tiff) {
+    uint8_t px[8 * 6 * 3];
+    for (size_t i = 0; i < sizeof px; i++) px[i] = (uint8_t)(13 * i);
+    Buf b = {0};
+    if (!tiff) {
+        size_t n;
+        uint8_t *p = bmp_encode(px, 8, 6, 24, 0, &n);
+        put(&b, p, n);
+        free(p);
+        return b;
+    }
+    char path[600];
+    snprintf(path, sizeof path, "%s/.tmp.tif", out_root);
+    write_tiff(path, px, 8, 6, 3, COMPRESSION_LZW);
+    size_t n;
+    Err e;
+    uint8_t *p = read_file(path, &n, &e);
+    if (!p) die("%s", e.msg);
+    unlink(path);
+    put(&b, p, n);
+    free(p);
+    return b;
+}
+
 static void image_and_folder_seeds(void) {
-    Buf imgs[4] = {jpeg_bytes(8, 8, 3), png_bytes(8, 8, 1), png_bytes(8, 6, 3), jpeg_bytes(16, 16, 1)};
-    const char *names[4] = {"rgb.jpg", "gray.png", "rgb.png", "gray.jpg"};
-    for (int i = 0; i < 4; i++) {
+    Buf imgs[6] = {jpeg_bytes(8, 8, 3), png_bytes(8, 8, 1), png_bytes(8, 6, 3), jpeg_bytes(16, 16, 1),
+                   bmp_and_tiff_bytes(0), bmp_and_tiff_bytes(1)};
+    const char *names[6] = {"rgb.jpg", "gray.png", "rgb.png", "gray.jpg", "rgb.bmp", "rgb.tif"};
+    for (int i = 0; i < 6; i++) {
         Buf in = {0};
         put_u8(&in, i == 3 ? 0x10 : (uint8_t)(i & 1 ? 0 : 1)); /* channels; a min_side hint */
         put(&in, imgs[i].p, imgs[i].n);
