@@ -190,7 +190,7 @@ $(BUILD)/libbyol.a: $(LIB_OBJ)
 $(BYOL): $(CLI_OBJ) $(BUILD)/libbyol.a
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
-$(BUILD)/tests/%: tests/%.c tests/harness.h tests/jpeg_encode.h $(BUILD)/libbyol.a
+$(BUILD)/tests/%: tests/%.c tests/harness.h tests/jpeg_encode.h tests/image_encode.h $(BUILD)/libbyol.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Isrc $< $(BUILD)/libbyol.a -o $@ $(LDFLAGS) $(LDLIBS)
 
@@ -234,7 +234,7 @@ build-fuzz/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/fuzz_files.h $(FUZZ_CLI_OBJ) $
 	$(CC) $(CFLAGS) -fsanitize=fuzzer -Isrc $< $(FUZZ_CLI_OBJ) $(BUILD)/libbyol.a -o $@ $(LDFLAGS) $(LDLIBS)
 
 # The committed seed corpora (tests/fuzz/corpus) come from this generator, built normally.
-$(BUILD)/fuzz/make_corpus: tests/fuzz/make_corpus.c tests/jpeg_encode.h $(FUZZ_CLI_OBJ) $(BUILD)/libbyol.a
+$(BUILD)/fuzz/make_corpus: tests/fuzz/make_corpus.c tests/jpeg_encode.h tests/image_encode.h $(FUZZ_CLI_OBJ) $(BUILD)/libbyol.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Isrc $< $(FUZZ_CLI_OBJ) $(BUILD)/libbyol.a -o $@ $(LDFLAGS) $(LDLIBS)
 

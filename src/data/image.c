@@ -864,10 +864,10 @@ int image_resize_center_crop(float *out, const Image *img, int resize, int crop,
 /* ------------------------------------------------------------------------------------------ */
 /* JPEG writer: libjpeg into memory (its buffer grows as needed), then one atomic write. */
 
-int jpeg_write(const char *path, const uint8_t *px, int w, int h, int c, int quality, Err *e) {
-    if (c != 1 && c != 3) return err_set(e, "%s: JPEG writer takes 1 or 3 channels, not %d", path, c);
+uint8_t *jpeg_encode_mem(const uint8_t *px, int w, int h, int c, int quality, size_t *n, const char *path, Err *e) {
+    if (c != 1 && c != 3) return err_set(e, "%s: JPEG writer takes 1 or 3 channels, not %d", path, c), NULL;
     if (w <= 0 || h <= 0 || w > IMAGE_MAX_SIDE || h > IMAGE_MAX_SIDE)
-        return err_set(e, "%s: cannot write a %dx%d JPEG", path, w, h);
+        return err_set(e, "%s: cannot write a %dx%d JPEG", path, w, h), NULL;
     struct jpeg_compress_struct ci;
     JpegErr je;
     jpeg_err_init(&je, path, e);
@@ -879,7 +879,7 @@ int jpeg_write(const char *path, const uint8_t *px, int w, int h, int c, int qua
     if (setjmp(je.jb)) {
         jpeg_destroy_compress(&ci);
         free(mem);
-        return -1;
+        return NULL;
     }
     jpeg_mem_dest(&ci, (unsigned char **)&mem, &size);
     ci.image_width = (JDIMENSION)w;
@@ -895,7 +895,14 @@ int jpeg_write(const char *path, const uint8_t *px, int w, int h, int c, int qua
     }
     jpeg_finish_compress(&ci);
     jpeg_destroy_compress(&ci);
+    *n = size;
+    return mem;
+}
 
+int jpeg_write(const char *path, const uint8_t *px, int w, int h, int c, int quality, Err *e) {
+    size_t size;
+    uint8_t *mem = jpeg_encode_mem(px, w, h, c, quality, &size, path, e);
+    if (!mem) return -1;
     AtomicFile af;
     int rc = atomic_open(&af, path, e);
     if (rc == 0) rc = atomic_write(&af, mem, size, e);

@@ -53,6 +53,9 @@ int image_decode_file(Image *img, const char *path, int channels, int min_side, 
 int png_write(const char *path, const uint8_t *px, int w, int h, int c, Err *e);
 /* The same as a baseline JPEG at `quality` (1..100). */
 int jpeg_write(const char *path, const uint8_t *px, int w, int h, int c, int quality, Err *e);
+/* The JPEG in memory (malloc'ed, free() it; its size in *n), or NULL with e filled; `path` only
+ * names it in messages. */
+uint8_t *jpeg_encode_mem(const uint8_t *px, int w, int h, int c, int quality, size_t *n, const char *path, Err *e);
 
 /* Evaluation preprocessing as torchvision's Resize(resize, BICUBIC) + CenterCrop(crop) on a PIL
  * image (the BYOL / ImageNet protocol: 256 then 224, 87.5%): the short side resized to `resize`,
