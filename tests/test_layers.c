@@ -240,9 +240,14 @@ static void test_direct_conv_matches_naive(void) {
                                 conv_shape(1, 11, 13, 3, 16, 7, 2, 3), conv_shape(2, 10, 9, 16, 32, 3, 2, 1),
                                 conv_shape(3, 6, 6, 16, 32, 1, 2, 0), conv_shape(37, 4, 4, 48, 16, 3, 1, 1),
                                 conv_shape(2, 1, 1, 16, 16, 3, 1, 1), conv_shape(2, 9, 11, 32, 16, 3, 2, 1),
-                                conv_shape(1, 13, 10, 16, 16, 7, 2, 3), conv_shape(2, 5, 7, 16, 16, 1, 2, 0)};
+                                conv_shape(1, 13, 10, 16, 16, 7, 2, 3), conv_shape(2, 5, 7, 16, 16, 1, 2, 0),
+                                /* 8 and 24 channels: vectors of 8 (AVX2) or 4 floats only */
+                                conv_shape(3, 9, 13, 8, 8, 3, 1, 1), conv_shape(2, 10, 9, 8, 24, 3, 2, 1),
+                                conv_shape(2, 7, 11, 24, 8, 3, 1, 1)};
+    printf("     direct kernels of %d-float vectors\n", direct_conv_lanes());
     for (size_t k = 0; k < ARRAY_LEN(shapes); k++) {
         const ConvShape s = shapes[k];
+        if (s.Cout % direct_conv_lanes()) continue; /* not for this ISA's vectors */
         size_t nx = (size_t)s.B * s.H * s.W * s.Cin, ny = (size_t)s.B * s.Ho * s.Wo * s.Cout,
                nw = (size_t)s.Cout * s.K * s.K * s.Cin;
         float *x = xmalloc(nx * 4, "t"), *w = xmalloc(nw * 4, "t"), *dy = xmalloc(ny * 4, "t");

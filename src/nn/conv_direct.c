@@ -8,7 +8,8 @@
  * for every tap and input channel, NV weight vectors are loaded once and each pixel's input
  * value is broadcast into NP*NV fused multiply-adds. Output channels are the vector lanes
  * (NHWC keeps them contiguous), so the kernel needs Cout (Cin for the input gradient) to be a
- * multiple of 16; conv2d_*_cpu choose it where it applies and pays (direct_conv_preferred).
+ * multiple of the vector length (16 floats with AVX-512, 8 with AVX2, 4 otherwise); conv2d_*_cpu
+ * choose it where it applies and pays (direct_conv_preferred).
  *
  *   forward         out[b, ho, wo, :] = sum over (kh, kw, ci) of x[b, ho*s+kh-p, wo*s+kw-p, ci]
  *                   * w[:, kh, kw, ci], weights repacked to [kh, kw, ci, co] (co contiguous)
@@ -19,9 +20,9 @@
  *                   images one thread sums into its own partial, then the groups are added in
  *                   order, so the result does not depend on the number of threads.
  *
- * The kernels are GCC/Clang vector extensions (16 floats: one AVX-512 register, two AVX or four
- * SSE registers on other machines). This file is built with -ffp-contract=fast so that the
- * multiply-adds are fused. */
+ * The kernels are GCC/Clang vector extensions, one register wide for the ISA the file is built
+ * for (VL below), so that vector code is sized for the machine. This file is built with
+ * -ffp-contract=fast so that the multiply-adds are fused. */
 #include <string.h>
 
 #ifdef BYOL_OMP
@@ -32,8 +33,36 @@
 #include "../core/threads.h"
 #include "nn.h"
 
+/* Vector length and register blocks for the vector ISA this file is compiled for. A block of
+ * NP pixels (or R input channels) x NV vectors keeps NP*NV accumulators, NV weight (or gradient)
+ * vectors and a broadcast in registers:
+ *   AVX-512 (32 zmm of 16 floats): 16x1 and 12x2 (17 and 27 registers);
+ *   AVX/AVX2 (16 ymm of 8 floats) and SSE/NEON (16 or 32 registers of 4 floats): 12x1 and 6x2
+ *   (13 and 15 registers). 16-float vectors there took 2 or 4 registers each, so the 16x1 and
+ *   12x2 blocks spilled to the stack in the inner loop (issue 17: 4.65x slower than Winograd on
+ *   an AMD EPYC Zen 2). */
+#if defined(__AVX512F__)
 #define VL 16
-typedef float v16 __attribute__((vector_size(VL * sizeof(float)), aligned(sizeof(float))));
+#define NP1 16 /* the largest block of 1 vector */
+#define NP2A 12 /* the blocks of 2 vectors: 12, 8, 4, 2, 1 */
+#define NP2B 8
+#define NP2C 4
+#elif defined(__AVX__)
+#define VL 8
+#define NP1 12
+#define NP2A 6 /* 6, 4, 3, 2, 1 */
+#define NP2B 4
+#define NP2C 3
+#else
+#define VL 4
+#define NP1 12
+#define NP2A 6
+#define NP2B 4
+#define NP2C 3
+#endif
+typedef float vf __attribute__((vector_size(VL * sizeof(float)), aligned(sizeof(float))));
+
+int direct_conv_lanes(void) { return VL; }
 
 /* Groups of images whose weight gradients are summed separately (a function of B only). */
 enum { DIRECT_MAX_GROUPS = 32 };
@@ -149,22 +178,23 @@ static void pad_image(float *dst, const float *img, int H, int W, int C, int lo,
  * [KH*KW][C][O] + co0, the taps of a KH x KW window. PS > 0 fixes the pixel step at compile time: then every pixel's input is a constant
  * displacement from one pointer, where a run-time step needs a register per pixel and the
  * 16-pixel kernel ran out of them (spilled address arithmetic in the inner loop). */
-#define FWD_KERNEL(NP, NV, PS)                                                                \
+#define FWD_KERNEL(NP, NV, PS) FWD_KERNEL_(NP, NV, PS)
+#define FWD_KERNEL_(NP, NV, PS)                                                               \
     static void fwd_##NP##x##NV##_##PS(float *restrict out, int ops, int O,                    \
                                        const float *restrict x, int xps, int xrs,              \
                                        const float *restrict w, int C, int KH, int KW) {       \
         const size_t ps = PS ? (size_t)PS : (size_t)xps;                                      \
-        v16 acc[NP][NV];                                                                      \
+        vf acc[NP][NV];                                                                      \
         _Pragma("GCC unroll 16") for (int p = 0; p < NP; p++)                                 \
-            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[p][v] = (v16){0};       \
+            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[p][v] = (vf){0};       \
         for (int kh = 0; kh < KH; kh++)                                                       \
             for (int kw = 0; kw < KW; kw++) {                                                 \
                 const float *xk = x + (size_t)kh * xrs + (size_t)kw * C;                      \
                 const float *wk = w + (size_t)(kh * KW + kw) * C * O;                         \
                 for (int c = 0; c < C; c++) {                                                 \
-                    v16 wv[NV];                                                               \
+                    vf wv[NV];                                                               \
                     _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                      \
-                        wv[v] = *(const v16 *)(wk + (size_t)c * O + v * VL);                  \
+                        wv[v] = *(const vf *)(wk + (size_t)c * O + v * VL);                  \
                     _Pragma("GCC unroll 16") for (int p = 0; p < NP; p++) {                   \
                         float xs = xk[p * ps + c];                                            \
                         _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[p][v] += xs * wv[v]; \
@@ -173,13 +203,13 @@ static void pad_image(float *dst, const float *img, int H, int W, int C, int lo,
             }                                                                                 \
         _Pragma("GCC unroll 16") for (int p = 0; p < NP; p++)                                 \
             _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                              \
-                *(v16 *)(out + (size_t)p * ops + v * VL) = acc[p][v];                        \
+                *(vf *)(out + (size_t)p * ops + v * VL) = acc[p][v];                        \
     }
 
 /* Register blocks per vector count (1 or 2 vectors of output channels), largest first: output
  * pixels for the forward kernel, input channels for the weight-gradient kernel. A row (or the
  * channels) is covered greedily: block_index gives the largest block that fits in `left`. */
-static const int BLOCKS[2][5] = {{16, 8, 4, 2, 1}, {12, 8, 4, 2, 1}};
+static const int BLOCKS[2][5] = {{NP1, 8, 4, 2, 1}, {NP2A, NP2B, NP2C, 2, 1}};
 
 static int block_index(int nv, int left) {
     int k = 0;
@@ -187,12 +217,14 @@ static int block_index(int nv, int left) {
     return k;
 }
 #define FWD_KERNELS(PS)                                                                       \
-    FWD_KERNEL(16, 1, PS) FWD_KERNEL(8, 1, PS) FWD_KERNEL(4, 1, PS) FWD_KERNEL(2, 1, PS)       \
-    FWD_KERNEL(1, 1, PS) FWD_KERNEL(12, 2, PS) FWD_KERNEL(8, 2, PS) FWD_KERNEL(4, 2, PS)       \
+    FWD_KERNEL(NP1, 1, PS) FWD_KERNEL(8, 1, PS) FWD_KERNEL(4, 1, PS) FWD_KERNEL(2, 1, PS)      \
+    FWD_KERNEL(1, 1, PS) FWD_KERNEL(NP2A, 2, PS) FWD_KERNEL(NP2B, 2, PS) FWD_KERNEL(NP2C, 2, PS) \
     FWD_KERNEL(2, 2, PS) FWD_KERNEL(1, 2, PS)
+#define FWD_NAME(NP, NV, PS) FWD_NAME_(NP, NV, PS)
+#define FWD_NAME_(NP, NV, PS) fwd_##NP##x##NV##_##PS
 #define FWD_TABLE(PS)                                                                         \
-    {{fwd_16x1_##PS, fwd_8x1_##PS, fwd_4x1_##PS, fwd_2x1_##PS, fwd_1x1_##PS},                  \
-     {fwd_12x2_##PS, fwd_8x2_##PS, fwd_4x2_##PS, fwd_2x2_##PS, fwd_1x2_##PS}}
+    {{FWD_NAME(NP1, 1, PS), fwd_8x1_##PS, fwd_4x1_##PS, fwd_2x1_##PS, fwd_1x1_##PS},           \
+     {FWD_NAME(NP2A, 2, PS), FWD_NAME(NP2B, 2, PS), FWD_NAME(NP2C, 2, PS), fwd_2x2_##PS, fwd_1x2_##PS}}
 FWD_KERNELS(0)
 FWD_KERNELS(16)
 FWD_KERNELS(32)
@@ -314,18 +346,19 @@ void direct_conv_backward_data(float *din, const float *dout, const float *weigh
 /* ---- weight-gradient kernel: R input channels x NV vectors of output channels ----
  * dw: partial [.., C, O] at (tap, ci0, co0) (row stride O); x: padded input at the tap's offset
  * for output pixel (0, 0), channel ci0; dy: the image's gradient at channel co0. */
-#define BWW_KERNEL(R, NV)                                                                     \
+#define BWW_KERNEL(R, NV) BWW_KERNEL_(R, NV)
+#define BWW_KERNEL_(R, NV)                                                                    \
     static void bww_##R##x##NV(float *restrict dw, int O, const float *restrict x, int xps,    \
                                int xrs, const float *restrict dy, int Ho, int Wo) {            \
-        v16 acc[R][NV];                                                                       \
+        vf acc[R][NV];                                                                       \
         _Pragma("GCC unroll 16") for (int r = 0; r < R; r++)                                  \
-            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[r][v] = (v16){0};       \
+            _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++) acc[r][v] = (vf){0};       \
         for (int ho = 0; ho < Ho; ho++) {                                                     \
             const float *xr = x + (size_t)ho * xrs, *dr = dy + (size_t)ho * Wo * O;           \
             for (int wo = 0; wo < Wo; wo++) {                                                 \
-                v16 d[NV];                                                                    \
+                vf d[NV];                                                                    \
                 _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                          \
-                    d[v] = *(const v16 *)(dr + (size_t)wo * O + v * VL);                      \
+                    d[v] = *(const vf *)(dr + (size_t)wo * O + v * VL);                      \
                 const float *xq = xr + (size_t)wo * xps;                                      \
                 _Pragma("GCC unroll 16") for (int r = 0; r < R; r++) {                        \
                     float xs = xq[r];                                                         \
@@ -335,23 +368,25 @@ void direct_conv_backward_data(float *din, const float *dout, const float *weigh
         }                                                                                     \
         _Pragma("GCC unroll 16") for (int r = 0; r < R; r++)                                  \
             _Pragma("GCC unroll 4") for (int v = 0; v < NV; v++)                              \
-                *(v16 *)(dw + (size_t)r * O + v * VL) += acc[r][v];                          \
+                *(vf *)(dw + (size_t)r * O + v * VL) += acc[r][v];                          \
     }
 
-BWW_KERNEL(16, 1)
+BWW_KERNEL(NP1, 1)
 BWW_KERNEL(8, 1)
 BWW_KERNEL(4, 1)
 BWW_KERNEL(2, 1)
 BWW_KERNEL(1, 1)
-BWW_KERNEL(12, 2)
-BWW_KERNEL(8, 2)
-BWW_KERNEL(4, 2)
+BWW_KERNEL(NP2A, 2)
+BWW_KERNEL(NP2B, 2)
+BWW_KERNEL(NP2C, 2)
 BWW_KERNEL(2, 2)
 BWW_KERNEL(1, 2)
 
+#define BWW_NAME(R, NV) BWW_NAME_(R, NV)
+#define BWW_NAME_(R, NV) bww_##R##x##NV
 typedef void (*BwwKernel)(float *, int, const float *, int, int, const float *, int, int);
-static const BwwKernel BWW[2][5] = {{bww_16x1, bww_8x1, bww_4x1, bww_2x1, bww_1x1},
-                                    {bww_12x2, bww_8x2, bww_4x2, bww_2x2, bww_1x2}};
+static const BwwKernel BWW[2][5] = {{BWW_NAME(NP1, 1), bww_8x1, bww_4x1, bww_2x1, bww_1x1},
+                                    {BWW_NAME(NP2A, 2), BWW_NAME(NP2B, 2), BWW_NAME(NP2C, 2), bww_2x2, bww_1x2}};
 
 void direct_conv_backward_weight(float *dweight, const float *dout, const float *in,
                                  const ConvShape *s, float *scratch) {

@@ -79,6 +79,9 @@ typedef struct Reducer {
  * conv2d_*_cpu use it where it is also preferred. */
 enum { CONV_PASS_FORWARD, CONV_PASS_DATA, CONV_PASS_WEIGHT };
 int direct_conv_applies(const ConvShape *s, int pass);
+/* Floats per vector of the direct kernels in this build (16 AVX-512, 8 AVX2, 4 otherwise): the
+ * channel counts they take are multiples of it. */
+int direct_conv_lanes(void);
 int direct_conv_preferred(const ConvShape *s, int pass);
 size_t direct_conv_scratch_floats(const ConvShape *s, int pass);
 void direct_conv_forward(float *out, const float *in, const float *weight, const ConvShape *s,
