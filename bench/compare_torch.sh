@@ -1,5 +1,6 @@
 #!/bin/bash
-# byol.c against PyTorch on the three configurations of the speed issue, side by side in one
+# byol.c against PyTorch on the configurations of the speed issue (the fourth: the model `byol
+# train` runs with no flags, with the PyTorch script's 256-wide projection), side by side in one
 # run: for each configuration, ROUNDS alternating runs of ../shared/bench/torch_byol_step.py
 # and `byol bench` (same model, batch, image size and threads), then the medians, their ratio
 # and each side's peak RSS. Run it with nothing else heavy on the machine.
@@ -22,6 +23,7 @@ CONFIGS=(
   "CIFAR full width|resnet18 64 32 3 $STEPS $THREADS 64 cifar|--arch resnet18 --width 64 --stem cifar --in-channels 3 --image-size 32 --batch 64"
   "CPU default|resnet18 256 28 1 $STEPS $THREADS 16 cifar|--arch resnet18 --width 16 --stem cifar --in-channels 1 --image-size 28 --batch 256"
   "Bottlenecks|resnet50 32 64 3 $STEPS $THREADS 64 imagenet|--arch resnet50 --width 64 --stem imagenet --in-channels 3 --image-size 64 --batch 32"
+  "Train default|resnet18 128 28 1 $STEPS $THREADS 8 cifar 512|--arch resnet18 --width 8 --stem cifar --in-channels 1 --image-size 28 --batch 128 --proj-hidden 512 --pred-hidden 512 --proj-dim 256"
 )
 
 median() { sort -g | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
