@@ -174,14 +174,31 @@ $(BUILD)/%.o: %.c $(wildcard src/*/*.h) Makefile
 # the same bits.
 $(BUILD)/src/data/augment.o $(BUILD)/src/nn/batchnorm.o: CFLAGS += -fno-trapping-math
 # Direct convolution's kernels are written as a*b+c on vectors; fusing them into FMAs is the
-# point (ISO C mode leaves contraction off by default).
-$(BUILD)/src/nn/conv_direct.o: CFLAGS += -ffp-contract=fast
+# point (ISO C mode leaves contraction off by default): see the per-ISA rule below.
 
 # The startup CPU check (src/cli/cpu_check.c) must itself run on any x86-64: it is built without
 # -march, and told by -DBYOL_ISA_<NAME> which instruction sets the rest of the build may use.
 BUILD_ISA := $(shell $(CC) $(filter -m%,$(OPT) $(EXTRA_CFLAGS)) -dM -E -x c /dev/null 2>/dev/null | \
                sed -n 's/^\#define __\(AVX[A-Z0-9_]*\|FMA\|BMI2\{0,1\}\|POPCNT\|SSE4_[12]\|GFNI\|VPCLMULQDQ\)__ 1$$/\1/p')
 $(BUILD)/src/cli/cpu_check.o: CFLAGS := $(filter-out -march=% -mtune=%,$(CFLAGS)) $(BUILD_ISA:%=-DBYOL_ISA_%)
+
+# Direct convolution, once per vector ISA (src/nn/conv_direct_dispatch.c picks one at run time,
+# so that a NATIVE=0 binary still runs the widest vectors of the CPU it lands on). On x86-64:
+# AVX-512, AVX2+FMA and SSE2; elsewhere the one portable build.
+ifneq ($(findstring x86_64,$(MULTIARCH)),)
+DIRECT_VARIANTS := avx512 avx2 sse
+else
+DIRECT_VARIANTS := portable
+endif
+DIRECT_FLAGS_avx512 := -mavx512f -mavx2 -mfma
+DIRECT_FLAGS_avx2 := -mno-avx512f -mavx2 -mfma
+DIRECT_FLAGS_sse := -mno-avx
+DIRECT_OBJ := $(DIRECT_VARIANTS:%=$(BUILD)/src/nn/conv_direct-%.o)
+LIB_OBJ := $(filter-out $(BUILD)/src/nn/conv_direct.o,$(LIB_OBJ)) $(DIRECT_OBJ)
+$(BUILD)/src/nn/conv_direct-%.o: src/nn/conv_direct.c $(wildcard src/*/*.h) Makefile
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -ffp-contract=fast $(DIRECT_FLAGS_$*) -DDIRECT_VARIANT=$* -c $< -o $@
+$(BUILD)/src/nn/conv_direct_dispatch.o: CFLAGS += $(DIRECT_VARIANTS:%=-DDIRECT_HAVE_%)
 
 $(BUILD)/libbyol.a: $(LIB_OBJ)
 	@rm -f $@

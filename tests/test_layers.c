@@ -234,7 +234,7 @@ static void test_winograd_and_im2col_match_naive(void) {
  * nothing), widths that leave a 16-channel vector after the 32-channel pairs (48), pixel counts
  * that need every block size, few input channels, a batch smaller than the thread count and
  * one larger than the group count. */
-static void test_direct_conv_matches_naive(void) {
+static void direct_conv_matches_naive_here(void) {
     TestRng r = {29};
     const ConvShape shapes[] = {conv_shape(3, 9, 31, 16, 16, 3, 1, 1), conv_shape(2, 7, 5, 32, 48, 3, 1, 1),
                                 conv_shape(1, 11, 13, 3, 16, 7, 2, 3), conv_shape(2, 10, 9, 16, 32, 3, 2, 1),
@@ -283,6 +283,25 @@ static void test_direct_conv_matches_naive(void) {
         for (int v = 0; v < 2; v++) xfree(y[v]), xfree(dx[v]), xfree(dw[v]);
         xfree(x), xfree(w), xfree(dy), xfree(scratch);
     }
+}
+
+/* Every ISA's kernels this CPU can run, against the naive reference. */
+static void test_direct_conv_matches_naive(void) {
+    const char *isas[] = {"avx512", "avx2", "sse", "portable"}, *dflt = direct_conv_isa();
+    int ran = 0;
+    for (size_t i = 0; i < ARRAY_LEN(isas); i++) {
+        if (direct_conv_use_isa(isas[i]) != 0) continue;
+        printf("     %s:\n", isas[i]);
+        direct_conv_matches_naive_here();
+        ran++;
+    }
+    printf("     built: %s; default here: %s\n", direct_conv_isas(), dflt);
+    CHECK(ran >= 1 && direct_conv_use_isa(dflt) == 0, "%d ISAs ran", ran);
+    CHECK(direct_conv_use_isa("mmx") == -1, "an ISA not built is refused");
+#if defined(__x86_64__)
+    CHECK(strstr(direct_conv_isas(), "sse") != NULL, "x86-64 builds the SSE2 kernels, which run anywhere: %s",
+          direct_conv_isas());
+#endif
 }
 
 /* A batch larger than one Winograd pass (the transformed tiles of 3 images of 64x64 with 160+160

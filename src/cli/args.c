@@ -230,6 +230,7 @@ int flags_parse_file(const char *path, const Flag *flags, int n, Err *e) {
 }
 
 const char *flag_value_string(const Flag *fl, char *buf, size_t cap) {
+    if (!buf || !cap) return NULL;
     switch (fl->type) {
     case FLAG_INT: snprintf(buf, cap, "%d", *(const int *)fl->dst); break;
     case FLAG_FLOAT: { /* the shortest text that reads back as the same float */

@@ -5,6 +5,7 @@
 #include "../core/threads.h"
 #include "../data/loader.h"
 #include "../dist/dist.h"
+#include "../nn/nn.h"
 #include "commands.h"
 
 static const struct {
@@ -42,6 +43,8 @@ static int run(int argc, char **argv) {
         if (quota > 0) snprintf(q, sizeof q, "%d", quota);
         printf("cores: %d available (affinity mask %d, cgroup quota %s); defaults --threads %d, --workers %d\n",
                threads_available(), threads_affinity_count(), q, dist_default_threads(), loader_default_workers());
+        printf("direct convolution: %s kernels, %d-float vectors (built: %s; BYOL_DIRECT_ISA chooses)\n",
+               direct_conv_isa(), direct_conv_lanes(), direct_conv_isas());
         return 0;
     }
     for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)

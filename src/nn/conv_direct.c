@@ -62,7 +62,18 @@
 #endif
 typedef float vf __attribute__((vector_size(VL * sizeof(float)), aligned(sizeof(float))));
 
-int direct_conv_lanes(void) { return VL; }
+/* This file is compiled once per vector ISA (Makefile: DIRECT_VARIANT=avx512, avx2, sse or
+ * portable); each build's public functions carry the variant's name as a suffix, and
+ * conv_direct_dispatch.c chooses one for the CPU at run time, so that a portable (NATIVE=0)
+ * binary runs the vector code of the machine it lands on. */
+#ifndef DIRECT_VARIANT
+#define DIRECT_VARIANT portable
+#endif
+#define DIRECT_CAT_(a, b) a##_##b
+#define DIRECT_CAT(a, b) DIRECT_CAT_(a, b)
+#define DIRECT_FN(name) DIRECT_CAT(name, DIRECT_VARIANT)
+
+int DIRECT_FN(direct_conv_lanes)(void) { return VL; }
 
 /* Groups of images whose weight gradients are summed separately (a function of B only). */
 enum { DIRECT_MAX_GROUPS = 32 };
@@ -89,7 +100,7 @@ static int thread_id(void) {
 #endif
 }
 
-int direct_conv_applies(const ConvShape *s, int pass) {
+int DIRECT_FN(direct_conv_applies)(const ConvShape *s, int pass) {
     switch (pass) {
     case CONV_PASS_DATA:
         return s->stride <= 8 && s->pad <= s->K - 1 && s->Cin % VL == 0;
@@ -100,8 +111,8 @@ int direct_conv_applies(const ConvShape *s, int pass) {
 
 /* Narrow layers only: measured with build/bench/bench_conv (batch 256, 2 threads) against
  * Winograd (3x3 stride 1) and im2col (the rest). */
-int direct_conv_preferred(const ConvShape *s, int pass) {
-    if (!direct_conv_applies(s, pass)) return 0;
+int DIRECT_FN(direct_conv_preferred)(const ConvShape *s, int pass) {
+    if (!DIRECT_FN(direct_conv_applies)(s, pass)) return 0;
     int c = pass == CONV_PASS_DATA ? s->Cout : s->Cin; /* channels summed over */
     return c <= 32;
 }
@@ -148,7 +159,7 @@ static void data_padding(const ConvShape *s, int *lo, int *hi) {
     *hi = MAX(h1, h2);
 }
 
-size_t direct_conv_scratch_floats(const ConvShape *s, int pass) {
+size_t DIRECT_FN(direct_conv_scratch_floats)(const ConvShape *s, int pass) {
     const size_t w = (size_t)s->K * s->K * s->Cin * s->Cout;
     if (pass == CONV_PASS_DATA) {
         int lo, hi;
@@ -278,7 +289,7 @@ static void direct_conv(float *out, const float *in, const float *wt, int B, int
     }
 }
 
-void direct_conv_forward(float *out, const float *in, const float *weight, const ConvShape *s,
+void DIRECT_FN(direct_conv_forward)(float *out, const float *in, const float *weight, const ConvShape *s,
                          float *scratch) {
     const int KK = s->K * s->K, C = s->Cin, O = s->Cout;
     float *wt = scratch, *bufs = scratch + (size_t)KK * C * O;
@@ -288,7 +299,7 @@ void direct_conv_forward(float *out, const float *in, const float *weight, const
     direct_conv(out, in, wt, s->B, s->H, s->W, C, O, s->K, s->stride, s->pad, s->Ho, s->Wo, bufs);
 }
 
-void direct_conv_backward_data(float *din, const float *dout, const float *weight,
+void DIRECT_FN(direct_conv_backward_data)(float *din, const float *dout, const float *weight,
                                const ConvShape *s, float *scratch) {
     const int K = s->K, KK = K * K, C = s->Cin, O = s->Cout, st = s->stride;
     int lo, hi;
@@ -388,7 +399,7 @@ typedef void (*BwwKernel)(float *, int, const float *, int, int, const float *, 
 static const BwwKernel BWW[2][5] = {{BWW_NAME(NP1, 1), bww_8x1, bww_4x1, bww_2x1, bww_1x1},
                                     {BWW_NAME(NP2A, 2), BWW_NAME(NP2B, 2), BWW_NAME(NP2C, 2), bww_2x2, bww_1x2}};
 
-void direct_conv_backward_weight(float *dweight, const float *dout, const float *in,
+void DIRECT_FN(direct_conv_backward_weight)(float *dweight, const float *dout, const float *in,
                                  const ConvShape *s, float *scratch) {
     const int KK = s->K * s->K, C = s->Cin, O = s->Cout, K = s->K, G = n_groups(s->B);
     const size_t wsize = (size_t)KK * C * O, img_floats = padded_floats(s->H, s->W, C, s->pad, s->pad);

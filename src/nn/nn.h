@@ -82,6 +82,12 @@ int direct_conv_applies(const ConvShape *s, int pass);
 /* Floats per vector of the direct kernels in this build (16 AVX-512, 8 AVX2, 4 otherwise): the
  * channel counts they take are multiples of it. */
 int direct_conv_lanes(void);
+/* The vector ISA whose direct kernels run ("avx512", "avx2", "sse" or "portable"): the widest
+ * this CPU supports among those built in, or BYOL_DIRECT_ISA's. direct_conv_isas lists those
+ * built in; direct_conv_use_isa switches to one (tests), -1 when not built or not supported. */
+const char *direct_conv_isa(void);
+const char *direct_conv_isas(void);
+int direct_conv_use_isa(const char *name);
 int direct_conv_preferred(const ConvShape *s, int pass);
 size_t direct_conv_scratch_floats(const ConvShape *s, int pass);
 void direct_conv_forward(float *out, const float *in, const float *weight, const ConvShape *s,
