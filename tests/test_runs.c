@@ -274,6 +274,31 @@ static void test_folder_lock_and_unique_names(void) {
     free(n);
 }
 
+/* 10. The images/s logged after a kNN check is of training alone: a check made 1.5 s slower does
+ * not show in it. */
+static void test_images_per_s_after_knn(void) {
+    char a[8192];
+    snprintf(a, sizeof a, "BYOL_FAULT_SLOW_KNN=1.5 %s train %s --out %s/ips --eval-every 1 --log-every 1 --knn-before 0 "
+             "--knn-after 0 --epochs 2 > %s/out 2> %s/err", BIN, TINY, TEST_TMP, TEST_TMP, TEST_TMP);
+    int st = sh_status(a);
+    CHECK(st == 0, "exit %d", st);
+    char *m = slurp_text("ips/metrics.jsonl");
+    double v[12], after = metric_at(m, 7, "images_per_s"); /* step 6 ends epoch 1, its kNN check follows */
+    int n = 0;
+    for (long s = 2; s <= 12 && n < 12; s++)
+        if (s != 7 && !isnan(metric_at(m, s, "images_per_s"))) v[n++] = metric_at(m, s, "images_per_s");
+    for (int i = 1; i < n; i++) /* insertion sort for the median */
+        for (int j = i; j > 0 && v[j - 1] > v[j]; j--) {
+            const double t = v[j];
+            v[j] = v[j - 1], v[j - 1] = t;
+        }
+    const double median = n ? v[n / 2] : NAN;
+    /* 16 images in 1.5 s would read about 10 images/s */
+    CHECK(n >= 8 && after > 0.25 * median && after > 20, "step 7 (after the kNN check): %g images/s, median of the "
+          "others %g", after, median);
+    free(m);
+}
+
 /* 6 and 10. Resuming from an older checkpoint moves the newer ones aside; a killed run's metrics
  * lines after its last checkpoint are not repeated. */
 static void test_rollback_and_metrics(void) {
@@ -475,6 +500,7 @@ int main(void) {
     RUN(test_late_signals);
     RUN(test_folder_lock_and_unique_names);
     RUN(test_rollback_and_metrics);
+    RUN(test_images_per_s_after_knn);
     RUN(test_resume_recipe_changes);
     RUN(test_data_path_is_absolute);
     RUN(test_knn_monitor_lines);

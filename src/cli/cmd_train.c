@@ -197,6 +197,13 @@ static void fault_signal_at(const char *phase) {
     if (v && strcmp(v, phase) == 0) raise(SIGINT);
 }
 
+/* BYOL_FAULT_SLOW_KNN=S: each kNN check during training takes S seconds longer, as on a large
+ * bank (tests of the images/s figure that follows it). */
+static void fault_slow_knn(void) {
+    const char *v = getenv("BYOL_FAULT_SLOW_KNN");
+    if (v && *v) usleep((useconds_t)(atof(v) * 1e6));
+}
+
 static int fault_nan_at(const FaultSteps *f, int64_t step) {
     for (int i = 0; i < f->n; i++)
         if (f->steps[i] == step) return 1;
@@ -649,6 +656,7 @@ int cmd_train(int argc, char **argv) {
         if (epoch_end && !last && o.eval_every > 0 && (step / spe) % o.eval_every == 0) {
             const double t_knn = now_seconds();
             last_knn = knn_monitor(&model, &ds, &fc, o.eval_bank, o.eval_queries, o.knn_k, o.knn_t, &e);
+            fault_slow_knn();
             t_log += now_seconds() - t_knn; /* the next images/s figure is of training alone */
             if (last_knn >= 0 && metrics) {
                 fprintf(metrics, "{\"step\": %lld, \"epoch\": %.4f, \"knn_top1\": %.6f}\n", (long long)step,
