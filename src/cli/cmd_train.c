@@ -653,11 +653,10 @@ int cmd_train(int argc, char **argv) {
             log_images = 0;
         }
         const int last = o.time_budget > 0 ? 0 : step == total;
+        const double t_extra = now_seconds(); /* the kNN check, plot and checkpoint: not training */
         if (epoch_end && !last && o.eval_every > 0 && (step / spe) % o.eval_every == 0) {
-            const double t_knn = now_seconds();
             last_knn = knn_monitor(&model, &ds, &fc, o.eval_bank, o.eval_queries, o.knn_k, o.knn_t, &e);
             fault_slow_knn();
-            t_log += now_seconds() - t_knn; /* the next images/s figure is of training alone */
             if (last_knn >= 0 && metrics) {
                 fprintf(metrics, "{\"step\": %lld, \"epoch\": %.4f, \"knn_top1\": %.6f}\n", (long long)step,
                         (double)step / spe, last_knn);
@@ -691,6 +690,7 @@ int cmd_train(int argc, char **argv) {
             last_ckpt_elapsed = elapsed;
             saved_step = step;
         }
+        t_log += now_seconds() - t_extra; /* so the next images/s figure is of training alone */
     }
     if (P > 1 && rc == 0 && !stop_signal) { /* a failure in the last step's checkpoint */
         if (dist_allreduce_max(ckpt_failed, "the end of training") > 0) rc = 1;
