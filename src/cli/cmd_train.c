@@ -39,6 +39,14 @@ static int write_text_file(const char *path, const char *text, Err *e) {
     return atomic_commit(&af, e);
 }
 
+/* The folder a file path is in ("." for a bare name). */
+static void folder_of(const char *path, char *dir, size_t cap) {
+    snprintf(dir, cap, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = 0;
+    else snprintf(dir, cap, ".");
+}
+
 /* Whether two paths name the same folder. */
 static int same_dir(const char *a, const char *b) {
     char ra[PATH_MAX], rb[PATH_MAX];
@@ -63,10 +71,7 @@ static int setup_run_dir(TrainOptions *o, const char *ckpt_path, int64_t start_s
     snprintf(path, sizeof path, "%s/metrics.jsonl", o->out);
     if (o->resume) {
         char ckpt_dir[4400];
-        snprintf(ckpt_dir, sizeof ckpt_dir, "%s", ckpt_path);
-        char *slash = strrchr(ckpt_dir, '/');
-        if (slash) *slash = 0;
-        else snprintf(ckpt_dir, sizeof ckpt_dir, ".");
+        folder_of(ckpt_path, ckpt_dir, sizeof ckpt_dir);
         if (!same_dir(ckpt_dir, o->out)) {
             if (ckpt_count(o->out) > 0) {
                 fprintf(stderr, "byol train: --out %s already holds another run (ckpt-*.safetensors): choose an empty "
@@ -315,10 +320,7 @@ int cmd_train(int argc, char **argv) {
         start_step = meta.step;
         n_skipped = meta.skipped;
         if (!o.out_given) { /* continue in the checkpoint's folder */
-            snprintf(o.out_buf, sizeof o.out_buf, "%s", ckpt_path);
-            char *slash = strrchr(o.out_buf, '/');
-            if (slash) *slash = 0;
-            else snprintf(o.out_buf, sizeof o.out_buf, ".");
+            folder_of(ckpt_path, o.out_buf, sizeof o.out_buf);
             o.out = o.out_buf;
             o.out_default = 0;
         }
