@@ -6,6 +6,11 @@ set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
 export BYOL=${BYOL:-./byol}
+# byol's commands measure convolution kernels and cache the choices under XDG_CACHE_HOME: the
+# suite keeps its own cache, shared by its programs and removed at the end.
+XDG_CACHE_HOME=$(mktemp -d)
+export XDG_CACHE_HOME
+trap 'rm -rf "$XDG_CACHE_HOME"' EXIT
 passed=0
 failed=0
 run() {

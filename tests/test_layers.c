@@ -137,7 +137,7 @@ static void test_conv2d_matches_pytorch(void) {
         for (int b = 0; b < 2; b++) {
             const Backend *be = BACKENDS[b];
             float *out = xcalloc(ny, 4, "t"), *gin = xcalloc(nx, 4, "t"), *gw = xcalloc(nw, 4, "t");
-            float *scratch = xcalloc(be->conv2d_scratch_floats(&s) + 1, 4, "t");
+            float *scratch = xcalloc(be->conv2d_plan(&s, CONV_PASSES_ALL) + 1, 4, "t");
             char what[96];
             be->conv2d_forward(out, xn, wn, &s, scratch);
             snprintf(what, sizeof what, "%s %s forward", name, be->name);
@@ -164,13 +164,13 @@ static void test_conv2d_tiled_matches_naive(void) {
     /* stride 2: a shape the CPU kernels run by im2col (3x3 stride 1 goes to Winograd) */
     ConvShape s = conv_shape(7, 96, 96, 32, 16, 3, 2, 1);
     CHECK(!winograd_applies(&s), "expected the im2col path");
-    CHECK(backend_cpu.conv2d_scratch_floats(&s) < (size_t)7 * 48 * 48 * 9 * 32, "expected tiling");
+    CHECK(backend_cpu.conv2d_plan(&s, CONV_PASSES_ALL) < (size_t)7 * 48 * 48 * 9 * 32, "expected tiling");
     size_t nx = (size_t)7 * 96 * 96 * 32, ny = (size_t)7 * 48 * 48 * 16, nw = 16 * 9 * 32;
     float *x = xmalloc(nx * 4, "t"), *w = xmalloc(nw * 4, "t"), *dy = xmalloc(ny * 4, "t");
     fill_normal(&r, x, nx, 1), fill_normal(&r, w, nw, 0.1f), fill_normal(&r, dy, ny, 1);
     float *y[2], *dx[2], *dw[2];
     for (int b = 0; b < 2; b++) {
-        float *scratch = xcalloc(BACKENDS[b]->conv2d_scratch_floats(&s) + 1, 4, "t");
+        float *scratch = xcalloc(BACKENDS[b]->conv2d_plan(&s, CONV_PASSES_ALL) + 1, 4, "t");
         y[b] = xmalloc(ny * 4, "t"), dx[b] = xmalloc(nx * 4, "t"), dw[b] = xcalloc(nw, 4, "t");
         BACKENDS[b]->conv2d_forward(y[b], x, w, &s, scratch);
         BACKENDS[b]->conv2d_backward_weight(dw[b], dy, x, &s, scratch);

@@ -1,7 +1,7 @@
 #include "backend.h"
 
 #define KERNELS(suffix)                                              \
-    .conv2d_scratch_floats = conv2d_scratch_floats,                  \
+    .conv2d_plan = conv2d_plan_##suffix,                             \
     .conv2d_forward = conv2d_forward_##suffix,                       \
     .conv2d_backward_weight = conv2d_backward_weight_##suffix,       \
     .conv2d_backward_data = conv2d_backward_data_##suffix,           \

@@ -18,7 +18,10 @@
 typedef struct Backend {
     const char *name;
 
-    size_t (*conv2d_scratch_floats)(const ConvShape *s);
+    /* Chooses the kernels of a convolution shape for the passes given (a set of
+     * 1 << CONV_PASS_*; the CPU backend's planner may time them) and returns the scratch
+     * floats they need. Called for every shape before its kernels run. */
+    size_t (*conv2d_plan)(const ConvShape *s, unsigned passes);
     void (*conv2d_forward)(float *out, const float *in, const float *weight, const ConvShape *s,
                            float *scratch);
     void (*conv2d_backward_weight)(float *dweight, const float *dout, const float *in,

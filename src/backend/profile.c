@@ -25,7 +25,7 @@ static double conv_flops(const ConvShape *s) {
 
 static Phase bn_phase(int M) { return M == g_head_rows ? PHASE_HEADS : PHASE_BATCHNORM; }
 
-static size_t p_conv_scratch(const ConvShape *s) { return g_inner->conv2d_scratch_floats(s); }
+static size_t p_conv_plan(const ConvShape *s, unsigned passes) { return g_inner->conv2d_plan(s, passes); }
 static void p_conv_fwd(float *out, const float *in, const float *w, const ConvShape *s, float *sc) {
     TIMED(PHASE_CONV_FORWARD, conv_flops(s), g_inner->conv2d_forward(out, in, w, s, sc));
 }
@@ -114,7 +114,7 @@ static void p_ema(float *t, const float *o, size_t n, float tau) {
 
 static const Backend PROFILED = {
     .name = "profiled",
-    .conv2d_scratch_floats = p_conv_scratch,
+    .conv2d_plan = p_conv_plan,
     .conv2d_forward = p_conv_fwd,
     .conv2d_backward_weight = p_conv_bw,
     .conv2d_backward_data = p_conv_bd,

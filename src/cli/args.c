@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../nn/conv_plan.h"
+
 void model_flags(Flag *f, ModelConfig *c) {
     f[0] = (Flag){"arch", FLAG_ARCH, &c->enc.arch, "encoder: resnet18, resnet34 or resnet50 (resnet18)", 0, -1};
     f[1] = (Flag){"width", FLAG_INT, &c->enc.width, "base width; stages use w, 2w, 4w, 8w (64)", 1, 4096};
@@ -15,6 +17,27 @@ void model_flags(Flag *f, ModelConfig *c) {
     f[4] = (Flag){"proj-hidden", FLAG_INT, &c->proj_hidden, "projector hidden size (4096)", 1, 1 << 20};
     f[5] = (Flag){"proj-dim", FLAG_INT, &c->proj_dim, "projection size (256)", 1, 1 << 20};
     f[6] = (Flag){"pred-hidden", FLAG_INT, &c->pred_hidden, "predictor hidden size (4096)", 1, 1 << 20};
+}
+
+void plan_flags(Flag *f, PlanOptions *o) {
+    f[0] = (Flag){"plan", FLAG_STRING, &o->mode,
+                  "convolution kernels: measure (time each that applies, once per layer shape; cached) or fixed "
+                  "(a rule, no timing) (measure)", 0, -1};
+    f[1] = (Flag){"plan-cache", FLAG_STRING, &o->cache,
+                  "file of measured plans, keyed by CPU, threads and build, or none (~/.cache/byol/conv-plans.txt)",
+                  0, -1};
+}
+
+int plan_apply(const PlanOptions *o, int *report, Err *e) {
+    PlanMode m = PLAN_MEASURE;
+    const int fresh = report && o->mode && strcmp(o->mode, "report") == 0;
+    if (report) *report = fresh;
+    if (o->mode && !fresh && conv_plan_mode_parse(o->mode, &m))
+        return err_set(e, "--plan: '%.64s' is neither measure nor fixed%s", o->mode, report ? " nor report" : "");
+    conv_plan_set_mode(fresh ? PLAN_FIXED : m); /* the cache is read in measure mode only */
+    conv_plan_use_cache(o->cache, stderr);
+    conv_plan_set_mode(m);
+    return 0;
 }
 
 static const char *type_hint(FlagType t) {

@@ -43,6 +43,18 @@ const char *flag_value_string(const Flag *fl, char *buf, size_t cap);
 /* Copies the value of `from` into `to`'s destination (two tables of the same flags). */
 void flag_copy_value(const Flag *to, const Flag *from);
 
+/* How the convolution kernels are chosen (src/nn/conv_plan.h), for every command that runs the
+ * encoder: --plan measure|fixed (measure) and --plan-cache FILE|none (~/.cache/byol/...). */
+typedef struct {
+    const char *mode, *cache;
+} PlanOptions;
+enum { PLAN_FLAG_COUNT = 2 };
+void plan_flags(Flag *out, PlanOptions *o);
+/* Sets the planner's mode and reads its cache; after threads_set (the cache is per thread
+ * count). With `report` non-NULL the command also takes --plan report (byol bench): measure
+ * every shape afresh, the cache only written, and *report says whether it was given. */
+int plan_apply(const PlanOptions *o, int *report, Err *e);
+
 /* The model flags every command shares, appended to a command's table. */
 enum { MODEL_FLAG_COUNT = 7 };
 void model_flags(Flag *out, ModelConfig *cfg);

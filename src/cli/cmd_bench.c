@@ -18,6 +18,7 @@
 #include "../dist/balance.h"
 #include "../dist/dist.h"
 #include "../model/byol.h"
+#include "../nn/conv_plan.h"
 #include "args.h"
 #include "commands.h"
 
@@ -26,7 +27,9 @@ static const char *USAGE =
     "       mpirun -np P byol bench ...   (data-parallel: --batch is the global batch)\n"
     "Times full BYOL steps (two views: online+predictor forward/backward, target forwards,\n"
     "LARS, EMA) on synthetic inputs after one warm-up step. Prints the median ms/step,\n"
-    "images/s, GFLOP/s, peak memory and a breakdown by phase; the last line is JSON.";
+    "images/s, GFLOP/s, peak memory and a breakdown by phase; the last line is JSON.\n"
+    "--plan (alone: --plan report) measures every convolution's kernels afresh and prints each\n"
+    "layer's choice with the GFLOP/s of every kernel that applies.";
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -68,7 +71,8 @@ int cmd_bench(int argc, char **argv) {
     int batch = 64, size = 32, steps = 10, threads = 0;
     float comm_timeout = 300;
     int sync_bn = 1, balance = 0;
-    Flag flags[8 + MODEL_FLAG_COUNT] = {
+    PlanOptions po = {NULL, NULL};
+    Flag flags[8 + PLAN_FLAG_COUNT + MODEL_FLAG_COUNT] = {
         {"batch", FLAG_INT, &batch, "images per step (64)", 2, 1 << 16},
         {"image-size", FLAG_INT, &size, "view height and width (32)", 1, 4096},
         {"steps", FLAG_INT, &steps, "timed steps after one warm-up (10)", 1, 100000},
@@ -78,10 +82,19 @@ int cmd_bench(int argc, char **argv) {
         {"balance", FLAG_INT, &balance, "under mpirun: shards sized by each rank's measured speed, 0 or 1 (0)", 0, 1},
     };
     int nf = 7;
+    plan_flags(flags + nf, &po);
+    nf += PLAN_FLAG_COUNT;
     model_flags(flags + nf, &mc);
     nf += MODEL_FLAG_COUNT;
+    /* a bare --plan (last, or before another flag) asks for the report */
+    char **args = xmalloc(sizeof(char *) * (argc + 1), "arguments");
+    for (int i = 0; i < argc; i++) {
+        const int bare = strcmp(argv[i], "--plan") == 0 && (i + 1 == argc || strncmp(argv[i + 1], "--", 2) == 0);
+        args[i] = bare ? "--plan=report" : argv[i];
+    }
     Err e;
-    int rc = flags_parse(argc, argv, flags, nf, USAGE, &e);
+    int rc = flags_parse(argc, args, flags, nf, USAGE, &e);
+    xfree(args);
     if (rc == 1) return 0;
     if (rc) return cmd_fail("bench", &e, 2);
     if ((double)batch * size * size * mc.enc.in_channels > (double)(1L << 31) / 64)
@@ -99,6 +112,8 @@ int cmd_bench(int argc, char **argv) {
     const int local = shard_plan_max(&plan);
     threads_set(threads ? threads : dist_default_threads());
     dist_set_timeout(comm_timeout);
+    int report = 0;
+    if (plan_apply(&po, &report, &e)) return cmd_fail("bench", &e, 2);
 
     Byol model;
     byol_init(&model, &mc);
@@ -163,6 +178,9 @@ int cmd_bench(int argc, char **argv) {
            median * 1e3, dt[0] * 1e3, dt[steps - 1] * 1e3, steps, batch / median, flops * P / 1e9,
            flops * P / median / 1e9, rss_mb, loss);
     printf("SGEMM 4096x256x2304 in this process: %.1f GFLOP/s\n", gemm);
+    char plan_line[512];
+    conv_plan_summary(plan_line, sizeof plan_line);
+    printf("%s\n", plan_line);
     printf("%-22s %9s %6s %9s %8s\n", "phase", "ms/step", "share", "GFLOP/s", "of SGEMM");
     for (int p = 0; p < PHASE_COUNT; p++) {
         double ms = prof.seconds[p] / steps * 1e3, share = prof.seconds[p] / total_s;
@@ -174,6 +192,7 @@ int cmd_bench(int argc, char **argv) {
             printf("%-22s %9.1f %5.1f%% %9s %8s\n", PHASE_NAMES[p], ms, 100 * share, "-", "-");
         }
     }
+    if (report && rank == 0) conv_plan_report(stdout);
     printf("{\"arch\": \"%s\", \"width\": %d, \"stem\": \"%s\", \"batch\": %d, \"image_size\": %d, "
            "\"channels\": %d, \"threads\": %d, \"ranks\": %d, \"comm_wait_ms\": %.3f, "
            "\"bn_wait_ms\": %.3f, \"grad_wait_ms\": %.3f, \"max_comm_wait_ms\": %.3f, "

@@ -159,7 +159,8 @@ int cmd_eval(int argc, char **argv) {
     int random_init = 0, raw_pixels = 0, k = KNN_DEFAULT_K, threads = 0, seed = 0, bank = 0, queries = 0,
         image_size = 0, probe_iters = 0, eval_resize = 0;
     float T = KNN_DEFAULT_T, probe_l2 = -1;
-    Flag flags[32 + MODEL_FLAG_COUNT];
+    PlanOptions po = {NULL, NULL};
+    Flag flags[32 + PLAN_FLAG_COUNT + MODEL_FLAG_COUNT];
     int nf = 0;
     flags[nf++] = (Flag){"ckpt", FLAG_STRING, &ckpt, "checkpoint file, or a run folder (its newest)", 0, -1};
     flags[nf++] = (Flag){"data", FLAG_STRING, &dopt.data, "dataset path (the checkpoint's)", 0, -1};
@@ -176,6 +177,8 @@ int cmd_eval(int argc, char **argv) {
     flags[nf++] = (Flag){"eval-resize", FLAG_INT, &eval_resize, "short side resized to N (bicubic) before the centre crop; 0: largest square (0)", 0, 16384};
     flags[nf++] = (Flag){"seed", FLAG_INT, &seed, "seed of --random-init (0)", 0, 2147483647};
     flags[nf++] = (Flag){"threads", FLAG_INT, &threads, "threads (the cores this process may use: affinity mask, cgroup quota)", 1, 4096};
+    plan_flags(flags + nf, &po);
+    nf += PLAN_FLAG_COUNT;
     ckpt_model_flags(flags + nf, &asked, 1);
     nf += MODEL_FLAG_COUNT;
     Err e;
@@ -187,6 +190,7 @@ int cmd_eval(int argc, char **argv) {
         return 2;
     }
     threads_set(threads);
+    if (plan_apply(&po, NULL, &e)) return cmd_fail("eval", &e, 2);
     Loaded L;
     memset(&L, 0, sizeof L);
     if (ckpt && load_checkpoint(&L, ckpt, &asked, argc, argv, &e)) return cmd_fail("eval", &e, 1);
@@ -393,7 +397,8 @@ int cmd_embed(int argc, char **argv) {
     DataOptions dopt;
     data_options_default(&dopt);
     int threads = 0, eval_resize = 0;
-    Flag flags[8 + MODEL_FLAG_COUNT] = {
+    PlanOptions po = {NULL, NULL};
+    Flag flags[8 + PLAN_FLAG_COUNT + MODEL_FLAG_COUNT] = {
         {"ckpt", FLAG_STRING, &ckpt, "checkpoint file, or a run folder (its newest)", 0, -1},
         {"data", FLAG_STRING, &dopt.data, "dataset path (the checkpoint's)", 0, -1},
         {"dataset", FLAG_STRING, &dopt.dataset, "dataset kind (detected)", 0, -1},
@@ -403,9 +408,10 @@ int cmd_embed(int argc, char **argv) {
         {"threads", FLAG_INT, &threads, "threads (the cores this process may use: affinity mask, cgroup quota)", 1, 4096},
         {"eval-resize", FLAG_INT, &eval_resize, "short side resized to N (bicubic) before the centre crop; 0: largest square (0)", 0, 16384},
     };
-    ckpt_model_flags(flags + 8, &asked, 0);
+    plan_flags(flags + 8, &po);
+    ckpt_model_flags(flags + 8 + PLAN_FLAG_COUNT, &asked, 0);
     Err e;
-    int rc = flags_parse(argc, argv, flags, 8 + MODEL_FLAG_COUNT, EMBED_USAGE, &e);
+    int rc = flags_parse(argc, argv, flags, 8 + PLAN_FLAG_COUNT + MODEL_FLAG_COUNT, EMBED_USAGE, &e);
     if (rc == 1) return 0;
     if (rc) return cmd_fail("embed", &e, 2);
     if (!ckpt || !out) {
@@ -418,6 +424,7 @@ int cmd_embed(int argc, char **argv) {
         return 2;
     }
     threads_set(threads);
+    if (plan_apply(&po, NULL, &e)) return cmd_fail("embed", &e, 2);
     Loaded L;
     memset(&L, 0, sizeof L);
     if (load_checkpoint(&L, ckpt, &asked, argc, argv, &e)) return cmd_fail("embed", &e, 1);

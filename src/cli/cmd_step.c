@@ -38,7 +38,8 @@ int cmd_step(int argc, char **argv) {
     float comm_timeout = 300;
     int sync_bn = 1;
     const char *shards_list = NULL;
-    Flag flags[16 + MODEL_FLAG_COUNT] = {
+    PlanOptions po = {NULL, NULL};
+    Flag flags[16 + PLAN_FLAG_COUNT + MODEL_FLAG_COUNT] = {
         {"state", FLAG_STRING, &state_in, "input state (safetensors)", 0, -1},
         {"views", FLAG_STRING, &views_path, "views [N, 2, B, C, H, W] (npy, float32)", 0, -1},
         {"out", FLAG_STRING, &out_path, "output state (safetensors)", 0, -1},
@@ -53,6 +54,8 @@ int cmd_step(int argc, char **argv) {
         {"shards", FLAG_STRING, &shards_list, "under mpirun: images per rank, comma-separated (equal shards)", 0, -1},
     };
     int nf = 12;
+    plan_flags(flags + nf, &po);
+    nf += PLAN_FLAG_COUNT;
     model_flags(flags + nf, &mc);
     nf += MODEL_FLAG_COUNT;
     Err e;
@@ -72,6 +75,10 @@ int cmd_step(int argc, char **argv) {
     }
     threads_set(threads ? threads : dist_default_threads());
     dist_set_timeout(comm_timeout);
+    if (plan_apply(&po, NULL, &e)) {
+        fprintf(stderr, "byol step: %s\n", e.msg);
+        return 2;
+    }
 
     NpyArray views;
     if (npy_read_f32(views_path, &views, &e)) {

@@ -20,6 +20,7 @@
 #include "../eval/knn.h"
 #include "../eval/monitor.h"
 #include "../eval/plot.h"
+#include "../nn/conv_plan.h"
 #include "../io/checkpoint.h"
 #include "../io/run_dir.h"
 #include "../optim/optim.h"
@@ -159,10 +160,13 @@ static int save_run_checkpoint(const Byol *m, const TrainOptions *o, int64_t ste
     snprintf(epoch_s, sizeof epoch_s, "%.4f", (double)step / spe);
     snprintf(skipped_s, sizeof skipped_s, "%ld", skipped);
     snprintf(elapsed_s, sizeof elapsed_s, "%.3f", elapsed);
+    char *plan = conv_plan_to_text(); /* the kernels a resume must run to go on bit for bit */
     StMeta meta[] = {{"byol.config", (char *)config}, {"byol.step", step_s}, {"byol.epoch", epoch_s},
                      {"byol.mean", (char *)mean_s}, {"byol.std", (char *)std_s}, {"byol.skipped", skipped_s},
-                     {"byol.elapsed", elapsed_s}, {"byol.format", "1"}};
-    if (ckpt_save(m, o->out, step, meta, (int)ARRAY_LEN(meta), cp, cap, e)) return -1;
+                     {"byol.elapsed", elapsed_s}, {"byol.plan", plan}, {"byol.format", "1"}};
+    int rc = ckpt_save(m, o->out, step, meta, (int)ARRAY_LEN(meta), cp, cap, e);
+    xfree(plan);
+    if (rc) return -1;
     ckpt_prune(o->out, o->keep);
     return 0;
 }
@@ -335,6 +339,15 @@ int cmd_train(int argc, char **argv) {
     if (o.threads == 0) o.threads = dist_default_threads();
     threads_set(o.threads);
     dist_set_timeout(o.comm_timeout);
+    if (plan_apply(&o.plan, NULL, &e)) {
+        fprintf(stderr, "byol train: %s\n", e.msg);
+        st_close(&resume_st);
+        return 2;
+    }
+    /* A resumed run runs the kernels the checkpoint's run chose: each choice rounds differently,
+     * and with the same kernels and threads the resumed run goes on bit for bit. */
+    int replanned = 0;
+    if (o.resume && meta.plan && conv_plan_mode() == PLAN_MEASURE) replanned = conv_plan_load_text(meta.plan, &e);
     Dataset ds;
     if (data_open(&ds, &o.data, stderr, &e)) {
         if (!o.data.data && access(DEFAULT_DATA, R_OK) != 0)
@@ -475,6 +488,12 @@ int cmd_train(int argc, char **argv) {
     }
     if (!o.resume && !o.stem_given)
         printf("  %s stem for %d px images (--stem to choose)\n", stem_name(o.mc.enc.stem), S);
+    char plan_line[512];
+    conv_plan_summary(plan_line, sizeof plan_line);
+    printf("  %s\n", plan_line);
+    if (replanned > 0)
+        printf("  %d kernel choices of the checkpoint's plan do not apply to this CPU's vector width: chosen again "
+               "(the run goes on with other rounding)\n", replanned);
     if (o.time_budget > 0)
         printf("  batch %d, time budget %g s (%.4g s spent), warm-up %g%% of it, lr %.4g (base %.3g x %d/256), "
                "tau %.4g -> 1, out %s\n", B, o.time_budget, meta.elapsed_s, 100 * warmup_frac, lr_peak, o.base_lr, B,

@@ -58,11 +58,11 @@ int extract_features(const ResNet *net, const float *params, const float *buffer
     float *x = NULL;
     if (net) {
         Arena a = {NULL, 0, 0};
-        resnet_plan(&acts, net, B, S, S, &a, &backend_cpu);
+        resnet_plan(&acts, net, B, S, S, 0, &a, &backend_cpu);
         size_t act_bytes = a.used;
         mem = xcalloc(act_bytes + acts.max_scratch + 64, 1, "evaluation activations (lower the batch)");
         Arena real = {(char *)mem, 0, act_bytes + acts.max_scratch + 64};
-        resnet_plan(&acts, net, B, S, S, &real, &backend_cpu);
+        resnet_plan(&acts, net, B, S, S, 0, &real, &backend_cpu);
         scratch = arena_take(&real, acts.max_scratch);
         x = xcalloc((size_t)B * per, sizeof(float), "evaluation batch");
     }

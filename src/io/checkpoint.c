@@ -11,6 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../nn/conv_plan.h"
+
 int ckpt_save(const Byol *m, const char *dir, int64_t step, const StMeta *meta, int n_meta,
               char *path_out, size_t cap, Err *e) {
     snprintf(path_out, cap, "%s/ckpt-%09lld.safetensors", dir, (long long)step);
@@ -105,6 +107,11 @@ int ckpt_meta_read(const Safetensors *st, const char *path, CkptMeta *m, Err *e)
         if (parse_number(v, strlen(v), &m->elapsed_s) || m->elapsed_s < 0)
             return err_set(e, "%s: byol.elapsed '%s' is not a number of seconds (finite, >= 0); " CKPT_HINT, path,
                            st_printable(shown, sizeof shown, v));
+    }
+    if ((m->plan = st_meta(st, "byol.plan"))) {
+        Err pe;
+        if (conv_plan_check_text(m->plan, &pe))
+            return err_set(e, "%s: byol.plan: %s; " CKPT_HINT, path, pe.msg);
     }
     return 0;
 }

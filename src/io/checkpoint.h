@@ -18,6 +18,8 @@ typedef struct {
     float mean[3], std[3]; /* 1 to 3 finite numbers each, as written ("%.9g %.9g %.9g"); fewer than 3:
                             * the last repeats; std > 0. Without has_norm: mean 0, std 1 */
     double elapsed_s;      /* byol.elapsed: seconds of training spent so far, finite, >= 0 (absent: 0) */
+    const char *plan;      /* byol.plan: the convolution kernels the run chose (conv_plan_to_text's form;
+                            * absent: NULL), valid while the checkpoint is open */
 } CkptMeta;
 /* Reads and validates the byol.* metadata of an open checkpoint; `path` names it in messages,
  * e.g. "ckpt-20.safetensors: byol.step '-5' is not a step (0 to 1e15)". byol.format, when

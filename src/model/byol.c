@@ -5,6 +5,7 @@
 
 #include "../core/common.h"
 #include "../dist/dist.h"
+#include "../nn/conv_plan.h"
 
 void model_config_default(ModelConfig *c) {
     c->enc.arch = ARCH_RESNET18;
@@ -39,7 +40,7 @@ void byol_free(Byol *m) {
 static void work_plan(ByolWork *w, const Byol *m, Arena *a, const Backend *be) {
     const int B = w->B;
     size_t view = (size_t)B * w->C * w->H * w->W;
-    resnet_plan(&w->enc, &m->encoder, B, w->H, w->W, a, be);
+    resnet_plan(&w->enc, &m->encoder, B, w->H, w->W, 1, a, be);
     size_t scratch = w->enc.max_scratch;
     scratch = MAX(scratch, mlp_plan(&w->proj, &m->projector, B, a, be));
     scratch = MAX(scratch, mlp_plan(&w->pred, &m->predictor, B, a, be));
@@ -56,6 +57,21 @@ static void work_plan(ByolWork *w, const Byol *m, Arena *a, const Backend *be) {
     w->scratch = arena_take(a, scratch);
 }
 
+/* A data-parallel run's convolution kernels are rank 0's choice (it measures while the others
+ * wait), so that every rank runs the same kernels: the same rounding as one process planning
+ * alone, and one measurement on shared cores instead of P competing ones. */
+static void share_conv_plan(void) {
+    if (!dist_enabled()) return;
+    char *text = dist_rank() == 0 ? conv_plan_to_text() : NULL;
+    uint64_t len = text ? strlen(text) + 1 : 0;
+    dist_broadcast(&len, sizeof len, 0, "the convolution plan");
+    if (!text) text = xcalloc(len, 1, "the convolution plan");
+    dist_broadcast(text, len, 0, "the convolution plan");
+    Err e;
+    if (dist_rank() != 0 && conv_plan_load_text(text, &e) < 0) die("rank 0's convolution plan: %s", e.msg);
+    xfree(text);
+}
+
 void byol_work_init(ByolWork *w, const Byol *m, int B, int C, int H, int W, const Backend *be) {
     memset(w, 0, sizeof *w);
     w->B = w->n = w->global = B;
@@ -63,7 +79,9 @@ void byol_work_init(ByolWork *w, const Byol *m, int B, int C, int H, int W, cons
     w->H = H;
     w->W = W;
     Arena a = {NULL, 0, 0};
-    work_plan(w, m, &a, be); /* measure */
+    if (dist_rank() == 0) work_plan(w, m, &a, be); /* measure (and choose the kernels) */
+    share_conv_plan();
+    if (dist_rank() != 0) work_plan(w, m, &a, be);
     w->bytes = a.used;
     w->mem = xcalloc(a.used, 1, "activations (lower --batch or --image-size)");
     Arena real = {(char *)w->mem, 0, a.used};

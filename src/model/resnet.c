@@ -108,7 +108,7 @@ void resnet_build(ResNet *net, const EncoderConfig *cfg, ParamStore *s, const ch
 /* ---- activation plan ---- */
 
 static void plan_unit(UnitActs *u, const ConvBN *cb, int B, int H, int W, Arena *arena,
-                      ResNetActs *a, const Backend *be) {
+                      ResNetActs *a, const Backend *be, unsigned passes) {
     ConvShape s = conv_shape(B, H, W, cb->conv.cin, cb->conv.cout, cb->conv.k, cb->conv.stride,
                              cb->conv.pad);
     size_t n = (size_t)B * s.Ho * s.Wo * s.Cout;
@@ -121,17 +121,21 @@ static void plan_unit(UnitActs *u, const ConvBN *cb, int B, int H, int W, Arena 
     a->max_act = MAX(a->max_act, n);
     a->max_act = MAX(a->max_act, (size_t)B * H * W * s.Cin);
     size_t M = (size_t)B * s.Ho * s.Wo;
-    a->max_scratch = MAX(a->max_scratch, be->conv2d_scratch_floats(&s) * sizeof(float));
+    a->max_scratch = MAX(a->max_scratch, be->conv2d_plan(&s, passes) * sizeof(float));
     a->max_scratch = MAX(a->max_scratch, be->batchnorm_work_doubles((int)M, s.Cout) * sizeof(double));
 }
 
-void resnet_plan(ResNetActs *a, const ResNet *net, int B, int H, int W, Arena *arena,
+void resnet_plan(ResNetActs *a, const ResNet *net, int B, int H, int W, int train, Arena *arena,
                  const Backend *be) {
+    /* the kernels each convolution will run: forward only for evaluation; no input gradient for
+     * the stem, whose input is the image */
+    const unsigned all = train ? CONV_PASSES_ALL : CONV_PASSES_FORWARD;
+    const unsigned stem = train ? CONV_PASSES_FORWARD | CONV_PASSES_WEIGHT : CONV_PASSES_FORWARD;
     memset(a, 0, sizeof *a);
     a->B = B;
     a->H = H;
     a->W = W;
-    plan_unit(&a->stem, &net->stem, B, H, W, arena, a, be);
+    plan_unit(&a->stem, &net->stem, B, H, W, arena, a, be, stem);
     int h = a->stem.H, w = a->stem.W;
     if (net->cfg.stem == STEM_IMAGENET) {
         PoolShape p = pool_shape(B, h, w, net->stem.conv.cout, 3, 2, 1);
@@ -145,11 +149,11 @@ void resnet_plan(ResNetActs *a, const ResNet *net, int B, int H, int W, Arena *a
         const Block *b = &net->blocks[i];
         int uh = h, uw = w;
         for (int u = 0; u < b->n_units; u++) {
-            plan_unit(&a->units[i][u], &b->unit[u], B, uh, uw, arena, a, be);
+            plan_unit(&a->units[i][u], &b->unit[u], B, uh, uw, arena, a, be, all);
             uh = a->units[i][u].H;
             uw = a->units[i][u].W;
         }
-        if (b->has_down) plan_unit(&a->units[i][BLOCK_MAX_UNITS], &b->down, B, h, w, arena, a, be);
+        if (b->has_down) plan_unit(&a->units[i][BLOCK_MAX_UNITS], &b->down, B, h, w, arena, a, be, all);
         h = uh;
         w = uw;
     }

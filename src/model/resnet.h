@@ -99,8 +99,9 @@ typedef struct {
 } ResNetActs;
 
 /* Lays out activations for a batch of B images of HxW in the arena (measuring when the arena
- * has no base yet). */
-void resnet_plan(ResNetActs *a, const ResNet *net, int B, int H, int W, Arena *arena,
+ * has no base yet), and has the backend choose each convolution's kernels: for forward and
+ * backward when `train`, else for forward only. */
+void resnet_plan(ResNetActs *a, const ResNet *net, int B, int H, int W, int train, Arena *arena,
                  const Backend *be);
 
 /* Forward of `x` ([B, H, W, Cin], NHWC). train: BN uses batch statistics and updates the

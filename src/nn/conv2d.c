@@ -1,16 +1,19 @@
 /* 2-D convolution without bias, NHWC activations, OHWI weights.
  *
- * CPU version: the batch is cut into tiles of whole images; each tile is unfolded (im2col) into
- * a [rows, K*K*Cin] matrix in a fixed scratch buffer and multiplied with the weights by one
+ * The CPU entry points (conv2d_*_cpu) run, for each pass, the kernel the planner chose for the
+ * shape (src/nn/conv_plan.c): im2col + GEMM (here), Winograd (winograd.c) or direct
+ * (conv_direct.c). im2col: the batch is cut into tiles of whole images; each tile is unfolded
+ * into a [rows, K*K*Cin] matrix in a fixed scratch buffer and multiplied with the weights by one
  * GEMM. Tiles bound the scratch to 8 MiB whatever the batch (or to one image's unfolding when
-that alone is larger). 1x1 stride-1 convolutions need no
- * unfolding at all in NHWC: the activation already is the GEMM operand. */
+ * that alone is larger). 1x1 stride-1 convolutions need no unfolding at all in NHWC: the
+ * activation already is the GEMM operand. */
 #include "nn.h"
 
 #include <string.h>
 
 #include "../backend/gemm.h"
 #include "../core/common.h"
+#include "conv_plan.h"
 
 ConvShape conv_shape(int B, int H, int W, int Cin, int Cout, int K, int stride, int pad) {
     ConvShape s = {B, H, W, Cin, Cout, K, stride, pad, 0, 0};
@@ -33,26 +36,9 @@ static int images_per_tile(const ConvShape *s) {
     return (int)n;
 }
 
-/* Each pass runs the direct kernels where direct_conv_preferred (narrow layers), else Winograd
- * wherever it applies: build/bench/bench_conv measured it faster than or level with
- * im2col for every 3x3 stride-1 shape tried (1 to 512 channels, 4x4 to 32x32 maps). */
-#define use_winograd winograd_applies
-
 size_t conv2d_im2col_scratch_floats(const ConvShape *s) {
     if (is_pointwise(s)) return 0;
     return (size_t)images_per_tile(s) * s->Ho * s->Wo * s->K * s->K * s->Cin;
-}
-
-/* The scratch of the kernel each pass runs: direct where preferred, else Winograd or im2col. */
-static size_t pass_scratch_floats(const ConvShape *s, int pass) {
-    if (direct_conv_preferred(s, pass)) return direct_conv_scratch_floats(s, pass);
-    return use_winograd(s) ? winograd_scratch_floats(s) : conv2d_im2col_scratch_floats(s);
-}
-
-size_t conv2d_scratch_floats(const ConvShape *s) {
-    size_t n = pass_scratch_floats(s, CONV_PASS_FORWARD);
-    n = MAX(n, pass_scratch_floats(s, CONV_PASS_DATA));
-    return MAX(n, pass_scratch_floats(s, CONV_PASS_WEIGHT));
 }
 
 /* Unfold images [b0, b0+nb) into col[rows, K*K*Cin], column order (kh, kw, ci) = OHWI. */
@@ -160,34 +146,79 @@ void conv2d_backward_data_im2col(float *din, const float *dout, const float *wei
     }
 }
 
+/* ---- the three kernels behind one switch, and the CPU entry points: the planner's choice ---- */
+
+const char *conv_algo_name(ConvAlgo a) {
+    static const char *const names[CONV_ALGO_COUNT] = {"im2col", "winograd", "direct"};
+    return (unsigned)a < CONV_ALGO_COUNT ? names[a] : "?";
+}
+
+const char *conv_pass_name(int pass) {
+    static const char *const names[] = {"forward", "data", "weight"};
+    return pass >= 0 && pass < 3 ? names[pass] : "?";
+}
+
+int conv_algo_applies(ConvAlgo a, const ConvShape *s, int pass) {
+    switch (a) {
+    case CONV_ALGO_IM2COL: return 1;
+    case CONV_ALGO_WINOGRAD: return winograd_applies(s);
+    case CONV_ALGO_DIRECT: return direct_conv_applies(s, pass);
+    default: return 0;
+    }
+}
+
+size_t conv_algo_scratch_floats(ConvAlgo a, const ConvShape *s, int pass) {
+    switch (a) {
+    case CONV_ALGO_WINOGRAD: return winograd_scratch_floats(s);
+    case CONV_ALGO_DIRECT: return direct_conv_scratch_floats(s, pass);
+    default: return conv2d_im2col_scratch_floats(s);
+    }
+}
+
+/* Direct kernels for narrow layers (where the channels summed over are at most 32), else
+ * Winograd wherever it applies, else im2col: the choice build/bench/bench_conv measured on the
+ * AVX-512 Xeon (Winograd faster than or level with im2col for every 3x3 stride-1 shape tried,
+ * 1 to 512 channels, 4x4 to 32x32 maps). */
+ConvAlgo conv_algo_fixed(const ConvShape *s, int pass) {
+    if (direct_conv_preferred(s, pass)) return CONV_ALGO_DIRECT;
+    return winograd_applies(s) ? CONV_ALGO_WINOGRAD : CONV_ALGO_IM2COL;
+}
+
+typedef void (*ConvKernel)(float *, const float *, const float *, const ConvShape *, float *);
+
+void conv_algo_run(ConvAlgo a, int pass, float *out, const float *in, const float *wt,
+                   const ConvShape *s, float *scratch) {
+    static const ConvKernel kernels[3][CONV_ALGO_COUNT] = {
+        [CONV_PASS_FORWARD] = {conv2d_forward_im2col, winograd_forward, direct_conv_forward},
+        [CONV_PASS_DATA] = {conv2d_backward_data_im2col, winograd_backward_data, direct_conv_backward_data},
+        [CONV_PASS_WEIGHT] = {conv2d_backward_weight_im2col, winograd_backward_weight, direct_conv_backward_weight},
+    };
+    if (pass < 0 || pass > 2 || (unsigned)a >= CONV_ALGO_COUNT || !conv_algo_applies(a, s, pass))
+        die("conv_algo_run: %s kernel for the %s pass of a %dx%d %d->%d layer: does not apply", conv_algo_name(a),
+            conv_pass_name(pass), s->K, s->K, s->Cin, s->Cout);
+    kernels[pass][a](out, in, wt, s, scratch);
+}
+
+size_t conv2d_scratch_floats(const ConvShape *s) { return conv_plan(s, CONV_PASSES_ALL); }
+size_t conv2d_plan_cpu(const ConvShape *s, unsigned passes) { return conv_plan(s, passes); }
+size_t conv2d_plan_ref(const ConvShape *s, unsigned passes) {
+    (void)s, (void)passes;
+    return 0; /* the reference kernels need no scratch and no choice */
+}
+
 void conv2d_forward_cpu(float *out, const float *in, const float *weight, const ConvShape *s,
                         float *scratch) {
-    if (direct_conv_preferred(s, CONV_PASS_FORWARD))
-        direct_conv_forward(out, in, weight, s, scratch);
-    else if (use_winograd(s))
-        winograd_forward(out, in, weight, s, scratch);
-    else
-        conv2d_forward_im2col(out, in, weight, s, scratch);
+    conv_algo_run(conv_plan_algo(s, CONV_PASS_FORWARD), CONV_PASS_FORWARD, out, in, weight, s, scratch);
 }
 
 void conv2d_backward_weight_cpu(float *dweight, const float *dout, const float *in,
                                 const ConvShape *s, float *scratch) {
-    if (direct_conv_preferred(s, CONV_PASS_WEIGHT))
-        direct_conv_backward_weight(dweight, dout, in, s, scratch);
-    else if (use_winograd(s))
-        winograd_backward_weight(dweight, dout, in, s, scratch);
-    else
-        conv2d_backward_weight_im2col(dweight, dout, in, s, scratch);
+    conv_algo_run(conv_plan_algo(s, CONV_PASS_WEIGHT), CONV_PASS_WEIGHT, dweight, dout, in, s, scratch);
 }
 
 void conv2d_backward_data_cpu(float *din, const float *dout, const float *weight,
                               const ConvShape *s, float *scratch) {
-    if (direct_conv_preferred(s, CONV_PASS_DATA))
-        direct_conv_backward_data(din, dout, weight, s, scratch);
-    else if (use_winograd(s))
-        winograd_backward_data(din, dout, weight, s, scratch);
-    else
-        conv2d_backward_data_im2col(din, dout, weight, s, scratch);
+    conv_algo_run(conv_plan_algo(s, CONV_PASS_DATA), CONV_PASS_DATA, din, dout, weight, s, scratch);
 }
 
 /* ---- naive reference: the convolution sum written out, double accumulation ---- */

@@ -27,7 +27,12 @@ typedef struct {
 
 ConvShape conv_shape(int B, int H, int W, int Cin, int Cout, int K, int stride, int pad);
 
-/* Scratch (floats) the CPU convolution needs for its im2col tiles; 0 for 1x1 stride-1. */
+/* The CPU convolution runs, per pass, the kernel the planner chose (src/nn/conv_plan.h):
+ * conv2d_plan_cpu chooses it for the passes given (a set of 1 << CONV_PASS_*) and returns the
+ * scratch floats the shape's kernels need; conv2d_scratch_floats plans all three passes.
+ * conv2d_plan_ref is the reference kernels' (no choice, no scratch). */
+size_t conv2d_plan_cpu(const ConvShape *s, unsigned passes);
+size_t conv2d_plan_ref(const ConvShape *s, unsigned passes);
 size_t conv2d_scratch_floats(const ConvShape *s);
 void conv2d_forward_cpu(float *out, const float *in, const float *weight, const ConvShape *s,
                         float *scratch);
@@ -78,6 +83,13 @@ typedef struct Reducer {
  * Applies where the vector channels are a multiple of 16 (Cout; Cin for the input gradient);
  * conv2d_*_cpu use it where it is also preferred. */
 enum { CONV_PASS_FORWARD, CONV_PASS_DATA, CONV_PASS_WEIGHT };
+/* Sets of passes (conv2d_plan): bit 1 << CONV_PASS_*. */
+enum {
+    CONV_PASSES_FORWARD = 1 << CONV_PASS_FORWARD,
+    CONV_PASSES_DATA = 1 << CONV_PASS_DATA,
+    CONV_PASSES_WEIGHT = 1 << CONV_PASS_WEIGHT,
+    CONV_PASSES_ALL = 7,
+};
 int direct_conv_applies(const ConvShape *s, int pass);
 /* Floats per vector of the direct kernels in this build (16 AVX-512, 8 AVX2, 4 otherwise): the
  * channel counts they take are multiples of it. */
