@@ -81,15 +81,17 @@ static void test_measure_picks_the_fastest(void) {
     ConvShape odd = conv_shape(4, 8, 8, 3, 5, 3, 2, 1); /* no direct (5 channels), no Winograd (stride 2) */
     conv_plan(&odd, CONV_PASSES_ALL);
     for (int p = 0; p < 3; p++) CHECK(conv_plan_algo(&odd, p) == CONV_ALGO_IM2COL, "pass %d: im2col, the only one", p);
-    /* ties go to the fixed rule's choice */
-    FakeClock t = {{{1, 1, 1}, {1, 1, 1}, {1, 1, 1}}, 0};
+    /* near-ties (within 5%) keep the fixed rule's choice (Winograd here); 10% faster wins */
+    FakeClock t = {{{0.97, 1, 1}, {0.90, 1, 1}, {1, 1, 1}}, 0};
     conv_plan_set_timer(fake_time, &t);
     ConvShape wide = conv_shape(2, 8, 8, 256, 256, 3, 1, 1);
-    conv_plan(&wide, CONV_PASSES_FORWARD);
-    CHECK(conv_plan_algo(&wide, CONV_PASS_FORWARD) == conv_algo_fixed(&wide, CONV_PASS_FORWARD), "tie: fixed rule");
+    CHECK(conv_algo_fixed(&wide, CONV_PASS_FORWARD) == CONV_ALGO_WINOGRAD, "the rule: Winograd");
+    conv_plan(&wide, CONV_PASSES_FORWARD | CONV_PASSES_DATA);
+    CHECK(conv_plan_algo(&wide, CONV_PASS_FORWARD) == CONV_ALGO_WINOGRAD, "3%% faster: the rule's choice stays");
+    CHECK(conv_plan_algo(&wide, CONV_PASS_DATA) == CONV_ALGO_IM2COL, "10%% faster: im2col");
     PlanStats st;
     conv_plan_stats(&st);
-    CHECK(st.measured == 7 && st.fixed == 0, "%d passes measured", st.measured);
+    CHECK(st.measured == 8 && st.fixed == 0, "%d passes measured", st.measured);
     conv_plan_set_timer(NULL, NULL);
 }
 
@@ -112,12 +114,14 @@ static void test_measure_with_the_clock(void) {
                                                                             : strstr(line, "weight");
         if (!at || sscanf(at, "%15s %15s %15s %15s %15s", pass, chosen, v[0], v[1], v[2]) != 5) continue;
         rows++;
-        double best = 0;
-        int arg = -1;
-        for (int a = 0; a < 3; a++)
-            if (atof(v[a]) > best) best = atof(v[a]), arg = a;
-        CHECK(arg >= 0 && strcmp(chosen, conv_algo_name(arg)) == 0, "%s: chose %s, the fastest was %s", pass, chosen,
-              arg >= 0 ? conv_algo_name(arg) : "?");
+        double best = 0, rate = -1;
+        for (int a = 0; a < 3; a++) {
+            best = MAX(best, atof(v[a]));
+            if (strcmp(chosen, conv_algo_name(a)) == 0) rate = atof(v[a]);
+        }
+        /* the fastest, or the fixed rule's within 5% of it (rates printed to 0.1 GFLOP/s) */
+        CHECK(rate > 0 && rate * 1.05 >= best - 0.1, "%s: chose %s at %.1f GFLOP/s, the fastest ran %.1f", pass, chosen,
+              rate, best);
     }
     fclose(f);
     CHECK(rows == 3, "3 passes reported, %d", rows);
@@ -157,7 +161,7 @@ static void test_text_round_trip(void) {
               conv_plan_algo(&a, CONV_PASS_WEIGHT) == CONV_ALGO_WINOGRAD, "choices kept");
     PlanStats st;
     conv_plan_stats(&st);
-    CHECK(st.given == 4 && st.fixed == 0, "%d given, %d fixed", st.given, st.fixed);
+    CHECK(st.given == 3 && st.fixed == 0, "%d given, %d fixed (the passes this process asked for)", st.given, st.fixed);
     free(text);
     /* a kernel that does not apply here (direct on 5 channels) is chosen again, and counted */
     conv_plan_reset();
@@ -319,12 +323,14 @@ static void test_bench_plan_report(void) {
         char pass[16], chosen[16], v[3][16];
         if (!at || sscanf(at, "%15s %15s %15s %15s %15s", pass, chosen, v[0], v[1], v[2]) != 5) continue;
         rows++;
-        double best = -1;
-        int arg = -1;
-        for (int k = 0; k < 3; k++)
-            if (atof(v[k]) > best && v[k][0] != '-') best = atof(v[k]), arg = k;
-        CHECK(arg >= 0 && strcmp(chosen, conv_algo_name(arg)) == 0, "row '%s': the fastest is %s", line,
-              arg >= 0 ? conv_algo_name(arg) : "?");
+        double best = 0, rate = -1;
+        for (int k = 0; k < 3; k++) {
+            if (v[k][0] == '-') continue;
+            best = MAX(best, atof(v[k]));
+            if (strcmp(chosen, conv_algo_name(k)) == 0) rate = atof(v[k]);
+        }
+        CHECK(rate > 0 && rate * 1.05 >= best - 0.1, "row '%s': %s is not the fastest, nor within 5%% of it", line,
+              chosen);
     }
     /* resnet18: stem (forward, weight) + 19 more convolutions, of which some share a shape */
     CHECK(rows >= 20, "%d rows", rows);

@@ -16,6 +16,7 @@ typedef struct {
     ConvShape s;           /* B, H, W, Cin, Cout, K, stride, pad (Ho, Wo follow) */
     signed char algo[3];   /* per pass: ConvAlgo, or -1 when not planned */
     unsigned char source[3];
+    unsigned char used;    /* the passes conv_plan was asked for (1 << pass): this process runs them */
     double seconds[3][CONV_ALGO_COUNT]; /* measured time of one run; 0: not timed */
 } PlanEntry;
 
@@ -170,8 +171,14 @@ static double fault_factor(ConvAlgo a) {
     return prefer >= 0 && (int)a != prefer ? 100.0 : 1.0;
 }
 
-/* Times every kernel that applies to the passes of `want` and keeps the fastest (ties: the
- * fixed rule's choice, which is timed first). */
+/* Another kernel replaces the fixed rule's only when it measures this much faster: timed
+ * alone, kernels that differ by a few percent swap places from run to run (and in a step their
+ * inputs come from memory, not from the cache the repeated timing warmed), so near-ties keep the
+ * rule's choice, and a plan changes only where measuring finds a real difference. */
+#define PLAN_MARGIN 1.05
+
+/* Times every kernel that applies to the passes of `want` and keeps the fastest, the fixed
+ * rule's choice (timed first) unless another is PLAN_MARGIN times faster. */
 static void measure(PlanEntry *e, unsigned want) {
     const ConvShape *s = &e->s;
     size_t scratch = 0;
@@ -195,7 +202,7 @@ static void measure(PlanEntry *e, unsigned want) {
             if (!conv_algo_applies(a, s, pass)) continue;
             double t = time_kernel(&b, a, pass, s, best) * fault_factor(a);
             e->seconds[pass][a] = t;
-            if (chosen < 0 || t < best) best = t, chosen = a;
+            if (chosen < 0 || t * (chosen == (int)first ? PLAN_MARGIN : 1.0) < best) best = t, chosen = a;
         }
         e->algo[pass] = (signed char)chosen;
         e->source[pass] = SOURCE_MEASURED;
@@ -239,10 +246,26 @@ static const char *cpu_name(void) {
     return name;
 }
 
+/* The vector ISA this file (and so the build's Winograd, im2col and batch-norm code) was
+ * compiled for: a NATIVE=0 binary and a native one time Winograd differently on one CPU. */
+static const char *build_isa(void) {
+#if defined(__AVX512F__)
+    return "avx512";
+#elif defined(__AVX2__)
+    return "avx2";
+#elif defined(__AVX__)
+    return "avx";
+#elif defined(__x86_64__)
+    return "sse2";
+#else
+    return "portable";
+#endif
+}
+
 const char *conv_plan_machine_key(void) {
     static char key[1024];
-    snprintf(key, sizeof key, "%s; threads %d; byol.c 0.1, direct %s; %s", cpu_name(), threads_get(),
-             direct_conv_isa(), threads_backend_summary());
+    snprintf(key, sizeof key, "%s; threads %d; byol.c 0.1, built for %s, direct %s; %s", cpu_name(), threads_get(),
+             build_isa(), direct_conv_isa(), threads_backend_summary());
     for (char *p = key; *p; p++)
         if (*p == '\t' || *p == '\n') *p = ' ';
     return key;
@@ -271,11 +294,16 @@ static int parse_entry(const char *t, ConvShape *s, signed char algo[3]) {
     return any ? used : -1;
 }
 
-static int format_entry(char *buf, size_t cap, const PlanEntry *e, unsigned char only) {
+/* Which passes of an entry go into text: those this process runs (a checkpoint's plan), or the
+ * measured ones this machine's cache holds. */
+enum { FORMAT_USED, FORMAT_CACHE };
+
+static int format_entry(char *buf, size_t cap, const PlanEntry *e, int which) {
     char c[3];
     int any = 0;
     for (int p = 0; p < 3; p++) {
-        int keep = e->algo[p] >= 0 && (!only || e->source[p] == only || (only == SOURCE_CACHE && e->source[p] == SOURCE_MEASURED));
+        int keep = e->algo[p] >= 0 && (which == FORMAT_USED ? (e->used >> p & 1)
+                                                             : e->source[p] == SOURCE_CACHE || e->source[p] == SOURCE_MEASURED);
         c[p] = keep ? ALGO_CHAR[(int)e->algo[p]] : '-';
         any |= keep;
     }
@@ -419,7 +447,7 @@ static void cache_write(void) {
             signed char a[3];
             parse_entry(old[i] + klen + 1, &s, a);
             const PlanEntry *e = find_exact(&s);
-            ours = e && format_entry(NULL, 0, e, SOURCE_CACHE) > 0;
+            ours = e && format_entry(NULL, 0, e, FORMAT_CACHE) > 0;
         }
         if (!ours) out[m++] = old[i];
     }
@@ -430,12 +458,12 @@ static void cache_write(void) {
     int ok = f != NULL;
     if (f) {
         int total = m;
-        for (int i = 0; i < P.n; i++) total += format_entry(entry, sizeof entry, &P.e[i], SOURCE_CACHE) > 0;
+        for (int i = 0; i < P.n; i++) total += format_entry(entry, sizeof entry, &P.e[i], FORMAT_CACHE) > 0;
         ok &= fputs(CACHE_HEADER, f) >= 0;
         for (int i = total > CACHE_MAX_LINES ? total - CACHE_MAX_LINES : 0; i < m; i++)
             ok &= fprintf(f, "%s\n", out[i]) > 0;
         for (int i = 0; i < P.n; i++)
-            if (format_entry(entry, sizeof entry, &P.e[i], SOURCE_CACHE) > 0) ok &= fprintf(f, "%s\t%s\n", key, entry) > 0;
+            if (format_entry(entry, sizeof entry, &P.e[i], FORMAT_CACHE) > 0) ok &= fprintf(f, "%s\t%s\n", key, entry) > 0;
         ok &= fclose(f) == 0;
         ok = ok && rename(tmp, P.cache) == 0;
         if (!ok) unlink(tmp);
@@ -454,6 +482,7 @@ static void cache_write(void) {
 
 size_t conv_plan(const ConvShape *s, unsigned passes) {
     PlanEntry *e = find_or_add(s);
+    e->used |= (unsigned char)(passes & CONV_PASSES_ALL);
     unsigned want = 0;
     for (int p = 0; p < 3; p++)
         if ((passes >> p & 1) && e->algo[p] < 0) want |= 1u << p;
@@ -481,7 +510,7 @@ char *conv_plan_to_text(void) {
     t[0] = 0;
     for (int i = 0; i < P.n; i++) {
         char entry[160];
-        if (format_entry(entry, sizeof entry, &P.e[i], 0) <= 0) continue;
+        if (format_entry(entry, sizeof entry, &P.e[i], FORMAT_USED) <= 0) continue;
         len += (size_t)snprintf(t + len, cap - len, "%s%s", len ? " " : "", entry);
     }
     return t;
@@ -516,10 +545,10 @@ int conv_plan_load_text(const char *text, Err *e) {
 
 void conv_plan_stats(PlanStats *st) {
     memset(st, 0, sizeof *st);
-    st->shapes = P.n;
-    for (int i = 0; i < P.n; i++)
+    for (int i = 0; i < P.n; i++) {
+        st->shapes += P.e[i].used != 0;
         for (int p = 0; p < 3; p++) {
-            if (P.e[i].algo[p] < 0) continue;
+            if (P.e[i].algo[p] < 0 || !(P.e[i].used >> p & 1)) continue;
             switch (P.e[i].source[p]) {
             case SOURCE_MEASURED: st->measured++; break;
             case SOURCE_CACHE: st->cached++; break;
@@ -527,6 +556,7 @@ void conv_plan_stats(PlanStats *st) {
             default: st->fixed++; break;
             }
         }
+    }
     st->seconds = P.seconds;
 }
 
@@ -548,11 +578,12 @@ void conv_plan_report(FILE *f) {
             "im2col", "winograd", "direct");
     for (int i = 0; i < P.n; i++) {
         const PlanEntry *e = &P.e[i];
+        if (!e->used) continue;
         char layer[64];
         snprintf(layer, sizeof layer, "%d, %dx%d, %d->%d, %dx%d/%d", e->s.B, e->s.H, e->s.W, e->s.Cin, e->s.Cout,
                  e->s.K, e->s.K, e->s.stride);
         for (int p = 0; p < 3; p++) {
-            if (e->algo[p] < 0) continue;
+            if (e->algo[p] < 0 || !(e->used >> p & 1)) continue;
             static const char *const how[] = {"", "fixed", "", "cached", "given"};
             fprintf(f, "%-34s %-8s %-9s", p ? "" : layer, conv_pass_name(p), conv_algo_name(e->algo[p]));
             for (int a = 0; a < CONV_ALGO_COUNT; a++) {

@@ -50,7 +50,8 @@ int conv_plan_mode_parse(const char *s, PlanMode *m); /* "measure" or "fixed"; -
  * (a failure to write is named on `warn` once; the run goes on). */
 void conv_plan_use_cache(const char *path, FILE *warn);
 const char *conv_plan_cache_path(void); /* "" when none */
-/* "AMD EPYC (family 25, model 1); threads 2; byol.c 0.1, direct avx2; openmp, OpenBLAS ..." */
+/* "AMD EPYC (family 25, model 1); threads 2; byol.c 0.1, built for avx2, direct avx2; openmp,
+ * OpenBLAS ..., kernels for Zen": what the cache's choices hold for. */
 const char *conv_plan_machine_key(void);
 
 /* Chooses the kernels of shape s for the passes in `passes` (CONV_PASSES_*) that have none yet,
@@ -63,7 +64,7 @@ ConvAlgo conv_plan_algo(const ConvShape *s, int pass);
 
 /* The plan as text, for checkpoints: "B,H,W,Cin,Cout,K,stride,pad:FDW" per shape, separated by
  * spaces, with F, D, W the forward, data and weight kernels (i im2col, w winograd, d direct,
- * - none). conv_plan_to_text's result is malloc'ed. conv_plan_check_text validates the syntax;
+ * - none), of the passes conv_plan was asked for. conv_plan_to_text's result is malloc'ed. conv_plan_check_text validates the syntax;
  * conv_plan_load_text makes its choices this process's (over cache and measurement), except
  * those whose kernel does not apply on this CPU (another vector width), which are planned
  * again: their number is returned, or -1 with e set on a syntax error. */
@@ -71,6 +72,7 @@ char *conv_plan_to_text(void);
 int conv_plan_check_text(const char *text, Err *e);
 int conv_plan_load_text(const char *text, Err *e);
 
+/* Of the passes conv_plan was asked for (the ones this process runs): */
 typedef struct {
     int shapes;      /* shapes planned */
     int measured;    /* passes measured by this process */
@@ -83,8 +85,8 @@ void conv_plan_stats(PlanStats *st);
 /* One line: "convolution plan: 60 passes of 20 shapes, 40 from the cache, 20 measured in 1.2 s
  * (FILE)". */
 void conv_plan_summary(char *buf, size_t cap);
-/* Every shape planned, each pass's choice beside the GFLOP/s of every kernel measured (byol
- * bench --plan). */
+/* Every pass conv_plan was asked for, its choice beside the GFLOP/s of every kernel measured
+ * (byol bench --plan). */
 void conv_plan_report(FILE *f);
 /* Forgets every choice (tests). */
 void conv_plan_reset(void);
