@@ -347,6 +347,23 @@ static void test_bench_plan_report(void) {
     free(err);
 }
 
+/* A mode that is neither measure nor fixed: one line and exit 2, from every command that takes
+ * the flag (with a run to resume too: its checkpoint is open by then). */
+static void test_bad_plan_flag(void) {
+    char a[2048];
+    const char *cmds[] = {"train --plan often --max-steps 1", "eval --random-init 1 --plan often",
+                          "embed --ckpt x --out y.npy --plan often", "step --state a --views b --out c --plan often",
+                          "train --resume %s/ref --plan often"};
+    for (size_t k = 0; k < ARRAY_LEN(cmds); k++) {
+        snprintf(a, sizeof a, cmds[k], TEST_TMP);
+        int st = byol(a);
+        char *err = slurp_text("err");
+        CHECK(st == 2 && strstr(err, "--plan: 'often' is neither measure nor fixed\n") && !strchr(strchr(err, '\n') + 1, '\n'),
+              "%s: exit %d, %s", a, st, err);
+        free(err);
+    }
+}
+
 /* The plan goes into every checkpoint, and a resumed run keeps it: the first part and an
  * uninterrupted reference run the fixed rule's kernels; the resumed part measures, with every
  * kernel but im2col made to look 100x slower, so measuring alone would choose differently. */
@@ -403,5 +420,6 @@ int main(void) {
     RUN(test_cache_file);
     RUN(test_bench_plan_report);
     RUN(test_resume_keeps_the_plan);
+    RUN(test_bad_plan_flag); /* after it: resumes its run */
     return test_finish();
 }

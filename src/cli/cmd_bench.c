@@ -105,15 +105,15 @@ int cmd_bench(int argc, char **argv) {
     if (batch % P != 0 || batch / P < 2)
         return err_set(&e, "--batch %d does not split into %d equal shards of at least 2 images", batch, P),
                cmd_fail("bench", &e, 2);
+    threads_set(threads ? threads : dist_default_threads());
+    dist_set_timeout(comm_timeout);
+    int report = 0;
+    if (plan_apply(&po, &report, &e)) return cmd_fail("bench", &e, 2);
     ShardPlan plan;
     shard_plan_init(&plan, batch, P, balance);
     int first, reach;
     shard_plan_reach(&plan, dist_rank(), &first, &reach);
     const int local = shard_plan_max(&plan);
-    threads_set(threads ? threads : dist_default_threads());
-    dist_set_timeout(comm_timeout);
-    int report = 0;
-    if (plan_apply(&po, &report, &e)) return cmd_fail("bench", &e, 2);
 
     Byol model;
     byol_init(&model, &mc);

@@ -391,12 +391,16 @@ static void free_lines(char **lines, int n) {
 void conv_plan_use_cache(const char *path, FILE *warn) {
     P.warn = warn;
     P.cache_failed = 0;
-    if (path && strcmp(path, "none") == 0)
+    if (path && strcmp(path, "none") == 0) {
         P.cache[0] = 0;
-    else if (path && *path)
+    } else if (path && strlen(path) >= sizeof P.cache - 32) { /* room for the temporary's suffix */
+        P.cache[0] = 0;
+        if (warn) fprintf(warn, "byol: plan cache %.64s...: path too long; no cache this run\n", path);
+    } else if (path && *path) {
         snprintf(P.cache, sizeof P.cache, "%s", path);
-    else
+    } else {
         default_cache_path(P.cache, sizeof P.cache);
+    }
     if (!P.cache[0] || P.mode != PLAN_MEASURE) return;
     int n, bad;
     char **lines = cache_read_lines(P.cache, &n, &bad);
