@@ -6,6 +6,7 @@
 #   NATIVE=0    no -march=native (portable binary: for copying to other machines; a native binary
 #               refuses, in one line, a CPU without the instruction sets it was built for)
 #   NO_MPI=1    no MPI (data-parallel training) even where Open MPI is installed
+#   NO_CUDA=1   no CUDA even where nvcc is found under CUDA_HOME (default /usr/local/cuda)
 # Fuzzing (clang's libFuzzer, tests/fuzz): `make fuzz` builds build-fuzz/fuzz_*, `make fuzz-run`
 # runs each for FUZZ_SECONDS (default 600); `make fuzz-smoke` is CI's 30 seconds per target.
 
@@ -132,6 +133,27 @@ else
 FEATURES += no-mpi
 endif
 
+# CUDA (the GPU backend, issue 18): nvcc under CUDA_HOME, kept when it compiles a probe that
+# links the static CUDA runtime, which loads the driver only when called, so the binary still
+# starts, and trains on the CPU, on a machine without a GPU or a driver. src/backend/cuda/*.cu
+# are built by nvcc for Hopper (sm_90, with PTX for later GPUs). Left out of the sanitizer and
+# fuzz builds (their runtimes and the CUDA runtime's do not mix) and by NO_CUDA=1.
+CUDA_HOME ?= /usr/local/cuda
+NVCC := $(CUDA_HOME)/bin/nvcc
+CUDA_ARCH ?= -gencode arch=compute_90,code=[sm_90,compute_90]
+CUDA_LIBS := -L$(CUDA_HOME)/lib64 -lcudart_static -ldl -lrt -lstdc++
+ifeq ($(NO_CUDA)$(SANITIZE)$(FUZZ),)
+HAVE_CUDA := $(shell $(NVCC) -ccbin $(CC) tools/probes/cuda.cu -o /dev/null $(CUDA_LIBS) >/dev/null 2>&1 && echo yes)
+endif
+ifeq ($(HAVE_CUDA),yes)
+CFLAGS += -DBYOL_CUDA
+LDLIBS += $(CUDA_LIBS)
+FEATURES += cuda($(CUDA_HOME))
+else
+FEATURES += no-cuda
+endif
+NVCCFLAGS := -O3 -ccbin $(CC) $(CUDA_ARCH) -Xcompiler -Wall,-Wextra
+
 ifeq ($(SANITIZE),1)
 FEATURES += asan+ubsan
 endif
@@ -144,6 +166,9 @@ LIB_SRC := $(wildcard src/core/*.c src/backend/*.c src/nn/*.c src/model/*.c src/
 CLI_SRC := $(wildcard src/cli/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
+ifeq ($(HAVE_CUDA),yes)
+LIB_OBJ += $(patsubst %.cu,$(BUILD)/%.o,$(wildcard src/backend/cuda/*.cu))
+endif
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 # Fuzz targets link the parts of the CLI that parse flags and config files.
@@ -168,6 +193,10 @@ summary:
 $(BUILD)/%.o: %.c $(wildcard src/*/*.h) Makefile
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/%.o: %.cu $(wildcard src/*/*.h) Makefile
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -c $< -o $@
 
 # The augmentations' per-pixel selects (hue) and batch norm's ReLU mask vectorize only when the
 # compiler may if-convert operations that could trap; no FP traps are enabled, so results are

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../backend/gpu.h"
 #include "../core/threads.h"
 #include "../data/loader.h"
 #include "../dist/dist.h"
@@ -45,6 +46,9 @@ static int run(int argc, char **argv) {
                threads_available(), threads_affinity_count(), q, dist_default_threads(), loader_default_workers());
         printf("direct convolution: %s kernels, %d-float vectors (built: %s; BYOL_DIRECT_ISA chooses)\n",
                direct_conv_isa(), direct_conv_lanes(), direct_conv_isas());
+        char gpus[1024];
+        gpu_describe(gpus, sizeof gpus);
+        printf("gpu: %s\n", gpus);
         return 0;
     }
     for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
