@@ -243,7 +243,9 @@ static void direct_conv_matches_naive_here(void) {
                                 conv_shape(1, 13, 10, 16, 16, 7, 2, 3), conv_shape(2, 5, 7, 16, 16, 1, 2, 0),
                                 /* 8 and 24 channels: vectors of 8 (AVX2) or 4 floats only */
                                 conv_shape(3, 9, 13, 8, 8, 3, 1, 1), conv_shape(2, 10, 9, 8, 24, 3, 2, 1),
-                                conv_shape(2, 7, 11, 24, 8, 3, 1, 1)};
+                                conv_shape(2, 7, 11, 24, 8, 3, 1, 1),
+                                /* grey and colour stems: the pixel steps of 1 and 3 floats */
+                                conv_shape(2, 9, 10, 1, 16, 3, 1, 1), conv_shape(2, 8, 11, 3, 16, 3, 1, 1)};
     printf("     direct kernels of %d-float vectors\n", direct_conv_lanes());
     for (size_t k = 0; k < ARRAY_LEN(shapes); k++) {
         const ConvShape s = shapes[k];
