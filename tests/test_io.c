@@ -455,6 +455,13 @@ static void test_checkpoint_metadata_validated(void) {
     expect_meta_error("byol.elapsed", "1e400", "byol.elapsed");
     expect_meta_error("byol.elapsed", "12s", "byol.elapsed");
     expect_meta_error("byol.format", "2", "byol.format '2' is not a checkpoint format");
+    /* the convolution plan a resume runs: its form checked on reading */
+    CHECK(meta_with("byol.plan", "16,32,32,3,8,3,1,1:d-d 16,32,32,8,8,3,1,1:ddw", &m, &e) == 0 && m.plan &&
+              strcmp(m.plan, "16,32,32,3,8,3,1,1:d-d 16,32,32,8,8,3,1,1:ddw") == 0,
+          "a plan reads: %s", e.msg);
+    CHECK(meta_with("byol.plan", NULL, &m, &e) == 0 && m.plan == NULL, "no plan (older checkpoints)");
+    expect_meta_error("byol.plan", "16,32,32,3,8,3,1,1:dqd", "byol.plan: plan entry 1 ('16,32,32,3,8,3,1,1:dqd')");
+    expect_meta_error("byol.plan", "16,32,32,3,8,3,1,1:ddd 16,32,32", "byol.plan: plan entry 2");
     if (meta_st.file) st_close(&meta_st);
 }
 

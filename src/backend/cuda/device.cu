@@ -22,7 +22,7 @@ extern "C" int cuda_device_count(char *why, size_t cap) {
     return n;
 }
 
-/* "NVIDIA H200 (sm_90, 139.8 GB)", or 0 when the device cannot be queried. */
+/* "NVIDIA H200 (sm_90, 150.0 GB)" in buf and 0, or -1 when the device cannot be queried. */
 extern "C" int cuda_device_name(int i, char *buf, size_t cap) {
     cudaDeviceProp p;
     if (cudaGetDeviceProperties(&p, i) != cudaSuccess) return -1;
