@@ -31,12 +31,12 @@ void gpu_describe(char *buf, size_t cap) {
 #else
 int gpu_built(void) { return 0; }
 
+#define NOT_BUILT_WHY "make found no nvcc under CUDA_HOME (default /usr/local/cuda), or NO_CUDA=1"
+
 int gpu_device_count(char *why, size_t cap) {
-    snprintf(why, cap, "this byol was built without CUDA (make found no nvcc under CUDA_HOME, or NO_CUDA=1)");
+    snprintf(why, cap, "this byol was built without CUDA (" NOT_BUILT_WHY ")");
     return -1;
 }
 
-void gpu_describe(char *buf, size_t cap) {
-    snprintf(buf, cap, "not built (make found no nvcc under CUDA_HOME=/usr/local/cuda, or NO_CUDA=1)");
-}
+void gpu_describe(char *buf, size_t cap) { snprintf(buf, cap, "not built (" NOT_BUILT_WHY ")"); }
 #endif

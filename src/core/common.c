@@ -179,6 +179,25 @@ void atomic_abort(AtomicFile *af) {
     if (af->tmp[0]) unlink(af->tmp);
 }
 
+int make_parent_dirs(const char *path, char *failed, size_t cap) {
+    char buf[4096];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) {
+        snprintf(failed, cap, "%.64s...", path);
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    for (char *p = buf + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            if (mkdir(buf, 0755) != 0 && errno != EEXIST) {
+                snprintf(failed, cap, "%s", buf);
+                return -1;
+            }
+            *p = '/';
+        }
+    return 0;
+}
+
 double now_seconds(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

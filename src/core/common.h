@@ -50,6 +50,10 @@ int atomic_write(AtomicFile *af, const void *data, size_t n, Err *e);
 int atomic_commit(AtomicFile *af, Err *e);  /* closes; on error nothing is left behind */
 void atomic_abort(AtomicFile *af);
 
+/* Creates the folders above the last '/' of path that do not exist (mkdir -p of its parent).
+ * Returns 0, or -1 with errno set and the folder that could not be made in failed (of cap). */
+int make_parent_dirs(const char *path, char *failed, size_t cap);
+
 double now_seconds(void);
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))

@@ -12,15 +12,10 @@
 #include "checkpoint.h"
 
 static int make_dirs(const char *dir, Err *e) {
-    char buf[4096];
-    if (snprintf(buf, sizeof buf, "%s", dir) >= (int)sizeof buf) return err_set(e, "--out %.80s...: path too long", dir);
-    for (char *p = buf + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-                return err_set(e, "--out %s: cannot create %s: %s", dir, buf, strerror(errno));
-            *p = '/';
-        }
+    if (strlen(dir) >= 4096) return err_set(e, "--out %.80s...: path too long", dir);
+    char failed[4096];
+    if (make_parent_dirs(dir, failed, sizeof failed))
+        return err_set(e, "--out %s: cannot create %s: %s", dir, failed, strerror(errno));
     return 0;
 }
 

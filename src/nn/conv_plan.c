@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../core/threads.h"
@@ -412,6 +411,12 @@ static void free_lines(char **lines, int n) {
     free(lines);
 }
 
+/* Whether a cache line holds an entry of this machine's key (klen its length); the entry then
+ * in s and a (cache_read_lines kept only lines whose entry parses). */
+static int own_entry(const char *line, const char *key, size_t klen, ConvShape *s, signed char a[3]) {
+    return strncmp(line, key, klen) == 0 && line[klen] == '\t' && parse_entry(line + klen + 1, s, a) >= 0;
+}
+
 void conv_plan_use_cache(const char *path, FILE *warn) {
     P.warn = warn;
     P.cache_failed = 0;
@@ -434,31 +439,19 @@ void conv_plan_use_cache(const char *path, FILE *warn) {
     const char *key = conv_plan_machine_key();
     const size_t klen = strlen(key);
     for (int i = 0; i < n; i++) {
-        if (strncmp(lines[i], key, klen) || lines[i][klen] != '\t') continue;
         ConvShape s;
         signed char a[3];
-        parse_entry(lines[i] + klen + 1, &s, a);
-        take_entry(&s, a, SOURCE_CACHE);
+        if (own_entry(lines[i], key, klen, &s, a)) take_entry(&s, a, SOURCE_CACHE);
     }
     free_lines(lines, n);
-}
-
-static int make_parent_dirs_of(const char *path) {
-    char buf[4096];
-    snprintf(buf, sizeof buf, "%s", path);
-    for (char *p = buf + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            if (mkdir(buf, 0755) != 0 && errno != EEXIST) return -1;
-            *p = '/';
-        }
-    return 0;
 }
 
 /* Rewrites the cache: the lines of other machines and of shapes this process did not plan as
  * they were (another process may have added some since this one read the file), then this
  * process's measured and cached choices; at most CACHE_MAX_LINES, the oldest dropped. Written
- * to a temporary file and renamed over the cache, so a reader never sees half a file. */
+ * to a temporary file and renamed over the cache, so a reader never sees half a file; not
+ * through atomic_write, whose fsyncs a cache does not need and whose bytes
+ * BYOL_FAULT_KILL_AFTER_BYTES counts for the checkpoints' kill tests. */
 static void cache_write(void) {
     if (!P.cache[0] || P.cache_failed) return;
     const char *key = conv_plan_machine_key();
@@ -469,20 +462,16 @@ static void cache_write(void) {
     if (!out) die("out of memory writing the plan cache");
     int m = 0;
     for (int i = 0; i < n; i++) {
-        int ours = 0;
-        if (strncmp(old[i], key, klen) == 0 && old[i][klen] == '\t') {
-            ConvShape s;
-            signed char a[3];
-            parse_entry(old[i] + klen + 1, &s, a);
-            const PlanEntry *e = find_exact(&s);
-            ours = e && format_entry(NULL, 0, e, FORMAT_CACHE) > 0;
-        }
-        if (!ours) out[m++] = old[i];
+        ConvShape s;
+        signed char a[3];
+        const PlanEntry *e = own_entry(old[i], key, klen, &s, a) ? find_exact(&s) : NULL;
+        if (!e || format_entry(NULL, 0, e, FORMAT_CACHE) <= 0) out[m++] = old[i]; /* not replaced below */
     }
     char tmp[4200], entry[160];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", P.cache, (long)getpid());
     FILE *f = NULL;
-    if (make_parent_dirs_of(P.cache) == 0) f = fopen(tmp, "w");
+    char failed[4096];
+    if (make_parent_dirs(P.cache, failed, sizeof failed) == 0) f = fopen(tmp, "w");
     int ok = f != NULL;
     if (f) {
         int total = m;
