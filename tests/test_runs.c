@@ -486,6 +486,23 @@ static void test_flags_and_defaults(void) {
     free(out);
 }
 
+/* --out whose parent folders cannot be made: one line naming the folder that failed, and where
+ * they can, they are made (mkdir -p). */
+static void test_out_parent_folders(void) {
+    char a[2048];
+    snprintf(a, sizeof a, "train %s --out /proc/byol-none/x/run --max-steps 1", TINY);
+    int st = byol(a);
+    char *err = slurp_text("err");
+    CHECK(st == 1 && strstr(err, "--out /proc/byol-none/x/run: cannot create /proc/byol-none: ") &&
+              !strchr(strchr(err, '\n') + 1, '\n'),
+          "exit %d: %s", st, err);
+    free(err);
+    snprintf(a, sizeof a, "train %s --out %s/deep/er/run --max-steps 1 --knn-before 0 --knn-after 0", TINY, TEST_TMP);
+    st = byol(a);
+    struct stat sb;
+    CHECK(st == 0 && stat(tmp_path("deep/er/run/config.txt"), &sb) == 0, "parents made: exit %d", st);
+}
+
 int main(void) {
     test_tmpdir("test_runs");
     BIN = getenv("BYOL") ? getenv("BYOL") : "./byol";
@@ -505,5 +522,6 @@ int main(void) {
     RUN(test_data_path_is_absolute);
     RUN(test_knn_monitor_lines);
     RUN(test_flags_and_defaults);
+    RUN(test_out_parent_folders);
     return test_finish();
 }
