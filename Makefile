@@ -134,25 +134,35 @@ FEATURES += no-mpi
 endif
 
 # CUDA (the GPU backend, issue 18): nvcc under CUDA_HOME, kept when it compiles a probe that
-# links the static CUDA runtime, which loads the driver only when called, so the binary still
-# starts, and trains on the CPU, on a machine without a GPU or a driver. src/backend/cuda/*.cu
-# are built by nvcc for Hopper (sm_90, with PTX for later GPUs). Left out of the sanitizer and
-# fuzz builds (their runtimes and the CUDA runtime's do not mix) and by NO_CUDA=1.
+# links the static CUDA runtime, cuBLASLt and cuDNN 9. The runtime loads the driver only when
+# called and neither library links it, so the binary still starts, and trains on the CPU, on a
+# machine without a GPU or a driver (libcuda is never linked: only its stub may exist). cuDNN
+# and NCCL may sit elsewhere (a Python environment's nvidia/*/ wheel folders): CUDNN_HOME and
+# NCCL_HOME name them, with include/ and lib/ or lib64/; the libraries' folders go into the
+# binary's run path. src/backend/cuda/*.cu are built by nvcc for Hopper (sm_90, with PTX for
+# later GPUs). Left out of the sanitizer and fuzz builds (their runtimes and the CUDA runtime's
+# do not mix) and by NO_CUDA=1.
+comma := ,
 CUDA_HOME ?= /usr/local/cuda
+CUDNN_HOME ?= $(CUDA_HOME)
 NVCC := $(CUDA_HOME)/bin/nvcc
 CUDA_ARCH ?= -gencode arch=compute_90,code=[sm_90,compute_90]
-CUDA_LIBS := -L$(CUDA_HOME)/lib64 -lcudart_static -ldl -lrt -lstdc++
+CUDA_LIBDIRS := $(wildcard $(CUDA_HOME)/lib64 $(CUDNN_HOME)/lib $(CUDNN_HOME)/lib64)
+CUDA_INCLUDES := -I$(CUDA_HOME)/include -I$(CUDNN_HOME)/include
+CUDA_LIBS := $(addprefix -L,$(CUDA_LIBDIRS)) -lcudnn -lcublasLt -lcudart_static -ldl -lrt -lstdc++
 ifeq ($(NO_CUDA)$(SANITIZE)$(FUZZ),)
-HAVE_CUDA := $(shell $(NVCC) -ccbin $(CC) tools/probes/cuda.cu -o /dev/null $(CUDA_LIBS) >/dev/null 2>&1 && echo yes)
+HAVE_CUDA := $(shell $(NVCC) -ccbin $(CC) $(CUDA_INCLUDES) tools/probes/cuda.cu -o /dev/null $(CUDA_LIBS) >/dev/null 2>&1 && echo yes)
 endif
 ifeq ($(HAVE_CUDA),yes)
 CFLAGS += -DBYOL_CUDA
-LDLIBS += $(CUDA_LIBS)
+LDLIBS += $(CUDA_LIBS) $(addprefix -Wl$(comma)-rpath$(comma),$(CUDA_LIBDIRS))
 FEATURES += cuda($(CUDA_HOME))
 else
 FEATURES += no-cuda
 endif
-NVCCFLAGS := -O3 -ccbin $(CC) $(CUDA_ARCH) -Xcompiler -Wall,-Wextra
+# -fmad=false: our kernels (src/backend/gpu_kernels.h) then round as their emulated build does
+# (ISO C leaves contraction off), so `make test` checks the GPU's bits, not just its formulas.
+NVCCFLAGS := -O3 -std=c++20 -fmad=false -ccbin $(CC) $(CUDA_ARCH) $(CUDA_INCLUDES) -Xcompiler -Wall,-Wextra
 
 ifeq ($(SANITIZE),1)
 FEATURES += asan+ubsan
@@ -190,11 +200,11 @@ all: summary $(BYOL) $(TEST_BIN)
 summary:
 	@echo "byol.c build: $(CC), $(strip $(FEATURES)), objects in $(BUILD)/"
 
-$(BUILD)/%.o: %.c $(wildcard src/*/*.h) Makefile
+$(BUILD)/%.o: %.c $(wildcard src/*/*.h src/backend/*.inc) Makefile
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
-$(BUILD)/%.o: %.cu $(wildcard src/*/*.h) Makefile
+$(BUILD)/%.o: %.cu $(wildcard src/*/*.h src/backend/*.inc) Makefile
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVCCFLAGS) -c $< -o $@
 

@@ -194,6 +194,14 @@ static void test_step_naive_backend_matches_pytorch(void) {
     check_fixture(FIXTURES[1], &backend_ref);
 }
 
+/* The CUDA backend's own kernels and table code, run by the grid emulator (the GEMMs and
+ * convolutions are the CPU's there): the step contract of the GPU path, short of the library
+ * calls. */
+static void test_step_gpu_kernels_match_pytorch(void) {
+    check_fixture(FIXTURES[0], &backend_gpu_emu);
+    check_fixture(FIXTURES[1], &backend_gpu_emu);
+}
+
 static double state_rel_diff(const Byol *a, const Byol *b) {
     double e1 = rel_err(a->online.mem, b->online.mem, a->online.n_params * 3 + a->online.n_buffers);
     double e2 = rel_err(a->target.mem, b->target.mem, a->target.n_params + a->target.n_buffers);
@@ -265,10 +273,11 @@ static void test_absent_momentum_means_zero(void) {
 }
 
 /* ./byol step on the fixture: printed losses and written state match PyTorch. */
-static void test_cli_step_matches_pytorch(void) {
+/* byol step on `device`, fixture `name`, against PyTorch. */
+static void cli_step_check(const char *name, const char *device) {
     const char *byol = getenv("BYOL") ? getenv("BYOL") : "./byol";
     Fixture f;
-    fixture_load(&f, FIXTURES[0]);
+    fixture_load(&f, name);
     char out[600], log[600], cmd[4096];
     snprintf(out, sizeof out, "%s/cli_out.safetensors", TEST_TMP);
     snprintf(log, sizeof log, "%s/cli.log", TEST_TMP);
@@ -276,10 +285,10 @@ static void test_cli_step_matches_pytorch(void) {
     snprintf(cmd, sizeof cmd,
              "%s step --state %s/step_%s.state.safetensors --views %s/step_%s.views.npy --out %s "
              "--arch %s --width %d --stem %s --in-channels %d --proj-hidden %d --proj-dim %d --pred-hidden %d "
-             "--lr %.9g --weight-decay %.9g --momentum %.9g --lars-eta %.9g --tau %.9g --threads 2 > %s 2>&1",
+             "--lr %.9g --weight-decay %.9g --momentum %.9g --lars-eta %.9g --tau %.9g --threads 2 --device %s > %s 2>&1",
              byol, fixture_dir(), f.name, fixture_dir(), f.name, out, arch_name(c->enc.arch), c->enc.width,
              stem_name(c->enc.stem), c->enc.in_channels, c->proj_hidden, c->proj_dim, c->pred_hidden,
-             f.sc.lars.lr, f.sc.lars.weight_decay, f.sc.lars.momentum, f.sc.lars.eta, f.sc.tau, log);
+             f.sc.lars.lr, f.sc.lars.weight_decay, f.sc.lars.momentum, f.sc.lars.eta, f.sc.tau, device, log);
     int rc = system(cmd);
     CHECK(rc == 0, "byol step exited %d: %s", rc, cmd);
     FILE *lf = fopen(log, "r");
@@ -299,13 +308,47 @@ static void test_cli_step_matches_pytorch(void) {
     Err e;
     if (rc == 0 && st_open(&after, out, &e) == 0) {
         char worst_key[TENSOR_NAME_LEN + 16];
-        double median;
-        compare_updates(&f, &after, worst_key, &median);
+        double median, worst = compare_updates(&f, &after, worst_key, &median);
+        printf("     byol step --device %s, %s: update error worst %.2e (%s), median %.2e\n", device, name,
+               worst, worst_key, median);
         st_close(&after);
     } else {
         CHECK(0, "no output state: %s", e.msg);
     }
     fixture_free(&f);
+}
+
+static void test_cli_step_matches_pytorch(void) {
+    cli_step_check(FIXTURES[0], "cpu");
+    cli_step_check(FIXTURES[0], "gpu-emulator"); /* the GPU path's step, end to end */
+}
+
+/* BYOL_TEST_DEVICE=cuda (tests/gpu/run.sh) holds a GPU to the same tolerances, on every
+ * fixture; without it this checks that --device cuda either works or fails in one line. */
+static void test_cli_step_on_the_test_device(void) {
+    const char *device = getenv("BYOL_TEST_DEVICE");
+    if (device) {
+        for (int i = 0; i < 2; i++) cli_step_check(FIXTURES[i], device);
+        return;
+    }
+    const char *byol = getenv("BYOL") ? getenv("BYOL") : "./byol";
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "%s step --state %s/step_%s.state.safetensors --views %s/step_%s.views.npy --out %s/gpu.st "
+                              "--device cuda > %s/gpu.log 2>&1", byol, fixture_dir(), FIXTURES[0], fixture_dir(),
+             FIXTURES[0], TEST_TMP, TEST_TMP);
+    int rc = system(cmd);
+    char *log = slurp_text("gpu.log");
+    if (rc == 0) { /* a GPU is here: nothing more to check without the fixture's flags */
+        free(log);
+        return;
+    }
+    CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 2, "exit status 2, got %d", rc);
+    CHECK(strncmp(log, "byol step: --device cuda: ", 26) == 0 && strchr(log, '\n') == log + strlen(log) - 1,
+          "one line naming the flag: %s", log);
+    CHECK(strstr(log, "no usable CUDA GPU") || strstr(log, "built without CUDA"), "the reason: %s", log);
+    struct stat st;
+    CHECK(stat(tmp_path("gpu.st"), &st) != 0, "no output written");
+    free(log);
 }
 
 int main(void) {
@@ -314,9 +357,11 @@ int main(void) {
     RUN(test_step_resnet18_cifar_matches_pytorch);
     RUN(test_step_resnet50_imagenet_matches_pytorch);
     RUN(test_step_naive_backend_matches_pytorch);
+    RUN(test_step_gpu_kernels_match_pytorch);
     RUN(test_step_deterministic);
     RUN(test_step_single_thread_matches_pytorch);
     RUN(test_absent_momentum_means_zero);
     RUN(test_cli_step_matches_pytorch);
+    RUN(test_cli_step_on_the_test_device);
     return test_finish();
 }

@@ -1,5 +1,27 @@
 #include "backend.h"
 
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/common.h"
+#include "gpu.h"
+
+/* Host memory: what the CPU and reference backends (and the GPU emulator) compute in. */
+static void *host_alloc(size_t bytes, const char *what) { return xcalloc(bytes ? bytes : 1, 1, what); }
+static void host_copy(void *dst, const void *src, size_t bytes) {
+    if (bytes) memmove(dst, src, bytes);
+}
+static void host_sync(void) {}
+
+#define HOST_MEMORY                  \
+    .host_memory = 1,                \
+    .alloc = host_alloc,             \
+    .release = xfree,                \
+    .copy = host_copy,               \
+    .upload = host_copy,             \
+    .download = host_copy,           \
+    .sync = host_sync
+
 #define KERNELS(suffix)                                              \
     .conv2d_plan = conv2d_plan_##suffix,                             \
     .conv2d_forward = conv2d_forward_##suffix,                       \
@@ -27,5 +49,41 @@
     .lars_update = lars_update_##suffix,                             \
     .ema_update = ema_update_##suffix
 
-const Backend backend_cpu = {.name = "cpu", KERNELS(cpu)};
-const Backend backend_ref = {.name = "reference", KERNELS(ref)};
+const Backend backend_cpu = {.name = "cpu", HOST_MEMORY, KERNELS(cpu)};
+const Backend backend_ref = {.name = "reference", HOST_MEMORY, KERNELS(ref)};
+
+const Backend *backend_for_device(const char *device, Err *e) {
+    if (!strcmp(device, "cpu")) return &backend_cpu;
+    if (!strcmp(device, "gpu-emulator")) return &backend_gpu_emu;
+    if (strncmp(device, "cuda", 4) || (device[4] && device[4] != ':')) {
+        err_set(e, "--device %s: not a device (use cpu, cuda or cuda:N)", device);
+        return NULL;
+    }
+    int index = 0;
+    if (device[4] == ':') {
+        char *end;
+        long v = strtol(device + 5, &end, 10);
+        if (end == device + 5 || *end || v < 0 || v > 1024) {
+            err_set(e, "--device %s: the GPU index must be a number (cuda:0, cuda:1, ...)", device);
+            return NULL;
+        }
+        index = (int)v;
+    }
+    char why[256] = "";
+    const int n = gpu_device_count(why, sizeof why);
+    if (n < 0) {
+        err_set(e, "--device %s: no usable CUDA GPU: %s (use --device cpu)", device, why);
+        return NULL;
+    }
+    if (index >= n) {
+        err_set(e, "--device %s: this machine has %d CUDA GPU%s (cuda:0..%d)", device, n,
+                n == 1 ? "" : "s", n - 1);
+        return NULL;
+    }
+#ifdef BYOL_CUDA
+    if (cuda_backend_open(index, e) < 0) return NULL;
+    return &backend_cuda;
+#else
+    return NULL; /* unreachable: gpu_device_count fails in a build without CUDA */
+#endif
+}

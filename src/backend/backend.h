@@ -17,6 +17,19 @@
 
 typedef struct Backend {
     const char *name;
+    /* 1: the backend's memory is the host's (cpu, reference, the GPU emulator), so host data
+     * may be passed to its kernels directly; 0: device memory, reached through upload. */
+    int host_memory;
+
+    /* Memory: zeroed allocations of the backend's memory (which die() with `what` when out),
+     * copies inside it, and copies to and from the host. download waits for the work queued
+     * before it; sync waits for all of it (before the host reads results written by kernels). */
+    void *(*alloc)(size_t bytes, const char *what);
+    void (*release)(void *p);
+    void (*copy)(void *dst, const void *src, size_t bytes);
+    void (*upload)(void *dst, const void *host_src, size_t bytes);
+    void (*download)(void *host_dst, const void *src, size_t bytes);
+    void (*sync)(void);
 
     /* Chooses the kernels of a convolution shape for the passes given (a set of
      * 1 << CONV_PASS_*; the CPU backend's planner may time them) and returns the scratch
@@ -78,5 +91,22 @@ typedef struct Backend {
 
 extern const Backend backend_cpu;
 extern const Backend backend_ref;
+/* The GPU backend's own kernels (src/backend/gpu_kernels.h) run on the host by the grid
+ * emulator of grid.h, with the CPU's GEMM and convolutions in place of cuBLASLt and cuDNN
+ * (src/backend/emu/backend_emu.c): what tests check the CUDA backend's kernels with. */
+extern const Backend backend_gpu_emu;
+#ifdef BYOL_CUDA
+/* The CUDA backend (src/backend/cuda/backend_cuda.cu), usable once cuda_backend_open has
+ * made GPU `index` current and created its stream and library handles (0, or -1 with e set). */
+extern const Backend backend_cuda;
+struct Err;
+int cuda_backend_open(int index, struct Err *e);
+#endif
+
+/* The backend of a --device value: "cpu", "cuda" or "cuda:N", and "gpu-emulator" (the CUDA
+ * backend's kernels on the CPU, for tests; slow). NULL with the reason in e (this build has no
+ * CUDA, no GPU is visible, N is out of range). Opening a CUDA device happens here, once. */
+struct Err;
+const Backend *backend_for_device(const char *device, struct Err *e);
 
 #endif

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../dist/dist.h"
 #include "../nn/conv_plan.h"
 
 void model_flags(Flag *f, ModelConfig *c) {
@@ -19,16 +20,27 @@ void model_flags(Flag *f, ModelConfig *c) {
     f[6] = (Flag){"pred-hidden", FLAG_INT, &c->pred_hidden, "predictor hidden size (4096)", 1, 1 << 20};
 }
 
-void plan_flags(Flag *f, PlanOptions *o) {
+void compute_flags(Flag *f, ComputeOptions *o) {
     f[0] = (Flag){"plan", FLAG_STRING, &o->mode,
                   "convolution kernels: measure (time each that applies, once per layer shape; cached) or fixed "
                   "(a rule, no timing) (measure)", 0, -1};
     f[1] = (Flag){"plan-cache", FLAG_STRING, &o->cache,
                   "file of measured plans, keyed by CPU, threads and build, or none (~/.cache/byol/conv-plans.txt)",
                   0, -1};
+    f[2] = (Flag){"device", FLAG_STRING, &o->device, "cpu, or cuda / cuda:N for a CUDA GPU (cpu)", 0, -1};
 }
 
-int plan_apply(const PlanOptions *o, int *report, Err *e) {
+const Backend *compute_backend(const ComputeOptions *o, Err *e) {
+    const char *device = o->device ? o->device : "cpu";
+    if (dist_enabled() && strcmp(device, "cpu") != 0) {
+        err_set(e, "--device %s under mpirun: training on several GPUs (one rank per GPU, NCCL) is not "
+                   "built yet; run one process, or --device cpu", device);
+        return NULL;
+    }
+    return backend_for_device(device, e);
+}
+
+int plan_apply(const ComputeOptions *o, int *report, Err *e) {
     PlanMode m = PLAN_MEASURE;
     const int fresh = report && o->mode && strcmp(o->mode, "report") == 0;
     if (report) *report = fresh;

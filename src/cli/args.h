@@ -47,13 +47,17 @@ void flag_copy_value(const Flag *to, const Flag *from);
  * encoder: --plan measure|fixed (measure) and --plan-cache FILE|none (~/.cache/byol/...). */
 typedef struct {
     const char *mode, *cache;
-} PlanOptions;
-enum { PLAN_FLAG_COUNT = 2 };
-void plan_flags(Flag *out, PlanOptions *o);
+    const char *device; /* --device cpu|cuda[:N] (cpu) */
+} ComputeOptions;
+enum { COMPUTE_FLAG_COUNT = 3 };
+void compute_flags(Flag *out, ComputeOptions *o);
 /* Sets the planner's mode and reads its cache; after threads_set (the cache is per thread
  * count). With `report` non-NULL the command also takes --plan report (byol bench): measure
  * every shape afresh, the cache only written, and *report says whether it was given. */
-int plan_apply(const PlanOptions *o, int *report, Err *e);
+int plan_apply(const ComputeOptions *o, int *report, Err *e);
+/* The backend --device names (src/backend/backend.h), opened; NULL with e set when it cannot
+ * be had (no CUDA in this build, no GPU, an index out of range). */
+const Backend *compute_backend(const ComputeOptions *o, Err *e);
 
 /* The model flags every command shares, appended to a command's table. */
 enum { MODEL_FLAG_COUNT = 7 };

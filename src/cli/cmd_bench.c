@@ -71,8 +71,8 @@ int cmd_bench(int argc, char **argv) {
     int batch = 64, size = 32, steps = 10, threads = 0;
     float comm_timeout = 300;
     int sync_bn = 1, balance = 0;
-    PlanOptions po = {NULL, NULL};
-    Flag flags[8 + PLAN_FLAG_COUNT + MODEL_FLAG_COUNT] = {
+    ComputeOptions po = {NULL, NULL, NULL};
+    Flag flags[8 + COMPUTE_FLAG_COUNT + MODEL_FLAG_COUNT] = {
         {"batch", FLAG_INT, &batch, "images per step (64)", 2, 1 << 16},
         {"image-size", FLAG_INT, &size, "view height and width (32)", 1, 4096},
         {"steps", FLAG_INT, &steps, "timed steps after one warm-up (10)", 1, 100000},
@@ -82,8 +82,8 @@ int cmd_bench(int argc, char **argv) {
         {"balance", FLAG_INT, &balance, "under mpirun: shards sized by each rank's measured speed, 0 or 1 (0)", 0, 1},
     };
     int nf = 7;
-    plan_flags(flags + nf, &po);
-    nf += PLAN_FLAG_COUNT;
+    compute_flags(flags + nf, &po);
+    nf += COMPUTE_FLAG_COUNT;
     model_flags(flags + nf, &mc);
     nf += MODEL_FLAG_COUNT;
     /* a bare --plan (last, or before another flag) asks for the report */
@@ -109,6 +109,8 @@ int cmd_bench(int argc, char **argv) {
     dist_set_timeout(comm_timeout);
     int report = 0;
     if (plan_apply(&po, &report, &e)) return cmd_fail("bench", &e, 2);
+    const Backend *dev = compute_backend(&po, &e);
+    if (!dev) return cmd_fail("bench", &e, 2);
     ShardPlan plan;
     shard_plan_init(&plan, batch, P, balance);
     int first, reach;
@@ -119,8 +121,9 @@ int cmd_bench(int argc, char **argv) {
     byol_init(&model, &mc);
     byol_init_weights(&model, 0);
     const int C = mc.enc.in_channels;
+    byol_place(&model, dev);
     ByolWork work;
-    byol_work_init(&work, &model, local, C, size, size, &backend_cpu);
+    byol_work_init(&work, &model, local, C, size, size, dev);
     byol_work_distribute(&work, &model, sync_bn, batch);
     const size_t image = (size_t)C * size * size, n_views = 2 * (size_t)reach * image;
     float *views = xmalloc(n_views * sizeof(float), "synthetic views");
@@ -130,10 +133,12 @@ int cmd_bench(int argc, char **argv) {
 
     Profile prof;
     const int rank = dist_rank();
-    const Backend *be = profile_begin(&backend_cpu, &prof, local);
+    const Backend *be = profile_begin(dev, &prof, local);
     shard_step(&model, &work, &plan, rank, views, first, reach, &sc, be); /* warm-up: page faults, thread pools */
     shard_plan_update(&plan, rank, work.compute_seconds);
-    be = profile_begin(&backend_cpu, &prof, local);
+    /* A device's steps are timed unprofiled (profiling synchronizes around every kernel); its
+     * phase table comes from as many profiled steps after them. */
+    be = dev->host_memory ? profile_begin(dev, &prof, local) : dev;
     double *dt = xmalloc(sizeof(double) * steps, "step times");
     float loss = 0;
     dist_wait_seconds(1);
@@ -143,6 +148,10 @@ int cmd_bench(int argc, char **argv) {
         loss = shard_step(&model, &work, &plan, rank, views, first, reach, &sc, be);
         dt[i] = now_seconds() - t0;
         shard_plan_update(&plan, rank, work.compute_seconds);
+    }
+    if (!dev->host_memory) {
+        be = profile_begin(dev, &prof, local);
+        for (int i = 0; i < steps; i++) shard_step(&model, &work, &plan, rank, views, first, reach, &sc, be);
     }
     /* time blocked on other ranks, per step: synchronized batch norm and the gradient
      * all-reduce, here and on the rank that waited most */
@@ -161,9 +170,10 @@ int cmd_bench(int argc, char **argv) {
     getrusage(RUSAGE_SELF, &ru);
     const double rss_mb = ru.ru_maxrss / 1024.0;
 
-    printf("byol bench: %s width %d, %s stem, %dx%dx%d, batch %d, heads %d/%d/%d, %d threads (%s)\n",
+    printf("byol bench: %s width %d, %s stem, %dx%dx%d, batch %d, heads %d/%d/%d, %d threads (%s), device %s\n",
            arch_name(mc.enc.arch), mc.enc.width, stem_name(mc.enc.stem), C, size, size, batch,
-           mc.proj_hidden, mc.proj_dim, mc.pred_hidden, threads_get(), threads_backend_summary());
+           mc.proj_hidden, mc.proj_dim, mc.pred_hidden, threads_get(), threads_backend_summary(),
+           po.device ? po.device : "cpu");
     if (P > 1 && plan.margin > 0) {
         printf("balanced shards (up to %d images either way), at the end:", plan.margin);
         shard_plan_print_sizes(&plan, stdout);

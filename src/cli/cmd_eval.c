@@ -159,8 +159,8 @@ int cmd_eval(int argc, char **argv) {
     int random_init = 0, raw_pixels = 0, k = KNN_DEFAULT_K, threads = 0, seed = 0, bank = 0, queries = 0,
         image_size = 0, probe_iters = 0, eval_resize = 0;
     float T = KNN_DEFAULT_T, probe_l2 = -1;
-    PlanOptions po = {NULL, NULL};
-    Flag flags[32 + PLAN_FLAG_COUNT + MODEL_FLAG_COUNT];
+    ComputeOptions po = {NULL, NULL, NULL};
+    Flag flags[32 + COMPUTE_FLAG_COUNT + MODEL_FLAG_COUNT];
     int nf = 0;
     flags[nf++] = (Flag){"ckpt", FLAG_STRING, &ckpt, "checkpoint file, or a run folder (its newest)", 0, -1};
     flags[nf++] = (Flag){"data", FLAG_STRING, &dopt.data, "dataset path (the checkpoint's)", 0, -1};
@@ -177,8 +177,8 @@ int cmd_eval(int argc, char **argv) {
     flags[nf++] = (Flag){"eval-resize", FLAG_INT, &eval_resize, "short side resized to N (bicubic) before the centre crop; 0: largest square (0)", 0, 16384};
     flags[nf++] = (Flag){"seed", FLAG_INT, &seed, "seed of --random-init (0)", 0, 2147483647};
     flags[nf++] = (Flag){"threads", FLAG_INT, &threads, "threads (the cores this process may use: affinity mask, cgroup quota)", 1, 4096};
-    plan_flags(flags + nf, &po);
-    nf += PLAN_FLAG_COUNT;
+    compute_flags(flags + nf, &po);
+    nf += COMPUTE_FLAG_COUNT;
     ckpt_model_flags(flags + nf, &asked, 1);
     nf += MODEL_FLAG_COUNT;
     Err e;
@@ -191,6 +191,8 @@ int cmd_eval(int argc, char **argv) {
     }
     threads_set(threads);
     if (plan_apply(&po, NULL, &e)) return cmd_fail("eval", &e, 2);
+    const Backend *be = compute_backend(&po, &e); /* the encoder's forwards; the probe stays on the CPU */
+    if (!be) return cmd_fail("eval", &e, 2);
     Loaded L;
     memset(&L, 0, sizeof L);
     if (ckpt && load_checkpoint(&L, ckpt, &asked, argc, argv, &e)) return cmd_fail("eval", &e, 1);
@@ -210,7 +212,8 @@ int cmd_eval(int argc, char **argv) {
         fprintf(stderr, "byol eval: %s has no labelled train and test splits: kNN and the linear probe need labels\n", ds.root);
         goto out;
     }
-    FeatureConfig fc = {.image_size = image_size, .std = {1, 1, 1}, .batch = 256, .max_images = bank, .resize = eval_resize};
+    FeatureConfig fc = {.image_size = image_size, .std = {1, 1, 1}, .batch = 256, .max_images = bank, .resize = eval_resize,
+                        .be = be};
     if (L.loaded) {
         memcpy(fc.mean, L.mean, sizeof fc.mean), memcpy(fc.std, L.std, sizeof fc.std);
         if (!fc.image_size) fc.image_size = L.o.data.image_size;
@@ -397,8 +400,8 @@ int cmd_embed(int argc, char **argv) {
     DataOptions dopt;
     data_options_default(&dopt);
     int threads = 0, eval_resize = 0;
-    PlanOptions po = {NULL, NULL};
-    Flag flags[8 + PLAN_FLAG_COUNT + MODEL_FLAG_COUNT] = {
+    ComputeOptions po = {NULL, NULL, NULL};
+    Flag flags[8 + COMPUTE_FLAG_COUNT + MODEL_FLAG_COUNT] = {
         {"ckpt", FLAG_STRING, &ckpt, "checkpoint file, or a run folder (its newest)", 0, -1},
         {"data", FLAG_STRING, &dopt.data, "dataset path (the checkpoint's)", 0, -1},
         {"dataset", FLAG_STRING, &dopt.dataset, "dataset kind (detected)", 0, -1},
@@ -408,10 +411,10 @@ int cmd_embed(int argc, char **argv) {
         {"threads", FLAG_INT, &threads, "threads (the cores this process may use: affinity mask, cgroup quota)", 1, 4096},
         {"eval-resize", FLAG_INT, &eval_resize, "short side resized to N (bicubic) before the centre crop; 0: largest square (0)", 0, 16384},
     };
-    plan_flags(flags + 8, &po);
-    ckpt_model_flags(flags + 8 + PLAN_FLAG_COUNT, &asked, 0);
+    compute_flags(flags + 8, &po);
+    ckpt_model_flags(flags + 8 + COMPUTE_FLAG_COUNT, &asked, 0);
     Err e;
-    int rc = flags_parse(argc, argv, flags, 8 + PLAN_FLAG_COUNT + MODEL_FLAG_COUNT, EMBED_USAGE, &e);
+    int rc = flags_parse(argc, argv, flags, 8 + COMPUTE_FLAG_COUNT + MODEL_FLAG_COUNT, EMBED_USAGE, &e);
     if (rc == 1) return 0;
     if (rc) return cmd_fail("embed", &e, 2);
     if (!ckpt || !out) {
@@ -425,6 +428,8 @@ int cmd_embed(int argc, char **argv) {
     }
     threads_set(threads);
     if (plan_apply(&po, NULL, &e)) return cmd_fail("embed", &e, 2);
+    const Backend *be = compute_backend(&po, &e);
+    if (!be) return cmd_fail("embed", &e, 2);
     Loaded L;
     memset(&L, 0, sizeof L);
     if (load_checkpoint(&L, ckpt, &asked, argc, argv, &e)) return cmd_fail("embed", &e, 1);
@@ -445,7 +450,7 @@ int cmd_embed(int argc, char **argv) {
         goto out;
     }
     FeatureConfig fc = {.image_size = L.o.data.image_size, .mean = {L.mean[0], L.mean[1], L.mean[2]},
-                        .std = {L.std[0], L.std[1], L.std[2]}, .batch = 256, .resize = eval_resize};
+                        .std = {L.std[0], L.std[1], L.std[2]}, .batch = 256, .resize = eval_resize, .be = be};
     if (!fc.image_size) fc.image_size = dataset_default_image_size(&ds);
     if (check_eval_resize(fc.resize, fc.image_size, &e)) {
         fprintf(stderr, "byol embed: %s\n", e.msg);

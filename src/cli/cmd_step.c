@@ -38,8 +38,8 @@ int cmd_step(int argc, char **argv) {
     float comm_timeout = 300;
     int sync_bn = 1;
     const char *shards_list = NULL;
-    PlanOptions po = {NULL, NULL};
-    Flag flags[16 + PLAN_FLAG_COUNT + MODEL_FLAG_COUNT] = {
+    ComputeOptions po = {NULL, NULL, NULL};
+    Flag flags[16 + COMPUTE_FLAG_COUNT + MODEL_FLAG_COUNT] = {
         {"state", FLAG_STRING, &state_in, "input state (safetensors)", 0, -1},
         {"views", FLAG_STRING, &views_path, "views [N, 2, B, C, H, W] (npy, float32)", 0, -1},
         {"out", FLAG_STRING, &out_path, "output state (safetensors)", 0, -1},
@@ -54,8 +54,8 @@ int cmd_step(int argc, char **argv) {
         {"shards", FLAG_STRING, &shards_list, "under mpirun: images per rank, comma-separated (equal shards)", 0, -1},
     };
     int nf = 12;
-    plan_flags(flags + nf, &po);
-    nf += PLAN_FLAG_COUNT;
+    compute_flags(flags + nf, &po);
+    nf += COMPUTE_FLAG_COUNT;
     model_flags(flags + nf, &mc);
     nf += MODEL_FLAG_COUNT;
     Err e;
@@ -75,7 +75,8 @@ int cmd_step(int argc, char **argv) {
     }
     threads_set(threads ? threads : dist_default_threads());
     dist_set_timeout(comm_timeout);
-    if (plan_apply(&po, NULL, &e)) {
+    const Backend *be = NULL;
+    if (plan_apply(&po, NULL, &e) || !(be = compute_backend(&po, &e))) {
         fprintf(stderr, "byol step: %s\n", e.msg);
         return 2;
     }
@@ -153,8 +154,9 @@ int cmd_step(int argc, char **argv) {
         npy_free(&views);
         return 1;
     }
+    byol_place(&model, be);
     ByolWork work;
-    byol_work_init(&work, &model, b, C, H, W, &backend_cpu);
+    byol_work_init(&work, &model, b, C, H, W, be);
     byol_work_distribute(&work, &model, sync_bn, B);
     const size_t image = (size_t)C * H * W, step_floats = (size_t)2 * B * image;
     int failed_here = 0;
@@ -163,7 +165,7 @@ int cmd_step(int argc, char **argv) {
         const float *v = views.data + i * step_floats;
         dist_heartbeat(i);
         float loss = byol_step_views(&model, &work, v + (size_t)first * image, v + ((size_t)B + first) * image,
-                                     &sc, &backend_cpu);
+                                     &sc, be);
         printf("step %d loss %.9g\n", i, loss);
         if (fflush(stdout) != 0 || ferror(stdout))
             failed_here = err_set(&e, "cannot write to standard output");

@@ -339,7 +339,8 @@ int cmd_train(int argc, char **argv) {
     if (o.threads == 0) o.threads = dist_default_threads();
     threads_set(o.threads);
     dist_set_timeout(o.comm_timeout);
-    if (plan_apply(&o.plan, NULL, &e)) {
+    const Backend *be = NULL;
+    if (plan_apply(&o.plan, NULL, &e) || !(be = compute_backend(&o.plan, &e))) {
         fprintf(stderr, "byol train: %s\n", e.msg);
         st_close(&resume_st);
         return 2;
@@ -469,13 +470,14 @@ int cmd_train(int argc, char **argv) {
         goto done_model;
     }
     byol_broadcast_state(&model); /* every rank starts from rank 0's bits */
-    byol_work_init(&work, &model, b, ds.channels, S, S, &backend_cpu);
+    byol_place(&model, be); /* checkpoints are the same files on every device */
+    byol_work_init(&work, &model, b, ds.channels, S, S, be);
     byol_work_distribute(&work, &model, o.sync_bn, B);
 
     char mean_s[64], std_s[64];
     snprintf(mean_s, sizeof mean_s, "%.9g %.9g %.9g", ac.mean[0], ac.mean[1], ac.mean[2]);
     snprintf(std_s, sizeof std_s, "%.9g %.9g %.9g", ac.std[0], ac.std[1], ac.std[2]);
-    FeatureConfig fc = {S, {ac.mean[0], ac.mean[1], ac.mean[2]}, {ac.std[0], ac.std[1], ac.std[2]}, 256, 0, 0};
+    FeatureConfig fc = {S, {ac.mean[0], ac.mean[1], ac.mean[2]}, {ac.std[0], ac.std[1], ac.std[2]}, 256, 0, 0, be};
     const int tty = isatty(STDOUT_FILENO);
     printf("byol train: %s %s (%d images, %dx%d, %d ch), %s width %d %s stem, heads %d/%d/%d\n", ds.kind,
            SPLIT_NAMES[split], n_images, S, S, ds.channels, arch_name(o.mc.enc.arch), o.mc.enc.width,
@@ -593,7 +595,7 @@ int cmd_train(int argc, char **argv) {
         if (fault_nan_at(&faults, step + 1)) ((float *)bt.views)[at] = NAN;
         byol_work_set_shard(&work, plan.cut[rank + 1] - plan.cut[rank]);
         const float loss = byol_step_views(&model, &work, bt.views + at, bt.views + (size_t)reach * image + at,
-                                           &sc, &backend_cpu);
+                                           &sc, be);
         shard_plan_update(&plan, rank, work.compute_seconds * (rank == slow_rank ? 3 : 1));
         step++;
         log_images += B;

@@ -101,8 +101,8 @@ int train_flags(Flag *f, TrainOptions *o) {
     };
     memcpy(f + n, own, sizeof own);
     n += (int)ARRAY_LEN(own);
-    plan_flags(f + n, &o->plan);
-    n += PLAN_FLAG_COUNT;
+    compute_flags(f + n, &o->plan);
+    n += COMPUTE_FLAG_COUNT;
     if (n > TRAIN_FLAG_MAX) die("train_flags: %d flags exceed TRAIN_FLAG_MAX", n);
     return n;
 }
@@ -144,7 +144,7 @@ int train_parse(int argc, char **argv, const Flag *flags, int n, TrainOptions *o
 
 FlagScope train_flag_scope(const Flag *f) {
     static const char *const run[] = {"out", "resume", "allow-change", "config", "max-steps", "threads", "workers",
-                                      "comm-timeout", "plan", "plan-cache"};
+                                      "comm-timeout", "plan", "plan-cache", "device"};
     static const char *const monitor[] = {"balance", "eval-every", "eval-bank", "eval-queries", "knn-k", "knn-t",
                                           "knn-before", "knn-after", "log-every", "keep", "ckpt-minutes", "on-nan"};
     for (size_t k = 0; k < ARRAY_LEN(run); k++)

@@ -12,7 +12,11 @@
 #include <stdint.h>
 #include <stdio.h>
 
-typedef struct {
+#ifdef __cplusplus /* src/backend/cuda/ includes this from nvcc's C++ */
+#define _Noreturn [[noreturn]]
+#endif
+
+typedef struct Err {
     char msg[1024];
 } Err;
 

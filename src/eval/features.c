@@ -54,17 +54,29 @@ int extract_features(const ResNet *net, const float *params, const float *buffer
 
     /* The encoder's activations for one batch, planned once (the last batch is padded). */
     ResNetActs acts;
+    const Backend *be = fc->be ? fc->be : &backend_cpu;
     void *mem = NULL, *scratch = NULL;
-    float *x = NULL;
+    float *x = NULL, *x_dev = NULL, *state = NULL;
+    const float *run_params = params, *run_buffers = buffers;
     if (net) {
         Arena a = {NULL, 0, 0};
-        resnet_plan(&acts, net, B, S, S, 0, &a, &backend_cpu);
+        resnet_plan(&acts, net, B, S, S, 0, &a, be);
         size_t act_bytes = a.used;
-        mem = xcalloc(act_bytes + acts.max_scratch + 64, 1, "evaluation activations (lower the batch)");
+        mem = be->alloc(act_bytes + acts.max_scratch + 64, "evaluation activations (lower the batch)");
         Arena real = {(char *)mem, 0, act_bytes + acts.max_scratch + 64};
-        resnet_plan(&acts, net, B, S, S, 0, &real, &backend_cpu);
+        resnet_plan(&acts, net, B, S, S, 0, &real, be);
         scratch = arena_take(&real, acts.max_scratch);
         x = xcalloc((size_t)B * per, sizeof(float), "evaluation batch");
+        x_dev = x;
+        if (!be->host_memory) { /* the encoder's state and the batch on the device */
+            const size_t np = net->param_floats, nb = net->buffer_floats;
+            state = be->alloc((np + nb) * sizeof(float), "the encoder on the device");
+            be->upload(state, params, np * sizeof(float));
+            be->upload(state + np, buffers, nb * sizeof(float));
+            run_params = state;
+            run_buffers = state + np;
+            x_dev = be->alloc((size_t)B * per * sizeof(float), "evaluation batch");
+        }
     }
     /* Decoding and resizing run on all threads, one image each; each thread keeps its own image
      * and resize buffers. The first failure (lowest index) is the one reported. */
@@ -105,11 +117,16 @@ int extract_features(const ResNet *net, const float *params, const float *buffer
         if (fail_at >= 0 || !net) continue;
         if (nb < B) memset(x + (size_t)nb * per, 0, (size_t)(B - nb) * per * sizeof(float));
         /* Evaluation mode reads the running statistics and writes nothing: buffers stay const. */
-        resnet_forward(&backend_cpu, net, params, (float *)buffers, &acts, x, 0, scratch);
-        memcpy(feat + (size_t)b0 * d, acts.features, (size_t)nb * d * sizeof(float));
+        if (x_dev != x) be->upload(x_dev, x, (size_t)B * per * sizeof(float));
+        resnet_forward(be, net, run_params, (float *)run_buffers, &acts, x_dev, 0, scratch);
+        be->download(feat + (size_t)b0 * d, acts.features, (size_t)nb * d * sizeof(float));
     }
     for (int t = 0; t < nt; t++) image_free(&imgs[t]), aug_scratch_free(&as[t]);
-    xfree(imgs), xfree(as), xfree(chw), xfree(x), xfree(mem);
+    xfree(imgs), xfree(as), xfree(chw);
+    if (x_dev != x) be->release(x_dev);
+    if (state) be->release(state);
+    xfree(x);
+    if (mem) be->release(mem);
     if (fail_at >= 0) {
         xfree(feat);
         free(lab);

@@ -20,6 +20,9 @@ typedef struct {
     int batch;      /* images per encoder forward */
     int max_images; /* evenly spaced subset when the split is larger (0: all) */
     int resize;     /* > 0: short side to this (bicubic), then the centred S x S; 0: the largest centred square to S */
+    /* The backend the encoder runs on (NULL: the CPU). A device backend gets its own copy of
+     * the encoder's state and returns the features to the host batch by batch. */
+    const struct Backend *be;
 } FeatureConfig;
 
 /* The preprocessing in words, for reports: "center 224 of short side 256 (bicubic)" or "largest

@@ -32,6 +32,11 @@ void byol_init(Byol *m, const ModelConfig *cfg) {
     store_alloc(&m->target, 0);
 }
 
+void byol_place(Byol *m, const Backend *be) {
+    store_move(&m->online, be);
+    store_move(&m->target, be);
+}
+
 void byol_free(Byol *m) {
     store_free(&m->online);
     store_free(&m->target);
@@ -83,11 +88,14 @@ void byol_work_init(ByolWork *w, const Byol *m, int B, int C, int H, int W, cons
     share_conv_plan();
     if (dist_rank() != 0) work_plan(w, m, &a, be);
     w->bytes = a.used;
-    w->mem = xcalloc(a.used, 1, "activations (lower --batch or --image-size)");
+    w->be = be;
+    w->mem = be->alloc(a.used, "activations (lower --batch or --image-size)");
     Arena real = {(char *)w->mem, 0, a.used};
     work_plan(w, m, &real, be);
-    w->saved_buffers = xmalloc((m->online.n_buffers + m->target.n_buffers) * sizeof(float),
-                               "batch-norm statistics snapshot");
+    w->saved_buffers = be->alloc((m->online.n_buffers + m->target.n_buffers) * sizeof(float),
+                                 "batch-norm statistics snapshot");
+    if (!be->host_memory)
+        w->staging = be->alloc((size_t)B * C * H * W * sizeof(float), "the input views");
     w->bad_tensor = -1;
 }
 
@@ -105,8 +113,11 @@ void byol_work_distribute(ByolWork *w, Byol *m, int sync_bn, int global) {
 
 void byol_work_free(ByolWork *w) {
     gradsync_destroy(w->gsync);
-    xfree(w->mem);
-    xfree(w->saved_buffers);
+    if (w->be) {
+        w->be->release(w->mem);
+        w->be->release(w->saved_buffers);
+        if (w->staging) w->be->release(w->staging);
+    }
     memset(w, 0, sizeof *w);
 }
 
@@ -147,10 +158,15 @@ float byol_step_views(Byol *m, ByolWork *w, const float *view1, const float *vie
     w->enc.hook = w->proj.hook = w->pred.hook = none;
     gradsync_begin(w->gsync);
 
-    for (int v = 0; v < 2; v++) be->nchw_to_nhwc(w->x[v], views[v], B, w->C, w->H, w->W);
+    const size_t view_bytes = (size_t)B * w->C * w->H * w->W * sizeof(float);
+    for (int v = 0; v < 2; v++) { /* views come from the loader in host memory */
+        const float *x = views[v];
+        if (!be->host_memory) be->upload(w->staging, x, view_bytes), x = w->staging;
+        be->nchw_to_nhwc(w->x[v], x, B, w->C, w->H, w->W);
+    }
     be->fill_zero(on->grads, on->n_params);
-    memcpy(w->saved_buffers, on->buffers, on->n_buffers * sizeof(float));
-    memcpy(w->saved_buffers + on->n_buffers, tg->buffers, tg->n_buffers * sizeof(float));
+    be->copy(w->saved_buffers, on->buffers, on->n_buffers * sizeof(float));
+    be->copy(w->saved_buffers + on->n_buffers, tg->buffers, tg->n_buffers * sizeof(float));
     w->refused = 0;
     w->bad_tensor = -1;
 
@@ -203,13 +219,14 @@ float byol_step_views(Byol *m, ByolWork *w, const float *view1, const float *vie
             if (t->role == ROLE_PARAM && be->count_nonfinite(on->grads + t->offset, t->numel) > 0)
                 w->bad_tensor = i;
         }
-        memcpy(on->buffers, w->saved_buffers, on->n_buffers * sizeof(float));
-        memcpy(tg->buffers, w->saved_buffers + on->n_buffers, tg->n_buffers * sizeof(float));
+        be->copy(on->buffers, w->saved_buffers, on->n_buffers * sizeof(float));
+        be->copy(tg->buffers, w->saved_buffers + on->n_buffers, tg->n_buffers * sizeof(float));
         w->refused = 1;
     } else {
         be->lars_update(on->params, on->grads, on->momentum, on->specs, on->n_specs, &sc->lars);
         be->ema_update(tg->params, on->params, tg->n_params, sc->tau);
     }
+    be->sync(); /* the host may read the state (monitors, checkpoints) once the step returns */
     const DistWait after = dist_wait_seconds(0);
     w->compute_seconds = now_seconds() - t_start - (after.bn - waited.bn) - (after.grads - waited.grads);
     return (float)loss;

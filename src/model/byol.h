@@ -30,6 +30,9 @@ typedef struct {
 
 void byol_init(Byol *m, const ModelConfig *cfg); /* builds and allocates (all zeros) */
 void byol_free(Byol *m);
+/* Puts both networks' buffers into backend be's memory (nothing for host-memory backends):
+ * after initialization or loading, before the first step on a device. */
+void byol_place(Byol *m, const Backend *be);
 /* Fresh weights as torchvision/PyTorch initialize them (src/model/init.c); target = online. */
 void byol_init_weights(Byol *m, uint64_t seed);
 
@@ -38,10 +41,12 @@ typedef struct {
     int B, C, H, W;
     int n;      /* images in the next step's shard, <= B (byol_work_set_shard; B at first) */
     int global; /* images in the global batch the shards make up (n in one process) */
+    const Backend *be; /* whose memory mem, saved_buffers and staging are */
     float *mem;
     ResNetActs enc;
     MlpActs proj, pred, target_proj[2]; /* target_proj[v].out = z_v */
     float *x[2];                        /* the two views, NHWC */
+    float *staging;                     /* a device backend's copy of a view as it comes (NCHW) */
     float *dp, *dz, *dr, *dfeat;        /* head gradients */
     float *g[3];                        /* encoder backward buffers */
     void *scratch;                      /* kernel scratch (im2col tiles, BN partial sums) */

@@ -103,6 +103,8 @@ void resnet_build(ResNet *net, const EncoderConfig *cfg, ParamStore *s, const ch
         }
     }
     net->out_dim = cin;
+    net->param_floats = s->n_params;
+    net->buffer_floats = s->n_buffers;
 }
 
 /* ---- activation plan ---- */

@@ -65,6 +65,9 @@ typedef struct {
     Block blocks[RESNET_MAX_BLOCKS];
     int n_blocks;
     int out_dim;
+    /* Where the encoder's tensors end in its store's params and buffers regions (it is built
+     * first, from offset 0): the floats a copy of the encoder alone needs. */
+    size_t param_floats, buffer_floats;
 } ResNet;
 
 /* Registers the encoder's tensors under `prefix` (e.g. "online.encoder.") and fills `net`. */

@@ -3,13 +3,17 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "../backend/backend.h"
 #include "../core/common.h"
 
 void store_init(ParamStore *s) { memset(s, 0, sizeof *s); }
 
 void store_free(ParamStore *s) {
     xfree(s->specs);
-    xfree(s->mem);
+    if (s->home)
+        s->home->release(s->mem);
+    else
+        xfree(s->mem);
     store_init(s);
 }
 
@@ -45,6 +49,26 @@ size_t store_add(ParamStore *s, const char *prefix, const char *name, TensorRole
 void store_alloc(ParamStore *s, int trained) {
     size_t total = s->n_params * (trained ? 3 : 1) + s->n_buffers;
     s->mem = xcalloc(total ? total : 1, sizeof(float), "network parameters");
+    s->params = s->mem;
+    s->grads = trained ? s->params + s->n_params : NULL;
+    s->momentum = trained ? s->grads + s->n_params : NULL;
+    s->buffers = s->params + s->n_params * (trained ? 3 : 1);
+}
+
+static size_t store_floats(const ParamStore *s) {
+    return s->n_params * (s->grads ? 3 : 1) + s->n_buffers;
+}
+
+void store_move(ParamStore *s, const Backend *be) {
+    if (be->host_memory || s->home == be || !s->mem) return;
+    if (s->home) die("internal: store_move between two device backends");
+    const size_t bytes = (store_floats(s) ? store_floats(s) : 1) * sizeof(float);
+    float *moved = be->alloc(bytes, "network parameters");
+    be->upload(moved, s->mem, bytes);
+    const int trained = s->grads != NULL;
+    xfree(s->mem);
+    s->mem = moved;
+    s->home = be;
     s->params = s->mem;
     s->grads = trained ? s->params + s->n_params : NULL;
     s->momentum = trained ? s->grads + s->n_params : NULL;

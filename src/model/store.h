@@ -17,6 +17,7 @@ typedef struct {
     int n_specs, cap_specs;
     size_t n_params, n_buffers; /* floats in each region */
     float *mem;                 /* the one allocation */
+    const struct Backend *home; /* whose memory mem is (store_move); NULL: the host's */
     float *params, *grads, *momentum, *buffers; /* grads/momentum NULL when not trained */
 } ParamStore;
 
@@ -27,8 +28,13 @@ void store_free(ParamStore *s);
 size_t store_add(ParamStore *s, const char *prefix, const char *name, TensorRole role,
                  TensorLayout layout, int ndim, const int64_t *shape);
 
-/* Allocates the regions (zeroed). `trained` adds the grads and momentum regions. */
+/* Allocates the regions (zeroed) in host memory. `trained` adds the grads and momentum regions. */
 void store_alloc(ParamStore *s, int trained);
+/* Moves the allocation, as it is, into backend be's memory (one copy; nothing for a backend that
+ * computes in host memory). A CUDA backend's memory is managed memory: the host may still read
+ * and write it, after be->sync(). */
+struct Backend;
+void store_move(ParamStore *s, const struct Backend *be);
 
 /* A copy of the first n_specs tensors of src under another name prefix (`from` replaced by
  * `to`), with the same offsets: the target network mirrors the online one this way. */
