@@ -349,6 +349,87 @@ static void test_lars_matches_reference(void) {
     free(p0), free(g), free(v0), free(pa), free(va), free(pb), free(vb), free(pc), free(vc), free(da), free(db);
 }
 
+/* ---- bf16 ---- */
+
+/* Reference rounding: the nearest bf16 by search over the two neighbours, ties to even. */
+static float bf16_nearest(float x) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    uint32_t lo = u & 0xffff0000u, hi = lo + 0x10000u;
+    float fl, fh;
+    memcpy(&fl, &lo, 4);
+    memcpy(&fh, &hi, 4);
+    double dl = fabs((double)x - fl), dh = fabs((double)fh - x);
+    if (dl < dh) return fl;
+    if (dh < dl) return fh;
+    return ((lo >> 16) & 1) ? fh : fl; /* a tie: the even one */
+}
+
+static void test_bf16_rounding(void) {
+    TestRng r = {50};
+    int bad = 0;
+    for (int i = 0; i < 100000; i++) {
+        float x = (float)(rng_normal(&r) * pow(10.0, (int)(rng_uniform(&r) * 20) - 10));
+        if (i % 7 == 0) { /* exact ties: the 16 low bits 0x8000 */
+            uint32_t u;
+            memcpy(&u, &x, 4);
+            u = (u & 0xffff0000u) | 0x8000u;
+            memcpy(&x, &u, 4);
+        }
+        float got = bf16_to_f32(f32_to_bf16(x)), want = bf16_nearest(x);
+        bad += memcmp(&got, &want, 4) != 0;
+    }
+    CHECK(bad == 0, "%d of 100000 values rounded off the nearest (ties to even)", bad);
+    CHECK(isnan(bf16_to_f32(f32_to_bf16(NAN))), "NaN stays NaN");
+    CHECK(bf16_to_f32(f32_to_bf16(INFINITY)) == INFINITY && bf16_to_f32(f32_to_bf16(-INFINITY)) == -INFINITY, "infinities");
+    CHECK(bf16_to_f32(f32_to_bf16(3.4e38f)) == INFINITY, "past bf16's largest: infinity");
+    CHECK(bf16_to_f32(f32_to_bf16(1.0f + 1.0f / 256)) == 1.0f, "1 + 2^-8 ties to 1 (even)");
+    CHECK(bf16_to_f32(f32_to_bf16(1.0f + 3.0f / 256)) == 1.0f + 4.0f / 256, "1 + 3*2^-8 ties up to 1 + 2^-6");
+}
+
+/* Convolutions and GEMMs in bf16 against fp32: random operands give outputs whose rounding is
+ * well conditioned, so the error is that of bf16 itself (2^-9 = 2e-3 per operand and per
+ * rounded result): above 2e-4 (it rounded) and below 1e-2. */
+static void test_bf16_layers(void) {
+    const size_t cap = 1 << 16;
+    EMU->set_bf16(1);
+    for (int k = 0; k < 3; k++) {
+        ConvShape s = k == 0 ? conv_shape(4, 8, 8, 16, 24, 3, 1, 1) : k == 1 ? conv_shape(4, 8, 8, 16, 24, 1, 1, 0)
+                                                                          : conv_shape(4, 9, 9, 16, 24, 3, 2, 1);
+        const size_t ni = (size_t)s.B * s.H * s.W * s.Cin, no = (size_t)s.B * s.Ho * s.Wo * s.Cout;
+        const size_t nw = (size_t)s.Cout * s.K * s.K * s.Cin;
+        float *x = randn(ni, 60, 1.0f), *w = randn(nw, 61, 0.1f), *dy = randn(no, 62, 1.0f);
+        float *sc = xcalloc(EMU->conv2d_plan(&s, CONV_PASSES_ALL) + cap, 4, "t");
+        float *oa = xmalloc(no * 4, "t"), *ob = xmalloc(no * 4, "t");
+        EMU->conv2d_forward(oa, x, w, &s, sc);
+        REF->conv2d_forward(ob, x, w, &s, NULL);
+        double e1 = rel_err(oa, ob, no);
+        float *ga = xcalloc(nw, 4, "t"), *gb = xcalloc(nw, 4, "t"), *ia = xmalloc(ni * 4, "t"), *ib = xmalloc(ni * 4, "t");
+        EMU->conv2d_backward_weight(ga, dy, x, &s, sc);
+        REF->conv2d_backward_weight(gb, dy, x, &s, NULL);
+        EMU->conv2d_backward_data(ia, dy, w, &s, sc);
+        REF->conv2d_backward_data(ib, dy, w, &s, NULL);
+        double e2 = rel_err(ga, gb, nw), e3 = rel_err(ia, ib, ni);
+        printf("     bf16 conv %dx%d/%d: forward %.2e, weight gradient %.2e, input gradient %.2e\n", s.K, s.K,
+               s.stride, e1, e2, e3);
+        CHECK(e1 > 2e-4 && e1 < 1e-2 && e2 > 2e-4 && e2 < 1e-2 && e3 > 2e-4 && e3 < 1e-2,
+              "conv %d: %.2e %.2e %.2e", k, e1, e2, e3);
+        free(x), free(w), free(dy), free(sc), free(oa), free(ob), free(ga), free(gb), free(ia), free(ib);
+    }
+    const int B = 64, In = 96, Out = 80;
+    float *x = randn((size_t)B * In, 63, 1.0f), *w = randn((size_t)Out * In, 64, 0.1f), *bias = randn(Out, 65, 0.1f);
+    float *ya = xmalloc(B * Out * 4, "t"), *yb = xmalloc(B * Out * 4, "t");
+    EMU->linear_forward(ya, x, w, bias, B, In, Out);
+    REF->linear_forward(yb, x, w, bias, B, In, Out);
+    double e = rel_err(ya, yb, (size_t)B * Out);
+    printf("     bf16 linear forward %.2e\n", e);
+    CHECK(e > 2e-4 && e < 1e-2, "linear: %.2e", e);
+    EMU->set_bf16(0);
+    EMU->linear_forward(ya, x, w, bias, B, In, Out);
+    CHECK(rel_err(ya, yb, (size_t)B * Out) < 1e-6, "set_bf16(0) is fp32 again");
+    free(x), free(w), free(bias), free(ya), free(yb);
+}
+
 int main(void) {
     RUN(test_emulator_exposes_races);
     RUN(test_emulator_covers_the_grid);
@@ -360,5 +441,7 @@ int main(void) {
     RUN(test_linear_and_1x1_conv);
     RUN(test_loss_matches_reference);
     RUN(test_lars_matches_reference);
+    RUN(test_bf16_rounding);
+    RUN(test_bf16_layers);
     return test_finish();
 }

@@ -30,6 +30,10 @@ typedef struct Backend {
     void (*upload)(void *dst, const void *host_src, size_t bytes);
     void (*download)(void *host_dst, const void *src, size_t bytes);
     void (*sync)(void);
+    /* GPU backends: 1 runs convolutions and GEMMs on bf16 copies of their operands, accumulating
+     * in fp32 (the rest of the step, the master weights, gradients, optimizer state and batch-norm
+     * statistics stay fp32); 0 is fp32 throughout. NULL: fp32 only (cpu, reference). */
+    void (*set_bf16)(int on);
 
     /* Chooses the kernels of a convolution shape for the passes given (a set of
      * 1 << CONV_PASS_*; the CPU backend's planner may time them) and returns the scratch

@@ -15,6 +15,7 @@
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "../nn/nn.h"
 #include "grid.h"
@@ -47,6 +48,54 @@ HOST_DEVICE_FN int gpu_bn_chunks(int M) {
         PHASE_BEGIN if (tid < half_) s[tid] += s[tid + half_];   \
         PHASE_END                                                \
     }
+
+/* ---- bfloat16: the operands of convolutions and GEMMs under --precision bf16 ----
+ * Round to nearest even, as the GPU's conversion instructions and PyTorch do; a NaN stays a
+ * (quiet) NaN, and values past bf16's largest become infinities. */
+HOST_DEVICE_FN uint16_t f32_to_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40u);
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return (uint16_t)(u >> 16);
+}
+
+HOST_DEVICE_FN float bf16_to_f32(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+KERNEL(k_to_bf16, uint16_t *out, const float *in, size_t n) {
+    THREADS_BEGIN
+    size_t i = GLOBAL_ID;
+    if (i < n) out[i] = f32_to_bf16(in[i]);
+    THREADS_END
+}
+
+KERNEL(k_from_bf16, float *out, const uint16_t *in, size_t n) {
+    THREADS_BEGIN
+    size_t i = GLOBAL_ID;
+    if (i < n) out[i] = bf16_to_f32(in[i]);
+    THREADS_END
+}
+
+/* dst += a bf16 partial (a weight gradient computed in bf16, added to the fp32 one). */
+KERNEL(k_accumulate_bf16, float *dst, const uint16_t *src, size_t n) {
+    THREADS_BEGIN
+    size_t i = GLOBAL_ID;
+    if (i < n) dst[i] += bf16_to_f32(src[i]);
+    THREADS_END
+}
+
+/* x rounded to bf16 and kept as float (the emulator's stand-in for a bf16 copy). */
+KERNEL(k_round_bf16, float *out, const float *in, size_t n) {
+    THREADS_BEGIN
+    size_t i = GLOBAL_ID;
+    if (i < n) out[i] = bf16_to_f32(f32_to_bf16(in[i]));
+    THREADS_END
+}
 
 /* ---- elementwise ---- */
 

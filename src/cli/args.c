@@ -28,6 +28,9 @@ void compute_flags(Flag *f, ComputeOptions *o) {
                   "file of measured plans, keyed by CPU, threads and build, or none (~/.cache/byol/conv-plans.txt)",
                   0, -1};
     f[2] = (Flag){"device", FLAG_STRING, &o->device, "cpu, or cuda / cuda:N for a CUDA GPU (cpu)", 0, -1};
+    f[3] = (Flag){"precision", FLAG_STRING, &o->precision,
+                  "fp32, or bf16: convolutions and GEMMs on bf16 copies, the rest fp32 (GPU only; bf16 on a GPU, "
+                  "else fp32)", 0, -1};
 }
 
 const Backend *compute_backend(const ComputeOptions *o, Err *e) {
@@ -37,7 +40,20 @@ const Backend *compute_backend(const ComputeOptions *o, Err *e) {
                    "built yet; run one process, or --device cpu", device);
         return NULL;
     }
-    return backend_for_device(device, e);
+    const char *precision = o->precision;
+    if (precision && strcmp(precision, "fp32") != 0 && strcmp(precision, "bf16") != 0) {
+        err_set(e, "--precision %.64s: not a precision (fp32 or bf16)", precision);
+        return NULL;
+    }
+    const Backend *be = backend_for_device(device, e);
+    if (!be) return NULL;
+    const int bf16 = precision ? strcmp(precision, "bf16") == 0 : be->set_bf16 != NULL;
+    if (bf16 && !be->set_bf16) {
+        err_set(e, "--precision bf16 runs on a GPU only (--device cuda); the CPU computes in fp32");
+        return NULL;
+    }
+    if (be->set_bf16) be->set_bf16(bf16);
+    return be;
 }
 
 int plan_apply(const ComputeOptions *o, int *report, Err *e) {

@@ -47,16 +47,18 @@ void flag_copy_value(const Flag *to, const Flag *from);
  * encoder: --plan measure|fixed (measure) and --plan-cache FILE|none (~/.cache/byol/...). */
 typedef struct {
     const char *mode, *cache;
-    const char *device; /* --device cpu|cuda[:N] (cpu) */
+    const char *device;    /* --device cpu|cuda[:N] (cpu) */
+    const char *precision; /* --precision fp32|bf16 (bf16 on a GPU, fp32 on the CPU) */
 } ComputeOptions;
-enum { COMPUTE_FLAG_COUNT = 3 };
+enum { COMPUTE_FLAG_COUNT = 4 };
 void compute_flags(Flag *out, ComputeOptions *o);
 /* Sets the planner's mode and reads its cache; after threads_set (the cache is per thread
  * count). With `report` non-NULL the command also takes --plan report (byol bench): measure
  * every shape afresh, the cache only written, and *report says whether it was given. */
 int plan_apply(const ComputeOptions *o, int *report, Err *e);
-/* The backend --device names (src/backend/backend.h), opened; NULL with e set when it cannot
- * be had (no CUDA in this build, no GPU, an index out of range). */
+/* The backend --device names (src/backend/backend.h), opened and set to --precision; NULL with
+ * e set when it cannot be had (no CUDA in this build, no GPU, an index out of range, bf16 on the
+ * CPU). */
 const Backend *compute_backend(const ComputeOptions *o, Err *e);
 
 /* The model flags every command shares, appended to a command's table. */

@@ -71,7 +71,7 @@ int cmd_bench(int argc, char **argv) {
     int batch = 64, size = 32, steps = 10, threads = 0;
     float comm_timeout = 300;
     int sync_bn = 1, balance = 0;
-    ComputeOptions po = {NULL, NULL, NULL};
+    ComputeOptions po = {NULL, NULL, NULL, NULL};
     Flag flags[8 + COMPUTE_FLAG_COUNT + MODEL_FLAG_COUNT] = {
         {"batch", FLAG_INT, &batch, "images per step (64)", 2, 1 << 16},
         {"image-size", FLAG_INT, &size, "view height and width (32)", 1, 4096},

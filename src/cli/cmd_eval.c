@@ -159,7 +159,7 @@ int cmd_eval(int argc, char **argv) {
     int random_init = 0, raw_pixels = 0, k = KNN_DEFAULT_K, threads = 0, seed = 0, bank = 0, queries = 0,
         image_size = 0, probe_iters = 0, eval_resize = 0;
     float T = KNN_DEFAULT_T, probe_l2 = -1;
-    ComputeOptions po = {NULL, NULL, NULL};
+    ComputeOptions po = {NULL, NULL, NULL, NULL};
     Flag flags[32 + COMPUTE_FLAG_COUNT + MODEL_FLAG_COUNT];
     int nf = 0;
     flags[nf++] = (Flag){"ckpt", FLAG_STRING, &ckpt, "checkpoint file, or a run folder (its newest)", 0, -1};
@@ -400,7 +400,7 @@ int cmd_embed(int argc, char **argv) {
     DataOptions dopt;
     data_options_default(&dopt);
     int threads = 0, eval_resize = 0;
-    ComputeOptions po = {NULL, NULL, NULL};
+    ComputeOptions po = {NULL, NULL, NULL, NULL};
     Flag flags[8 + COMPUTE_FLAG_COUNT + MODEL_FLAG_COUNT] = {
         {"ckpt", FLAG_STRING, &ckpt, "checkpoint file, or a run folder (its newest)", 0, -1},
         {"data", FLAG_STRING, &dopt.data, "dataset path (the checkpoint's)", 0, -1},

@@ -38,7 +38,7 @@ int cmd_step(int argc, char **argv) {
     float comm_timeout = 300;
     int sync_bn = 1;
     const char *shards_list = NULL;
-    ComputeOptions po = {NULL, NULL, NULL};
+    ComputeOptions po = {NULL, NULL, NULL, NULL};
     Flag flags[16 + COMPUTE_FLAG_COUNT + MODEL_FLAG_COUNT] = {
         {"state", FLAG_STRING, &state_in, "input state (safetensors)", 0, -1},
         {"views", FLAG_STRING, &views_path, "views [N, 2, B, C, H, W] (npy, float32)", 0, -1},

@@ -144,7 +144,7 @@ int train_parse(int argc, char **argv, const Flag *flags, int n, TrainOptions *o
 
 FlagScope train_flag_scope(const Flag *f) {
     static const char *const run[] = {"out", "resume", "allow-change", "config", "max-steps", "threads", "workers",
-                                      "comm-timeout", "plan", "plan-cache", "device"};
+                                      "comm-timeout", "plan", "plan-cache", "device", "precision"};
     static const char *const monitor[] = {"balance", "eval-every", "eval-bank", "eval-queries", "knn-k", "knn-t",
                                           "knn-before", "knn-after", "log-every", "keep", "ckpt-minutes", "on-nan"};
     for (size_t k = 0; k < ARRAY_LEN(run); k++)

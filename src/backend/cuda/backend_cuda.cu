@@ -2,8 +2,10 @@
  * convolutions) through cuBLASLt, the other convolutions through cuDNN in NHWC (byol.c's NHWC
  * activations and OHWI weights are cuDNN's NHWC and KRSC), all on one stream.
  *
- * Precision: fp32 throughout, with TF32 off (cuBLASLt's CUBLAS_COMPUTE_32F, cuDNN's FMA math),
- * so that a step matches the CPU's within the step tests' tolerances.
+ * Precision: fp32 with TF32 off (cuBLASLt's CUBLAS_COMPUTE_32F, cuDNN's FMA math), so that a
+ * step matches the CPU's within the step tests' tolerances; or (set_bf16) convolutions and GEMMs
+ * on bf16 copies of their operands on the tensor cores, accumulating in fp32, with everything
+ * else fp32: the master weights, gradients, optimizer state and batch-norm statistics.
  * Determinism: our kernels reduce in fixed orders; cuDNN's algorithms are chosen once per shape
  * among its deterministic ones; cuBLASLt's GEMMs repeat on the same GPU.
  * Memory: the backend's allocations are CUDA managed memory preferring the GPU. The training
@@ -31,6 +33,7 @@ static size_t g_workspace_bytes;
 static const size_t GEMM_WORKSPACE = (size_t)32 << 20;
 
 static cudaStream_t cuda_stream(void) { return g_stream; }
+#include "../gpu_kernels.h"
 
 #define CUDA_OK(call)                                                                          \
     do {                                                                                       \
@@ -141,11 +144,34 @@ static void *plat_aux(size_t bytes) {
     return g_aux;
 }
 
+/* bf16 copies of operands, carved from the backend's scratch (valid within one entry). */
+static uint16_t *bf16_operands(const float **src, const size_t *n, int count, uint16_t **out) {
+    size_t total = 0;
+    for (int i = 0; i < count; i++) total += (n[i] + 63) & ~(size_t)63;
+    uint16_t *at = (uint16_t *)plat_aux(total * sizeof(uint16_t));
+    for (int i = 0; i < count; i++) {
+        out[i] = at;
+        if (src[i]) LAUNCH(k_to_bf16, blocks_for(n[i]), 1, GPU_THREADS, at, src[i], n[i]);
+        at += (n[i] + 63) & ~(size_t)63;
+    }
+    return out[0];
+}
+
 /* Row-major C[M,N] = alpha op(A) op(B) + beta C (sgemm's contract). cuBLASLt is column-major:
  * a row-major X is the column-major X^T, so it computes C^T = op(B)^T op(A)^T, with B as its
- * first operand. CUBLAS_COMPUTE_32F: fp32 FMAs, no TF32. */
-static void plat_gemm(int ta, int tb, int M, int N, int K, float alpha, const float *A, int lda,
-                      const float *B, int ldb, float beta, float *C, int ldc) {
+ * first operand. CUBLAS_COMPUTE_32F: fp32 FMAs, no TF32; with bf16, A and B are bf16 copies
+ * (tensor cores) and C stays fp32. */
+static void plat_gemm(int bf16, int ta, int tb, int M, int N, int K, float alpha, const float *A,
+                      int lda, const float *B, int ldb, float beta, float *C, int ldc) {
+    const void *a = A, *b = B;
+    if (bf16) {
+        const float *src[2] = {A, B};
+        const size_t n[2] = {(size_t)(ta ? K : M) * lda, (size_t)(tb ? N : K) * ldb};
+        uint16_t *conv[2];
+        bf16_operands(src, n, 2, conv);
+        a = conv[0], b = conv[1];
+    }
+    const cudaDataType_t in_type = bf16 ? CUDA_R_16BF : CUDA_R_32F;
     cublasLtMatmulDesc_t op;
     cublasLtMatrixLayout_t la, lb, lc;
     cublasOperation_t opa = tb ? CUBLAS_OP_T : CUBLAS_OP_N, opb = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -153,8 +179,8 @@ static void plat_gemm(int ta, int tb, int M, int N, int K, float alpha, const fl
     LT_OK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof opa));
     LT_OK(cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof opb));
     /* stored shapes (rows x cols, column-major) of the operands as cuBLASLt sees them */
-    LT_OK(cublasLtMatrixLayoutCreate(&la, CUDA_R_32F, tb ? K : N, tb ? N : K, ldb));
-    LT_OK(cublasLtMatrixLayoutCreate(&lb, CUDA_R_32F, ta ? M : K, ta ? K : M, lda));
+    LT_OK(cublasLtMatrixLayoutCreate(&la, in_type, tb ? K : N, tb ? N : K, ldb));
+    LT_OK(cublasLtMatrixLayoutCreate(&lb, in_type, ta ? M : K, ta ? K : M, lda));
     LT_OK(cublasLtMatrixLayoutCreate(&lc, CUDA_R_32F, N, M, ldc));
     cublasLtMatmulPreference_t pref;
     LT_OK(cublasLtMatmulPreferenceCreate(&pref));
@@ -163,8 +189,8 @@ static void plat_gemm(int ta, int tb, int M, int N, int K, float alpha, const fl
     cublasLtMatmulHeuristicResult_t h;
     int found = 0;
     LT_OK(cublasLtMatmulAlgoGetHeuristic(g_lt, op, la, lb, lc, lc, pref, 1, &h, &found));
-    if (found < 1) die("cuBLASLt: no algorithm for a %dx%dx%d GEMM", M, N, K);
-    LT_OK(cublasLtMatmul(g_lt, op, &alpha, B, la, A, lb, &beta, C, lc, C, lc, &h.algo, g_workspace,
+    if (found < 1) die("cuBLASLt: no algorithm for a %dx%dx%d GEMM%s", M, N, K, bf16 ? " in bf16" : "");
+    LT_OK(cublasLtMatmul(g_lt, op, &alpha, b, la, a, lb, &beta, C, lc, C, lc, &h.algo, g_workspace,
                          g_workspace_bytes, g_stream));
     cublasLtMatmulPreferenceDestroy(pref);
     cublasLtMatrixLayoutDestroy(la);
@@ -177,6 +203,7 @@ static void plat_gemm(int ta, int tb, int M, int N, int K, float alpha, const fl
 
 typedef struct {
     ConvShape shape;
+    int bf16; /* the operands' type: fp32, or bf16 with fp32 accumulation on tensor cores */
     cudnnTensorDescriptor_t x, y;
     cudnnFilterDescriptor_t w;
     cudnnConvolutionDescriptor_t conv;
@@ -190,29 +217,32 @@ enum { MAX_CONV_PLANS = 256 };
 static ConvPlan g_plans[MAX_CONV_PLANS];
 static int g_n_plans;
 
-static ConvPlan *plan_find(const ConvShape *s) {
+static ConvPlan *plan_find(const ConvShape *s, int bf16) {
     for (int i = 0; i < g_n_plans; i++)
-        if (!memcmp(&g_plans[i].shape, s, sizeof *s)) return &g_plans[i];
+        if (g_plans[i].bf16 == bf16 && !memcmp(&g_plans[i].shape, s, sizeof *s)) return &g_plans[i];
     return NULL;
 }
 
-static ConvPlan *plan_descriptors(const ConvShape *s) {
-    ConvPlan *p = plan_find(s);
+static ConvPlan *plan_descriptors(const ConvShape *s, int bf16) {
+    ConvPlan *p = plan_find(s, bf16);
     if (p) return p;
     if (g_n_plans == MAX_CONV_PLANS) die("cuDNN: more than %d convolution shapes", MAX_CONV_PLANS);
     p = &g_plans[g_n_plans++];
     memset(p, 0, sizeof *p);
     p->shape = *s;
+    p->bf16 = bf16;
+    const cudnnDataType_t t = bf16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
     DNN_OK(cudnnCreateTensorDescriptor(&p->x));
     DNN_OK(cudnnCreateTensorDescriptor(&p->y));
     DNN_OK(cudnnCreateFilterDescriptor(&p->w));
     DNN_OK(cudnnCreateConvolutionDescriptor(&p->conv));
-    DNN_OK(cudnnSetTensor4dDescriptor(p->x, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, s->B, s->Cin, s->H, s->W));
-    DNN_OK(cudnnSetTensor4dDescriptor(p->y, CUDNN_TENSOR_NHWC, CUDNN_DATA_FLOAT, s->B, s->Cout, s->Ho, s->Wo));
-    DNN_OK(cudnnSetFilter4dDescriptor(p->w, CUDNN_DATA_FLOAT, CUDNN_TENSOR_NHWC, s->Cout, s->Cin, s->K, s->K));
+    DNN_OK(cudnnSetTensor4dDescriptor(p->x, CUDNN_TENSOR_NHWC, t, s->B, s->Cin, s->H, s->W));
+    DNN_OK(cudnnSetTensor4dDescriptor(p->y, CUDNN_TENSOR_NHWC, t, s->B, s->Cout, s->Ho, s->Wo));
+    DNN_OK(cudnnSetFilter4dDescriptor(p->w, t, CUDNN_TENSOR_NHWC, s->Cout, s->Cin, s->K, s->K));
     DNN_OK(cudnnSetConvolution2dDescriptor(p->conv, s->pad, s->pad, s->stride, s->stride, 1, 1,
                                            CUDNN_CROSS_CORRELATION, CUDNN_DATA_FLOAT));
-    DNN_OK(cudnnSetConvolutionMathType(p->conv, CUDNN_FMA_MATH)); /* fp32: no TF32 */
+    /* fp32: FMA math, no TF32; bf16: tensor cores, fp32 accumulation */
+    DNN_OK(cudnnSetConvolutionMathType(p->conv, bf16 ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH));
     return p;
 }
 
@@ -229,8 +259,8 @@ static ConvPlan *plan_descriptors(const ConvShape *s) {
         workspace_reserve((perf)[k_].memory);                                                 \
     } while (0)
 
-static size_t plat_conv_plan(const ConvShape *s, unsigned passes) {
-    ConvPlan *p = plan_descriptors(s);
+static size_t plat_conv_plan(const ConvShape *s, unsigned passes, int bf16) {
+    ConvPlan *p = plan_descriptors(s, bf16);
     int n = 0;
     if ((passes & CONV_PASSES_FORWARD) && !(p->planned & CONV_PASSES_FORWARD)) {
         cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
@@ -254,42 +284,78 @@ static size_t plat_conv_plan(const ConvShape *s, unsigned passes) {
     return 0; /* the library's workspace is the backend's own */
 }
 
-static ConvPlan *plan_for(const ConvShape *s, unsigned pass) {
-    ConvPlan *p = plan_find(s);
-    if (!p || !(p->planned & pass)) plat_conv_plan(s, pass), p = plan_find(s);
+static ConvPlan *plan_for(const ConvShape *s, unsigned pass, int bf16) {
+    ConvPlan *p = plan_find(s, bf16);
+    if (!p || !(p->planned & pass)) plat_conv_plan(s, pass, bf16), p = plan_find(s, bf16);
     return p;
 }
 
 static const float ONE = 1.0f, ZERO = 0.0f;
 
+static size_t in_floats(const ConvShape *s) { return (size_t)s->B * s->H * s->W * s->Cin; }
+static size_t out_floats(const ConvShape *s) { return (size_t)s->B * s->Ho * s->Wo * s->Cout; }
+static size_t weight_floats(const ConvShape *s) { return (size_t)s->Cout * s->K * s->K * s->Cin; }
+
+/* With bf16, the operands are converted into the scratch (x, w, y), cuDNN runs on them, and
+ * the result comes back to fp32: an activation or input gradient converted, a weight gradient
+ * added to the fp32 one. */
 static void plat_conv_forward(float *out, const float *in, const float *weight, const ConvShape *s,
-                              float *scratch) {
+                              float *scratch, int bf16) {
     (void)scratch;
-    ConvPlan *p = plan_for(s, CONV_PASSES_FORWARD);
-    DNN_OK(cudnnConvolutionForward(g_dnn, &ONE, p->x, in, p->w, weight, p->conv, p->fwd, g_workspace,
-                                   g_workspace_bytes, &ZERO, p->y, out));
+    ConvPlan *p = plan_for(s, CONV_PASSES_FORWARD, bf16);
+    if (!bf16) {
+        DNN_OK(cudnnConvolutionForward(g_dnn, &ONE, p->x, in, p->w, weight, p->conv, p->fwd, g_workspace,
+                                       g_workspace_bytes, &ZERO, p->y, out));
+        return;
+    }
+    const float *src[3] = {in, weight, NULL};
+    const size_t n[3] = {in_floats(s), weight_floats(s), out_floats(s)};
+    uint16_t *h[3];
+    bf16_operands(src, n, 3, h);
+    DNN_OK(cudnnConvolutionForward(g_dnn, &ONE, p->x, h[0], p->w, h[1], p->conv, p->fwd, g_workspace,
+                                   g_workspace_bytes, &ZERO, p->y, h[2]));
+    LAUNCH(k_from_bf16, blocks_for(n[2]), 1, GPU_THREADS, out, (const uint16_t *)h[2], n[2]);
 }
 
 static void plat_conv_backward_data(float *din, const float *dout, const float *weight,
-                                    const ConvShape *s, float *scratch) {
+                                    const ConvShape *s, float *scratch, int bf16) {
     (void)scratch;
-    ConvPlan *p = plan_for(s, CONV_PASSES_DATA);
-    DNN_OK(cudnnConvolutionBackwardData(g_dnn, &ONE, p->w, weight, p->y, dout, p->conv, p->data,
-                                        g_workspace, g_workspace_bytes, &ZERO, p->x, din));
+    ConvPlan *p = plan_for(s, CONV_PASSES_DATA, bf16);
+    if (!bf16) {
+        DNN_OK(cudnnConvolutionBackwardData(g_dnn, &ONE, p->w, weight, p->y, dout, p->conv, p->data,
+                                            g_workspace, g_workspace_bytes, &ZERO, p->x, din));
+        return;
+    }
+    const float *src[3] = {dout, weight, NULL};
+    const size_t n[3] = {out_floats(s), weight_floats(s), in_floats(s)};
+    uint16_t *h[3];
+    bf16_operands(src, n, 3, h);
+    DNN_OK(cudnnConvolutionBackwardData(g_dnn, &ONE, p->w, h[1], p->y, h[0], p->conv, p->data, g_workspace,
+                                        g_workspace_bytes, &ZERO, p->x, h[2]));
+    LAUNCH(k_from_bf16, blocks_for(n[2]), 1, GPU_THREADS, din, (const uint16_t *)h[2], n[2]);
 }
 
-/* Accumulates into dweight (beta = 1), as every backend's weight gradient does. */
+/* Accumulates into dweight (beta = 1 in fp32), as every backend's weight gradient does. */
 static void plat_conv_backward_weight(float *dweight, const float *dout, const float *in,
-                                      const ConvShape *s, float *scratch) {
+                                      const ConvShape *s, float *scratch, int bf16) {
     (void)scratch;
-    ConvPlan *p = plan_for(s, CONV_PASSES_WEIGHT);
-    DNN_OK(cudnnConvolutionBackwardFilter(g_dnn, &ONE, p->x, in, p->y, dout, p->conv, p->filter,
-                                          g_workspace, g_workspace_bytes, &ONE, p->w, dweight));
+    ConvPlan *p = plan_for(s, CONV_PASSES_WEIGHT, bf16);
+    if (!bf16) {
+        DNN_OK(cudnnConvolutionBackwardFilter(g_dnn, &ONE, p->x, in, p->y, dout, p->conv, p->filter,
+                                              g_workspace, g_workspace_bytes, &ONE, p->w, dweight));
+        return;
+    }
+    const float *src[3] = {in, dout, NULL};
+    const size_t n[3] = {in_floats(s), out_floats(s), weight_floats(s)};
+    uint16_t *h[3];
+    bf16_operands(src, n, 3, h);
+    DNN_OK(cudnnConvolutionBackwardFilter(g_dnn, &ONE, p->x, h[0], p->y, h[1], p->conv, p->filter, g_workspace,
+                                          g_workspace_bytes, &ZERO, p->w, h[2]));
+    LAUNCH(k_accumulate_bf16, blocks_for(n[2]), 1, GPU_THREADS, dweight, (const uint16_t *)h[2], n[2]);
 }
 
 #define GPU_API extern "C"
 #define GPU_FN(name) cuda_##name
-#include "../gpu_kernels.h"
 #include "../gpu_backend.inc"
 
 extern "C" const Backend backend_cuda = {
