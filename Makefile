@@ -172,7 +172,7 @@ FEATURES += tsan
 endif
 
 # ---- sources ----
-LIB_SRC := $(wildcard src/core/*.c src/backend/*.c src/nn/*.c src/model/*.c src/optim/*.c src/io/*.c src/data/*.c src/eval/*.c src/dist/*.c)
+LIB_SRC := $(wildcard src/core/*.c src/backend/*.c src/nn/*.c src/model/*.c src/optim/*.c src/io/*.c src/data/*.c src/eval/*.c src/dist/*.c src/train/*.c)
 CLI_SRC := $(wildcard src/cli/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)

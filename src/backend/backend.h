@@ -107,6 +107,15 @@ struct Err;
 int cuda_backend_open(int index, struct Err *e);
 #endif
 
+/* Where and how a command computes: how the convolution kernels are chosen (src/nn/conv_plan.h)
+ * and on which device, in which precision (the --plan, --plan-cache, --device and --precision
+ * flags; NULL: the default). */
+typedef struct {
+    const char *mode, *cache;
+    const char *device;    /* cpu|cuda[:N] (cpu) */
+    const char *precision; /* fp32|bf16 (bf16 on a GPU, fp32 on the CPU) */
+} ComputeOptions;
+
 /* The backend of a --device value: "cpu", "cuda" or "cuda:N", and "gpu-emulator" (the CUDA
  * backend's kernels on the CPU, for tests; slow). NULL with the reason in e (this build has no
  * CUDA, no GPU is visible, N is out of range). Opening a CUDA device happens here, once. */

@@ -43,13 +43,9 @@ const char *flag_value_string(const Flag *fl, char *buf, size_t cap);
 /* Copies the value of `from` into `to`'s destination (two tables of the same flags). */
 void flag_copy_value(const Flag *to, const Flag *from);
 
-/* How the convolution kernels are chosen (src/nn/conv_plan.h), for every command that runs the
- * encoder: --plan measure|fixed (measure) and --plan-cache FILE|none (~/.cache/byol/...). */
-typedef struct {
-    const char *mode, *cache;
-    const char *device;    /* --device cpu|cuda[:N] (cpu) */
-    const char *precision; /* --precision fp32|bf16 (bf16 on a GPU, fp32 on the CPU) */
-} ComputeOptions;
+/* ComputeOptions (src/backend/backend.h) as flags, for every command that runs the encoder:
+ * --plan measure|fixed (measure), --plan-cache FILE|none (~/.cache/byol/...), --device and
+ * --precision. */
 enum { COMPUTE_FLAG_COUNT = 4 };
 void compute_flags(Flag *out, ComputeOptions *o);
 /* Sets the planner's mode and reads its cache; after threads_set (the cache is per thread

@@ -10,47 +10,6 @@ static const char *TRAIN_USAGE =
     "Pretrains an encoder with BYOL. Runs with no flags on Debian's Fashion-MNIST with a CPU-sized\n"
     "model. Settings can also come from --config FILE (one 'flag = value' per line).";
 
-/* The defaults: a model and recipe sized for a 2-core CPU and 15 minutes on Fashion-MNIST.
- * Measured there (full evaluation, 60,000-image bank): kNN 76.2% against 72.9% for the
- * untrained encoder, linear probe 80.4% against 74.0%. With the paper's weight decay (1e-5)
- * and 1024/128 heads the projections collapsed to rank 4 within 50 steps and kNN did not
- * improve (73.0%). */
-void train_options_default(TrainOptions *o) {
-    memset(o, 0, sizeof *o);
-    model_config_default(&o->mc);
-    o->mc.enc.width = 8;
-    o->mc.proj_hidden = 512;
-    o->mc.proj_dim = 64;
-    o->mc.pred_hidden = 512;
-    data_options_default(&o->data);
-    o->epochs = 6;
-    o->batch = 128;
-    o->seed = 0;
-    o->eval_every = 1;
-    o->keep = 3;
-    o->log_every = 10;
-    o->workers = 0;
-    o->threads = 0;
-    o->knn_k = 200;
-    o->knn_t = 0.1f;
-    o->eval_bank = 10000;
-    o->eval_queries = 10000;
-    o->knn_before = 1;
-    o->knn_after = 1;
-    o->base_lr = 1.0f;
-    o->weight_decay = 5e-4f;
-    o->momentum = 0.9f;
-    o->lars_eta = 0.02f;
-    o->pred_lr_mult = 1;
-    o->tau_base = 0.99f;
-    o->warmup_epochs = NAN; /* unset (and so is -1, which older checkpoints saved): 10 epochs, at most 10% of the run */
-    o->warmup_frac = NAN;   /* unset: with --time-budget, 10% of it */
-    o->ckpt_minutes = 10;
-    o->comm_timeout = 300;
-    o->sync_bn = 1;
-    o->on_nan = "stop";
-}
-
 int train_flags(Flag *f, TrainOptions *o) {
     train_options_default(o);
     int n = 0;

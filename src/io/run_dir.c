@@ -146,3 +146,11 @@ int run_dir_set_aside_newer(const char *dir, int64_t step, char *aside, size_t c
     snprintf(dropped, sizeof dropped, "%s/metrics.jsonl", aside);
     return metrics_drop_after(metrics, step, dropped, e) < 0 ? -1 : moved;
 }
+
+/* The folder a file path is in ("." for a bare name). */
+void path_folder(const char *path, char *dir, size_t cap) {
+    snprintf(dir, cap, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash) *slash = 0;
+    else snprintf(dir, cap, ".");
+}

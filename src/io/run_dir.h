@@ -35,4 +35,7 @@ int run_dir_set_aside_newer(const char *dir, int64_t step, char *aside, size_t c
  * a missing file is 0. */
 int metrics_drop_after(const char *path, int64_t step, const char *dropped_path, Err *e);
 
+/* The folder a file path is in ("." for a bare name). */
+void path_folder(const char *path, char *dir, size_t cap);
+
 #endif

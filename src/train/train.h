@@ -1,0 +1,55 @@
+/* The training loop as a library: resume, data, the step loop, checkpoints, the monitors and
+ * signals of one BYOL run, for every command that trains (byol train; the lab's variants).
+ * The options are plain values: the flags that fill them are src/cli/train_opts.c. */
+#ifndef BYOL_TRAIN_H
+#define BYOL_TRAIN_H
+
+#include "../backend/backend.h"
+#include "../data/data_options.h"
+#include "../io/checkpoint.h"
+#include "../io/safetensors.h"
+#include "../model/byol.h"
+
+typedef struct {
+    ModelConfig mc;
+    DataOptions data;
+    int epochs, batch, seed, eval_every, keep, log_every, workers, threads, max_steps;
+    int knn_k, eval_bank, eval_queries, knn_before, knn_after, split_unlabeled, sync_bn, balance, allow_change;
+    float base_lr, pred_lr_mult, weight_decay, momentum, lars_eta, tau_base, warmup_epochs, warmup_frac, time_budget, knn_t,
+        ckpt_minutes, comm_timeout;
+    const char *out, *resume, *config, *on_nan;
+    ComputeOptions plan;
+    int skip_nonfinite; /* --on-nan skip */
+    int out_given, out_default, in_channels_given, stem_given;
+    char data_buf[4096]; /* --data made absolute */
+    char out_buf[4096];
+} TrainOptions;
+
+/* The defaults: a model and recipe sized for a 2-core CPU and 15 minutes on Fashion-MNIST. */
+void train_options_default(TrainOptions *o);
+
+/* What the caller has set up before the run. */
+typedef struct {
+    const Backend *be; /* opened, with its precision set (compute_backend) */
+    /* --resume: the checkpoint, opened and its metadata read (the caller closes it); a fresh
+     * run: ckpt_path "" and resume_st NULL, meta all zeros. */
+    const char *ckpt_path;
+    const Safetensors *resume_st;
+    const CkptMeta *meta;
+    /* The configuration text the run saves (config.txt, every checkpoint), asked for once the
+     * run has filled its figures into the options (image size, stem, warm-up); malloc'ed. */
+    char *(*config_text)(void *ctx);
+    void *config_ctx;
+} TrainSetup;
+
+typedef struct {
+    int64_t step;     /* the step the run ended at */
+    double final_knn; /* kNN top-1 after training, or -1 (none measured) */
+} TrainResult;
+
+/* Runs (or resumes) the training o describes, printing its progress, writing its folder
+ * (o->out). Returns the exit status: 0, 1 (an error, said in one line on stderr), or 128 + the
+ * signal that stopped it (the run is saved and resumable). */
+int train_run(TrainOptions *o, const TrainSetup *s, TrainResult *result);
+
+#endif
