@@ -233,6 +233,60 @@ static void test_time_budget(void) {
     free(m);
 }
 
+/* Whether a safetensors file holds a tensor whose name contains `part`. */
+static int has_tensor(const char *path, const char *part) {
+    Safetensors st;
+    Err e;
+    if (st_open(&st, path, &e)) return -1;
+    int found = 0;
+    for (int i = 0; i < st.n_entries; i++) found |= strstr(st.entries[i].name, part) != NULL;
+    st_close(&st);
+    return found;
+}
+
+/* The collapse lab's variants as flags of byol train: no predictor with the target equal to the
+ * online network (tau 0, constant), and heads without batch norm. Each trains, saves a
+ * checkpoint of its own shape, resumes, and evaluates. */
+static void test_ablation_flags(void) {
+    char a[4096], ckpt[1200];
+    snprintf(a, sizeof a, "train %s --out %s/nopred --no-predictor --tau-base 0 --tau-schedule constant --max-steps 4 "
+                          "--knn-before 0", TINY, TEST_TMP);
+    int st = byol(a);
+    char *err = slurp_text("err");
+    CHECK(st == 0, "--no-predictor: exit %d: %s", st, err);
+    free(err);
+    char *cfg = slurp_text("nopred/config.txt");
+    CHECK(strstr(cfg, "no-predictor = 1") && strstr(cfg, "tau-schedule = constant") && strstr(cfg, "tau-base = 0"),
+          "the variant is saved: %s", cfg);
+    free(cfg);
+    char *m = slurp_text("nopred/metrics.jsonl");
+    CHECK(count_lines(m, "\"tau\": 0,") == count_lines(m, "\"tau\"") && count_lines(m, "\"tau\"") >= 2,
+          "tau 0 at every logged step: %s", m);
+    free(m);
+    snprintf(a, sizeof a, "%s/nopred", TEST_TMP);
+    last_ckpt(a, ckpt, sizeof ckpt);
+    CHECK(has_tensor(ckpt, "predictor.") == 0 && has_tensor(ckpt, "online.projector.3.weight") == 1,
+          "no predictor tensors in %s", ckpt);
+    snprintf(a, sizeof a, "train --resume %s/nopred --max-steps 6", TEST_TMP);
+    CHECK(byol(a) == 0, "the variant resumes");
+    snprintf(a, sizeof a, "eval --ckpt %s/nopred --eval-bank 100 --eval-queries 50 --probe-iters 20", TEST_TMP);
+    CHECK(byol(a) == 0, "and evaluates");
+
+    snprintf(a, sizeof a, "train %s --out %s/nobn --head-bn 0 --max-steps 2 --knn-before 0 --knn-after 0", TINY, TEST_TMP);
+    CHECK(byol(a) == 0, "--head-bn 0 trains");
+    snprintf(a, sizeof a, "%s/nobn", TEST_TMP);
+    last_ckpt(a, ckpt, sizeof ckpt);
+    CHECK(has_tensor(ckpt, "projector.1.") == 0 && has_tensor(ckpt, "online.projector.2.weight") == 1 &&
+              has_tensor(ckpt, "predictor.2.bias") == 1,
+          "heads Linear-ReLU-Linear (names 0 and 2) in %s", ckpt);
+
+    snprintf(a, sizeof a, "train %s --out %s/badtau --tau-schedule linear", TINY, TEST_TMP);
+    st = byol(a);
+    err = slurp_text("err");
+    CHECK(st == 2 && strstr(err, "--tau-schedule linear") && count_lines(err, "\n") == 1, "exit %d: %s", st, err);
+    free(err);
+}
+
 int main(void) {
     test_tmpdir("test_train");
     extract_cifar_subset(DATA, sizeof DATA);
@@ -244,5 +298,6 @@ int main(void) {
     RUN(test_eval_export_embed);
     RUN(test_train_bad_input);
     RUN(test_time_budget);
+    RUN(test_ablation_flags);
     return test_finish();
 }

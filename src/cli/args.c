@@ -71,6 +71,7 @@ int plan_apply(const ComputeOptions *o, int *report, Err *e) {
 static const char *type_hint(FlagType t) {
     switch (t) {
     case FLAG_INT: return " N";
+    case FLAG_SWITCH: return "";
     case FLAG_FLOAT: return " X";
     case FLAG_STRING: return " VALUE";
     case FLAG_ARCH: return " NAME";
@@ -92,6 +93,11 @@ static int set_value(const Flag *fl, const char *v, Err *e) {
     char *end;
     errno = 0;
     switch (fl->type) {
+    case FLAG_SWITCH:
+        if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0)
+            return err_set(e, "--%s: '%s' is not 0 or 1 (the bare flag means 1)", fl->name, v);
+        *(int *)fl->dst = v[0] == '1';
+        return 0;
     case FLAG_INT: {
         long x = strtol(v, &end, 10);
         if (*v == 0 || *end || errno)
@@ -186,7 +192,7 @@ int flags_parse(int argc, char **argv, const Flag *flags, int n, const char *usa
             if (near) return err_set(e, "unknown flag '%.*s' (did you mean --%s? see --help)", (int)len + 2, a, near->name);
             return err_set(e, "unknown flag '%.*s' (see --help)", (int)len + 2, a);
         }
-        const char *v = eq ? eq + 1 : (i + 1 < argc ? argv[++i] : NULL);
+        const char *v = eq ? eq + 1 : fl->type == FLAG_SWITCH ? "1" : (i + 1 < argc ? argv[++i] : NULL);
         if (!v) return err_set(e, "--%s needs a value", fl->name);
         if (set_value(fl, v, e)) return -1;
     }
@@ -283,7 +289,8 @@ int flags_parse_file(const char *path, const Flag *flags, int n, Err *e) {
 const char *flag_value_string(const Flag *fl, char *buf, size_t cap) {
     if (!buf || !cap) return NULL;
     switch (fl->type) {
-    case FLAG_INT: snprintf(buf, cap, "%d", *(const int *)fl->dst); break;
+    case FLAG_INT:
+    case FLAG_SWITCH: snprintf(buf, cap, "%d", *(const int *)fl->dst); break;
     case FLAG_FLOAT: { /* the shortest text that reads back as the same float */
         const float x = *(const float *)fl->dst;
         for (int digits = 6; digits <= 9; digits++) {
@@ -306,7 +313,8 @@ const char *flag_value_string(const Flag *fl, char *buf, size_t cap) {
 
 void flag_copy_value(const Flag *to, const Flag *from) {
     switch (to->type) {
-    case FLAG_INT: *(int *)to->dst = *(const int *)from->dst; break;
+    case FLAG_INT:
+    case FLAG_SWITCH: *(int *)to->dst = *(const int *)from->dst; break;
     case FLAG_FLOAT: *(float *)to->dst = *(const float *)from->dst; break;
     case FLAG_STRING: *(const char **)to->dst = *(const char *const *)from->dst; break;
     case FLAG_ARCH: *(Arch *)to->dst = *(const Arch *)from->dst; break;

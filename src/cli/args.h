@@ -6,7 +6,9 @@
 #include "../core/common.h"
 #include "../model/byol.h"
 
-typedef enum { FLAG_INT, FLAG_FLOAT, FLAG_STRING, FLAG_ARCH, FLAG_STEM } FlagType;
+/* FLAG_SWITCH: an int set to 1 by the bare flag (--no-predictor), or to 0/1 by --flag=0|1 and in a
+ * saved configuration. */
+typedef enum { FLAG_INT, FLAG_FLOAT, FLAG_STRING, FLAG_ARCH, FLAG_STEM, FLAG_SWITCH } FlagType;
 
 typedef struct {
     const char *name; /* without the leading "--" */

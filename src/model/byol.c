@@ -15,6 +15,8 @@ void model_config_default(ModelConfig *c) {
     c->proj_hidden = 4096;
     c->proj_dim = 256;
     c->pred_hidden = 4096;
+    c->no_predictor = 0;
+    c->head_bn = 1;
 }
 
 void byol_init(Byol *m, const ModelConfig *cfg) {
@@ -22,11 +24,12 @@ void byol_init(Byol *m, const ModelConfig *cfg) {
     m->cfg = *cfg;
     store_init(&m->online);
     resnet_build(&m->encoder, &cfg->enc, &m->online, "online.encoder.");
-    mlp_build(&m->projector, m->encoder.out_dim, cfg->proj_hidden, cfg->proj_dim, &m->online,
-              "online.projector.");
+    mlp_build(&m->projector, m->encoder.out_dim, cfg->proj_hidden, cfg->proj_dim, cfg->head_bn,
+              &m->online, "online.projector.");
     int n_target_specs = m->online.n_specs;
-    mlp_build(&m->predictor, cfg->proj_dim, cfg->pred_hidden, cfg->proj_dim, &m->online,
-              "predictor.");
+    if (!cfg->no_predictor)
+        mlp_build(&m->predictor, cfg->proj_dim, cfg->pred_hidden, cfg->proj_dim, cfg->head_bn, &m->online,
+                  "predictor.");
     store_init_mirror(&m->target, &m->online, n_target_specs, "online.", "target.");
     store_alloc(&m->online, 1);
     store_alloc(&m->target, 0);
@@ -48,7 +51,7 @@ static void work_plan(ByolWork *w, const Byol *m, Arena *a, const Backend *be) {
     resnet_plan(&w->enc, &m->encoder, B, w->H, w->W, 1, a, be);
     size_t scratch = w->enc.max_scratch;
     scratch = MAX(scratch, mlp_plan(&w->proj, &m->projector, B, a, be));
-    scratch = MAX(scratch, mlp_plan(&w->pred, &m->predictor, B, a, be));
+    if (!m->cfg.no_predictor) scratch = MAX(scratch, mlp_plan(&w->pred, &m->predictor, B, a, be));
     mlp_plan(&w->target_proj[0], &m->projector, B, a, be);
     mlp_plan(&w->target_proj[1], &m->projector, B, a, be);
     w->x[0] = arena_floats(a, view);
@@ -189,18 +192,23 @@ float byol_step_views(Byol *m, ByolWork *w, const float *view1, const float *vie
         resnet_forward(be, &m->encoder, on->params, on->buffers, &w->enc, w->x[v], 1, w->scratch);
         mlp_forward(be, &m->projector, on->params, on->buffers, &w->proj, w->enc.features, 1,
                     w->scratch);
-        mlp_forward(be, &m->predictor, on->params, on->buffers, &w->pred, w->proj.out, 1,
-                    w->scratch);
+        /* without a predictor (an ablation) the projection is the prediction */
+        const int pred = !m->cfg.no_predictor;
+        if (pred)
+            mlp_forward(be, &m->predictor, on->params, on->buffers, &w->pred, w->proj.out, 1,
+                        w->scratch);
         if (v == 1 && w->gsync) { /* the gradients become final during this backward */
             const GradHook h = {grads_ready, w->gsync};
             w->enc.hook = w->proj.hook = w->pred.hook = h;
         }
-        loss += be->cosine_loss_forward(w->pred.out, z, B, m->cfg.proj_dim);
-        be->cosine_loss_backward(w->dp, w->pred.out, z, B, m->cfg.proj_dim, dloss);
-        mlp_backward(be, &m->predictor, on->params, on->grads, &w->pred, w->proj.out, w->dp,
-                     w->dr, w->dz, w->scratch);
-        mlp_backward(be, &m->projector, on->params, on->grads, &w->proj, w->enc.features, w->dz,
-                     w->dr, w->dfeat, w->scratch);
+        const float *p = pred ? w->pred.out : w->proj.out;
+        loss += be->cosine_loss_forward(p, z, B, m->cfg.proj_dim);
+        be->cosine_loss_backward(w->dp, p, z, B, m->cfg.proj_dim, dloss);
+        if (pred)
+            mlp_backward(be, &m->predictor, on->params, on->grads, &w->pred, w->proj.out, w->dp,
+                         w->dr, w->dz, w->scratch);
+        mlp_backward(be, &m->projector, on->params, on->grads, &w->proj, w->enc.features,
+                     pred ? w->dz : w->dp, w->dr, w->dfeat, w->scratch);
         resnet_backward(be, &m->encoder, on->params, on->grads, &w->enc, w->x[v], w->dfeat, w->g,
                         w->scratch);
     }

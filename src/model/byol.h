@@ -17,6 +17,9 @@
 typedef struct {
     EncoderConfig enc;
     int proj_hidden, proj_dim, pred_hidden;
+    /* Ablations (the collapse lab): no_predictor 1 makes the projection itself the prediction
+     * (BYOL without its predictor); head_bn 0 drops the batch norm of both heads. */
+    int no_predictor, head_bn;
 } ModelConfig;
 
 void model_config_default(ModelConfig *c);

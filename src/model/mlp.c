@@ -13,9 +13,14 @@ static Linear add_linear(ParamStore *s, const char *prefix, const char *name, in
     return l;
 }
 
-void mlp_build(Mlp *m, int in, int hidden, int out, ParamStore *s, const char *prefix) {
+void mlp_build(Mlp *m, int in, int hidden, int out, int bn, ParamStore *s, const char *prefix) {
     int64_t shape[1] = {hidden};
     m->fc1 = add_linear(s, prefix, "0", in, hidden);
+    m->has_bn = bn;
+    if (!bn) {
+        m->fc2 = add_linear(s, prefix, "2", hidden, out);
+        return;
+    }
     m->bn.c = hidden;
     m->bn.gamma = store_add(s, prefix, "1.weight", ROLE_PARAM, LAYOUT_PLAIN, 1, shape);
     m->bn.beta = store_add(s, prefix, "1.bias", ROLE_PARAM, LAYOUT_PLAIN, 1, shape);
@@ -40,7 +45,9 @@ void mlp_forward(const Backend *be, const Mlp *m, const float *params, float *bu
                  const float *in, int train, void *scratch) {
     const int B = a->B, H = m->fc1.out;
     be->linear_forward(a->h, in, params + m->fc1.weight, params + m->fc1.bias, B, m->fc1.in, H);
-    if (train)
+    if (!m->has_bn)
+        be->relu_forward(a->r, a->h, (size_t)B * H);
+    else if (train)
         be->batchnorm_forward_train(a->r, a->mean, a->invstd, buffers + m->bn.mean,
                                     buffers + m->bn.var, a->h, params + m->bn.gamma,
                                     params + m->bn.beta, NULL, 1, B, H, BN_MOMENTUM, BN_EPS,
@@ -59,8 +66,11 @@ void mlp_backward(const Backend *be, const Mlp *m, const float *params, float *g
     const int B = a->B, H = m->fc1.out;
     be->linear_backward(dr, grads + m->fc2.weight, grads + m->fc2.bias, dout, a->r,
                         params + m->fc2.weight, B, H, m->fc2.out);
-    be->batchnorm_backward(dr, grads + m->bn.gamma, grads + m->bn.beta, dr, a->r, a->h, a->mean,
-                           a->invstd, params + m->bn.gamma, B, H, a->sync, (double *)scratch);
+    if (!m->has_bn)
+        be->relu_backward(dr, dr, a->r, (size_t)B * H);
+    else
+        be->batchnorm_backward(dr, grads + m->bn.gamma, grads + m->bn.beta, dr, a->r, a->h, a->mean,
+                               a->invstd, params + m->bn.gamma, B, H, a->sync, (double *)scratch);
     be->linear_backward(din, grads + m->fc1.weight, grads + m->fc1.bias, dr, in,
                         params + m->fc1.weight, B, m->fc1.in, H);
     if (a->hook.ready) a->hook.ready(a->hook.ctx, m->fc1.weight); /* fc1 is the head's first */

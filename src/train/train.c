@@ -66,6 +66,7 @@ void train_options_default(TrainOptions *o) {
     o->comm_timeout = 300;
     o->sync_bn = 1;
     o->on_nan = "stop";
+    o->tau_schedule = "cosine";
 }
 
 static volatile sig_atomic_t g_signal;
@@ -302,6 +303,11 @@ int train_run(TrainOptions *o, const TrainSetup *s, TrainResult *result) {
     int64_t start_step = o->resume ? meta->step : 0;
     long n_skipped = o->resume ? meta->skipped : 0; /* steps refused for non-finite values, over the whole run */
     double final_knn = -1;
+    const int tau_constant = strcmp(o->tau_schedule, "constant") == 0;
+    if (!tau_constant && strcmp(o->tau_schedule, "cosine") != 0) {
+        fprintf(stderr, "byol train: --tau-schedule %.64s: neither cosine nor constant\n", o->tau_schedule);
+        return 2;
+    }
     /* A resumed run runs the kernels the checkpoint's run chose: each choice rounds differently,
      * and with the same kernels and threads the resumed run goes on bit for bit. */
     int replanned = 0;
@@ -544,7 +550,7 @@ int train_run(TrainOptions *o, const TrainSetup *s, TrainResult *result) {
         const long kt = o->time_budget > 0 ? K : total;
         const long kw = o->time_budget > 0 ? (long)(K * warmup_frac) : warmup;
         sc.lars.lr = (float)lr_at_step(kk, kt, kw, lr_peak);
-        sc.tau = (float)tau_at_step(kk, kt, o->tau_base);
+        sc.tau = tau_constant ? o->tau_base : (float)tau_at_step(kk, kt, o->tau_base);
 
         Batch bt = loader_next(loader);
         const size_t at = (size_t)(plan.cut[rank] - reach_first) * image;

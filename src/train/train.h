@@ -18,6 +18,7 @@ typedef struct {
     float base_lr, pred_lr_mult, weight_decay, momentum, lars_eta, tau_base, warmup_epochs, warmup_frac, time_budget, knn_t,
         ckpt_minutes, comm_timeout;
     const char *out, *resume, *config, *on_nan;
+    const char *tau_schedule; /* "cosine" (BYOL's) or "constant" */
     ComputeOptions plan;
     int skip_nonfinite; /* --on-nan skip */
     int out_given, out_default, in_channels_given, stem_given;
