@@ -16,7 +16,11 @@
 /* The tolerances in force: the float32 ones above, or the measured bf16 bounds (below). */
 static double tol_update = TOL_UPDATE, tol_loss = TOL_LOSS;
 
-static const char *FIXTURES[] = {"r18_cifar_rgb", "r50_imagenet_gray"};
+/* The scale a loss's float32 rounding is relative to: the loss, or 1 where it is smaller (a
+ * SimSiam loss, -cos, sits near 0 while its terms are of size 1). */
+static double loss_scale(double loss) { return fabs(loss) > 1.0 ? fabs(loss) : 1.0; }
+
+static const char *FIXTURES[] = {"r18_cifar_rgb", "r50_imagenet_gray", "simsiam_r18_cifar"};
 
 typedef struct {
     char name[64];
@@ -77,12 +81,25 @@ static void fixture_load(Fixture *f, const char *name) {
     f->cfg.proj_hidden = json_int(c, "proj_hidden");
     f->cfg.proj_dim = json_int(c, "proj_dim");
     f->cfg.pred_hidden = json_int(c, "pred_hidden");
+    const cJSON *method = cJSON_GetObjectItemCaseSensitive(c, "method"), *layers = cJSON_GetObjectItemCaseSensitive(c, "proj_layers");
+    if (cJSON_IsString(method) && method_parse(method->valuestring, &f->cfg.method)) {
+        printf("FATAL %s: bad method\n", name);
+        exit(2);
+    }
+    f->cfg.proj_layers = cJSON_IsNumber(layers) ? layers->valueint : 0;
+    model_config_resolve(&f->cfg);
     cJSON_Delete(c);
     f->sc.lars.lr = (float)meta_num(&f->expected, "lr");
     f->sc.lars.weight_decay = (float)meta_num(&f->expected, "weight_decay");
     f->sc.lars.momentum = (float)meta_num(&f->expected, "momentum");
     f->sc.lars.eta = (float)meta_num(&f->expected, "lars_eta");
-    f->sc.lars.mult_from = 0, f->sc.lars.lr_mult = 1; /* the fixtures: one rate for all */
+    f->sc.lars.mult_from = 0, f->sc.lars.lr_mult = 1; /* BYOL's fixtures: one rate for all */
+    const char *opt = st_meta(&f->expected, "optimizer");
+    if (opt && strcmp(opt, "sgd") == 0) { /* SimSiam's: SGD, the predictor at pred_lr (run_fixture) */
+        f->sc.lars.sgd = 1;
+        f->sc.lars.tail_absolute = 1;
+        f->sc.lars.lr_mult = (float)meta_num(&f->expected, "pred_lr");
+    }
     f->sc.tau = (float)meta_num(&f->expected, "tau");
     f->steps = (int)meta_num(&f->expected, "steps");
     const char *l = st_meta(&f->expected, "losses");
@@ -111,11 +128,13 @@ static void run_fixture(const Fixture *f, Byol *m, const Backend *be, float *los
         printf("FATAL %s\n", e.msg);
         exit(2);
     }
+    StepConfig sc = f->sc;
+    if (sc.lars.tail_absolute) sc.lars.mult_from = m->pred_from;
     const int64_t *s = f->views.shape;
     ByolWork w;
     byol_work_init(&w, m, (int)s[2], (int)s[3], (int)s[4], (int)s[5], be);
     size_t per_step = (size_t)2 * s[2] * s[3] * s[4] * s[5];
-    for (int i = 0; i < f->steps; i++) losses[i] = byol_step(m, &w, f->views.data + i * per_step, &f->sc, be);
+    for (int i = 0; i < f->steps; i++) losses[i] = byol_step(m, &w, f->views.data + i * per_step, &sc, be);
     byol_work_free(&w);
 }
 
@@ -169,7 +188,7 @@ static void check_fixture(const char *name, const Backend *be) {
     float losses[16];
     run_fixture(&f, &m, be, losses);
     for (int i = 0; i < f.steps; i++)
-        CHECK(fabs(losses[i] - f.losses[i]) <= tol_loss * fabs(f.losses[i]), "%s step %d: loss %.9g, PyTorch %.9g",
+        CHECK(fabs(losses[i] - f.losses[i]) <= tol_loss * loss_scale(f.losses[i]), "%s step %d: loss %.9g, PyTorch %.9g",
               name, i, losses[i], f.losses[i]);
     Err e;
     char path[600];
@@ -191,6 +210,14 @@ static void check_fixture(const char *name, const Backend *be) {
 
 static void test_step_resnet18_cifar_matches_pytorch(void) { check_fixture(FIXTURES[0], &backend_cpu); }
 static void test_step_resnet50_imagenet_matches_pytorch(void) { check_fixture(FIXTURES[1], &backend_cpu); }
+/* SimSiam (--method simsiam): no target network, the detached z from the online forward, the
+ * halved -cos loss, SGD with the predictor at its own rate. */
+static void test_step_simsiam_matches_pytorch(void) {
+    check_fixture(FIXTURES[2], &backend_cpu);
+    check_fixture(FIXTURES[2], &backend_ref);
+    check_fixture(FIXTURES[2], &backend_gpu_emu);
+}
+
 static void test_step_naive_backend_matches_pytorch(void) {
     check_fixture(FIXTURES[0], &backend_ref);
     check_fixture(FIXTURES[1], &backend_ref);
@@ -222,7 +249,7 @@ static void test_step_gpu_bf16_within_bounds(void) {
     float *views = xmalloc(n * sizeof(float), "t");
     TestRng r = {5};
     fill_normal(&r, views, n, 1.0f);
-    StepConfig sc = {{0.1f, 1e-5f, 0.9f, 0.02f, 0, 1.0f}, 0.99f};
+    StepConfig sc = {{0.1f, 1e-5f, 0.9f, 0.02f, 0, 1.0f, 0, 0}, 0.99f};
     Byol m[2], init;
     float loss[2];
     for (int k = 0; k < 2; k++) {
@@ -334,10 +361,13 @@ static void cli_step_check(const char *name, const char *device) {
     snprintf(cmd, sizeof cmd,
              "%s step --state %s/step_%s.state.safetensors --views %s/step_%s.views.npy --out %s "
              "--arch %s --width %d --stem %s --in-channels %d --proj-hidden %d --proj-dim %d --pred-hidden %d "
-             "--lr %.9g --weight-decay %.9g --momentum %.9g --lars-eta %.9g --tau %.9g --threads 2 --device %s --precision fp32 > %s 2>&1",
+             "--lr %.9g --weight-decay %.9g --momentum %.9g --lars-eta %.9g --tau %.9g --threads 2 --device %s --precision fp32 "
+             "--method %s --proj-layers %d --optimizer %s --pred-lr %.9g > %s 2>&1",
              byol, fixture_dir(), f.name, fixture_dir(), f.name, out, arch_name(c->enc.arch), c->enc.width,
              stem_name(c->enc.stem), c->enc.in_channels, c->proj_hidden, c->proj_dim, c->pred_hidden,
-             f.sc.lars.lr, f.sc.lars.weight_decay, f.sc.lars.momentum, f.sc.lars.eta, f.sc.tau, device, log);
+             f.sc.lars.lr, f.sc.lars.weight_decay, f.sc.lars.momentum, f.sc.lars.eta, f.sc.tau, device,
+             method_name(c->method), c->proj_layers, f.sc.lars.sgd ? "sgd" : "lars",
+             f.sc.lars.tail_absolute ? f.sc.lars.lr_mult : f.sc.lars.lr, log);
     int rc = system(cmd);
     CHECK(rc == 0, "byol step exited %d: %s", rc, cmd);
     FILE *lf = fopen(log, "r");
@@ -347,7 +377,7 @@ static void cli_step_check(const char *name, const char *device) {
         int i;
         double loss;
         if (sscanf(line, "step %d loss %lf", &i, &loss) == 2 && i == seen && i < f.steps) {
-            CHECK(fabs(loss - f.losses[i]) <= tol_loss * fabs(f.losses[i]), "printed loss %d: %.9g vs %.9g", i, loss, f.losses[i]);
+            CHECK(fabs(loss - f.losses[i]) <= tol_loss * loss_scale(f.losses[i]), "printed loss %d: %.9g vs %.9g", i, loss, f.losses[i]);
             seen++;
         }
     }
@@ -369,6 +399,7 @@ static void cli_step_check(const char *name, const char *device) {
 
 static void test_cli_step_matches_pytorch(void) {
     cli_step_check(FIXTURES[0], "cpu");
+    cli_step_check(FIXTURES[2], "cpu"); /* byol step --method simsiam */
     cli_step_check(FIXTURES[0], "gpu-emulator"); /* the GPU path's step, end to end */
 }
 
@@ -377,7 +408,7 @@ static void test_cli_step_matches_pytorch(void) {
 static void test_cli_step_on_the_test_device(void) {
     const char *device = getenv("BYOL_TEST_DEVICE");
     if (device) {
-        for (int i = 0; i < 2; i++) cli_step_check(FIXTURES[i], device);
+        for (int i = 0; i < (int)ARRAY_LEN(FIXTURES); i++) cli_step_check(FIXTURES[i], device);
         return;
     }
     const char *byol = getenv("BYOL") ? getenv("BYOL") : "./byol";
@@ -405,6 +436,7 @@ int main(void) {
     threads_set(0);
     RUN(test_step_resnet18_cifar_matches_pytorch);
     RUN(test_step_resnet50_imagenet_matches_pytorch);
+    RUN(test_step_simsiam_matches_pytorch);
     RUN(test_step_naive_backend_matches_pytorch);
     RUN(test_step_gpu_kernels_match_pytorch);
     RUN(test_step_gpu_bf16_within_bounds);

@@ -287,6 +287,39 @@ static void test_ablation_flags(void) {
     free(err);
 }
 
+/* --method simsiam: the method's recipe filled in and saved (SGD at 0.05, a three-layer
+ * projector, a bottleneck predictor), no target network in the checkpoint, resumed, evaluated. */
+static void test_simsiam_trains(void) {
+    char a[4096], ckpt[1200];
+    snprintf(a, sizeof a, "train --data %s --width 4 --proj-hidden 32 --proj-dim 16 --batch 16 --epochs 3 --threads 2 "
+                          "--seed 3 --out %s/simsiam --method simsiam --max-steps 4 --knn-before 0 --eval-bank 64 "
+                          "--eval-queries 32", DATA, TEST_TMP);
+    int st = byol(a);
+    char *err = slurp_text("err"), *out = slurp_text("out");
+    CHECK(st == 0, "exit %d: %s", st, err);
+    CHECK(strstr(out, "byol train: simsiam,") && strstr(out, ", sgd\n"), "the header names the method: %s", out);
+    free(err), free(out);
+    char *cfg = slurp_text("simsiam/config.txt");
+    CHECK(strstr(cfg, "method = simsiam") && strstr(cfg, "optimizer = sgd") && strstr(cfg, "base-lr = 0.05") &&
+              strstr(cfg, "proj-layers = 3") && strstr(cfg, "pred-hidden = 4"),
+          "the resolved recipe is saved: %s", cfg);
+    free(cfg);
+    snprintf(a, sizeof a, "%s/simsiam", TEST_TMP);
+    last_ckpt(a, ckpt, sizeof ckpt);
+    CHECK(has_tensor(ckpt, "target.") == 0 && has_tensor(ckpt, "online.projector.7.running_var") == 1 &&
+              has_tensor(ckpt, "predictor.3.weight") == 1,
+          "no target; projector ends in batch norm (7); %s", ckpt);
+    snprintf(a, sizeof a, "train --resume %s/simsiam --max-steps 6", TEST_TMP);
+    CHECK(byol(a) == 0, "resumes");
+    snprintf(a, sizeof a, "eval --ckpt %s/simsiam --eval-bank 100 --eval-queries 50 --probe-iters 20", TEST_TMP);
+    CHECK(byol(a) == 0, "evaluates");
+    snprintf(a, sizeof a, "train %s --out %s/badopt --optimizer adam", TINY, TEST_TMP);
+    st = byol(a);
+    err = slurp_text("err");
+    CHECK(st == 2 && strstr(err, "--optimizer adam") && count_lines(err, "\n") == 1, "exit %d: %s", st, err);
+    free(err);
+}
+
 int main(void) {
     test_tmpdir("test_train");
     extract_cifar_subset(DATA, sizeof DATA);
@@ -299,5 +332,6 @@ int main(void) {
     RUN(test_train_bad_input);
     RUN(test_time_budget);
     RUN(test_ablation_flags);
+    RUN(test_simsiam_trains);
     return test_finish();
 }

@@ -495,11 +495,11 @@ KERNEL(k_count_nonfinite, unsigned long long *counts, const float *x, size_t n) 
 typedef struct {
     size_t start, end; /* floats of the params region */
     int tensor;        /* index into the per-tensor scale */
-    float lr, wd;      /* this tensor's learning rate and weight decay (0 for no adaptation) */
+    float lr, wd;      /* this tensor's learning rate and weight decay (0: none) */
 } LarsChunk;
 typedef struct {
     int first, count; /* its chunks */
-    int adapt;        /* more than one dimension: weight decay and the trust ratio */
+    int adapt;        /* the trust ratio (LARS, more than one dimension) */
 } LarsTensor;
 
 /* part[2*k], part[2*k+1]: chunk k's sums of p^2 and u^2, u = g + wd*p in float (the CPU's). */

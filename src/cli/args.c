@@ -17,7 +17,9 @@ void model_flags(Flag *f, ModelConfig *c) {
     f[3] = (Flag){"in-channels", FLAG_INT, &c->enc.in_channels, "image channels (3)", 1, 64};
     f[4] = (Flag){"proj-hidden", FLAG_INT, &c->proj_hidden, "projector hidden size (4096)", 1, 1 << 20};
     f[5] = (Flag){"proj-dim", FLAG_INT, &c->proj_dim, "projection size (256)", 1, 1 << 20};
-    f[6] = (Flag){"pred-hidden", FLAG_INT, &c->pred_hidden, "predictor hidden size (4096)", 1, 1 << 20};
+    f[6] = (Flag){"pred-hidden", FLAG_INT, &c->pred_hidden, "predictor hidden size, 0 for the method's (4096)", 0, 1 << 20};
+    f[7] = (Flag){"method", FLAG_METHOD, &c->method, "byol, or simsiam (no EMA target: the online network behind a stop-gradient) (byol)", 0, -1};
+    f[8] = (Flag){"proj-layers", FLAG_INT, &c->proj_layers, "projector Linear layers, 2 or 3; 0 for the method's (byol 2, simsiam 3)", 0, 3};
 }
 
 void compute_flags(Flag *f, ComputeOptions *o) {
@@ -56,6 +58,11 @@ const Backend *compute_backend(const ComputeOptions *o, Err *e) {
     return be;
 }
 
+int model_flags_check(const ModelConfig *c, Err *e) {
+    if (c->proj_layers == 1) return err_set(e, "--proj-layers 1: the projector has 2 or 3 layers (0: the method's)");
+    return 0;
+}
+
 int plan_apply(const ComputeOptions *o, int *report, Err *e) {
     PlanMode m = PLAN_MEASURE;
     const int fresh = report && o->mode && strcmp(o->mode, "report") == 0;
@@ -76,6 +83,7 @@ static const char *type_hint(FlagType t) {
     case FLAG_STRING: return " VALUE";
     case FLAG_ARCH: return " NAME";
     case FLAG_STEM: return " NAME";
+    case FLAG_METHOD: return " NAME";
     }
     return "";
 }
@@ -134,6 +142,10 @@ static int set_value(const Flag *fl, const char *v, Err *e) {
     case FLAG_STEM:
         if (stem_parse(v, (Stem *)fl->dst))
             return err_set(e, "--stem: unknown stem '%s' (cifar, imagenet)", v);
+        return 0;
+    case FLAG_METHOD:
+        if (method_parse(v, (Method *)fl->dst))
+            return err_set(e, "--%s: unknown method '%s' (byol, simsiam)", fl->name, v);
         return 0;
     }
     return -1;
@@ -307,6 +319,7 @@ const char *flag_value_string(const Flag *fl, char *buf, size_t cap) {
     }
     case FLAG_ARCH: snprintf(buf, cap, "%s", arch_name(*(const Arch *)fl->dst)); break;
     case FLAG_STEM: snprintf(buf, cap, "%s", stem_name(*(const Stem *)fl->dst)); break;
+    case FLAG_METHOD: snprintf(buf, cap, "%s", method_name(*(const Method *)fl->dst)); break;
     }
     return buf;
 }
@@ -319,6 +332,7 @@ void flag_copy_value(const Flag *to, const Flag *from) {
     case FLAG_STRING: *(const char **)to->dst = *(const char *const *)from->dst; break;
     case FLAG_ARCH: *(Arch *)to->dst = *(const Arch *)from->dst; break;
     case FLAG_STEM: *(Stem *)to->dst = *(const Stem *)from->dst; break;
+    case FLAG_METHOD: *(Method *)to->dst = *(const Method *)from->dst; break;
     }
 }
 

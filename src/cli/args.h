@@ -8,7 +8,7 @@
 
 /* FLAG_SWITCH: an int set to 1 by the bare flag (--no-predictor), or to 0/1 by --flag=0|1 and in a
  * saved configuration. */
-typedef enum { FLAG_INT, FLAG_FLOAT, FLAG_STRING, FLAG_ARCH, FLAG_STEM, FLAG_SWITCH } FlagType;
+typedef enum { FLAG_INT, FLAG_FLOAT, FLAG_STRING, FLAG_ARCH, FLAG_STEM, FLAG_SWITCH, FLAG_METHOD } FlagType;
 
 typedef struct {
     const char *name; /* without the leading "--" */
@@ -60,7 +60,9 @@ int plan_apply(const ComputeOptions *o, int *report, Err *e);
 const Backend *compute_backend(const ComputeOptions *o, Err *e);
 
 /* The model flags every command shares, appended to a command's table. */
-enum { MODEL_FLAG_COUNT = 7 };
+enum { MODEL_FLAG_COUNT = 9 };
 void model_flags(Flag *out, ModelConfig *cfg);
+/* What the ranges of model_flags cannot say (--proj-layers 1); 0 or -1 with e set. */
+int model_flags_check(const ModelConfig *c, Err *e);
 
 #endif

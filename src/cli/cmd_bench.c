@@ -96,7 +96,7 @@ int cmd_bench(int argc, char **argv) {
     int rc = flags_parse(argc, args, flags, nf, USAGE, &e);
     xfree(args);
     if (rc == 1) return 0;
-    if (rc) return cmd_fail("bench", &e, 2);
+    if (rc || model_flags_check(&mc, &e)) return cmd_fail("bench", &e, 2);
     if ((double)batch * size * size * mc.enc.in_channels > (double)(1L << 31) / 64)
         return err_set(&e, "--batch %d with --image-size %d is too large for one step", batch, size),
                cmd_fail("bench", &e, 2);
@@ -129,7 +129,7 @@ int cmd_bench(int argc, char **argv) {
     float *views = xmalloc(n_views * sizeof(float), "synthetic views");
     Rng key = rng_keyed(1, 2, 3, 4);
     for (size_t i = 0; i < n_views; i++) views[i] = (float)(rng_u01(&key) * 2.0 - 1.0);
-    StepConfig sc = {{0.1f, 1e-5f, 0.9f, 0.02f, 0, 1.0f}, 0.99f};
+    StepConfig sc = {{0.1f, 1e-5f, 0.9f, 0.02f, 0, 1.0f, 0, 0}, 0.99f};
 
     Profile prof;
     const int rank = dist_rank();

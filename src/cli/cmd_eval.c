@@ -41,6 +41,8 @@ static int model_flags_agree(const ModelConfig *ckpt, const ModelConfig *asked, 
         {"proj-hidden", ckpt->proj_hidden, asked->proj_hidden, NULL, NULL},
         {"proj-dim", ckpt->proj_dim, asked->proj_dim, NULL, NULL},
         {"pred-hidden", ckpt->pred_hidden, asked->pred_hidden, NULL, NULL},
+        {"method", ckpt->method, asked->method, method_name(ckpt->method), method_name(asked->method)},
+        {"proj-layers", ckpt->proj_layers, asked->proj_layers, NULL, NULL},
     };
     for (size_t i = 0; i < ARRAY_LEN(cmp); i++) {
         if (flag_given(argc, argv, cmp[i].flag) && cmp[i].a != cmp[i].b) {
@@ -106,7 +108,8 @@ static void ckpt_model_flags(Flag *f, ModelConfig *c, int ckpt_optional) {
     static char help[MODEL_FLAG_COUNT][256];
     const char *what[MODEL_FLAG_COUNT] = {"encoder: resnet18, resnet34 or resnet50", "base width; stages use w, 2w, 4w, 8w",
                                           "cifar (3x3, no max-pool) or imagenet (7x7/2 + max-pool)", "image channels",
-                                          "projector hidden size", "projection size", "predictor hidden size"};
+                                          "projector hidden size", "projection size", "predictor hidden size",
+                                          "byol or simsiam", "projector layers"};
     char dflt[MODEL_FLAG_COUNT][32];
     snprintf(dflt[0], sizeof dflt[0], "%s", arch_name(c->enc.arch));
     snprintf(dflt[1], sizeof dflt[1], "%d", c->enc.width);
@@ -115,6 +118,8 @@ static void ckpt_model_flags(Flag *f, ModelConfig *c, int ckpt_optional) {
     snprintf(dflt[4], sizeof dflt[4], "%d", c->proj_hidden);
     snprintf(dflt[5], sizeof dflt[5], "%d", c->proj_dim);
     snprintf(dflt[6], sizeof dflt[6], "%d", c->pred_hidden);
+    snprintf(dflt[7], sizeof dflt[7], "%s", method_name(c->method));
+    snprintf(dflt[8], sizeof dflt[8], "%d", c->proj_layers);
     for (int i = 0; i < MODEL_FLAG_COUNT; i++) {
         if (ckpt_optional)
             snprintf(help[i], sizeof help[i], "%s (the checkpoint's, else byol train's %s)", what[i], dflt[i]);
@@ -184,7 +189,7 @@ int cmd_eval(int argc, char **argv) {
     Err e;
     int rc = flags_parse(argc, argv, flags, nf, EVAL_USAGE, &e);
     if (rc == 1) return 0;
-    if (rc) return cmd_fail("eval", &e, 2);
+    if (rc || model_flags_check(&asked, &e)) return cmd_fail("eval", &e, 2);
     if (!ckpt && !random_init && !raw_pixels) {
         fprintf(stderr, "byol eval: --ckpt is required (or --random-init 1 / --raw-pixels 1 with model flags)\n");
         return 2;

@@ -33,11 +33,12 @@ int cmd_step(int argc, char **argv) {
     ModelConfig mc;
     model_config_default(&mc);
     const char *state_in = NULL, *views_path = NULL, *out_path = NULL;
-    StepConfig sc = {{0.5f, 1e-5f, 0.9f, 0.001f, 0, 1.0f}, 0.99f};
+    StepConfig sc = {{0.5f, 1e-5f, 0.9f, 0.001f, 0, 1.0f, 0, 0}, 0.99f};
     int threads = 0;
     float comm_timeout = 300;
     int sync_bn = 1;
-    const char *shards_list = NULL;
+    const char *shards_list = NULL, *optimizer = NULL;
+    float pred_lr = NAN;
     ComputeOptions po = {NULL, NULL, NULL, NULL};
     Flag flags[16 + COMPUTE_FLAG_COUNT + MODEL_FLAG_COUNT] = {
         {"state", FLAG_STRING, &state_in, "input state (safetensors)", 0, -1},
@@ -52,8 +53,10 @@ int cmd_step(int argc, char **argv) {
         {"sync-bn", FLAG_INT, &sync_bn, "under mpirun: batch norm over the global batch, 0 or 1 (1)", 0, 1},
         {"comm-timeout", FLAG_FLOAT, &comm_timeout, "under mpirun: seconds to wait for the other ranks (300)", 1, 1e6},
         {"shards", FLAG_STRING, &shards_list, "under mpirun: images per rank, comma-separated (equal shards)", 0, -1},
+        {"optimizer", FLAG_STRING, &optimizer, "lars or sgd (the method's: byol lars, simsiam sgd)", 0, -1},
+        {"pred-lr", FLAG_FLOAT, &pred_lr, "the predictor's learning rate (--lr)", 0, 1e6},
     };
-    int nf = 12;
+    int nf = 14;
     compute_flags(flags + nf, &po);
     nf += COMPUTE_FLAG_COUNT;
     model_flags(flags + nf, &mc);
@@ -65,6 +68,18 @@ int cmd_step(int argc, char **argv) {
         fprintf(stderr, "byol step: %s\n", e.msg);
         return 2;
     }
+    if (model_flags_check(&mc, &e)) {
+        fprintf(stderr, "byol step: %s\n", e.msg);
+        return 2;
+    }
+    model_config_resolve(&mc);
+    if (!optimizer) optimizer = mc.method == METHOD_SIMSIAM ? "sgd" : "lars";
+    if (strcmp(optimizer, "sgd") != 0 && strcmp(optimizer, "lars") != 0) {
+        fprintf(stderr, "byol step: --optimizer %s: not an optimizer (lars, sgd)\n", optimizer);
+        return 2;
+    }
+    sc.lars.sgd = strcmp(optimizer, "sgd") == 0;
+    if (!isnan(pred_lr)) sc.lars.tail_absolute = 1, sc.lars.lr_mult = pred_lr; /* mult_from: the model's */
     if (!state_in || !views_path || !out_path) {
         fprintf(stderr, "byol step: --state, --views and --out are required (see --help)\n");
         return 2;
@@ -154,6 +169,7 @@ int cmd_step(int argc, char **argv) {
         npy_free(&views);
         return 1;
     }
+    if (sc.lars.tail_absolute) sc.lars.mult_from = model.pred_from;
     byol_place(&model, be);
     ByolWork work;
     byol_work_init(&work, &model, b, C, H, W, be);

@@ -18,7 +18,7 @@ int train_flags(Flag *f, TrainOptions *o) {
     f[n + 1].help = "base width; stages use w, 2w, 4w, 8w (8)";
     f[n + 4].help = "projector hidden size (512)";
     f[n + 5].help = "projection size (64)";
-    f[n + 6].help = "predictor hidden size (512)";
+    f[n + 6].help = "predictor hidden size (the method's: byol = proj-hidden, simsiam = proj-dim / 4)";
     n += MODEL_FLAG_COUNT;
     data_flags(f + n, &o->data);
     n += DATA_FLAG_COUNT;
@@ -26,11 +26,12 @@ int train_flags(Flag *f, TrainOptions *o) {
         {"out", FLAG_STRING, &o->out, "run folder: config, metrics, plot, checkpoints (runs/<date-time>)", 0, -1},
         {"epochs", FLAG_INT, &o->epochs, "epochs (6)", 1, 1000000},
         {"batch", FLAG_INT, &o->batch, "images per step (128)", 2, 1 << 20},
-        {"base-lr", FLAG_FLOAT, &o->base_lr, "LARS learning rate per 256 images (1.0)", 0, 1e4},
+        {"optimizer", FLAG_STRING, &o->optimizer, "lars, or sgd with momentum (the method's: byol lars, simsiam sgd)", 0, -1},
+        {"base-lr", FLAG_FLOAT, &o->base_lr, "learning rate per 256 images (1.0 with LARS, 0.05 with SGD)", 0, 1e4},
         {"weight-decay", FLAG_FLOAT, &o->weight_decay, "weight decay (5e-4; the paper's 1e-5 collapses short runs)", 0, 10},
         {"momentum", FLAG_FLOAT, &o->momentum, "SGD momentum (0.9)", 0, 1},
         {"lars-eta", FLAG_FLOAT, &o->lars_eta, "LARS trust coefficient (0.02)", 0, 1e3},
-        {"pred-lr-mult", FLAG_FLOAT, &o->pred_lr_mult, "predictor learning rate: this times the schedule's (1)", 1e-3, 1e3},
+        {"pred-lr-mult", FLAG_FLOAT, &o->pred_lr_mult, "predictor learning rate: this times the schedule's (1; simsiam: times the peak, not decayed)", 1e-3, 1e3},
         {"warmup-epochs", FLAG_FLOAT, &o->warmup_epochs, "linear warm-up in epochs (10, at most 10% of the run; not with --time-budget)", -1, 1e6},
         {"warmup-frac", FLAG_FLOAT, &o->warmup_frac, "linear warm-up as a share of the run or of --time-budget (0.1 with a budget)", 0, 1},
         {"tau-base", FLAG_FLOAT, &o->tau_base, "target EMA decay at the start, cosine to 1 (0.99)", 0, 1},

@@ -7,7 +7,22 @@
 #include "../dist/dist.h"
 #include "../nn/conv_plan.h"
 
+static const char *const METHOD_NAMES[] = {"byol", "simsiam"};
+const char *method_name(Method m) { return METHOD_NAMES[m]; }
+int method_parse(const char *s, Method *out) {
+    for (int i = 0; i < (int)ARRAY_LEN(METHOD_NAMES); i++)
+        if (strcmp(s, METHOD_NAMES[i]) == 0) return *out = (Method)i, 0;
+    return -1;
+}
+
+void model_config_resolve(ModelConfig *c) {
+    if (!c->proj_layers) c->proj_layers = c->method == METHOD_SIMSIAM ? 3 : 2;
+    if (!c->pred_hidden) c->pred_hidden = c->method == METHOD_SIMSIAM ? MAX(c->proj_dim / 4, 1) : c->proj_hidden;
+}
+
 void model_config_default(ModelConfig *c) {
+    c->method = METHOD_BYOL;
+    c->proj_layers = 2;
     c->enc.arch = ARCH_RESNET18;
     c->enc.width = 64;
     c->enc.stem = STEM_CIFAR;
@@ -22,13 +37,18 @@ void model_config_default(ModelConfig *c) {
 void byol_init(Byol *m, const ModelConfig *cfg) {
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
+    model_config_resolve(&m->cfg);
+    cfg = &m->cfg;
+    const int simsiam = cfg->method == METHOD_SIMSIAM;
     store_init(&m->online);
     resnet_build(&m->encoder, &cfg->enc, &m->online, "online.encoder.");
-    mlp_build(&m->projector, m->encoder.out_dim, cfg->proj_hidden, cfg->proj_dim, cfg->head_bn,
-              &m->online, "online.projector.");
-    int n_target_specs = m->online.n_specs;
+    /* SimSiam's projector ends in a batch norm too */
+    mlp_build(&m->projector, cfg->proj_layers, m->encoder.out_dim, cfg->proj_hidden, cfg->proj_dim, cfg->head_bn,
+              simsiam && cfg->head_bn, &m->online, "online.projector.");
+    int n_target_specs = simsiam ? 0 : m->online.n_specs;
+    m->pred_from = m->online.n_params;
     if (!cfg->no_predictor)
-        mlp_build(&m->predictor, cfg->proj_dim, cfg->pred_hidden, cfg->proj_dim, cfg->head_bn, &m->online,
+        mlp_build(&m->predictor, 2, cfg->proj_dim, cfg->pred_hidden, cfg->proj_dim, cfg->head_bn, 0, &m->online,
                   "predictor.");
     store_init_mirror(&m->target, &m->online, n_target_specs, "online.", "target.");
     store_alloc(&m->online, 1);
@@ -52,7 +72,7 @@ static void work_plan(ByolWork *w, const Byol *m, Arena *a, const Backend *be) {
     size_t scratch = w->enc.max_scratch;
     scratch = MAX(scratch, mlp_plan(&w->proj, &m->projector, B, a, be));
     if (!m->cfg.no_predictor) scratch = MAX(scratch, mlp_plan(&w->pred, &m->predictor, B, a, be));
-    mlp_plan(&w->target_proj[0], &m->projector, B, a, be);
+    mlp_plan(&w->target_proj[0], &m->projector, B, a, be); /* SimSiam: the detached z */
     mlp_plan(&w->target_proj[1], &m->projector, B, a, be);
     w->x[0] = arena_floats(a, view);
     w->x[1] = arena_floats(a, view);
@@ -173,19 +193,27 @@ float byol_step_views(Byol *m, ByolWork *w, const float *view1, const float *vie
     w->refused = 0;
     w->bad_tensor = -1;
 
-    /* z_v = target(v): no gradient, so nothing is kept beyond the projection itself. */
+    /* z_v = target(v): no gradient, so nothing is kept beyond the projection itself. SimSiam's
+     * target is the online network behind a stop-gradient: the same forward, on the online
+     * weights, which gives the bits the gradient's forward below computes; its batch-norm
+     * running statistics are put back, so that each view updates them once, as in PyTorch. */
+    const int simsiam = m->cfg.method == METHOD_SIMSIAM;
+    const ParamStore *zs = simsiam ? on : tg;
     for (int v = 0; v < 2; v++) {
-        resnet_forward(be, &m->encoder, tg->params, tg->buffers, &w->enc, w->x[v], 1, w->scratch);
-        mlp_forward(be, &m->projector, tg->params, tg->buffers, &w->target_proj[v],
+        resnet_forward(be, &m->encoder, zs->params, zs->buffers, &w->enc, w->x[v], 1, w->scratch);
+        mlp_forward(be, &m->projector, zs->params, zs->buffers, &w->target_proj[v],
                     w->enc.features, 1, w->scratch);
     }
+    if (simsiam) be->copy(on->buffers, w->saved_buffers, on->n_buffers * sizeof(float));
 
     /* The loss is a sum of one term per view, and each term depends on one online forward
      * only, so each view's backward runs right after its forward and one set of activations
      * serves both views. In a data-parallel step each rank's dloss makes its gradient the mean
      * loss's over the global batch times the ranks (whose number the all-reduce divides by):
      * 1 for equal shards. */
-    const float dloss = w->gsync ? (float)((double)B * dist_size() / w->global) : 1.0f;
+    /* SimSiam's loss, -(cos(p1, z2) + cos(p2, z1)) / 2, is (the BYOL terms - 4) / 4. */
+    const double loss_scale = simsiam ? 0.25 : 1.0;
+    const float dloss = (float)(loss_scale * (w->gsync ? (double)B * dist_size() / w->global : 1.0));
     double loss = 0;
     for (int v = 0; v < 2; v++) {
         const float *z = w->target_proj[1 - v].out;
@@ -213,6 +241,7 @@ float byol_step_views(Byol *m, ByolWork *w, const float *view1, const float *vie
                         w->scratch);
     }
 
+    if (simsiam) loss = (loss - 4.0) * loss_scale;
     gradsync_finish(w->gsync); /* summed over ranks and divided by their number */
     if (w->gsync) { /* the global batch's mean: each shard's weighted by its images */
         loss *= B;

@@ -14,8 +14,19 @@
 #include "resnet.h"
 #include "store.h"
 
+/* The self-supervised method: BYOL (an EMA target, a predictor), or SimSiam (the online
+ * network itself is the target, behind a stop-gradient: no second network, no EMA). */
+typedef enum { METHOD_BYOL, METHOD_SIMSIAM } Method;
+const char *method_name(Method m);
+int method_parse(const char *s, Method *out);
+
 typedef struct {
     EncoderConfig enc;
+    Method method;
+    /* proj_layers: Linear layers of the projector, 0 for the method's (BYOL 2; SimSiam 3, each
+     * followed by batch norm). pred_hidden 0: the method's (BYOL proj_hidden; SimSiam's
+     * bottleneck proj_dim / 4). model_config_resolve fills both in. */
+    int proj_layers;
     int proj_hidden, proj_dim, pred_hidden;
     /* Ablations (the collapse lab): no_predictor 1 makes the projection itself the prediction
      * (BYOL without its predictor); head_bn 0 drops the batch norm of both heads. */
@@ -23,12 +34,15 @@ typedef struct {
 } ModelConfig;
 
 void model_config_default(ModelConfig *c);
+/* Fills in what the method decides (proj_layers, pred_hidden left 0). */
+void model_config_resolve(ModelConfig *c);
 
 typedef struct {
     ModelConfig cfg;
     ResNet encoder;
     Mlp projector, predictor;
-    ParamStore online, target;
+    ParamStore online, target; /* SimSiam: target empty (the online network is its own target) */
+    size_t pred_from;          /* where the predictor's parameters begin in the online store */
 } Byol;
 
 void byol_init(Byol *m, const ModelConfig *cfg); /* builds and allocates (all zeros) */

@@ -2,76 +2,118 @@
 
 #include <stdio.h>
 
-static Linear add_linear(ParamStore *s, const char *prefix, const char *name, int in, int out) {
+#include "../core/common.h"
+
+static Linear add_linear(ParamStore *s, const char *prefix, int index, int in, int out) {
     char key[TENSOR_NAME_LEN];
     int64_t wshape[2] = {out, in}, bshape[1] = {out};
     Linear l = {0, 0, in, out};
-    snprintf(key, sizeof key, "%s.weight", name);
+    snprintf(key, sizeof key, "%d.weight", index);
     l.weight = store_add(s, prefix, key, ROLE_PARAM, LAYOUT_PLAIN, 2, wshape);
-    snprintf(key, sizeof key, "%s.bias", name);
+    snprintf(key, sizeof key, "%d.bias", index);
     l.bias = store_add(s, prefix, key, ROLE_PARAM, LAYOUT_PLAIN, 1, bshape);
     return l;
 }
 
-void mlp_build(Mlp *m, int in, int hidden, int out, int bn, ParamStore *s, const char *prefix) {
-    int64_t shape[1] = {hidden};
-    m->fc1 = add_linear(s, prefix, "0", in, hidden);
+static int has_bn_after(const Mlp *m, int i) { return m->has_bn && (i < m->n_layers - 1 || m->bn_last); }
+
+void mlp_build(Mlp *m, int n_layers, int in, int hidden, int out, int bn, int bn_last, ParamStore *s,
+               const char *prefix) {
+    if (n_layers < 2 || n_layers > MLP_MAX_LAYERS || (bn_last && !bn))
+        die("internal: mlp_build(%d layers, bn %d, bn_last %d)", n_layers, bn, bn_last);
+    m->n_layers = n_layers;
     m->has_bn = bn;
-    if (!bn) {
-        m->fc2 = add_linear(s, prefix, "2", hidden, out);
-        return;
+    m->bn_last = bn_last;
+    int index = 0; /* the nn.Sequential position: Linear, [BN], ReLU, ... */
+    for (int i = 0; i < n_layers; i++) {
+        const int last = i == n_layers - 1, fin = i ? hidden : in, fout = last ? out : hidden;
+        m->fc[i] = add_linear(s, prefix, index++, fin, fout);
+        if (has_bn_after(m, i)) {
+            char name[16];
+            snprintf(name, sizeof name, "%d", index++);
+            m->bn[i] = batchnorm_add(s, prefix, name, fout);
+        }
+        if (!last) index++; /* ReLU */
     }
-    m->bn.c = hidden;
-    m->bn.gamma = store_add(s, prefix, "1.weight", ROLE_PARAM, LAYOUT_PLAIN, 1, shape);
-    m->bn.beta = store_add(s, prefix, "1.bias", ROLE_PARAM, LAYOUT_PLAIN, 1, shape);
-    m->bn.mean = store_add(s, prefix, "1.running_mean", ROLE_BUFFER, LAYOUT_PLAIN, 1, shape);
-    m->bn.var = store_add(s, prefix, "1.running_var", ROLE_BUFFER, LAYOUT_PLAIN, 1, shape);
-    m->fc2 = add_linear(s, prefix, "3", hidden, out);
 }
 
 size_t mlp_plan(MlpActs *a, const Mlp *m, int B, Arena *arena, const Backend *be) {
     a->B = B;
     a->sync = NULL;
     a->hook = (GradHook){NULL, NULL};
-    a->h = arena_floats(arena, (size_t)B * m->fc1.out);
-    a->r = arena_floats(arena, (size_t)B * m->fc1.out);
-    a->mean = arena_floats(arena, m->fc1.out);
-    a->invstd = arena_floats(arena, m->fc1.out);
-    a->out = arena_floats(arena, (size_t)B * m->fc2.out);
-    return be->batchnorm_work_doubles(B, m->fc1.out) * sizeof(double);
+    size_t work = 0;
+    for (int i = 0; i < m->n_layers; i++) {
+        const int c = m->fc[i].out;
+        a->h[i] = arena_floats(arena, (size_t)B * c);
+        a->r[i] = has_bn_after(m, i) || i < m->n_layers - 1 ? arena_floats(arena, (size_t)B * c) : a->h[i];
+        if (has_bn_after(m, i)) {
+            a->mean[i] = arena_floats(arena, c);
+            a->invstd[i] = arena_floats(arena, c);
+            size_t w = be->batchnorm_work_doubles(B, c);
+            if (w > work) work = w;
+        }
+    }
+    a->out = a->r[m->n_layers - 1];
+    int widest = m->fc[0].in;
+    for (int i = 0; i < m->n_layers; i++) widest = m->fc[i].out > widest ? m->fc[i].out : widest;
+    a->dbuf = arena_floats(arena, (size_t)B * widest);
+    return work * sizeof(double);
 }
 
 void mlp_forward(const Backend *be, const Mlp *m, const float *params, float *buffers, MlpActs *a,
                  const float *in, int train, void *scratch) {
-    const int B = a->B, H = m->fc1.out;
-    be->linear_forward(a->h, in, params + m->fc1.weight, params + m->fc1.bias, B, m->fc1.in, H);
-    if (!m->has_bn)
-        be->relu_forward(a->r, a->h, (size_t)B * H);
-    else if (train)
-        be->batchnorm_forward_train(a->r, a->mean, a->invstd, buffers + m->bn.mean,
-                                    buffers + m->bn.var, a->h, params + m->bn.gamma,
-                                    params + m->bn.beta, NULL, 1, B, H, BN_MOMENTUM, BN_EPS,
-                                    a->sync, (double *)scratch);
-    else
-        be->batchnorm_forward_eval(a->r, a->h, params + m->bn.gamma, params + m->bn.beta,
-                                   buffers + m->bn.mean, buffers + m->bn.var, NULL, 1, B, H,
-                                   BN_EPS, (double *)scratch);
-    be->linear_forward(a->out, a->r, params + m->fc2.weight, params + m->fc2.bias, B, H,
-                       m->fc2.out);
+    const int B = a->B;
+    const float *x = in;
+    for (int i = 0; i < m->n_layers; i++) {
+        const Linear *l = &m->fc[i];
+        const int relu = i < m->n_layers - 1, C = l->out;
+        be->linear_forward(a->h[i], x, params + l->weight, params + l->bias, B, l->in, C);
+        if (has_bn_after(m, i)) {
+            const BatchNorm *bn = &m->bn[i];
+            if (train)
+                be->batchnorm_forward_train(a->r[i], a->mean[i], a->invstd[i], buffers + bn->mean,
+                                            buffers + bn->var, a->h[i], params + bn->gamma,
+                                            params + bn->beta, NULL, relu, B, C, BN_MOMENTUM, BN_EPS,
+                                            a->sync, (double *)scratch);
+            else
+                be->batchnorm_forward_eval(a->r[i], a->h[i], params + bn->gamma, params + bn->beta,
+                                           buffers + bn->mean, buffers + bn->var, NULL, relu, B, C,
+                                           BN_EPS, (double *)scratch);
+        } else if (relu) {
+            be->relu_forward(a->r[i], a->h[i], (size_t)B * C);
+        }
+        x = a->r[i];
+    }
 }
 
+/* The layers in reverse. The gradient between layers alternates between two buffers (dr and
+ * dbuf): a linear layer's input gradient cannot be written over its output gradient, while the
+ * batch norm and the ReLU mask (fused) run in place. */
 void mlp_backward(const Backend *be, const Mlp *m, const float *params, float *grads,
                   const MlpActs *a, const float *in, const float *dout, float *dr, float *din,
                   void *scratch) {
-    const int B = a->B, H = m->fc1.out;
-    be->linear_backward(dr, grads + m->fc2.weight, grads + m->fc2.bias, dout, a->r,
-                        params + m->fc2.weight, B, H, m->fc2.out);
-    if (!m->has_bn)
-        be->relu_backward(dr, dr, a->r, (size_t)B * H);
-    else
-        be->batchnorm_backward(dr, grads + m->bn.gamma, grads + m->bn.beta, dr, a->r, a->h, a->mean,
-                               a->invstd, params + m->bn.gamma, B, H, a->sync, (double *)scratch);
-    be->linear_backward(din, grads + m->fc1.weight, grads + m->fc1.bias, dr, in,
-                        params + m->fc1.weight, B, m->fc1.in, H);
-    if (a->hook.ready) a->hook.ready(a->hook.ctx, m->fc1.weight); /* fc1 is the head's first */
+    const int B = a->B;
+    float *buf[2] = {dr, a->dbuf};
+    int k = 0;
+    const float *dy = dout;
+    for (int i = m->n_layers - 1; i >= 0; i--) {
+        const Linear *l = &m->fc[i];
+        const int relu = i < m->n_layers - 1;
+        if (has_bn_after(m, i)) {
+            const BatchNorm *bn = &m->bn[i];
+            be->batchnorm_backward(buf[k], grads + bn->gamma, grads + bn->beta, dy, relu ? a->r[i] : NULL,
+                                   a->h[i], a->mean[i], a->invstd[i], params + bn->gamma, B, l->out, a->sync,
+                                   (double *)scratch);
+            dy = buf[k];
+        } else if (relu) {
+            be->relu_backward(buf[k], dy, a->r[i], (size_t)B * l->out);
+            dy = buf[k];
+        }
+        float *dx = i ? buf[k ^ 1] : din; /* the input gradient: the layer below's output gradient */
+        be->linear_backward(dx, grads + l->weight, grads + l->bias, dy, i ? a->r[i - 1] : in, params + l->weight,
+                            B, l->in, l->out);
+        dy = dx;
+        k ^= 1;
+    }
+    if (a->hook.ready) a->hook.ready(a->hook.ctx, m->fc[0].weight); /* fc[0] is the head's first */
 }

@@ -35,7 +35,7 @@ static Conv add_conv(ParamStore *s, const char *prefix, const char *name, int ci
     return c;
 }
 
-static BatchNorm add_bn(ParamStore *s, const char *prefix, const char *name, int c) {
+BatchNorm batchnorm_add(ParamStore *s, const char *prefix, const char *name, int c) {
     char key[TENSOR_NAME_LEN];
     int64_t shape[1] = {c};
     BatchNorm bn = {0, 0, 0, 0, c};
@@ -57,7 +57,7 @@ static ConvBN add_unit(ParamStore *s, const char *prefix, const char *block, int
     snprintf(bn, sizeof bn, "%sbn%d", block, idx);
     ConvBN u;
     u.conv = add_conv(s, prefix, conv, cin, cout, k, stride, k / 2);
-    u.bn = add_bn(s, prefix, bn, cout);
+    u.bn = batchnorm_add(s, prefix, bn, cout);
     return u;
 }
 
@@ -71,7 +71,7 @@ void resnet_build(ResNet *net, const EncoderConfig *cfg, ParamStore *s, const ch
         net->stem.conv = add_conv(s, prefix, "conv1", cfg->in_channels, w, 3, 1, 1);
     else
         net->stem.conv = add_conv(s, prefix, "conv1", cfg->in_channels, w, 7, 2, 3);
-    net->stem.bn = add_bn(s, prefix, "bn1", w);
+    net->stem.bn = batchnorm_add(s, prefix, "bn1", w);
 
     int cin = w;
     for (int stage = 0; stage < 4; stage++) {
@@ -97,7 +97,7 @@ void resnet_build(ResNet *net, const EncoderConfig *cfg, ParamStore *s, const ch
                 snprintf(conv, sizeof conv, "%sdownsample.0", name);
                 snprintf(bn, sizeof bn, "%sdownsample.1", name);
                 b->down.conv = add_conv(s, prefix, conv, cin, cout, 1, stride, 0);
-                b->down.bn = add_bn(s, prefix, bn, cout);
+                b->down.bn = batchnorm_add(s, prefix, bn, cout);
             }
             cin = cout;
         }

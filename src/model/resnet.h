@@ -70,6 +70,9 @@ typedef struct {
     size_t param_floats, buffer_floats;
 } ResNet;
 
+/* Registers a batch norm's tensors, `prefix``name`.{weight,bias,running_mean,running_var}. */
+BatchNorm batchnorm_add(ParamStore *s, const char *prefix, const char *name, int c);
+
 /* Registers the encoder's tensors under `prefix` (e.g. "online.encoder.") and fills `net`. */
 void resnet_build(ResNet *net, const EncoderConfig *cfg, ParamStore *store, const char *prefix);
 

@@ -18,9 +18,9 @@ static double sumsq_decayed(const float *g, const float *p, size_t n, float wd) 
     return s;
 }
 
-static void lars_tensor(float *p, const float *g, float *v, size_t n, int adapt,
+static void lars_tensor(float *p, const float *g, float *v, size_t n, int adapt, int decay,
                         const LarsConfig *c) {
-    float wd = adapt ? c->weight_decay : 0.0f, scale = 1.0f;
+    float wd = decay ? c->weight_decay : 0.0f, scale = 1.0f;
     if (adapt) {
         double pn = sqrt(sumsq(p, n)), un = sqrt(sumsq_decayed(g, p, n, wd));
         if (pn > 0 && un > 0) scale = (float)(c->eta * pn / un);
@@ -34,8 +34,13 @@ static void lars_tensor(float *p, const float *g, float *v, size_t n, int adapt,
 
 /* The learning rate of the tensor at `offset`. */
 static float tensor_lr(const LarsConfig *c, size_t offset) {
-    return offset >= c->mult_from ? c->lr * c->lr_mult : c->lr;
+    if (offset < c->mult_from) return c->lr;
+    return c->tail_absolute ? c->lr_mult : c->lr * c->lr_mult;
 }
+
+/* LARS adapts (and decays) the tensors of more than one dimension; SGD decays them all. */
+static int adapted(const LarsConfig *c, const TensorSpec *s) { return !c->sgd && s->ndim > 1; }
+static int decayed(const LarsConfig *c, const TensorSpec *s) { return c->sgd || s->ndim > 1; }
 
 void lars_update_cpu(float *params, const float *grads, float *momentum, const TensorSpec *specs,
                      int n_specs, const LarsConfig *cfg) {
@@ -47,7 +52,7 @@ void lars_update_cpu(float *params, const float *grads, float *momentum, const T
         LarsConfig c = *cfg;
         c.lr = tensor_lr(cfg, s->offset);
         lars_tensor(params + s->offset, grads + s->offset, momentum + s->offset, s->numel,
-                    s->ndim > 1, &c);
+                    adapted(cfg, s), decayed(cfg, s), &c);
     }
 }
 
@@ -59,8 +64,8 @@ void lars_update_ref(float *params, const float *grads, float *momentum, const T
         float *p = params + s->offset, *v = momentum + s->offset;
         const float *g = grads + s->offset;
         double trust = 1.0;
-        double wd = s->ndim > 1 ? cfg->weight_decay : 0.0;
-        if (s->ndim > 1) {
+        double wd = decayed(cfg, s) ? cfg->weight_decay : 0.0;
+        if (adapted(cfg, s)) {
             double pn = 0, un = 0;
             for (size_t i = 0; i < s->numel; i++) {
                 double u = g[i] + wd * p[i];

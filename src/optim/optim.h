@@ -12,12 +12,19 @@ typedef struct {
      * take lr * lr_mult (1: all alike). */
     size_t mult_from;
     float lr_mult;
+    /* 1: plain SGD with momentum, as PyTorch's: no trust ratio, and the weight decay on every
+     * tensor (SimSiam's and DINO's ResNet recipes). */
+    int sgd;
+    /* 1: lr_mult is the learning rate of the tensors from mult_from on itself, not a factor
+     * (SimSiam's predictor, whose rate is not decayed). */
+    int tail_absolute;
 } LarsConfig;
 
 /* LARS with momentum, one pass per tensor of `specs` (buffers are skipped):
  *   tensors with more than one dimension: u = g + wd*p, then u *= eta*|p|/|u| if both norms > 0
  *   biases and batch-norm weights:        u = g (no weight decay, no adaptation)
- *   v = m*v + u;  p = p - lr*v     (lr * lr_mult from mult_from on)                         */
+ *   v = m*v + u;  p = p - lr*v     (lr * lr_mult from mult_from on, or lr_mult: tail_absolute)
+ * With cfg->sgd every tensor takes u = g + wd*p, unadapted: SGD with momentum.             */
 void lars_update_cpu(float *params, const float *grads, float *momentum, const TensorSpec *specs,
                      int n_specs, const LarsConfig *cfg);
 void lars_update_ref(float *params, const float *grads, float *momentum, const TensorSpec *specs,

@@ -32,13 +32,25 @@
  * untrained encoder, linear probe 80.4% against 74.0%. With the paper's weight decay (1e-5)
  * and 1024/128 heads the projections collapsed to rank 4 within 50 steps and kNN did not
  * improve (73.0%). */
+int train_options_resolve(TrainOptions *o, Err *e) {
+    if (o->mc.proj_layers == 1) return err_set(e, "--proj-layers 1: the projector has 2 or 3 layers (0: the method's)");
+    model_config_resolve(&o->mc);
+    if (!o->optimizer) o->optimizer = o->mc.method == METHOD_SIMSIAM ? "sgd" : "lars";
+    const int sgd = strcmp(o->optimizer, "sgd") == 0;
+    if (!sgd && strcmp(o->optimizer, "lars") != 0)
+        return err_set(e, "--optimizer %.64s: not an optimizer (lars, sgd)", o->optimizer);
+    if (isnan(o->base_lr)) o->base_lr = sgd ? 0.05f : 1.0f;
+    return 0;
+}
+
 void train_options_default(TrainOptions *o) {
     memset(o, 0, sizeof *o);
     model_config_default(&o->mc);
     o->mc.enc.width = 8;
     o->mc.proj_hidden = 512;
     o->mc.proj_dim = 64;
-    o->mc.pred_hidden = 512;
+    o->mc.pred_hidden = 0; /* the method's: proj_hidden for BYOL, a bottleneck for SimSiam */
+    o->mc.proj_layers = 0; /* the method's */
     data_options_default(&o->data);
     o->epochs = 6;
     o->batch = 128;
@@ -54,7 +66,7 @@ void train_options_default(TrainOptions *o) {
     o->eval_queries = 10000;
     o->knn_before = 1;
     o->knn_after = 1;
-    o->base_lr = 1.0f;
+    o->base_lr = NAN; /* the optimizer's: 1 for LARS, 0.05 for SGD */
     o->weight_decay = 5e-4f;
     o->momentum = 0.9f;
     o->lars_eta = 0.02f;
@@ -303,6 +315,11 @@ int train_run(TrainOptions *o, const TrainSetup *s, TrainResult *result) {
     int64_t start_step = o->resume ? meta->step : 0;
     long n_skipped = o->resume ? meta->skipped : 0; /* steps refused for non-finite values, over the whole run */
     double final_knn = -1;
+    if (train_options_resolve(o, &e)) {
+        fprintf(stderr, "byol train: %s\n", e.msg);
+        return 2;
+    }
+    const int sgd = strcmp(o->optimizer, "sgd") == 0, simsiam = o->mc.method == METHOD_SIMSIAM;
     const int tau_constant = strcmp(o->tau_schedule, "constant") == 0;
     if (!tau_constant && strcmp(o->tau_schedule, "cosine") != 0) {
         fprintf(stderr, "byol train: --tau-schedule %.64s: neither cosine nor constant\n", o->tau_schedule);
@@ -441,9 +458,10 @@ int train_run(TrainOptions *o, const TrainSetup *s, TrainResult *result) {
     snprintf(std_s, sizeof std_s, "%.9g %.9g %.9g", ac.std[0], ac.std[1], ac.std[2]);
     FeatureConfig fc = {S, {ac.mean[0], ac.mean[1], ac.mean[2]}, {ac.std[0], ac.std[1], ac.std[2]}, 256, 0, 0, be};
     const int tty = isatty(STDOUT_FILENO);
-    printf("byol train: %s %s (%d images, %dx%d, %d ch), %s width %d %s stem, heads %d/%d/%d\n", ds.kind,
-           SPLIT_NAMES[split], n_images, S, S, ds.channels, arch_name(o->mc.enc.arch), o->mc.enc.width,
-           stem_name(o->mc.enc.stem), o->mc.proj_hidden, o->mc.proj_dim, o->mc.pred_hidden);
+    printf("byol train: %s, %s %s (%d images, %dx%d, %d ch), %s width %d %s stem, heads %d/%d/%d, %s\n",
+           method_name(o->mc.method), ds.kind, SPLIT_NAMES[split], n_images, S, S, ds.channels,
+           arch_name(o->mc.enc.arch), o->mc.enc.width, stem_name(o->mc.enc.stem), o->mc.proj_hidden, o->mc.proj_dim,
+           o->mc.pred_hidden, o->optimizer);
     if (P > 1) {
         char balanced[64] = "";
         if (plan.margin > 0) snprintf(balanced, sizeof balanced, ", balanced by speed up to %d either way", plan.margin);
@@ -492,7 +510,9 @@ int train_run(TrainOptions *o, const TrainSetup *s, TrainResult *result) {
     sigaction(SIGTERM, &sa, NULL);
 
     /* the predictor's parameters follow the online encoder and projector's in the buffer */
-    StepConfig sc = {{(float)lr_peak, o->weight_decay, o->momentum, o->lars_eta, model.target.n_params, o->pred_lr_mult},
+    /* SimSiam's predictor keeps the peak rate (times --pred-lr-mult): tail_absolute */
+    StepConfig sc = {{(float)lr_peak, o->weight_decay, o->momentum, o->lars_eta, model.pred_from,
+                      simsiam ? (float)(lr_peak * o->pred_lr_mult) : o->pred_lr_mult, sgd, simsiam},
                      o->tau_base};
     double *cwork = xmalloc(collapse_work_doubles(b, o->mc.proj_dim) * sizeof(double), "collapse monitor");
     /* The run's clock: the training time of earlier processes of this run (a resumed run), then

@@ -19,6 +19,7 @@ typedef struct {
         ckpt_minutes, comm_timeout;
     const char *out, *resume, *config, *on_nan;
     const char *tau_schedule; /* "cosine" (BYOL's) or "constant" */
+    const char *optimizer;    /* "lars" or "sgd"; NULL: the method's (train_options_resolve) */
     ComputeOptions plan;
     int skip_nonfinite; /* --on-nan skip */
     int out_given, out_default, in_channels_given, stem_given;
@@ -28,6 +29,11 @@ typedef struct {
 
 /* The defaults: a model and recipe sized for a 2-core CPU and 15 minutes on Fashion-MNIST. */
 void train_options_default(TrainOptions *o);
+
+/* Fills in what the method decides where the options leave it open: the heads
+ * (model_config_resolve), the optimizer (BYOL LARS, SimSiam SGD) and its base learning rate (1
+ * for LARS, 0.05 for SGD). 0, or -1 with e set for an unknown optimizer. */
+int train_options_resolve(TrainOptions *o, Err *e);
 
 /* What the caller has set up before the run. */
 typedef struct {

@@ -90,15 +90,27 @@ class ResNet(nn.Module):
         return x.mean(dim=(2, 3))
 
 
-def mlp(cin, hidden, cout):
-    return nn.Sequential(nn.Linear(cin, hidden), nn.BatchNorm1d(hidden), nn.ReLU(), nn.Linear(hidden, cout))
+def mlp(cin, hidden, cout, layers=2, bn_last=False):
+    """Linear-BN-ReLU, ..., Linear[-BN]: BYOL's heads (2 layers), SimSiam's projector (3 layers,
+    a BN after the last) and predictor."""
+    mods = []
+    for i in range(layers):
+        last = i == layers - 1
+        mods.append(nn.Linear(cin if i == 0 else hidden, cout if last else hidden))
+        if not last or bn_last:
+            mods.append(nn.BatchNorm1d(cout if last else hidden))
+        if not last:
+            mods.append(nn.ReLU())
+    return nn.Sequential(*mods)
 
 
 class Online(nn.Module):
     def __init__(self, cfg):
         super().__init__()
+        simsiam = cfg.get("method", "byol") == "simsiam"
         self.encoder = ResNet(cfg["arch"], cfg["width"], cfg["stem"], cfg["in_channels"])
-        self.projector = mlp(self.encoder.dim, cfg["proj_hidden"], cfg["proj_dim"])
+        self.projector = mlp(self.encoder.dim, cfg["proj_hidden"], cfg["proj_dim"],
+                             cfg.get("proj_layers", 3 if simsiam else 2), bn_last=simsiam)
 
     def forward(self, x):
         return self.projector(self.encoder(x))
@@ -118,6 +130,24 @@ class Byol(nn.Module):
     def trained_parameters(self):
         return [(f"online.{k}", p) for k, p in self.online.named_parameters()] + \
                [(f"predictor.{k}", p) for k, p in self.predictor.named_parameters()]
+
+
+class SimSiam(nn.Module):
+    """Keys: online.encoder.*, online.projector.*, predictor.* (no target: the online network
+    behind a stop-gradient)."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.online = Online(cfg)
+        self.predictor = mlp(cfg["proj_dim"], cfg["pred_hidden"], cfg["proj_dim"])
+
+    def trained_parameters(self):
+        return [(f"online.{k}", p) for k, p in self.online.named_parameters()] + \
+               [(f"predictor.{k}", p) for k, p in self.predictor.named_parameters()]
+
+
+def make_model(cfg):
+    return SimSiam(cfg) if cfg.get("method", "byol") == "simsiam" else Byol(cfg)
 
 
 DEFAULT_CFG = dict(arch="resnet18", width=64, stem="cifar", in_channels=3, proj_hidden=4096,
@@ -151,6 +181,32 @@ def lars_(params, grads, momentum, lr, wd, m, eta):
         v = momentum[name]
         v.mul_(m).add_(u)
         p.sub_(lr * v)
+
+
+@torch.no_grad()
+def sgd_(params, grads, momentum, lr, pred_lr, wd, m):
+    """PyTorch's SGD (momentum, weight decay on every tensor); the predictor at pred_lr."""
+    for name, p in params:
+        u = grads[name] + wd * p
+        v = momentum[name]
+        v.mul_(m).add_(u)
+        p.sub_((pred_lr if name.startswith("predictor.") else lr) * v)
+
+
+def simsiam_step(model, v1, v2, momentum, lr, pred_lr, wd, m):
+    """SimSiam: z = f(x), p = h(z), loss = -(cos(p1, z2) + cos(p2, z1)) / 2 with z detached."""
+    model.train()
+    params = model.trained_parameters()
+    z1, z2 = model.online(v1), model.online(v2)
+    p1, p2 = model.predictor(z1), model.predictor(z2)
+
+    def d(p, z):
+        return -(F.normalize(p, dim=1) * F.normalize(z.detach(), dim=1)).sum(dim=1).mean()
+
+    loss = 0.5 * (d(p1, z2) + d(p2, z1))
+    grads = torch.autograd.grad(loss, [p for _, p in params])
+    sgd_(params, dict(zip([k for k, _ in params], grads)), momentum, lr, pred_lr, wd, m)
+    return loss.item()
 
 
 def byol_step(model, v1, v2, momentum, lr, wd, m, eta, tau):
@@ -217,18 +273,21 @@ class KinkMargin:
         F.relu = self._relu
 
 
-def run_steps(cfg, state, views, lr, wd, m, eta, tau, dtype, margins=None):
+def run_steps(cfg, state, views, lr, wd, m, eta, tau, dtype, margins=None, pred_lr=None):
     """Runs len(views) steps from `state` (dict of float32 numpy arrays) in `dtype`; returns
     (losses, final state as float64 numpy arrays). `margins`, a list, receives each step's
-    KinkMargin."""
+    KinkMargin. SimSiam (cfg["method"]) steps with SGD, its predictor at pred_lr."""
     torch.manual_seed(0)
-    model = Byol(cfg)
+    model = make_model(cfg)
     momentum = load_full_state(model, state, dtype)
     losses = []
     for i in range(views.shape[0]):
         v = torch.as_tensor(views[i], dtype=dtype)
         with KinkMargin() as k:
-            losses.append(byol_step(model, v[0], v[1], momentum, lr, wd, m, eta, tau))
+            if isinstance(model, SimSiam):
+                losses.append(simsiam_step(model, v[0], v[1], momentum, lr, pred_lr, wd, m))
+            else:
+                losses.append(byol_step(model, v[0], v[1], momentum, lr, wd, m, eta, tau))
         if margins is not None:
             margins.append(k.margin)
     return losses, {k: v.detach().double().numpy() for k, v in full_state(model, momentum).items()}
@@ -242,7 +301,7 @@ def random_state(cfg, seed, with_momentum=True, target_noise=0.05, momentum_scal
     and (optionally) non-zero momentum. Returns float32 numpy arrays by key."""
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    model = Byol(cfg)
+    model = make_model(cfg)
     for mod in model.modules():
         if isinstance(mod, nn.Conv2d):
             nn.init.kaiming_normal_(mod.weight, mode="fan_out", nonlinearity="relu")
@@ -253,11 +312,13 @@ def random_state(cfg, seed, with_momentum=True, target_noise=0.05, momentum_scal
                 mod.bias.copy_(0.1 * torch.randn(mod.bias.shape, generator=g))
                 mod.running_mean.copy_(0.1 * torch.randn(mod.running_mean.shape, generator=g))
                 mod.running_var.copy_(0.5 + torch.rand(mod.running_var.shape, generator=g))
-        model.target.load_state_dict(model.online.state_dict())
-        for k, v in model.target.state_dict().items():
-            if v.dtype.is_floating_point:
-                scale = v.abs().mean() if v.numel() else 0
-                v.add_(target_noise * scale * torch.randn(v.shape, generator=g))
+    if isinstance(model, Byol):
+        with torch.no_grad():
+            model.target.load_state_dict(model.online.state_dict())
+            for k, v in model.target.state_dict().items():
+                if v.dtype.is_floating_point:
+                    scale = v.abs().mean() if v.numel() else 0
+                    v.add_(target_noise * scale * torch.randn(v.shape, generator=g))
     state = {k: v.detach().float().numpy().copy() for k, v in full_state(model, {}).items()}
     if with_momentum:
         # Magnitudes like those momentum 0.9 accumulates, about ten updates' worth: 10*eta*|p|

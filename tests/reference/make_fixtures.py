@@ -132,6 +132,13 @@ STEP_CONFIGS = {
                                        proj_hidden=32, proj_dim=16, pred_hidden=32),
                               B=16, H=32, W=32, steps=1, seed=4, momentum=True, candidates=12,
                               lr=0.2, wd=1e-5, m=0.9, eta=0.02, tau=0.99),
+    # SimSiam: three-layer projector ending in BN, a bottleneck predictor, SGD with the
+    # predictor at its own (undecayed) rate, no target network
+    "simsiam_r18_cifar": dict(cfg=dict(arch="resnet18", width=4, stem="cifar", in_channels=3,
+                                       proj_hidden=32, proj_dim=32, pred_hidden=8, method="simsiam",
+                                       proj_layers=3),
+                              B=8, H=16, W=16, steps=3, seed=7, momentum=True, candidates=8,
+                              lr=0.05, pred_lr=0.08, wd=5e-4, m=0.9, eta=0.0, tau=0.0),
 }
 
 
@@ -174,7 +181,7 @@ def step_fixture(name, c, out):
     cfg = c["cfg"]
     state = R.random_state(cfg, c["seed"], with_momentum=c["momentum"], momentum_scale=c.get("momentum_scale", 1.0))
     g = torch.Generator().manual_seed(100 + c["seed"])
-    hp = dict(lr=c["lr"], wd=c["wd"], m=c["m"], eta=c["eta"], tau=c["tau"])
+    hp = dict(lr=c["lr"], wd=c["wd"], m=c["m"], eta=c["eta"], tau=c["tau"], pred_lr=c.get("pred_lr"))
     views = choose_views(cfg, c, state, g, hp)
     losses64, after64 = R.run_steps(cfg, state, views, dtype=torch.float64, **hp)
     losses32, after32 = R.run_steps(cfg, state, views, dtype=torch.float32, **hp)
@@ -193,6 +200,8 @@ def step_fixture(name, c, out):
           f"float32 PyTorch vs float64: worst update error {worst:.2e} ({worst_key}), loss {loss_err:.1e}")
     meta = dict(config=json.dumps(cfg), steps=c["steps"], lr=c["lr"], weight_decay=c["wd"],
                 momentum=c["m"], lars_eta=c["eta"], tau=c["tau"],
+                optimizer="sgd" if cfg.get("method") == "simsiam" else "lars",
+                pred_lr=c.get("pred_lr", c["lr"]),
                 losses=" ".join("%.17g" % l for l in losses64),
                 torch_float32_worst_update_error="%.3e" % worst,
                 torch_float32_worst_tensor=str(worst_key))
