@@ -10,5 +10,6 @@ int cmd_eval(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_lab(int argc, char **argv);
 
 #endif

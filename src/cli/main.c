@@ -15,6 +15,7 @@ static const struct {
     const char *help;
 } COMMANDS[] = {
     {"train", cmd_train, "pretrain an encoder with BYOL (Fashion-MNIST and a CPU-sized model by default)"},
+    {"lab", cmd_lab, "why BYOL does not collapse: the papers' ablations, trained and plotted side by side"},
     {"eval", cmd_eval, "kNN and linear-probe accuracy of a checkpoint's encoder (or untrained, or raw pixels)"},
     {"export", cmd_export, "the encoder alone with torchvision's names, for PyTorch"},
     {"embed", cmd_embed, "features of a dataset's images as .npy"},

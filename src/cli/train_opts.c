@@ -35,6 +35,7 @@ int train_flags(Flag *f, TrainOptions *o) {
         {"warmup-epochs", FLAG_FLOAT, &o->warmup_epochs, "linear warm-up in epochs (10, at most 10% of the run; not with --time-budget)", -1, 1e6},
         {"warmup-frac", FLAG_FLOAT, &o->warmup_frac, "linear warm-up as a share of the run or of --time-budget (0.1 with a budget)", 0, 1},
         {"tau-base", FLAG_FLOAT, &o->tau_base, "target EMA decay at the start, cosine to 1 (0.99)", 0, 1},
+        {"knn-every-s", FLAG_FLOAT, &o->knn_every_s, "also kNN of the online and the target encoder every S seconds, into metrics (0 off)", 0, 1e9},
         {"tau-schedule", FLAG_STRING, &o->tau_schedule, "cosine (tau-base -> 1, BYOL's) or constant (tau-base throughout) (cosine)", 0, -1},
         {"no-predictor", FLAG_SWITCH, &o->mc.no_predictor, "ablation: no predictor, the projection predicts the target's (collapses)", 0, 1},
         {"head-bn", FLAG_INT, &o->mc.head_bn, "batch norm in the projector and predictor, 0 or 1 (1; 0 is an ablation)", 0, 1},
@@ -108,7 +109,7 @@ int train_parse(int argc, char **argv, const Flag *flags, int n, TrainOptions *o
 FlagScope train_flag_scope(const Flag *f) {
     static const char *const run[] = {"out", "resume", "allow-change", "config", "max-steps", "threads", "workers",
                                       "comm-timeout", "plan", "plan-cache", "device", "precision"};
-    static const char *const monitor[] = {"balance", "eval-every", "eval-bank", "eval-queries", "knn-k", "knn-t",
+    static const char *const monitor[] = {"balance", "eval-every", "eval-bank", "eval-queries", "knn-k", "knn-t", "knn-every-s",
                                           "knn-before", "knn-after", "log-every", "keep", "ckpt-minutes", "on-nan"};
     for (size_t k = 0; k < ARRAY_LEN(run); k++)
         if (strcmp(f->name, run[k]) == 0) return FLAG_RUN;

@@ -244,3 +244,36 @@ void threads_select_blas_core(char **argv) {
     (void)argv;
 #endif
 }
+
+/* "AMD EPYC (family 25, model 1)": the CPU's name alone does not tell a Zen 2 from a Zen 3 in a
+ * virtual machine. */
+const char *machine_cpu_name(void) {
+    static char name[320];
+    if (name[0]) return name;
+    char model[256] = "unknown CPU";
+    int family = -1, cpu_model = -1;
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (f) {
+        char line[1024];
+        int got_name = 0;
+        while (fgets(line, sizeof line, f)) {
+            char *colon = strchr(line, ':');
+            if (!colon) {
+                if (got_name) break; /* the first processor's block ends */
+                continue;
+            }
+            const char *v = colon + 1 + (colon[1] == ' ');
+            if (!got_name && strncmp(line, "model name", 10) == 0) {
+                snprintf(model, sizeof model, "%.*s", (int)strcspn(v, "\n"), v);
+                got_name = 1;
+            } else if (family < 0 && strncmp(line, "cpu family", 10) == 0) {
+                family = atoi(v);
+            } else if (cpu_model < 0 && strncmp(line, "model\t", 6) == 0) {
+                cpu_model = atoi(v);
+            }
+        }
+        fclose(f);
+    }
+    snprintf(name, sizeof name, "%s (family %d, model %d)", model, family, cpu_model);
+    return name;
+}

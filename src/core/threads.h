@@ -22,4 +22,8 @@ const char *threads_backend_summary(void);
  * kernels for the CPU's features (see threads.c). Returns when there is nothing to do. */
 void threads_select_blas_core(char **argv);
 
+/* "AMD EPYC (family 25, model 1)": the first CPU's model name, family and model from
+ * /proc/cpuinfo ("unknown CPU" elsewhere); a name alone does not tell a Zen 2 from a Zen 3. */
+const char *machine_cpu_name(void);
+
 #endif

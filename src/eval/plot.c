@@ -104,8 +104,8 @@ static void series_range(const Series *s, double *lo, double *hi) {
     }
 }
 
-enum { S_LOSS, S_LR, S_KNN, S_STD, S_RANK, S_COUNT };
-static const char *const KEYS[S_COUNT] = {"loss", "lr", "knn_top1", "proj_std", "eff_rank"};
+enum { S_LOSS, S_LR, S_KNN, S_STD, S_RANK, S_KNN_TARGET, S_COUNT };
+static const char *const KEYS[S_COUNT] = {"loss", "lr", "knn_top1", "proj_std", "eff_rank", "knn_target_top1"};
 
 /* ---- axes ---- */
 
@@ -190,6 +190,7 @@ typedef struct {
     int n_th;
     const Trace *tr;
     int n_tr;
+    int no_legend; /* the figure has one legend for all panels (the lab's) */
 } Panel;
 
 static void draw_polyline(Buf *b, const Trace *t, const Axis *xa, const Axis *ya, double top) {
@@ -278,7 +279,7 @@ static void draw_panel(Buf *b, const Panel *p, const Axis *xa, double top, int x
 
         /* legend, one row above the frame, right of the panel title */
         double lx = PLOT_L + LEGEND_X;
-        for (int i = 0; i < p->n_tr; i++) {
+        for (int i = 0; i < p->n_tr && !p->no_legend; i++) {
             if (!p->tr[i].s->n) continue;
             const char *label = p->tr[i].label, *color = p->tr[i].color, *dash = p->tr[i].dash;
             const double opacity = p->tr[i].opacity;
@@ -328,7 +329,7 @@ static int read_metrics(char *text, size_t size, Series *s) {
         for (int k = 0; k < S_COUNT; k++) {
             const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, KEYS[k]);
             if (!v || !cJSON_IsNumber(v) || !(fabs(v->valuedouble) <= 1e300)) continue; /* axes stay finite */
-            const double y = k == S_KNN ? 100.0 * v->valuedouble : v->valuedouble;
+            const double y = k == S_KNN || k == S_KNN_TARGET ? 100.0 * v->valuedouble : v->valuedouble;
             series_push(&s[k], step->valuedouble, y, line_no);
         }
         cJSON_Delete(obj);
@@ -378,7 +379,7 @@ static void build_svg(Buf *b, const char *jsonl_path, const Series *s, int skipp
         };
         const Panel p = {"(a) loss", "loss", "learning rate", C_LR,
                          s[S_LOSS].n ? nice_axis(lo, hi, 5) : nice_axis(0, 1, 5), nice_axis(lrlo, lrhi, 5),
-                         s[S_LR].n > 0, NULL, 0, tr, 2};
+                         s[S_LR].n > 0, NULL, 0, tr, 2, 0};
         draw_panel(b, &p, &xa, TOP0, 0);
     }
     /* (b) kNN top-1 */
@@ -388,7 +389,7 @@ static void build_svg(Buf *b, const char *jsonl_path, const Series *s, int skipp
         const Trace tr[] = {{&s[S_KNN], "knn_top1", "kNN top-1 (%)", C_KNN, NULL, 1, 0, 1}};
         const Panel p = {"(b) kNN top-1 (%)", "top-1 (%)", NULL, NULL,
                          s[S_KNN].n ? nice_axis(lo, hi, 5) : nice_axis(0, 100, 5), nice_axis(0, 1, 5), 0, NULL,
-                         0, tr, 1};
+                         0, tr, 1, 0};
         draw_panel(b, &p, &xa, TOP0 + PANEL_H + PANEL_GAP, 0);
     }
     /* (c) collapse monitor; both axes reach past their thresholds (monitor.h), so a collapsed
@@ -409,7 +410,7 @@ static void build_svg(Buf *b, const char *jsonl_path, const Series *s, int skipp
         if (s[S_STD].n) th[n_th++] = (Threshold){COLLAPSE_STD_MIN, 0, "proj_std", C_STD, std_label};
         if (s[S_RANK].n) th[n_th++] = (Threshold){COLLAPSE_RANK_MIN, 1, "eff_rank", C_RANK, rank_label};
         const Panel p = {"(c) collapse", "projection std·√D", "effective rank", C_RANK, nice_axis(lo, hi, 6),
-                         nice_axis(rlo, rhi, 5), s[S_RANK].n > 0, th, n_th, tr, 2};
+                         nice_axis(rlo, rhi, 5), s[S_RANK].n > 0, th, n_th, tr, 2, 0};
         draw_panel(b, &p, &xa, TOP0 + 2 * (PANEL_H + PANEL_GAP), 1);
     }
 
@@ -421,6 +422,14 @@ static void build_svg(Buf *b, const char *jsonl_path, const Series *s, int skipp
             PLOT_L, base + 62, s[S_LOSS].n, s[S_LR].n, s[S_KNN].n, s[S_STD].n, s[S_RANK].n, skipped,
             skipped == 1 ? "" : "s");
     bprintf(b, "</svg>\n");
+}
+
+static int write_svg(const Buf *b, const char *svg_path, Err *e) {
+    AtomicFile af;
+    int rc = atomic_open(&af, svg_path, e);
+    if (rc == 0) rc = atomic_write(&af, b->p, b->n, e);
+    if (rc == 0) rc = atomic_commit(&af, e);
+    return rc == 0 ? 0 : -1;
 }
 
 int plot_metrics_svg(const char *jsonl_path, const char *svg_path, Err *e) {
@@ -435,11 +444,101 @@ int plot_metrics_svg(const char *jsonl_path, const char *svg_path, Err *e) {
     Buf b = {0};
     build_svg(&b, jsonl_path, s, skipped);
     for (int k = 0; k < S_COUNT; k++) free(s[k].pt);
-
-    AtomicFile af;
-    int rc = atomic_open(&af, svg_path, e);
-    if (rc == 0) rc = atomic_write(&af, b.p, b.n, e);
-    if (rc == 0) rc = atomic_commit(&af, e);
+    int rc = write_svg(&b, svg_path, e);
     free(b.p);
-    return rc == 0 ? 0 : -1;
+    return rc;
+}
+
+/* ---- the collapse lab's figure ---- */
+
+static const char *const PALETTE[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
+                                      "#8c564b", "#e377c2", "#17becf", "#7f7f7f", "#bcbd22"};
+
+int plot_lab_svg(const char *const *jsonl_paths, const char *const *labels, int n, const char *title,
+                 const char *svg_path, Err *e) {
+    if (n < 1 || n > LAB_PLOT_MAX) return err_set(e, "plot_lab_svg: %d runs (1..%d)", n, LAB_PLOT_MAX);
+    Series(*s)[S_COUNT] = xcalloc((size_t)n, sizeof *s, "lab series");
+    for (int r = 0; r < n; r++) {
+        size_t size;
+        uint8_t *text = read_file(jsonl_paths[r], &size, e);
+        if (!text) {
+            for (int q = 0; q < r; q++)
+                for (int k = 0; k < S_COUNT; k++) free(s[q][k].pt);
+            xfree(s);
+            return -1;
+        }
+        read_metrics((char *)text, size, s[r]);
+        free(text);
+    }
+    const int legend_rows = (n + 2) / 3;
+    const double top0 = TOP0 + 22.0 * legend_rows, height = top0 + 4 * PANEL_H + 3 * PANEL_GAP + 60;
+    double xlo = INFINITY, xhi = -INFINITY;
+    double range[4][2] = {{0, 1.2}, {0, 2 * COLLAPSE_RANK_MIN}, {INFINITY, -INFINITY}, {INFINITY, -INFINITY}};
+    for (int r = 0; r < n; r++) {
+        for (int k = 0; k < S_COUNT; k++)
+            for (size_t i = 0; i < s[r][k].n; i++) {
+                if (s[r][k].pt[i].x < xlo) xlo = s[r][k].pt[i].x;
+                if (s[r][k].pt[i].x > xhi) xhi = s[r][k].pt[i].x;
+            }
+        series_range(&s[r][S_STD], &range[0][0], &range[0][1]);
+        series_range(&s[r][S_RANK], &range[1][0], &range[1][1]);
+        series_range(&s[r][S_LOSS], &range[2][0], &range[2][1]);
+        series_range(&s[r][S_KNN], &range[3][0], &range[3][1]);
+        series_range(&s[r][S_KNN_TARGET], &range[3][0], &range[3][1]);
+    }
+    if (range[3][0] > range[3][1]) range[3][0] = 0, range[3][1] = 100;
+    else range[3][0] = fmax(0, range[3][0] - 5), range[3][1] = fmin(100, range[3][1] + 5); /* the spread, not 0-100 */
+    if (xlo > xhi) xlo = 0, xhi = 1;
+    if (range[2][0] > range[2][1]) range[2][0] = 0, range[2][1] = 1;
+    const Axis xa = nice_axis(xlo, xhi, 8);
+
+    Buf b = {0};
+    bprintf(&b, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    bprintf(&b, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%g\" height=\"%g\" viewBox=\"0 0 %g %g\" " FONT ">\n",
+            SVG_W, height, SVG_W, height);
+    bprintf(&b, "<title>");
+    bescape(&b, title);
+    bprintf(&b, "</title>\n<rect width=\"100%%\" height=\"100%%\" fill=\"#fafafa\"/>\n");
+    bprintf(&b, "<text x=\"%.1f\" y=\"30\" font-size=\"18\" font-weight=\"bold\" text-anchor=\"middle\">", SVG_W / 2);
+    bescape(&b, title);
+    bprintf(&b, "</text>\n");
+    for (int r = 0; r < n; r++) { /* one legend: the variants' colours */
+        const double lx = PLOT_L + (r % 3) * 270.0, ly = 56.0 + 22.0 * (r / 3);
+        bprintf(&b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"3\"/>\n", lx,
+                ly - 4, lx + 24, ly - 4, PALETTE[r % 10]);
+        bprintf(&b, "<text class=\"variant\" x=\"%.1f\" y=\"%.1f\" font-size=\"12\">", lx + 30, ly);
+        btext(&b, labels[r]);
+        bprintf(&b, "</text>\n");
+    }
+    Trace *tr = xcalloc((size_t)2 * n, sizeof *tr, "lab traces");
+    const char *titles[4] = {"(a) projection std·√D (collapse: below the dashed line)",
+                             "(b) effective rank of the projections", "(c) loss",
+                             "(d) kNN top-1 (%): online encoder solid, target encoder dashed"};
+    const char *ylabels[4] = {"std·√D", "effective rank", "loss", "top-1 (%)"};
+    const int keys[4] = {S_STD, S_RANK, S_LOSS, S_KNN};
+    char std_label[64], rank_label[64];
+    snprintf(std_label, sizeof std_label, "std·√D = %g (collapse)", COLLAPSE_STD_MIN);
+    snprintf(rank_label, sizeof rank_label, "effective rank = %g (collapse)", COLLAPSE_RANK_MIN);
+    for (int pnl = 0; pnl < 4; pnl++) {
+        int nt = 0;
+        for (int r = 0; r < n; r++) {
+            tr[nt++] = (Trace){&s[r][keys[pnl]], KEYS[keys[pnl]], labels[r], PALETTE[r % 10], NULL, 1, 0, pnl == 3};
+            if (pnl == 3) tr[nt++] = (Trace){&s[r][S_KNN_TARGET], "knn_target_top1", labels[r], PALETTE[r % 10], "5 3", 0.8, 0, 0};
+        }
+        Threshold th = {pnl == 0 ? COLLAPSE_STD_MIN : COLLAPSE_RANK_MIN, 0, KEYS[keys[pnl]], "#555555",
+                        pnl == 0 ? std_label : rank_label};
+        const Panel p = {titles[pnl], ylabels[pnl], NULL, NULL, nice_axis(range[pnl][0], range[pnl][1], 5),
+                         nice_axis(0, 1, 5), 0, &th, pnl < 2, tr, nt, 1};
+        draw_panel(&b, &p, &xa, top0 + pnl * (PANEL_H + PANEL_GAP), pnl == 3);
+    }
+    bprintf(&b, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"12\" text-anchor=\"middle\">step</text>\n",
+            (PLOT_L + PLOT_R) / 2, top0 + 4 * PANEL_H + 3 * PANEL_GAP + 36);
+    bprintf(&b, "</svg>\n");
+    xfree(tr);
+    for (int r = 0; r < n; r++)
+        for (int k = 0; k < S_COUNT; k++) free(s[r][k].pt);
+    xfree(s);
+    int rc = write_svg(&b, svg_path, e);
+    free(b.p);
+    return rc;
 }

@@ -32,4 +32,13 @@
  * (no file is left behind). */
 int plot_metrics_svg(const char *jsonl_path, const char *svg_path, Err *e);
 
+/* The collapse lab's figure: n runs (at most LAB_PLOT_MAX), each a metrics.jsonl and a label,
+ * in four panels against step: (a) std·√D and (b) effective rank, each with its collapse
+ * threshold; (c) loss; (d) kNN top-1 of the online encoder (solid, points) and of the target
+ * encoder (dashed; "knn_target_top1"). One colour per run, one legend above the panels.
+ * 0, or -1 with e set (a file that cannot be read or written; nothing is left behind). */
+enum { LAB_PLOT_MAX = 32 };
+int plot_lab_svg(const char *const *jsonl_paths, const char *const *labels, int n, const char *title,
+                 const char *svg_path, Err *e);
+
 #endif

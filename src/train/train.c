@@ -157,10 +157,11 @@ static int setup_run_dir(TrainOptions *o, const char *ckpt_path, int64_t start_s
     return 0;
 }
 
-/* kNN top-1 of the online encoder: train split as the bank, test split scored (subsets of
- * max_bank / max_query images, evenly spaced; 0 = all). -1 when the dataset has no labels. */
-static double knn_monitor(const Byol *m, const Dataset *ds, const FeatureConfig *base, int max_bank,
-                          int max_query, int k, float T, Err *e) {
+/* kNN top-1 of an encoder (a network's store: the online or the target one): train split as the
+ * bank, test split scored (subsets of max_bank / max_query images, evenly spaced; 0 = all). -1
+ * when the dataset has no labels. */
+static double knn_of(const Byol *m, const ParamStore *net, const Dataset *ds, const FeatureConfig *base,
+                     int max_bank, int max_query, int k, float T, Err *e) {
     if (!ds->n_classes || !ds->split[SPLIT_TRAIN].labels || !ds->split[SPLIT_TEST].n ||
         !ds->split[SPLIT_TEST].labels)
         return -1;
@@ -169,10 +170,10 @@ static double knn_monitor(const Byol *m, const Dataset *ds, const FeatureConfig 
     int32_t *lb, *lq;
     int d;
     fc.max_images = max_bank;
-    int nb = extract_features(&m->encoder, m->online.params, m->online.buffers, ds, SPLIT_TRAIN, &fc, &fb, &lb, &d, e);
+    int nb = extract_features(&m->encoder, net->params, net->buffers, ds, SPLIT_TRAIN, &fc, &fb, &lb, &d, e);
     if (nb < 0) return -2;
     fc.max_images = max_query;
-    int nq = extract_features(&m->encoder, m->online.params, m->online.buffers, ds, SPLIT_TEST, &fc, &fq, &lq, &d, e);
+    int nq = extract_features(&m->encoder, net->params, net->buffers, ds, SPLIT_TEST, &fc, &fq, &lq, &d, e);
     if (nq < 0) {
         xfree(fb), free(lb);
         return -2;
@@ -180,6 +181,11 @@ static double knn_monitor(const Byol *m, const Dataset *ds, const FeatureConfig 
     double acc = knn_top1(fb, lb, nb, fq, lq, nq, d, ds->n_classes, k, T, e);
     xfree(fb), xfree(fq), free(lb), free(lq);
     return acc;
+}
+
+static double knn_monitor(const Byol *m, const Dataset *ds, const FeatureConfig *base, int max_bank,
+                          int max_query, int k, float T, Err *e) {
+    return knn_of(m, &m->online, ds, base, max_bank, max_query, k, T, e);
 }
 
 /* What the kNN monitor measures (bank, queries, k capped at the bank), or why there is none:
@@ -525,7 +531,7 @@ int train_run(TrainOptions *o, const TrainSetup *s, TrainResult *result) {
     int64_t step = start_step;
     int collapse_warned = 0, stop_signal = 0, skips_in_a_row = 0;
     rc = 0;
-    double last_knn = -1, last_ckpt_elapsed = elapsed0;
+    double last_knn = -1, last_ckpt_elapsed = elapsed0, last_knn_s = elapsed0;
     int finished = 0; /* the schedule ran to its end (not stopped by a signal or --max-steps) */
     int ckpt_failed = 0;
     const FaultSteps faults = fault_steps_from_env();
@@ -637,7 +643,9 @@ int train_run(TrainOptions *o, const TrainSetup *s, TrainResult *result) {
                                              : (total - step) * (double)B / fmax(ips, 1e-9);
             char eta[32];
             format_eta(eta, sizeof eta, left);
-            if (tty)
+            if (o->quiet)
+                ;
+            else if (tty)
                 printf("\r\033[Kepoch %.2f  step %lld/%ld  loss %.4f  lr %.3g  tau %.5f  %.0f img/s  std %.2f  rank %.1f  ETA %s",
                        (double)step / spe, (long long)step, o->time_budget > 0 ? 0 : total, loss, sc.lars.lr, sc.tau, ips,
                        cs.std_sqrt_d, cs.eff_rank, eta);
@@ -659,6 +667,19 @@ int train_run(TrainOptions *o, const TrainSetup *s, TrainResult *result) {
         }
         const int last = o->time_budget > 0 ? 0 : step == total;
         const double t_extra = now_seconds(); /* the kNN check, plot and checkpoint: not training */
+        /* --knn-every-s (the collapse lab): kNN of the online encoder and of the target's (the
+         * online one for SimSiam, which has none) every so many seconds of the run's clock */
+        if (o->knn_every_s > 0 && elapsed - last_knn_s >= o->knn_every_s && root) {
+            const double on_acc = knn_monitor(&model, &ds, &fc, o->eval_bank, o->eval_queries, o->knn_k, o->knn_t, &e);
+            const ParamStore *tnet = model.target.n_params ? &model.target : &model.online;
+            const double tg_acc = knn_of(&model, tnet, &ds, &fc, o->eval_bank, o->eval_queries, o->knn_k, o->knn_t, &e);
+            if (on_acc >= 0 && tg_acc >= 0 && metrics) {
+                fprintf(metrics, "{\"step\": %lld, \"epoch\": %.4f, \"knn_top1\": %.6f, \"knn_target_top1\": %.6f}\n",
+                        (long long)step, (double)step / spe, on_acc, tg_acc);
+                fflush(metrics);
+            }
+            last_knn_s = elapsed;
+        }
         if (epoch_end && !last && o->eval_every > 0 && (step / spe) % o->eval_every == 0) {
             last_knn = knn_monitor(&model, &ds, &fc, o->eval_bank, o->eval_queries, o->knn_k, o->knn_t, &e);
             fault_slow_knn();

@@ -20,6 +20,8 @@ typedef struct {
     const char *out, *resume, *config, *on_nan;
     const char *tau_schedule; /* "cosine" (BYOL's) or "constant" */
     const char *optimizer;    /* "lars" or "sgd"; NULL: the method's (train_options_resolve) */
+    float knn_every_s;        /* > 0: kNN of the online and target encoders every so many seconds */
+    int quiet;                /* 1: no progress lines (the lab runs many trainings) */
     ComputeOptions plan;
     int skip_nonfinite; /* --on-nan skip */
     int out_given, out_default, in_channels_given, stem_given;

@@ -1,0 +1,50 @@
+/* The collapse lab: short training runs of one base recipe and its ablations, each a flag of
+ * byol train, in one process (train_run per variant). It answers the question people bring to
+ * BYOL, why it does not collapse when nothing in its loss forbids a constant output, with the
+ * papers' ablations run on the user's own data: DIR/report.md (a table: the paper's figure,
+ * ours, and whether the run collapsed by the collapse monitor's rule) and DIR/lab.svg (std·√D,
+ * effective rank, loss and the kNN of the online and target encoders against steps). */
+#ifndef BYOL_LAB_H
+#define BYOL_LAB_H
+
+#include "train.h"
+
+typedef struct {
+    const char *slug;      /* its folder under the lab's */
+    const char *name;      /* "no predictor" */
+    const char *flags;     /* the byol train flags that make it ("" for the base recipe) */
+    const char *published; /* the paper's figure (ImageNet linear top-1 unless noted) */
+    int collapses;         /* the papers' outcome: 1 collapses, 0 does not */
+    void (*apply)(TrainOptions *o);
+} LabVariant;
+
+/* The variants, in report order; *n set to their number. */
+const LabVariant *lab_variants(int *n);
+
+typedef struct {
+    const char *data;    /* NULL: byol train's default (Fashion-MNIST) */
+    const char *out;     /* the lab's folder */
+    double budget_s;     /* the whole lab's training time, shared equally by the variants */
+    int quick;           /* a smaller kNN bank (the --quick demo) */
+    int threads, seed;
+    int batch, width;    /* 0: byol train's */
+    const char *only;    /* comma-separated slugs, or NULL: all */
+    const Backend *be;
+} LabOptions;
+
+/* What one variant ended at (from its metrics.jsonl). */
+typedef struct {
+    int ran;                 /* it trained and wrote metrics */
+    long steps;
+    double loss, std_sqrt_d, eff_rank, knn, knn_target; /* knn*: -1 when not measured */
+    int collapsed;           /* by the collapse monitor's rule, at the end */
+} LabOutcome;
+
+/* Runs the variants, writes report.md and lab.svg; returns the exit status (0, 1, or 128 + a
+ * signal that stopped it). */
+int lab_run(const LabOptions *o);
+
+/* The last values of a run's metrics.jsonl (exposed for tests). 0, or -1 with e set. */
+int lab_outcome_read(const char *metrics_path, LabOutcome *out, Err *e);
+
+#endif
