@@ -147,7 +147,7 @@ CUDA_HOME ?= /usr/local/cuda
 CUDNN_HOME ?= $(CUDA_HOME)
 NVCC := $(CUDA_HOME)/bin/nvcc
 CUDA_ARCH ?= -gencode arch=compute_90,code=[sm_90,compute_90]
-CUDA_LIBDIRS := $(wildcard $(CUDA_HOME)/lib64 $(CUDNN_HOME)/lib $(CUDNN_HOME)/lib64)
+CUDA_LIBDIRS := $(sort $(wildcard $(CUDA_HOME)/lib64 $(CUDNN_HOME)/lib $(CUDNN_HOME)/lib64))
 CUDA_INCLUDES := -I$(CUDA_HOME)/include -I$(CUDNN_HOME)/include
 CUDA_LIBS := $(addprefix -L,$(CUDA_LIBDIRS)) -lcudnn -lcublasLt -lcudart_static -ldl -lrt -lstdc++
 ifeq ($(NO_CUDA)$(SANITIZE)$(FUZZ),)
