@@ -12,7 +12,8 @@ static const char *USAGE =
     "Why BYOL does not collapse: short runs of byol train's recipe and of the papers' ablations\n"
     "(no predictor, tau 0, tau 1, a fast predictor, SimSiam, no batch norm in the heads), each a\n"
     "flag of byol train, in one process. Writes DIR/report.md (the papers' outcome beside ours)\n"
-    "and DIR/lab.svg (std x sqrt(D), effective rank, loss, kNN of the online and target encoders).\n"
+    "and DIR/lab.png and .svg (std x sqrt(D), effective rank, loss, kNN of the online and target\n"
+    "encoders).\n"
     "Variants: byol no-predictor tau0 tau1 tau0-fast-predictor simsiam no-head-bn.";
 
 int cmd_lab(int argc, char **argv) {
