@@ -1,5 +1,7 @@
 /* The collapse lab (src/train/lab.h): reading a run's outcome, the figure (SVG, and the PNG
  * rendered from it), and byol lab end to end on two variants. */
+#include <limits.h>
+
 #include "data/image.h"
 #include "eval/monitor.h"
 #include "eval/plot.h"
@@ -96,7 +98,7 @@ static void test_figure_svg_and_png(void) {
 
 /* byol lab on two variants: the report, the figure, each variant's run. */
 static void test_lab_end_to_end(void) {
-    char data[600], cmd[4096];
+    char data[600], cmd[8192];
     extract_cifar_subset(data, sizeof data);
     snprintf(cmd, sizeof cmd, "%s lab --data %s --only byol,no-predictor --budget 12 --quick --batch 16 --width 4 --out %s/lab --threads 2 "
                               "> %s/out 2> %s/err",
@@ -117,6 +119,15 @@ static void test_lab_end_to_end(void) {
     char *m = slurp_text("lab/no-predictor/metrics.jsonl");
     CHECK(strstr(m, "\"knn_target_top1\""), "the periodic kNN of both encoders: %s", m);
     free(m);
+    char *cfg = slurp_text("lab/no-predictor/config.txt");
+    CHECK(strstr(cfg, "no-predictor = 1") && strstr(cfg, "width = 4") && strstr(cfg, "data = /"),
+          "the variant's recipe is saved, its data absolute: %s", cfg);
+    free(cfg);
+    char bin[PATH_MAX];
+    if (!realpath(getenv("BYOL") ? getenv("BYOL") : "./byol", bin)) snprintf(bin, sizeof bin, "./byol");
+    snprintf(cmd, sizeof cmd, "cd / && %s eval --ckpt %s/lab/no-predictor --eval-bank 50 --eval-queries 50 "
+                              "--probe-iters 10 > /dev/null 2> %s/err", bin, TEST_TMP, TEST_TMP);
+    CHECK(sh_status(cmd) == 0, "byol eval rebuilds the variant's model from its checkpoint, from any folder");
     snprintf(cmd, sizeof cmd, "%s lab --only nothing --out %s/lab2 > /dev/null 2> %s/err",
              getenv("BYOL") ? getenv("BYOL") : "./byol", TEST_TMP, TEST_TMP);
     CHECK(sh_status(cmd) == 2, "an unknown variant is refused");

@@ -6,6 +6,7 @@
 #include "../train/lab.h"
 #include "args.h"
 #include "commands.h"
+#include "train_opts.h"
 
 static const char *USAGE =
     "usage: byol lab [--data PATH] [--budget SECONDS] [--quick] [--out DIR] [--only a,b]\n"
@@ -16,8 +17,18 @@ static const char *USAGE =
     "encoders).\n"
     "Variants: byol no-predictor tau0 tau1 tau0-fast-predictor simsiam no-head-bn.";
 
+/* A variant's configuration as byol train saves it: train's flags, bound to a copy of the
+ * variant's options. */
+static char *variant_config(void *options) {
+    static TrainOptions bound;
+    Flag flags[TRAIN_FLAG_MAX];
+    const int n = train_flags(flags, &bound);
+    bound = *(const TrainOptions *)options;
+    return train_config_dump(flags, n);
+}
+
 int cmd_lab(int argc, char **argv) {
-    LabOptions o = {NULL, NULL, 1740, 0, 0, 0, 0, 0, NULL, NULL};
+    LabOptions o = {NULL, NULL, 1740, 0, 0, 0, 0, 0, NULL, NULL, variant_config};
     float budget = -1;
     int quick = 0;
     char out_buf[256];

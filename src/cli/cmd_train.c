@@ -13,16 +13,6 @@
 #include "data_flags.h"
 #include "train_opts.h"
 
-/* --data as an absolute path, so that a checkpoint's configuration works from any folder. */
-static void make_data_absolute(TrainOptions *o) {
-    char abs_path[PATH_MAX];
-    if (o->data.data && o->data.data != o->data_buf && realpath(o->data.data, abs_path) &&
-        strlen(abs_path) < sizeof o->data_buf) {
-        memcpy(o->data_buf, abs_path, strlen(abs_path) + 1);
-        o->data.data = o->data_buf;
-    }
-}
-
 /* The options of a resumed run: the defaults, then the checkpoint's configuration, then the flags
  * given now. A recipe flag that differs from the checkpoint's is refused unless --allow-change,
  * and then named. 0, or the exit status. */
@@ -36,8 +26,8 @@ static int resume_options(int argc, char **argv, Flag *flags, int nf, TrainOptio
         fprintf(stderr, "byol train: %s\n", e->msg);
         return 2;
     }
-    make_data_absolute(&saved);
-    make_data_absolute(o);
+    train_data_absolute(&saved);
+    train_data_absolute(o);
     char changes[2048];
     int n = train_recipe_changes(saved_flags, flags, nf, changes, sizeof changes);
     if (n && !o->allow_change) {
@@ -94,7 +84,7 @@ int cmd_train(int argc, char **argv) {
             o.out_default = 0;
         }
     } else {
-        make_data_absolute(&o);
+        train_data_absolute(&o);
     }
 
     /* Compute threads default to the cores this process may use (affinity, cgroup quota; under

@@ -102,13 +102,6 @@ static int selected(const LabOptions *o, const char *slug) {
     return 0;
 }
 
-static char *config_none(void *ctx) {
-    (void)ctx;
-    char *s = xmalloc(64, "configuration");
-    snprintf(s, 64, "# made by byol lab\n");
-    return s;
-}
-
 static void pct(char *buf, size_t cap, double x) {
     if (x < 0) snprintf(buf, cap, "-");
     else snprintf(buf, cap, "%.1f", 100 * x);
@@ -192,6 +185,7 @@ int lab_run(const LabOptions *o) {
         TrainOptions t;
         train_options_default(&t);
         t.data.data = o->data;
+        train_data_absolute(&t);
         snprintf(t.out_buf, sizeof t.out_buf, "%s/%s", o->out, v[i].slug);
         t.out = t.out_buf;
         t.time_budget = (float)per_s;
@@ -213,7 +207,7 @@ int lab_run(const LabOptions *o) {
         fflush(stdout);
         CkptMeta meta;
         memset(&meta, 0, sizeof meta);
-        const TrainSetup setup = {o->be, "", NULL, &meta, config_none, NULL};
+        const TrainSetup setup = {o->be, "", NULL, &meta, o->config_text, &t};
         TrainResult res;
         rc = train_run(&t, &setup, &res);
         snprintf(path_buf[i], sizeof path_buf[i], "%s/metrics.jsonl", t.out);

@@ -30,6 +30,10 @@ typedef struct {
     int batch, width;    /* 0: byol train's */
     const char *only;    /* comma-separated slugs, or NULL: all */
     const Backend *be;
+    /* The configuration text a variant's run saves (config.txt, its checkpoints), as byol train
+     * writes it, from that variant's options (a TrainOptions *): what byol eval and --resume
+     * rebuild the variant's model from. */
+    char *(*config_text)(void *options);
 } LabOptions;
 
 /* What one variant ended at (from its metrics.jsonl). */

@@ -32,6 +32,15 @@
  * untrained encoder, linear probe 80.4% against 74.0%. With the paper's weight decay (1e-5)
  * and 1024/128 heads the projections collapsed to rank 4 within 50 steps and kNN did not
  * improve (73.0%). */
+void train_data_absolute(TrainOptions *o) {
+    char abs_path[PATH_MAX];
+    if (o->data.data && o->data.data != o->data_buf && realpath(o->data.data, abs_path) &&
+        strlen(abs_path) < sizeof o->data_buf) {
+        memcpy(o->data_buf, abs_path, strlen(abs_path) + 1);
+        o->data.data = o->data_buf;
+    }
+}
+
 int train_options_resolve(TrainOptions *o, Err *e) {
     if (o->mc.proj_layers == 1) return err_set(e, "--proj-layers 1: the projector has 2 or 3 layers (0: the method's)");
     model_config_resolve(&o->mc);

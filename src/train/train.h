@@ -32,6 +32,10 @@ typedef struct {
 /* The defaults: a model and recipe sized for a 2-core CPU and 15 minutes on Fashion-MNIST. */
 void train_options_default(TrainOptions *o);
 
+/* --data as an absolute path (into o->data_buf), so that a run's saved configuration works from
+ * any folder. */
+void train_data_absolute(TrainOptions *o);
+
 /* Fills in what the method decides where the options leave it open: the heads
  * (model_config_resolve), the optimizer (BYOL LARS, SimSiam SGD) and its base learning rate (1
  * for LARS, 0.05 for SGD). 0, or -1 with e set for an unknown optimizer. */
