@@ -203,3 +203,11 @@ double now_seconds(void) {
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
+
+int atomic_write_file(const char *path, const void *data, size_t n, Err *e) {
+    AtomicFile af;
+    int rc = atomic_open(&af, path, e);
+    if (rc == 0) rc = atomic_write(&af, data, n, e);
+    if (rc == 0) rc = atomic_commit(&af, e);
+    return rc;
+}

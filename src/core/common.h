@@ -53,6 +53,8 @@ int atomic_open(AtomicFile *af, const char *path, Err *e);
 int atomic_write(AtomicFile *af, const void *data, size_t n, Err *e);
 int atomic_commit(AtomicFile *af, Err *e);  /* closes; on error nothing is left behind */
 void atomic_abort(AtomicFile *af);
+/* A whole buffer as the file at path, atomically (the three calls above). */
+int atomic_write_file(const char *path, const void *data, size_t n, Err *e);
 
 /* Creates the folders above the last '/' of path that do not exist (mkdir -p of its parent).
  * Returns 0, or -1 with errno set and the folder that could not be made in failed (of cap). */

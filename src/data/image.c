@@ -726,10 +726,7 @@ int png_write(const char *path, const uint8_t *px, int w, int h, int c, Err *e) 
     rows = NULL;
     png_destroy_write_struct(&png, &info);
 
-    AtomicFile af;
-    int rc = atomic_open(&af, path, e);
-    if (rc == 0) rc = atomic_write(&af, o.p, o.n, e);
-    if (rc == 0) rc = atomic_commit(&af, e);
+    int rc = atomic_write_file(path, o.p, o.n, e);
     free(o.p);
     return rc;
 }
@@ -903,10 +900,7 @@ int jpeg_write(const char *path, const uint8_t *px, int w, int h, int c, int qua
     size_t size;
     uint8_t *mem = jpeg_encode_mem(px, w, h, c, quality, &size, path, e);
     if (!mem) return -1;
-    AtomicFile af;
-    int rc = atomic_open(&af, path, e);
-    if (rc == 0) rc = atomic_write(&af, mem, size, e);
-    if (rc == 0) rc = atomic_commit(&af, e);
+    int rc = atomic_write_file(path, mem, size, e);
     free(mem);
     return rc;
 }

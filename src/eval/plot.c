@@ -424,13 +424,6 @@ static void build_svg(Buf *b, const char *jsonl_path, const Series *s, int skipp
     bprintf(b, "</svg>\n");
 }
 
-static int write_svg(const Buf *b, const char *svg_path, Err *e) {
-    AtomicFile af;
-    int rc = atomic_open(&af, svg_path, e);
-    if (rc == 0) rc = atomic_write(&af, b->p, b->n, e);
-    if (rc == 0) rc = atomic_commit(&af, e);
-    return rc == 0 ? 0 : -1;
-}
 
 int plot_metrics_svg(const char *jsonl_path, const char *svg_path, Err *e) {
     size_t size;
@@ -444,7 +437,7 @@ int plot_metrics_svg(const char *jsonl_path, const char *svg_path, Err *e) {
     Buf b = {0};
     build_svg(&b, jsonl_path, s, skipped);
     for (int k = 0; k < S_COUNT; k++) free(s[k].pt);
-    int rc = write_svg(&b, svg_path, e);
+    int rc = atomic_write_file(svg_path, b.p, b.n, e);
     free(b.p);
     return rc;
 }
@@ -538,7 +531,7 @@ int plot_lab_svg(const char *const *jsonl_paths, const char *const *labels, int 
     for (int r = 0; r < n; r++)
         for (int k = 0; k < S_COUNT; k++) free(s[r][k].pt);
     xfree(s);
-    int rc = write_svg(&b, svg_path, e);
+    int rc = atomic_write_file(svg_path, b.p, b.n, e);
     free(b.p);
     return rc;
 }

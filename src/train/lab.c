@@ -142,10 +142,7 @@ static int write_report(const LabOptions *o, const LabVariant *v, const LabOutco
         "`byol train` with its flags.\n", o->out);
 #undef ADD
     if (len >= cap) len = cap - 1;
-    AtomicFile af;
-    int rc = atomic_open(&af, path, e);
-    if (rc == 0) rc = atomic_write(&af, b, len, e);
-    if (rc == 0) rc = atomic_commit(&af, e);
+    int rc = atomic_write_file(path, b, len, e);
     xfree(b);
     return rc;
 }

@@ -95,12 +95,6 @@ static void on_signal(int sig) { g_signal = sig; }
 
 /* ---------------------------------------------------------------- helpers */
 
-static int write_text_file(const char *path, const char *text, Err *e) {
-    AtomicFile af;
-    if (atomic_open(&af, path, e)) return -1;
-    if (atomic_write(&af, text, strlen(text), e)) return -1;
-    return atomic_commit(&af, e);
-}
 
 /* The folder a file path is in ("." for a bare name). */
 static void folder_of(const char *path, char *dir, size_t cap) {
@@ -159,7 +153,7 @@ static int setup_run_dir(TrainOptions *o, const char *ckpt_path, int64_t start_s
         return 1;
     }
     snprintf(path, sizeof path, "%s/config.txt", o->out);
-    if (write_text_file(path, config, e)) {
+    if (atomic_write_file(path, config, strlen(config), e)) {
         fprintf(stderr, "byol train: %s\n", e->msg);
         return 1;
     }
