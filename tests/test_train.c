@@ -318,6 +318,11 @@ static void test_simsiam_trains(void) {
     err = slurp_text("err");
     CHECK(st == 2 && strstr(err, "--optimizer adam") && count_lines(err, "\n") == 1, "exit %d: %s", st, err);
     free(err);
+    snprintf(a, sizeof a, "train %s --out %s/badlayers --proj-layers 1", TINY, TEST_TMP);
+    st = byol(a);
+    err = slurp_text("err");
+    CHECK(st == 2 && strstr(err, "--proj-layers 1") && count_lines(err, "\n") == 1, "exit %d: %s", st, err);
+    free(err);
 }
 
 int main(void) {

@@ -58,11 +58,6 @@ const Backend *compute_backend(const ComputeOptions *o, Err *e) {
     return be;
 }
 
-int model_flags_check(const ModelConfig *c, Err *e) {
-    if (c->proj_layers == 1) return err_set(e, "--proj-layers 1: the projector has 2 or 3 layers (0: the method's)");
-    return 0;
-}
-
 int plan_apply(const ComputeOptions *o, int *report, Err *e) {
     PlanMode m = PLAN_MEASURE;
     const int fresh = report && o->mode && strcmp(o->mode, "report") == 0;

@@ -62,7 +62,6 @@ const Backend *compute_backend(const ComputeOptions *o, Err *e);
 /* The model flags every command shares, appended to a command's table. */
 enum { MODEL_FLAG_COUNT = 9 };
 void model_flags(Flag *out, ModelConfig *cfg);
-/* What the ranges of model_flags cannot say (--proj-layers 1); 0 or -1 with e set. */
-int model_flags_check(const ModelConfig *c, Err *e);
+
 
 #endif

@@ -96,7 +96,7 @@ int cmd_bench(int argc, char **argv) {
     int rc = flags_parse(argc, args, flags, nf, USAGE, &e);
     xfree(args);
     if (rc == 1) return 0;
-    if (rc || model_flags_check(&mc, &e)) return cmd_fail("bench", &e, 2);
+    if (rc || model_config_check(&mc, &e)) return cmd_fail("bench", &e, 2);
     if ((double)batch * size * size * mc.enc.in_channels > (double)(1L << 31) / 64)
         return err_set(&e, "--batch %d with --image-size %d is too large for one step", batch, size),
                cmd_fail("bench", &e, 2);

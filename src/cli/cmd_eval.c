@@ -189,7 +189,7 @@ int cmd_eval(int argc, char **argv) {
     Err e;
     int rc = flags_parse(argc, argv, flags, nf, EVAL_USAGE, &e);
     if (rc == 1) return 0;
-    if (rc || model_flags_check(&asked, &e)) return cmd_fail("eval", &e, 2);
+    if (rc || model_config_check(&asked, &e)) return cmd_fail("eval", &e, 2);
     if (!ckpt && !random_init && !raw_pixels) {
         fprintf(stderr, "byol eval: --ckpt is required (or --random-init 1 / --raw-pixels 1 with model flags)\n");
         return 2;

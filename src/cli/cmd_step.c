@@ -11,6 +11,7 @@
 #include "../dist/dist.h"
 #include "../io/npy.h"
 #include "../io/state.h"
+#include "../train/train.h"
 #include "args.h"
 #include "commands.h"
 
@@ -68,17 +69,17 @@ int cmd_step(int argc, char **argv) {
         fprintf(stderr, "byol step: %s\n", e.msg);
         return 2;
     }
-    if (model_flags_check(&mc, &e)) {
+    if (model_config_check(&mc, &e)) {
         fprintf(stderr, "byol step: %s\n", e.msg);
         return 2;
     }
     model_config_resolve(&mc);
-    if (!optimizer) optimizer = mc.method == METHOD_SIMSIAM ? "sgd" : "lars";
-    if (strcmp(optimizer, "sgd") != 0 && strcmp(optimizer, "lars") != 0) {
-        fprintf(stderr, "byol step: --optimizer %s: not an optimizer (lars, sgd)\n", optimizer);
+    const int sgd = train_optimizer_resolve(&optimizer, mc.method, &e);
+    if (sgd < 0) {
+        fprintf(stderr, "byol step: %s\n", e.msg);
         return 2;
     }
-    sc.lars.sgd = strcmp(optimizer, "sgd") == 0;
+    sc.lars.sgd = sgd;
     if (!isnan(pred_lr)) sc.lars.tail_absolute = 1, sc.lars.lr_mult = pred_lr; /* mult_from: the model's */
     if (!state_in || !views_path || !out_path) {
         fprintf(stderr, "byol step: --state, --views and --out are required (see --help)\n");

@@ -20,6 +20,11 @@ void model_config_resolve(ModelConfig *c) {
     if (!c->pred_hidden) c->pred_hidden = c->method == METHOD_SIMSIAM ? MAX(c->proj_dim / 4, 1) : c->proj_hidden;
 }
 
+int model_config_check(const ModelConfig *c, Err *e) {
+    if (c->proj_layers == 1) return err_set(e, "--proj-layers 1: the projector has 2 or 3 layers (0: the method's)");
+    return 0;
+}
+
 void model_config_default(ModelConfig *c) {
     c->method = METHOD_BYOL;
     c->proj_layers = 2;

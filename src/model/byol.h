@@ -10,6 +10,7 @@
 #define BYOL_BYOL_H
 
 #include "../backend/backend.h"
+#include "../core/common.h"
 #include "mlp.h"
 #include "resnet.h"
 #include "store.h"
@@ -36,6 +37,8 @@ typedef struct {
 void model_config_default(ModelConfig *c);
 /* Fills in what the method decides (proj_layers, pred_hidden left 0). */
 void model_config_resolve(ModelConfig *c);
+/* What the flags' ranges cannot say (--proj-layers 1); 0, or -1 with e set. */
+int model_config_check(const ModelConfig *c, Err *e);
 
 typedef struct {
     ModelConfig cfg;

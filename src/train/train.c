@@ -41,13 +41,18 @@ void train_data_absolute(TrainOptions *o) {
     }
 }
 
+int train_optimizer_resolve(const char **optimizer, Method method, Err *e) {
+    if (!*optimizer) *optimizer = method == METHOD_SIMSIAM ? "sgd" : "lars";
+    if (strcmp(*optimizer, "sgd") == 0) return 1;
+    if (strcmp(*optimizer, "lars") == 0) return 0;
+    return err_set(e, "--optimizer %.64s: not an optimizer (lars, sgd)", *optimizer);
+}
+
 int train_options_resolve(TrainOptions *o, Err *e) {
-    if (o->mc.proj_layers == 1) return err_set(e, "--proj-layers 1: the projector has 2 or 3 layers (0: the method's)");
+    if (model_config_check(&o->mc, e)) return -1;
     model_config_resolve(&o->mc);
-    if (!o->optimizer) o->optimizer = o->mc.method == METHOD_SIMSIAM ? "sgd" : "lars";
-    const int sgd = strcmp(o->optimizer, "sgd") == 0;
-    if (!sgd && strcmp(o->optimizer, "lars") != 0)
-        return err_set(e, "--optimizer %.64s: not an optimizer (lars, sgd)", o->optimizer);
+    const int sgd = train_optimizer_resolve(&o->optimizer, o->mc.method, e);
+    if (sgd < 0) return -1;
     if (isnan(o->base_lr)) o->base_lr = sgd ? 0.05f : 1.0f;
     return 0;
 }

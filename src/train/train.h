@@ -36,6 +36,10 @@ void train_options_default(TrainOptions *o);
  * any folder. */
 void train_data_absolute(TrainOptions *o);
 
+/* The optimizer's name: NULL becomes the method's (BYOL lars, SimSiam sgd). Returns 1 for sgd,
+ * 0 for lars, or -1 with e set for another name. */
+int train_optimizer_resolve(const char **optimizer, Method method, Err *e);
+
 /* Fills in what the method decides where the options leave it open: the heads
  * (model_config_resolve), the optimizer (BYOL LARS, SimSiam SGD) and its base learning rate (1
  * for LARS, 0.05 for SGD). 0, or -1 with e set for an unknown optimizer. */
