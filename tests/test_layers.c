@@ -940,6 +940,100 @@ static void test_cosine_loss_finite_differences(void) {
     xfree(c.p), xfree(c.z), xfree(dp);
 }
 
+/* ---------------------------------------------------------------- DINO's pieces */
+
+static void test_dino_layers_match_pytorch(void) {
+    int64_t gs[2], ns[2], ds_[2];
+    float *gx = fx_get(&FX, "gelu.x", gs, NULL), *gy = fx_get(&FX, "gelu.y", NULL, NULL),
+          *gdy = fx_get(&FX, "gelu.dy", NULL, NULL), *gdx = fx_get(&FX, "gelu.dx", NULL, NULL);
+    float *nx = fx_get(&FX, "l2norm.x", ns, NULL), *ny = fx_get(&FX, "l2norm.y", NULL, NULL),
+          *ndy = fx_get(&FX, "l2norm.dy", NULL, NULL), *ndx = fx_get(&FX, "l2norm.dx", NULL, NULL);
+    float *t = fx_get(&FX, "dino.t", ds_, NULL), *c = fx_get(&FX, "dino.center", NULL, NULL),
+          *sv = fx_get(&FX, "dino.s", NULL, NULL), *q = fx_get(&FX, "dino.q", NULL, NULL),
+          *loss = fx_get(&FX, "dino.loss", NULL, NULL), *dsr = fx_get(&FX, "dino.ds", NULL, NULL),
+          *ent = fx_get(&FX, "dino.entropy", NULL, NULL), *newc = fx_get(&FX, "dino.new_center", NULL, NULL);
+    const size_t gn = (size_t)gs[0] * gs[1];
+    const int rows = (int)ns[0], cols = (int)ns[1], R = (int)ds_[0], K = (int)ds_[1];
+    const float tt = (float)atof(st_meta(&FX, "dino.teacher_temp")), ts = (float)atof(st_meta(&FX, "dino.student_temp"));
+    const Backend *all[3] = {&backend_cpu, &backend_ref, &backend_gpu_emu};
+    for (int k = 0; k < 3; k++) {
+        const Backend *be = all[k];
+        float *o = xmalloc(64 * 4, "t"), *norms = xmalloc(16 * 4, "t"), *d = xmalloc(64 * 4, "t");
+        be->gelu_forward(o, gx, gn);
+        CHECK_CLOSE(o, gy, gn, TOL_FIXTURE, "gelu");
+        be->gelu_backward(o, gdy, gx, gn);
+        CHECK_CLOSE(o, gdx, gn, TOL_FIXTURE, "gelu backward");
+        be->l2norm_rows_forward(o, norms, nx, rows, cols, 1e-12f);
+        CHECK_CLOSE(o, ny, (size_t)rows * cols, TOL_FIXTURE, "l2norm");
+        be->l2norm_rows_backward(d, ndy, o, norms, rows, cols, 1e-12f);
+        CHECK_CLOSE(d, ndx, (size_t)rows * cols, TOL_FIXTURE, "l2norm backward");
+        be->dino_teacher_softmax(o, t, c, R, K, tt);
+        CHECK_CLOSE(o, q, (size_t)R * K, TOL_FIXTURE, "teacher softmax");
+        double h;
+        float l = be->dino_student_loss(d, sv, q, R, K, ts, 1.0f, &h);
+        CHECK(fabs(l - loss[0]) <= 1e-6 * fabs(loss[0]), "%s dino loss %.9g vs %.9g", be->name, l, loss[0]);
+        CHECK(fabs(h - ent[0]) <= 1e-6 * fabs(ent[0]), "%s teacher entropy %.9g vs %.9g", be->name, h, ent[0]);
+        CHECK_CLOSE(d, dsr, (size_t)R * K, TOL_FIXTURE, "dino loss gradient");
+        memcpy(o, c, K * sizeof(float));
+        be->dino_center_update(o, t, R, K, 0.9f, NULL);
+        CHECK_CLOSE(o, newc, (size_t)K, TOL_FIXTURE, "center update");
+        xfree(o), xfree(norms), xfree(d);
+    }
+    xfree(gx), xfree(gy), xfree(gdy), xfree(gdx), xfree(nx), xfree(ny), xfree(ndy), xfree(ndx);
+    xfree(t), xfree(c), xfree(sv), xfree(q), xfree(loss), xfree(dsr), xfree(ent), xfree(newc);
+}
+
+/* Finite differences of sum(r * f(x)) for GELU and the row normalization (eps 1e-12, and 0:
+ * weight normalization), and of the DINO loss in the student's outputs. */
+typedef struct {
+    int rows, cols, which; /* 0 gelu, 1 l2norm, 2 weight norm, 3 dino loss */
+    float *x, *r, *q;
+} DinoCtx;
+
+static double dino_piece_loss(void *ctx, uint64_t *pattern) {
+    DinoCtx *c = ctx;
+    const size_t n = (size_t)c->rows * c->cols;
+    *pattern = 0;
+    float *y = xmalloc(n * 4, "t"), *norms = xmalloc(c->rows * 4, "t");
+    double l = 0, h;
+    if (c->which == 3) {
+        l = dino_student_loss_ref(y, c->x, c->q, c->rows, c->cols, 0.1f, 1.0f, &h);
+    } else {
+        if (c->which == 0) gelu_forward_ref(y, c->x, n);
+        else l2norm_rows_forward_ref(y, norms, c->x, c->rows, c->cols, c->which == 1 ? 1e-12f : 0.0f);
+        for (size_t i = 0; i < n; i++) l += (double)c->r[i] * y[i];
+    }
+    xfree(y), xfree(norms);
+    return l;
+}
+
+static void test_dino_layers_finite_differences(void) {
+    const char *names[4] = {"gelu", "l2norm", "weight norm", "dino loss"};
+    for (int which = 0; which < 4; which++) {
+        TestRng rng = {31 + which};
+        DinoCtx c = {5, 8, which, 0, 0, 0};
+        const size_t n = 40;
+        c.x = xmalloc(n * 4, "t"), c.r = xmalloc(n * 4, "t"), c.q = xmalloc(n * 4, "t");
+        fill_normal(&rng, c.x, n, 1), fill_normal(&rng, c.r, n, 1), fill_normal(&rng, c.q, n, 1);
+        for (int i = 0; i < c.rows; i++) { /* q: rows of a distribution */
+            double s = 0;
+            for (int j = 0; j < c.cols; j++) s += c.q[i * c.cols + j] = expf(c.q[i * c.cols + j]);
+            for (int j = 0; j < c.cols; j++) c.q[i * c.cols + j] /= (float)s;
+        }
+        float *g = xmalloc(n * 4, "t"), *y = xmalloc(n * 4, "t"), *norms = xmalloc(c.rows * 4, "t");
+        double h;
+        if (which == 0) gelu_backward_cpu(g, c.r, c.x, n);
+        if (which == 1 || which == 2) {
+            const float eps = which == 1 ? 1e-12f : 0.0f;
+            l2norm_rows_forward_cpu(y, norms, c.x, c.rows, c.cols, eps);
+            l2norm_rows_backward_cpu(g, c.r, y, norms, c.rows, c.cols, eps);
+        }
+        if (which == 3) dino_student_loss_cpu(g, c.x, c.q, c.rows, c.cols, 0.1f, 1.0f, &h);
+        fd_check(names[which], c.x, n, g, &c, dino_piece_loss, 1e-2f, 2e-3);
+        xfree(c.x), xfree(c.r), xfree(c.q), xfree(g), xfree(y), xfree(norms);
+    }
+}
+
 int main(void) {
     char path[512];
     Err e;
@@ -949,6 +1043,8 @@ int main(void) {
         return 2;
     }
     RUN(test_gemm_matches_reference);
+    RUN(test_dino_layers_match_pytorch);
+    RUN(test_dino_layers_finite_differences);
     RUN(test_conv2d_matches_pytorch);
     RUN(test_conv2d_tiled_matches_naive);
     RUN(test_winograd_and_im2col_match_naive);

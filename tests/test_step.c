@@ -20,7 +20,8 @@ static double tol_update = TOL_UPDATE, tol_loss = TOL_LOSS;
  * SimSiam loss, -cos, sits near 0 while its terms are of size 1). */
 static double loss_scale(double loss) { return fabs(loss) > 1.0 ? fabs(loss) : 1.0; }
 
-static const char *FIXTURES[] = {"r18_cifar_rgb", "r50_imagenet_gray", "simsiam_r18_cifar"};
+static const char *FIXTURES[] = {"r18_cifar_rgb", "r50_imagenet_gray", "simsiam_r18_cifar", "dino_r18_cifar",
+                                 "dino_bn_r18_cifar"};
 
 typedef struct {
     char name[64];
@@ -87,6 +88,9 @@ static void fixture_load(Fixture *f, const char *name) {
         exit(2);
     }
     f->cfg.proj_layers = cJSON_IsNumber(layers) ? layers->valueint : 0;
+    if (f->cfg.method == METHOD_DINO) f->cfg.dino_out = json_int(c, "dino_out");
+    const cJSON *head_bn = cJSON_GetObjectItemCaseSensitive(c, "head_bn");
+    f->cfg.head_bn = cJSON_IsNumber(head_bn) ? head_bn->valueint : -1;
     model_config_resolve(&f->cfg);
     cJSON_Delete(c);
     f->sc.lars.lr = (float)meta_num(&f->expected, "lr");
@@ -95,6 +99,13 @@ static void fixture_load(Fixture *f, const char *name) {
     f->sc.lars.eta = (float)meta_num(&f->expected, "lars_eta");
     f->sc.lars.mult_from = 0, f->sc.lars.lr_mult = 1; /* BYOL's fixtures: one rate for all */
     const char *opt = st_meta(&f->expected, "optimizer");
+    f->sc.dino = (DinoConfig)DINO_CONFIG_DEFAULT;
+    if (f->cfg.method == METHOD_DINO) {
+        f->sc.dino.teacher_temp = (float)meta_num(&f->expected, "dino_teacher_temp");
+        f->sc.dino.student_temp = (float)meta_num(&f->expected, "dino_student_temp");
+        f->sc.dino.center_momentum = (float)meta_num(&f->expected, "dino_center_momentum");
+        f->sc.dino.center = meta_num(&f->expected, "dino_center") != 0;
+    }
     if (opt && strcmp(opt, "sgd") == 0) { /* SimSiam's: SGD, the predictor at pred_lr (run_fixture) */
         f->sc.lars.sgd = 1;
         f->sc.lars.tail_absolute = 1;
@@ -218,6 +229,18 @@ static void test_step_simsiam_matches_pytorch(void) {
     check_fixture(FIXTURES[2], &backend_gpu_emu);
 }
 
+/* DINO (--method dino): the GELU head, the normalized bottleneck and weight-normalized last
+ * layer, the centered and sharpened teacher, the cross-entropy, the center's EMA, SGD. */
+static void test_step_dino_matches_pytorch(void) {
+    check_fixture(FIXTURES[3], &backend_cpu);
+    check_fixture(FIXTURES[3], &backend_ref);
+    check_fixture(FIXTURES[3], &backend_gpu_emu);
+    /* its use_bn_in_head (--head-bn 1): batch norm, then GELU */
+    check_fixture(FIXTURES[4], &backend_cpu);
+    check_fixture(FIXTURES[4], &backend_ref);
+    check_fixture(FIXTURES[4], &backend_gpu_emu);
+}
+
 static void test_step_naive_backend_matches_pytorch(void) {
     check_fixture(FIXTURES[0], &backend_ref);
     check_fixture(FIXTURES[1], &backend_ref);
@@ -249,7 +272,7 @@ static void test_step_gpu_bf16_within_bounds(void) {
     float *views = xmalloc(n * sizeof(float), "t");
     TestRng r = {5};
     fill_normal(&r, views, n, 1.0f);
-    StepConfig sc = {{0.1f, 1e-5f, 0.9f, 0.02f, 0, 1.0f, 0, 0}, 0.99f};
+    StepConfig sc = {{0.1f, 1e-5f, 0.9f, 0.02f, 0, 1.0f, 0, 0}, 0.99f, DINO_CONFIG_DEFAULT};
     Byol m[2], init;
     float loss[2];
     for (int k = 0; k < 2; k++) {
@@ -362,12 +385,14 @@ static void cli_step_check(const char *name, const char *device) {
              "%s step --state %s/step_%s.state.safetensors --views %s/step_%s.views.npy --out %s "
              "--arch %s --width %d --stem %s --in-channels %d --proj-hidden %d --proj-dim %d --pred-hidden %d "
              "--lr %.9g --weight-decay %.9g --momentum %.9g --lars-eta %.9g --tau %.9g --threads 2 --device %s --precision fp32 "
-             "--method %s --proj-layers %d --optimizer %s --pred-lr %.9g > %s 2>&1",
+             "--method %s --proj-layers %d --optimizer %s --pred-lr %.9g --dino-out %d --dino-teacher-temp %.9g "
+             "--dino-student-temp %.9g --dino-center-momentum %.9g --dino-center %d > %s 2>&1",
              byol, fixture_dir(), f.name, fixture_dir(), f.name, out, arch_name(c->enc.arch), c->enc.width,
              stem_name(c->enc.stem), c->enc.in_channels, c->proj_hidden, c->proj_dim, c->pred_hidden,
              f.sc.lars.lr, f.sc.lars.weight_decay, f.sc.lars.momentum, f.sc.lars.eta, f.sc.tau, device,
              method_name(c->method), c->proj_layers, f.sc.lars.sgd ? "sgd" : "lars",
-             f.sc.lars.tail_absolute ? f.sc.lars.lr_mult : f.sc.lars.lr, log);
+             f.sc.lars.tail_absolute ? f.sc.lars.lr_mult : f.sc.lars.lr, c->dino_out, f.sc.dino.teacher_temp,
+             f.sc.dino.student_temp, f.sc.dino.center_momentum, f.sc.dino.center, log);
     int rc = system(cmd);
     CHECK(rc == 0, "byol step exited %d: %s", rc, cmd);
     FILE *lf = fopen(log, "r");
@@ -400,6 +425,7 @@ static void cli_step_check(const char *name, const char *device) {
 static void test_cli_step_matches_pytorch(void) {
     cli_step_check(FIXTURES[0], "cpu");
     cli_step_check(FIXTURES[2], "cpu"); /* byol step --method simsiam */
+    cli_step_check(FIXTURES[3], "cpu"); /* byol step --method dino */
     cli_step_check(FIXTURES[0], "gpu-emulator"); /* the GPU path's step, end to end */
 }
 
@@ -437,6 +463,7 @@ int main(void) {
     RUN(test_step_resnet18_cifar_matches_pytorch);
     RUN(test_step_resnet50_imagenet_matches_pytorch);
     RUN(test_step_simsiam_matches_pytorch);
+    RUN(test_step_dino_matches_pytorch);
     RUN(test_step_naive_backend_matches_pytorch);
     RUN(test_step_gpu_kernels_match_pytorch);
     RUN(test_step_gpu_bf16_within_bounds);

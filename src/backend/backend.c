@@ -43,6 +43,13 @@ static void host_sync(void) {}
     .linear_backward = linear_backward_##suffix,                     \
     .cosine_loss_forward = cosine_loss_forward_##suffix,             \
     .cosine_loss_backward = cosine_loss_backward_##suffix,           \
+    .gelu_forward = gelu_forward_##suffix,                           \
+    .gelu_backward = gelu_backward_##suffix,                         \
+    .l2norm_rows_forward = l2norm_rows_forward_##suffix,             \
+    .l2norm_rows_backward = l2norm_rows_backward_##suffix,           \
+    .dino_teacher_softmax = dino_teacher_softmax_##suffix,           \
+    .dino_student_loss = dino_student_loss_##suffix,                 \
+    .dino_center_update = dino_center_update_##suffix,               \
     .nchw_to_nhwc = nchw_to_nhwc_##suffix,                           \
     .fill_zero = fill_zero_##suffix,                                 \
     .count_nonfinite = count_nonfinite_##suffix,                     \

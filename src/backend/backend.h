@@ -84,6 +84,19 @@ typedef struct Backend {
     void (*cosine_loss_backward)(float *dp, const float *p, const float *z, int B, int D,
                                  float dloss);
 
+    /* DINO's head and loss (src/nn/dino.c) */
+    void (*gelu_forward)(float *out, const float *in, size_t n);
+    void (*gelu_backward)(float *din, const float *dout, const float *in, size_t n);
+    void (*l2norm_rows_forward)(float *out, float *norms, const float *in, int rows, int cols, float eps);
+    void (*l2norm_rows_backward)(float *din, const float *dout, const float *out, const float *norms,
+                                 int rows, int cols, float eps);
+    void (*dino_teacher_softmax)(float *q, const float *t, const float *center, int rows, int K,
+                                 float temp);
+    float (*dino_student_loss)(float *ds, const float *s, const float *q, int rows, int K, float temp,
+                               float dloss, double *entropy);
+    void (*dino_center_update)(float *center, const float *t, int rows, int K, float momentum,
+                               const Reducer *sync);
+
     void (*nchw_to_nhwc)(float *out, const float *in, int B, int C, int H, int W);
     void (*fill_zero)(float *x, size_t n);
     size_t (*count_nonfinite)(const float *x, size_t n); /* NaN and +-Inf values */

@@ -471,6 +471,155 @@ KERNEL(k_cosine_backward, float *dp, const float *p, const float *z, int D, doub
     PHASE_END
 }
 
+/* ---- DINO's head and loss (the CPU's in src/nn/dino.c) ---- */
+
+KERNEL(k_gelu_forward, float *out, const float *in, size_t n) {
+    THREADS_BEGIN
+    size_t i = GLOBAL_ID;
+    if (i < n) out[i] = 0.5f * in[i] * (1.0f + erff(in[i] * 0.70710678118654752440f));
+    THREADS_END
+}
+
+KERNEL(k_gelu_backward, float *din, const float *dout, const float *in, size_t n) {
+    THREADS_BEGIN
+    size_t i = GLOBAL_ID;
+    if (i < n) {
+        const float x = in[i];
+        const float cdf = 0.5f * (1.0f + erff(x * 0.70710678118654752440f));
+        const float pdf = 0.39894228040143267794f * expf(-0.5f * x * x);
+        din[i] = dout[i] * (cdf + x * pdf);
+    }
+    THREADS_END
+}
+
+/* The block's maximum of s[] into s[0]. */
+#define BLOCK_TREE_MAX(s)                                                     \
+    for (int half_ = GPU_THREADS / 2; half_ > 0; half_ >>= 1) {               \
+        PHASE_BEGIN if (tid < half_) s[tid] = fmaxf(s[tid], s[tid + half_]);  \
+        PHASE_END                                                             \
+    }
+
+/* One block per row: out = x / max(|x|, eps), norms[row] = max(|x|, eps). */
+KERNEL(k_l2norm_rows_forward, float *out, float *norms, const float *in, int cols, float eps) {
+    SHARED(double, s, GPU_THREADS);
+    const size_t row = (size_t)BLOCK_X * cols;
+    PHASE_BEGIN
+    double a = 0;
+    for (int j = tid; j < cols; j += GPU_THREADS) a += (double)in[row + j] * in[row + j];
+    s[tid] = a;
+    PHASE_END
+    BLOCK_TREE_SUM(s)
+    PHASE_BEGIN
+    const double n = fmax(sqrt(s[0]), (double)eps);
+    if (tid == 0) norms[BLOCK_X] = (float)n;
+    for (int j = tid; j < cols; j += GPU_THREADS) out[row + j] = (float)(in[row + j] / n);
+    PHASE_END
+}
+
+KERNEL(k_l2norm_rows_backward, float *din, const float *dout, const float *out, const float *norms, int cols,
+       float eps) {
+    SHARED(double, s, GPU_THREADS);
+    const size_t row = (size_t)BLOCK_X * cols;
+    PHASE_BEGIN
+    double a = 0;
+    for (int j = tid; j < cols; j += GPU_THREADS) a += (double)dout[row + j] * out[row + j];
+    s[tid] = a;
+    PHASE_END
+    BLOCK_TREE_SUM(s)
+    PHASE_BEGIN
+    const double n = norms[BLOCK_X];
+    for (int j = tid; j < cols; j += GPU_THREADS)
+        din[row + j] = n > eps ? (float)((dout[row + j] - out[row + j] * s[0]) / n) : (float)(dout[row + j] / eps);
+    PHASE_END
+}
+
+/* One block per row: q = softmax((t - center) * inv). */
+KERNEL(k_dino_teacher_softmax, float *q, const float *t, const float *center, int K, float inv) {
+    SHARED(float, smax, GPU_THREADS);
+    SHARED(double, ssum, GPU_THREADS);
+    const size_t row = (size_t)BLOCK_X * K;
+    PHASE_BEGIN
+    float m = -INFINITY;
+    for (int k = tid; k < K; k += GPU_THREADS) m = fmaxf(m, (t[row + k] - center[k]) * inv);
+    smax[tid] = m;
+    PHASE_END
+    BLOCK_TREE_MAX(smax)
+    PHASE_BEGIN
+    double a = 0;
+    for (int k = tid; k < K; k += GPU_THREADS) a += expf((t[row + k] - center[k]) * inv - smax[0]);
+    ssum[tid] = a;
+    PHASE_END
+    BLOCK_TREE_SUM(ssum)
+    PHASE_BEGIN
+    const float scale = (float)(1.0 / ssum[0]);
+    for (int k = tid; k < K; k += GPU_THREADS) q[row + k] = expf((t[row + k] - center[k]) * inv - smax[0]) * scale;
+    PHASE_END
+}
+
+/* One block per row: the cross-entropy of log softmax(s * inv) against q and q's entropy into
+ * row_ce[row], row_ent[row]; ds = g * (softmax(s * inv) - q). */
+KERNEL(k_dino_student_rows, float *ds, double *row_ce, double *row_ent, const float *s, const float *q, int K,
+       float inv, double g) {
+    SHARED(float, smax, GPU_THREADS);
+    SHARED(double, ssum, GPU_THREADS);
+    SHARED(double, sce, GPU_THREADS);
+    SHARED(double, sent, GPU_THREADS);
+    const size_t row = (size_t)BLOCK_X * K;
+    PHASE_BEGIN
+    float m = -INFINITY;
+    for (int k = tid; k < K; k += GPU_THREADS) m = fmaxf(m, s[row + k] * inv);
+    smax[tid] = m;
+    PHASE_END
+    BLOCK_TREE_MAX(smax)
+    PHASE_BEGIN
+    double a = 0;
+    for (int k = tid; k < K; k += GPU_THREADS) a += expf(s[row + k] * inv - smax[0]);
+    ssum[tid] = a;
+    PHASE_END
+    BLOCK_TREE_SUM(ssum)
+    PHASE_BEGIN
+    const double lse = smax[0] + log(ssum[0]);
+    double ce = 0, ent = 0;
+    for (int k = tid; k < K; k += GPU_THREADS) {
+        const double p = q[row + k];
+        ce -= p * ((double)s[row + k] * inv - lse);
+        if (p > 0) ent -= p * log(p);
+        ds[row + k] = (float)(g * (expf(s[row + k] * inv - smax[0]) / ssum[0] - p));
+    }
+    sce[tid] = ce;
+    sent[tid] = ent;
+    PHASE_END
+    BLOCK_TREE_SUM(sce)
+    BLOCK_TREE_SUM(sent)
+    PHASE_BEGIN
+    if (tid == 0) {
+        row_ce[BLOCK_X] = sce[0];
+        row_ent[BLOCK_X] = sent[0];
+    }
+    PHASE_END
+}
+
+/* sums[k] = the column sums of t [rows, K] in row order, sums[K] = rows. */
+KERNEL(k_colsum_doubles, double *sums, const float *t, int rows, int K) {
+    THREADS_BEGIN
+    size_t k = GLOBAL_ID;
+    if (k < (size_t)K) {
+        double a = 0;
+        for (int r = 0; r < rows; r++) a += t[(size_t)r * K + k];
+        sums[k] = a;
+    } else if (k == (size_t)K) {
+        sums[K] = rows;
+    }
+    THREADS_END
+}
+
+KERNEL(k_dino_center_apply, float *center, const double *sums, int K, float momentum) {
+    THREADS_BEGIN
+    size_t k = GLOBAL_ID;
+    if (k < (size_t)K) center[k] = (float)(momentum * (double)center[k] + (1.0 - momentum) * (sums[k] / sums[K]));
+    THREADS_END
+}
+
 /* ---- the step's guard: NaN and infinities ---- */
 
 /* A fixed grid of blocks, each thread a fixed stride; counts[block] gets the block's count. */

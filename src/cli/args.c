@@ -18,8 +18,12 @@ void model_flags(Flag *f, ModelConfig *c) {
     f[4] = (Flag){"proj-hidden", FLAG_INT, &c->proj_hidden, "projector hidden size (4096)", 1, 1 << 20};
     f[5] = (Flag){"proj-dim", FLAG_INT, &c->proj_dim, "projection size (256)", 1, 1 << 20};
     f[6] = (Flag){"pred-hidden", FLAG_INT, &c->pred_hidden, "predictor hidden size, 0 for the method's (4096)", 0, 1 << 20};
-    f[7] = (Flag){"method", FLAG_METHOD, &c->method, "byol, or simsiam (no EMA target: the online network behind a stop-gradient) (byol)", 0, -1};
-    f[8] = (Flag){"proj-layers", FLAG_INT, &c->proj_layers, "projector Linear layers, 2 or 3; 0 for the method's (byol 2, simsiam 3)", 0, 3};
+    f[7] = (Flag){"method", FLAG_METHOD, &c->method,
+                  "byol; simsiam (no EMA target: the online network behind a stop-gradient); or dino (an EMA "
+                  "teacher, centering and sharpening, no predictor) (byol)", 0, -1};
+    f[8] = (Flag){"proj-layers", FLAG_INT, &c->proj_layers,
+                  "projector Linear layers, 2 or 3; 0 for the method's (byol 2, simsiam 3, dino 3)", 0, 3};
+    f[9] = (Flag){"dino-out", FLAG_INT, &c->dino_out, "dino: K, the prototypes of the head's last layer (4096)", 1, 1 << 20};
 }
 
 void compute_flags(Flag *f, ComputeOptions *o) {

@@ -60,7 +60,7 @@ int plan_apply(const ComputeOptions *o, int *report, Err *e);
 const Backend *compute_backend(const ComputeOptions *o, Err *e);
 
 /* The model flags every command shares, appended to a command's table. */
-enum { MODEL_FLAG_COUNT = 9 };
+enum { MODEL_FLAG_COUNT = 10 };
 void model_flags(Flag *out, ModelConfig *cfg);
 
 

@@ -43,6 +43,7 @@ static int model_flags_agree(const ModelConfig *ckpt, const ModelConfig *asked, 
         {"pred-hidden", ckpt->pred_hidden, asked->pred_hidden, NULL, NULL},
         {"method", ckpt->method, asked->method, method_name(ckpt->method), method_name(asked->method)},
         {"proj-layers", ckpt->proj_layers, asked->proj_layers, NULL, NULL},
+        {"dino-out", ckpt->dino_out, asked->dino_out, NULL, NULL},
     };
     for (size_t i = 0; i < ARRAY_LEN(cmp); i++) {
         if (flag_given(argc, argv, cmp[i].flag) && cmp[i].a != cmp[i].b) {
@@ -109,7 +110,8 @@ static void ckpt_model_flags(Flag *f, ModelConfig *c, int ckpt_optional) {
     const char *what[MODEL_FLAG_COUNT] = {"encoder: resnet18, resnet34 or resnet50", "base width; stages use w, 2w, 4w, 8w",
                                           "cifar (3x3, no max-pool) or imagenet (7x7/2 + max-pool)", "image channels",
                                           "projector hidden size", "projection size", "predictor hidden size",
-                                          "byol or simsiam", "projector layers"};
+                                          "byol, simsiam or dino", "projector layers",
+                                          "dino's prototypes"};
     char dflt[MODEL_FLAG_COUNT][32];
     snprintf(dflt[0], sizeof dflt[0], "%s", arch_name(c->enc.arch));
     snprintf(dflt[1], sizeof dflt[1], "%d", c->enc.width);
@@ -120,6 +122,7 @@ static void ckpt_model_flags(Flag *f, ModelConfig *c, int ckpt_optional) {
     snprintf(dflt[6], sizeof dflt[6], "%d", c->pred_hidden);
     snprintf(dflt[7], sizeof dflt[7], "%s", method_name(c->method));
     snprintf(dflt[8], sizeof dflt[8], "%d", c->proj_layers);
+    snprintf(dflt[9], sizeof dflt[9], "%d", c->dino_out);
     for (int i = 0; i < MODEL_FLAG_COUNT; i++) {
         if (ckpt_optional)
             snprintf(help[i], sizeof help[i], "%s (the checkpoint's, else byol train's %s)", what[i], dflt[i]);

@@ -34,14 +34,14 @@ int cmd_step(int argc, char **argv) {
     ModelConfig mc;
     model_config_default(&mc);
     const char *state_in = NULL, *views_path = NULL, *out_path = NULL;
-    StepConfig sc = {{0.5f, 1e-5f, 0.9f, 0.001f, 0, 1.0f, 0, 0}, 0.99f};
+    StepConfig sc = {{0.5f, 1e-5f, 0.9f, 0.001f, 0, 1.0f, 0, 0}, 0.99f, DINO_CONFIG_DEFAULT};
     int threads = 0;
     float comm_timeout = 300;
     int sync_bn = 1;
     const char *shards_list = NULL, *optimizer = NULL;
     float pred_lr = NAN;
     ComputeOptions po = {NULL, NULL, NULL, NULL};
-    Flag flags[16 + COMPUTE_FLAG_COUNT + MODEL_FLAG_COUNT] = {
+    Flag flags[20 + COMPUTE_FLAG_COUNT + MODEL_FLAG_COUNT] = {
         {"state", FLAG_STRING, &state_in, "input state (safetensors)", 0, -1},
         {"views", FLAG_STRING, &views_path, "views [N, 2, B, C, H, W] (npy, float32)", 0, -1},
         {"out", FLAG_STRING, &out_path, "output state (safetensors)", 0, -1},
@@ -54,10 +54,14 @@ int cmd_step(int argc, char **argv) {
         {"sync-bn", FLAG_INT, &sync_bn, "under mpirun: batch norm over the global batch, 0 or 1 (1)", 0, 1},
         {"comm-timeout", FLAG_FLOAT, &comm_timeout, "under mpirun: seconds to wait for the other ranks (300)", 1, 1e6},
         {"shards", FLAG_STRING, &shards_list, "under mpirun: images per rank, comma-separated (equal shards)", 0, -1},
-        {"optimizer", FLAG_STRING, &optimizer, "lars or sgd (the method's: byol lars, simsiam sgd)", 0, -1},
+        {"optimizer", FLAG_STRING, &optimizer, "lars or sgd (the method's: byol lars, simsiam and dino sgd)", 0, -1},
         {"pred-lr", FLAG_FLOAT, &pred_lr, "the predictor's learning rate (--lr)", 0, 1e6},
+        {"dino-teacher-temp", FLAG_FLOAT, &sc.dino.teacher_temp, "dino: the teacher's temperature (0.07)", 1e-4, 100},
+        {"dino-student-temp", FLAG_FLOAT, &sc.dino.student_temp, "dino: the student's temperature (0.1)", 1e-4, 100},
+        {"dino-center", FLAG_INT, &sc.dino.center, "dino: center the teacher's outputs, 0 or 1 (1)", 0, 1},
+        {"dino-center-momentum", FLAG_FLOAT, &sc.dino.center_momentum, "dino: the center's EMA decay (0.9)", 0, 1},
     };
-    int nf = 14;
+    int nf = 18;
     compute_flags(flags + nf, &po);
     nf += COMPUTE_FLAG_COUNT;
     model_flags(flags + nf, &mc);

@@ -7,7 +7,7 @@
 #include "../dist/dist.h"
 #include "../nn/conv_plan.h"
 
-static const char *const METHOD_NAMES[] = {"byol", "simsiam"};
+static const char *const METHOD_NAMES[] = {"byol", "simsiam", "dino"};
 const char *method_name(Method m) { return METHOD_NAMES[m]; }
 int method_parse(const char *s, Method *out) {
     for (int i = 0; i < (int)ARRAY_LEN(METHOD_NAMES); i++)
@@ -16,7 +16,9 @@ int method_parse(const char *s, Method *out) {
 }
 
 void model_config_resolve(ModelConfig *c) {
-    if (!c->proj_layers) c->proj_layers = c->method == METHOD_SIMSIAM ? 3 : 2;
+    if (!c->proj_layers) c->proj_layers = c->method == METHOD_BYOL ? 2 : 3;
+    if (c->method == METHOD_DINO) c->no_predictor = 1; /* DINO's head is the whole of it */
+    if (c->head_bn < 0) c->head_bn = c->method != METHOD_DINO; /* DINO's use_bn_in_head is off */
     if (!c->pred_hidden) c->pred_hidden = c->method == METHOD_SIMSIAM ? MAX(c->proj_dim / 4, 1) : c->proj_hidden;
 }
 
@@ -36,7 +38,8 @@ void model_config_default(ModelConfig *c) {
     c->proj_dim = 256;
     c->pred_hidden = 4096;
     c->no_predictor = 0;
-    c->head_bn = 1;
+    c->head_bn = -1; /* the method's */
+    c->dino_out = 4096;
 }
 
 void byol_init(Byol *m, const ModelConfig *cfg) {
@@ -44,17 +47,28 @@ void byol_init(Byol *m, const ModelConfig *cfg) {
     m->cfg = *cfg;
     model_config_resolve(&m->cfg);
     cfg = &m->cfg;
-    const int simsiam = cfg->method == METHOD_SIMSIAM;
+    const int simsiam = cfg->method == METHOD_SIMSIAM, dino = cfg->method == METHOD_DINO;
     store_init(&m->online);
     resnet_build(&m->encoder, &cfg->enc, &m->online, "online.encoder.");
-    /* SimSiam's projector ends in a batch norm too */
+    /* SimSiam's projector ends in a batch norm too; DINO's head is DINOHead's mlp then
+     * last_layer (the names of DINO's code) */
     mlp_build(&m->projector, cfg->proj_layers, m->encoder.out_dim, cfg->proj_hidden, cfg->proj_dim, cfg->head_bn,
-              simsiam && cfg->head_bn, &m->online, "online.projector.");
+              simsiam && cfg->head_bn, dino, &m->online, dino ? "online.projector.mlp." : "online.projector.");
+    if (dino) {
+        int64_t shape[2] = {cfg->dino_out, cfg->proj_dim};
+        m->dino_last = (Linear){0, 0, cfg->proj_dim, cfg->dino_out};
+        m->dino_last.weight = store_add(&m->online, "online.projector.", "last_layer.weight_v", ROLE_PARAM,
+                                        LAYOUT_PLAIN, 2, shape);
+    }
     int n_target_specs = simsiam ? 0 : m->online.n_specs;
     m->pred_from = m->online.n_params;
     if (!cfg->no_predictor)
-        mlp_build(&m->predictor, 2, cfg->proj_dim, cfg->pred_hidden, cfg->proj_dim, cfg->head_bn, 0, &m->online,
+        mlp_build(&m->predictor, 2, cfg->proj_dim, cfg->pred_hidden, cfg->proj_dim, cfg->head_bn, 0, 0, &m->online,
                   "predictor.");
+    if (dino) { /* after the mirrored tensors: the teacher has no center of its own */
+        int64_t shape[1] = {cfg->dino_out};
+        m->dino_center = store_add(&m->online, "dino.", "center", ROLE_BUFFER, LAYOUT_PLAIN, 1, shape);
+    }
     store_init_mirror(&m->target, &m->online, n_target_specs, "online.", "target.");
     store_alloc(&m->online, 1);
     store_alloc(&m->target, 0);
@@ -81,6 +95,21 @@ static void work_plan(ByolWork *w, const Byol *m, Arena *a, const Backend *be) {
     mlp_plan(&w->target_proj[1], &m->projector, B, a, be);
     w->x[0] = arena_floats(a, view);
     w->x[1] = arena_floats(a, view);
+    if (m->cfg.method == METHOD_DINO) {
+        const size_t K = m->cfg.dino_out, D = m->cfg.proj_dim;
+        for (int i = 0; i < 2; i++) {
+            w->dino_w[i] = arena_floats(a, K * D);
+            w->dino_wnorm[i] = arena_floats(a, K);
+        }
+        w->dino_xn = arena_floats(a, (size_t)B * D);
+        w->dino_xnorm = arena_floats(a, B);
+        w->dino_t = arena_floats(a, 2 * (size_t)B * K);
+        w->dino_q = arena_floats(a, 2 * (size_t)B * K);
+        w->dino_s = arena_floats(a, (size_t)B * K);
+        w->dino_ds = arena_floats(a, (size_t)B * K);
+        w->dino_dw = arena_floats(a, K * D);
+        w->dino_dxn = arena_floats(a, (size_t)B * D);
+    }
     int widest = MAX(MAX(m->cfg.proj_hidden, m->cfg.pred_hidden), MAX(m->cfg.proj_dim, m->encoder.out_dim));
     w->dp = arena_floats(a, (size_t)B * m->cfg.proj_dim);
     w->dz = arena_floats(a, (size_t)B * m->cfg.proj_dim);
@@ -136,6 +165,7 @@ void byol_work_distribute(ByolWork *w, Byol *m, int sync_bn, int global) {
     if (!dist_enabled()) return;
     w->global = global;
     w->sync = sync_bn ? dist_bn_reducer() : NULL;
+    w->center_sync = dist_bn_reducer(); /* DINO's center: every rank's teacher outputs */
     w->gsync = gradsync_create(m->online.grads, m->online.n_params, GRAD_BUCKET_FLOATS);
 }
 
@@ -173,31 +203,16 @@ float byol_step(Byol *m, ByolWork *w, const float *views, const StepConfig *sc, 
     return byol_step_views(m, w, views, views + (size_t)w->n * w->C * w->H * w->W, sc, be);
 }
 
-float byol_step_views(Byol *m, ByolWork *w, const float *view1, const float *view2,
-                      const StepConfig *sc, const Backend *be) {
-    const double t_start = now_seconds();
-    const DistWait waited = dist_wait_seconds(0);
+/* The gradient's scale in a data-parallel step: each rank's dloss makes its gradient the mean
+ * loss's over the global batch times the ranks (whose number the all-reduce divides by): 1 for
+ * equal shards. */
+static double shard_scale(const ByolWork *w) { return w->gsync ? (double)w->n * dist_size() / w->global : 1.0; }
+
+/* BYOL's and SimSiam's forwards and backwards of both views; returns the sum of the two views'
+ * 2 - 2cos terms. */
+static double byol_views(Byol *m, ByolWork *w, const Backend *be) {
     const int B = w->n;
-    const float *views[2] = {view1, view2};
     ParamStore *on = &m->online, *tg = &m->target;
-    w->enc.sync = w->proj.sync = w->pred.sync = w->sync;
-    w->target_proj[0].sync = w->target_proj[1].sync = w->sync;
-    const GradHook none = {NULL, NULL};
-    w->enc.hook = w->proj.hook = w->pred.hook = none;
-    gradsync_begin(w->gsync);
-
-    const size_t view_bytes = (size_t)B * w->C * w->H * w->W * sizeof(float);
-    for (int v = 0; v < 2; v++) { /* views come from the loader in host memory */
-        const float *x = views[v];
-        if (!be->host_memory) be->upload(w->staging, x, view_bytes), x = w->staging;
-        be->nchw_to_nhwc(w->x[v], x, B, w->C, w->H, w->W);
-    }
-    be->fill_zero(on->grads, on->n_params);
-    be->copy(w->saved_buffers, on->buffers, on->n_buffers * sizeof(float));
-    be->copy(w->saved_buffers + on->n_buffers, tg->buffers, tg->n_buffers * sizeof(float));
-    w->refused = 0;
-    w->bad_tensor = -1;
-
     /* z_v = target(v): no gradient, so nothing is kept beyond the projection itself. SimSiam's
      * target is the online network behind a stop-gradient: the same forward, on the online
      * weights, which gives the bits the gradient's forward below computes; its batch-norm
@@ -214,11 +229,9 @@ float byol_step_views(Byol *m, ByolWork *w, const float *view1, const float *vie
     /* The loss is a sum of one term per view, and each term depends on one online forward
      * only, so each view's backward runs right after its forward and one set of activations
      * serves both views. In a data-parallel step each rank's dloss makes its gradient the mean
-     * loss's over the global batch times the ranks (whose number the all-reduce divides by):
-     * 1 for equal shards. */
-    /* SimSiam's loss, -(cos(p1, z2) + cos(p2, z1)) / 2, is (the BYOL terms - 4) / 4. */
-    const double loss_scale = simsiam ? 0.25 : 1.0;
-    const float dloss = (float)(loss_scale * (w->gsync ? (double)B * dist_size() / w->global : 1.0));
+     * loss's over the global batch (shard_scale). SimSiam's loss, -(cos(p1, z2) + cos(p2, z1)) / 2,
+     * is (the BYOL terms - 4) / 4. */
+    const float dloss = (float)((simsiam ? 0.25 : 1.0) * shard_scale(w));
     double loss = 0;
     for (int v = 0; v < 2; v++) {
         const float *z = w->target_proj[1 - v].out;
@@ -245,8 +258,88 @@ float byol_step_views(Byol *m, ByolWork *w, const float *view1, const float *vie
         resnet_backward(be, &m->encoder, on->params, on->grads, &w->enc, w->x[v], w->dfeat, w->g,
                         w->scratch);
     }
+    return loss;
+}
 
-    if (simsiam) loss = (loss - 4.0) * loss_scale;
+/* DINO's forwards and backwards: the teacher's outputs t_v and softmax q_v of both views, then
+ * per view the student's output s_v, its cross-entropy against q of the other view and the
+ * backward; the center moves after (the loss used the old one). Returns the loss, the mean of
+ * the two cross-entropies. */
+static double dino_views(Byol *m, ByolWork *w, const StepConfig *sc, const Backend *be) {
+    const int B = w->n, K = m->cfg.dino_out, D = m->cfg.proj_dim;
+    const float NORMALIZE_EPS = 1e-12f; /* F.normalize's */
+    ParamStore *on = &m->online, *tg = &m->target;
+    const Linear *last = &m->dino_last;
+    float *center = on->buffers + m->dino_center;
+    float *t[2] = {w->dino_t, w->dino_t + (size_t)B * K}, *q[2] = {w->dino_q, w->dino_q + (size_t)B * K};
+    be->l2norm_rows_forward(w->dino_w[1], w->dino_wnorm[1], tg->params + last->weight, K, D, 0.0f);
+    for (int v = 0; v < 2; v++) {
+        resnet_forward(be, &m->encoder, tg->params, tg->buffers, &w->enc, w->x[v], 1, w->scratch);
+        mlp_forward(be, &m->projector, tg->params, tg->buffers, &w->target_proj[v], w->enc.features, 1, w->scratch);
+        be->l2norm_rows_forward(w->dino_xn, w->dino_xnorm, w->target_proj[v].out, B, D, NORMALIZE_EPS);
+        be->linear_forward(t[v], w->dino_xn, w->dino_w[1], NULL, B, D, K);
+        be->dino_teacher_softmax(q[v], t[v], center, B, K, sc->dino.teacher_temp);
+    }
+    be->l2norm_rows_forward(w->dino_w[0], w->dino_wnorm[0], on->params + last->weight, K, D, 0.0f);
+    be->fill_zero(w->dino_dw, (size_t)K * D);
+    const float dloss = (float)(0.5 * shard_scale(w)); /* the mean of two terms */
+    double loss = 0, entropy = 0;
+    for (int v = 0; v < 2; v++) {
+        resnet_forward(be, &m->encoder, on->params, on->buffers, &w->enc, w->x[v], 1, w->scratch);
+        mlp_forward(be, &m->projector, on->params, on->buffers, &w->proj, w->enc.features, 1, w->scratch);
+        be->l2norm_rows_forward(w->dino_xn, w->dino_xnorm, w->proj.out, B, D, NORMALIZE_EPS);
+        be->linear_forward(w->dino_s, w->dino_xn, w->dino_w[0], NULL, B, D, K);
+        if (v == 1 && w->gsync) { /* the gradients become final during this backward */
+            const GradHook h = {grads_ready, w->gsync};
+            w->enc.hook = w->proj.hook = h;
+        }
+        double ent;
+        loss += be->dino_student_loss(w->dino_ds, w->dino_s, q[1 - v], B, K, sc->dino.student_temp, dloss, &ent);
+        entropy += ent;
+        be->linear_backward(w->dino_dxn, w->dino_dw, NULL, w->dino_ds, w->dino_xn, w->dino_w[0], B, D, K);
+        if (v == 1) /* both views' gradient of the normalized weights, through the normalization */
+            be->l2norm_rows_backward(on->grads + last->weight, w->dino_dw, w->dino_w[0], w->dino_wnorm[0], K, D,
+                                     0.0f);
+        be->l2norm_rows_backward(w->dp, w->dino_dxn, w->dino_xn, w->dino_xnorm, B, D, NORMALIZE_EPS);
+        mlp_backward(be, &m->projector, on->params, on->grads, &w->proj, w->enc.features, w->dp, w->dr, w->dfeat,
+                     w->scratch);
+        resnet_backward(be, &m->encoder, on->params, on->grads, &w->enc, w->x[v], w->dfeat, w->g, w->scratch);
+    }
+    if (sc->dino.center) be->dino_center_update(center, w->dino_t, 2 * B, K, sc->dino.center_momentum, w->center_sync);
+    loss *= 0.5;
+    w->dino_entropy = entropy * 0.5;
+    w->dino_kl = loss - w->dino_entropy;
+    return loss;
+}
+
+float byol_step_views(Byol *m, ByolWork *w, const float *view1, const float *view2,
+                      const StepConfig *sc, const Backend *be) {
+    const double t_start = now_seconds();
+    const DistWait waited = dist_wait_seconds(0);
+    const int B = w->n;
+    const float *views[2] = {view1, view2};
+    ParamStore *on = &m->online, *tg = &m->target;
+    w->enc.sync = w->proj.sync = w->pred.sync = w->sync;
+    w->target_proj[0].sync = w->target_proj[1].sync = w->sync;
+    const GradHook none = {NULL, NULL};
+    w->enc.hook = w->proj.hook = w->pred.hook = none;
+    gradsync_begin(w->gsync);
+
+    const size_t view_bytes = (size_t)B * w->C * w->H * w->W * sizeof(float);
+    for (int v = 0; v < 2; v++) { /* views come from the loader in host memory */
+        const float *x = views[v];
+        if (!be->host_memory) be->upload(w->staging, x, view_bytes), x = w->staging;
+        be->nchw_to_nhwc(w->x[v], x, B, w->C, w->H, w->W);
+    }
+    be->fill_zero(on->grads, on->n_params);
+    be->copy(w->saved_buffers, on->buffers, on->n_buffers * sizeof(float));
+    be->copy(w->saved_buffers + on->n_buffers, tg->buffers, tg->n_buffers * sizeof(float));
+    w->refused = 0;
+    w->bad_tensor = -1;
+
+    const int simsiam = m->cfg.method == METHOD_SIMSIAM;
+    double loss = m->cfg.method == METHOD_DINO ? dino_views(m, w, sc, be) : byol_views(m, w, be);
+    if (simsiam) loss = (loss - 4.0) * 0.25;
     gradsync_finish(w->gsync); /* summed over ranks and divided by their number */
     if (w->gsync) { /* the global batch's mean: each shard's weighted by its images */
         loss *= B;

@@ -15,9 +15,10 @@
 #include "resnet.h"
 #include "store.h"
 
-/* The self-supervised method: BYOL (an EMA target, a predictor), or SimSiam (the online
- * network itself is the target, behind a stop-gradient: no second network, no EMA). */
-typedef enum { METHOD_BYOL, METHOD_SIMSIAM } Method;
+/* The self-supervised method: BYOL (an EMA target, a predictor), SimSiam (the online network
+ * itself is the target, behind a stop-gradient: no second network, no EMA), or DINO (an EMA
+ * teacher whose softmax over K prototypes is centered and sharpened; no predictor). */
+typedef enum { METHOD_BYOL, METHOD_SIMSIAM, METHOD_DINO } Method;
 const char *method_name(Method m);
 int method_parse(const char *s, Method *out);
 
@@ -25,12 +26,15 @@ typedef struct {
     EncoderConfig enc;
     Method method;
     /* proj_layers: Linear layers of the projector, 0 for the method's (BYOL 2; SimSiam 3, each
-     * followed by batch norm). pred_hidden 0: the method's (BYOL proj_hidden; SimSiam's
-     * bottleneck proj_dim / 4). model_config_resolve fills both in. */
+     * followed by batch norm; DINO's head 3 with GELU and no batch norm, proj_dim its
+     * bottleneck). pred_hidden 0: the method's (BYOL proj_hidden; SimSiam's bottleneck
+     * proj_dim / 4). model_config_resolve fills both in. */
     int proj_layers;
     int proj_hidden, proj_dim, pred_hidden;
+    int dino_out; /* DINO: K, the outputs of the weight-normalized last layer */
     /* Ablations (the collapse lab): no_predictor 1 makes the projection itself the prediction
-     * (BYOL without its predictor); head_bn 0 drops the batch norm of both heads. */
+     * (BYOL without its predictor); head_bn 0 drops the batch norm of both heads (-1: the
+     * method's, 1 but for DINO, whose head has none unless asked: its use_bn_in_head). */
     int no_predictor, head_bn;
 } ModelConfig;
 
@@ -44,6 +48,10 @@ typedef struct {
     ModelConfig cfg;
     ResNet encoder;
     Mlp projector, predictor;
+    /* DINO: the last layer, weight-normalized (weight_v [K, proj_dim], the gain fixed at 1, no
+     * bias), part of both networks; and the center, a buffer of the online store [K]. */
+    Linear dino_last;
+    size_t dino_center;
     ParamStore online, target; /* SimSiam: target empty (the online network is its own target) */
     size_t pred_from;          /* where the predictor's parameters begin in the online store */
 } Byol;
@@ -68,6 +76,13 @@ typedef struct {
     float *x[2];                        /* the two views, NHWC */
     float *staging;                     /* a device backend's copy of a view as it comes (NCHW) */
     float *dp, *dz, *dr, *dfeat;        /* head gradients */
+    /* DINO: the last layer's normalized weights (online, target) and their norms, the online
+     * bottleneck normalized and its norms, the teacher's outputs t and softmax q of both views
+     * [2, B, K], the student's output, its gradient, and the gradients of the normalized
+     * weights (both views) and bottleneck */
+    float *dino_w[2], *dino_wnorm[2], *dino_xn, *dino_xnorm, *dino_t, *dino_q, *dino_s, *dino_ds, *dino_dw,
+        *dino_dxn;
+    double dino_entropy, dino_kl; /* the last step's mean teacher entropy and KL (loss - entropy) */
     float *g[3];                        /* encoder backward buffers */
     void *scratch;                      /* kernel scratch (im2col tiles, BN partial sums) */
     size_t bytes;                       /* size of mem */
@@ -75,6 +90,7 @@ typedef struct {
      * networks over the global batch, and the online gradients all-reduced in buckets while
      * the second view's backward runs. NULL: one process. */
     const Reducer *sync;
+    const Reducer *center_sync; /* DINO's center, over all ranks' rows (whatever sync_bn says) */
     struct GradSync *gsync;
     double compute_seconds; /* the last step's time, less what it waited for other ranks */
     /* The step's guard: batch-norm running statistics as they were before the step (restored
@@ -97,9 +113,19 @@ void byol_work_free(ByolWork *w);
 /* Rank 0's parameters, momentum and buffers (online and target) on every rank. */
 void byol_broadcast_state(Byol *m);
 
+/* DINO's loss: the teacher's and student's softmax temperatures, and the center's momentum
+ * (center 0: no centering, an ablation). */
+typedef struct {
+    float teacher_temp, student_temp, center_momentum;
+    int center;
+} DinoConfig;
+/* DINO's values after the teacher's warm-up: 0.07, 0.1, 0.9, centering on. */
+#define DINO_CONFIG_DEFAULT {0.07f, 0.1f, 0.9f, 1}
+
 typedef struct {
     LarsConfig lars;
     float tau;
+    DinoConfig dino;
 } StepConfig;
 
 /* One BYOL step on views [2, B, C, H, W] (NCHW, view 1 then view 2): target projections of both

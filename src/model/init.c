@@ -1,7 +1,7 @@
 /* Fresh weights as torchvision and PyTorch make them, so a run starts where a PyTorch user's
  * would: convolutions Kaiming-normal (fan-out, ReLU gain), batch norm gamma 1 and beta 0 with
  * running mean 0 and variance 1, linear layers PyTorch's default (weights and biases uniform in
- * +-1/sqrt(fan_in)). The target network starts as a copy of the online one, momentum at zero.
+ * +-1/sqrt(fan_in)); DINO's head as DINO makes it (weights normal with std 0.02, biases 0). The target network starts as a copy of the online one, momentum at zero.
  *
  * Each tensor draws from its own keyed stream (seed, tensor index), so the weights depend on the
  * seed alone. */
@@ -48,11 +48,13 @@ void byol_init_weights(Byol *m, uint64_t seed) {
         if (t->ndim == 4) { /* conv: kaiming_normal_(mode="fan_out", nonlinearity="relu") */
             double fan_out = (double)t->shape[0] * t->shape[2] * t->shape[3];
             fill_normal(x, t->numel, sqrt(2.0 / fan_out), &r);
-        } else if (t->ndim == 2) { /* nn.Linear: kaiming_uniform_(a=sqrt(5)) = U(+-1/sqrt(fan_in)) */
+        } else if (t->ndim == 2 && strstr(t->name, "projector.mlp.")) { /* DINO's head: trunc_normal_(std=.02) */
+            fill_normal(x, t->numel, 0.02, &r); /* truncated at +-2, 100 std away: never reached */
+        } else if (t->ndim == 2) { /* nn.Linear (DINO's last_layer.weight_v too): kaiming_uniform_(a=sqrt(5)) = U(+-1/sqrt(fan_in)) */
             fill_uniform(x, t->numel, 1.0 / sqrt((double)t->shape[1]), &r);
         } else if (ends_with(t->name, ".running_var") || ends_with(t->name, ".weight")) {
             for (size_t k = 0; k < t->numel; k++) x[k] = 1.0f; /* BN gamma and running variance */
-        } else if (ends_with(t->name, ".bias") && linear_fan_in(s, t) > 0) {
+        } else if (ends_with(t->name, ".bias") && linear_fan_in(s, t) > 0 && !strstr(t->name, "projector.mlp.")) {
             fill_uniform(x, t->numel, 1.0 / sqrt((double)linear_fan_in(s, t)), &r);
         } else {
             memset(x, 0, t->numel * sizeof(float)); /* BN beta and running mean */

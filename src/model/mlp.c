@@ -17,11 +17,12 @@ static Linear add_linear(ParamStore *s, const char *prefix, int index, int in, i
 
 static int has_bn_after(const Mlp *m, int i) { return m->has_bn && (i < m->n_layers - 1 || m->bn_last); }
 
-void mlp_build(Mlp *m, int n_layers, int in, int hidden, int out, int bn, int bn_last, ParamStore *s,
+void mlp_build(Mlp *m, int n_layers, int in, int hidden, int out, int bn, int bn_last, int gelu, ParamStore *s,
                const char *prefix) {
     if (n_layers < 2 || n_layers > MLP_MAX_LAYERS || (bn_last && !bn))
-        die("internal: mlp_build(%d layers, bn %d, bn_last %d)", n_layers, bn, bn_last);
+        die("internal: mlp_build(%d layers, bn %d, bn_last %d, gelu %d)", n_layers, bn, bn_last, gelu);
     m->n_layers = n_layers;
+    m->gelu = gelu;
     m->has_bn = bn;
     m->bn_last = bn_last;
     int index = 0; /* the nn.Sequential position: Linear, [BN], ReLU, ... */
@@ -46,6 +47,7 @@ size_t mlp_plan(MlpActs *a, const Mlp *m, int B, Arena *arena, const Backend *be
         const int c = m->fc[i].out;
         a->h[i] = arena_floats(arena, (size_t)B * c);
         a->r[i] = has_bn_after(m, i) || i < m->n_layers - 1 ? arena_floats(arena, (size_t)B * c) : a->h[i];
+        a->g[i] = m->gelu && has_bn_after(m, i) && i < m->n_layers - 1 ? arena_floats(arena, (size_t)B * c) : NULL;
         if (has_bn_after(m, i)) {
             a->mean[i] = arena_floats(arena, c);
             a->invstd[i] = arena_floats(arena, c);
@@ -70,15 +72,21 @@ void mlp_forward(const Backend *be, const Mlp *m, const float *params, float *bu
         be->linear_forward(a->h[i], x, params + l->weight, params + l->bias, B, l->in, C);
         if (has_bn_after(m, i)) {
             const BatchNorm *bn = &m->bn[i];
+            /* a ReLU fuses into the batch norm; a GELU follows it from a->g[i] */
+            float *bn_out = a->g[i] ? a->g[i] : a->r[i];
+            const int fused_relu = relu && !m->gelu;
             if (train)
-                be->batchnorm_forward_train(a->r[i], a->mean[i], a->invstd[i], buffers + bn->mean,
+                be->batchnorm_forward_train(bn_out, a->mean[i], a->invstd[i], buffers + bn->mean,
                                             buffers + bn->var, a->h[i], params + bn->gamma,
-                                            params + bn->beta, NULL, relu, B, C, BN_MOMENTUM, BN_EPS,
+                                            params + bn->beta, NULL, fused_relu, B, C, BN_MOMENTUM, BN_EPS,
                                             a->sync, (double *)scratch);
             else
-                be->batchnorm_forward_eval(a->r[i], a->h[i], params + bn->gamma, params + bn->beta,
-                                           buffers + bn->mean, buffers + bn->var, NULL, relu, B, C,
+                be->batchnorm_forward_eval(bn_out, a->h[i], params + bn->gamma, params + bn->beta,
+                                           buffers + bn->mean, buffers + bn->var, NULL, fused_relu, B, C,
                                            BN_EPS, (double *)scratch);
+            if (a->g[i]) be->gelu_forward(a->r[i], a->g[i], (size_t)B * C);
+        } else if (relu && m->gelu) {
+            be->gelu_forward(a->r[i], a->h[i], (size_t)B * C);
         } else if (relu) {
             be->relu_forward(a->r[i], a->h[i], (size_t)B * C);
         }
@@ -101,12 +109,17 @@ void mlp_backward(const Backend *be, const Mlp *m, const float *params, float *g
         const int relu = i < m->n_layers - 1;
         if (has_bn_after(m, i)) {
             const BatchNorm *bn = &m->bn[i];
-            be->batchnorm_backward(buf[k], grads + bn->gamma, grads + bn->beta, dy, relu ? a->r[i] : NULL,
+            if (a->g[i]) { /* the GELU's backward, then the batch norm's in place */
+                be->gelu_backward(buf[k], dy, a->g[i], (size_t)B * l->out);
+                dy = buf[k];
+            }
+            be->batchnorm_backward(buf[k], grads + bn->gamma, grads + bn->beta, dy, relu && !m->gelu ? a->r[i] : NULL,
                                    a->h[i], a->mean[i], a->invstd[i], params + bn->gamma, B, l->out, a->sync,
                                    (double *)scratch);
             dy = buf[k];
         } else if (relu) {
-            be->relu_backward(buf[k], dy, a->r[i], (size_t)B * l->out);
+            if (m->gelu) be->gelu_backward(buf[k], dy, a->h[i], (size_t)B * l->out);
+            else be->relu_backward(buf[k], dy, a->r[i], (size_t)B * l->out);
             dy = buf[k];
         }
         float *dx = i ? buf[k ^ 1] : din; /* the input gradient: the layer below's output gradient */

@@ -1,4 +1,5 @@
-/* Fully connected layer with bias, PyTorch's weight layout [Out, In]. */
+/* Fully connected layer, PyTorch's weight layout [Out, In]; bias NULL for a layer without one
+ * (DINO's last layer). */
 #include "nn.h"
 
 #include "../backend/gemm.h"
@@ -6,6 +7,7 @@
 void linear_forward_cpu(float *out, const float *in, const float *weight, const float *bias,
                         int B, int In, int Out) {
     sgemm(0, 1, B, Out, In, 1.0f, in, In, weight, In, 0.0f, out, Out);
+    if (!bias) return;
 #pragma omp parallel for schedule(static)
     for (int b = 0; b < B; b++)
         for (int o = 0; o < Out; o++) out[(size_t)b * Out + o] += bias[o];
@@ -16,7 +18,7 @@ void linear_backward_cpu(float *din, float *dweight, float *dbias, const float *
     sgemm(1, 0, Out, In, B, 1.0f, dout, Out, in, In, 1.0f, dweight, In);
     /* Column sums in fixed row order: deterministic whatever the thread count. */
 #pragma omp parallel for schedule(static)
-    for (int o = 0; o < Out; o++) {
+    for (int o = 0; o < (dbias ? Out : 0); o++) {
         float s = 0.0f;
         for (int b = 0; b < B; b++) s += dout[(size_t)b * Out + o];
         dbias[o] += s;
@@ -30,7 +32,7 @@ void linear_forward_ref(float *out, const float *in, const float *weight, const 
                         int B, int In, int Out) {
     for (int b = 0; b < B; b++)
         for (int o = 0; o < Out; o++) {
-            double acc = bias[o];
+            double acc = bias ? bias[o] : 0.0;
             for (int i = 0; i < In; i++) acc += (double)in[(size_t)b * In + i] * weight[(size_t)o * In + i];
             out[(size_t)b * Out + o] = (float)acc;
         }
@@ -41,7 +43,7 @@ void linear_backward_ref(float *din, float *dweight, float *dbias, const float *
     for (int o = 0; o < Out; o++) {
         double db = 0;
         for (int b = 0; b < B; b++) db += dout[(size_t)b * Out + o];
-        dbias[o] += (float)db;
+        if (dbias) dbias[o] += (float)db;
         for (int i = 0; i < In; i++) {
             double dw = 0;
             for (int b = 0; b < B; b++) dw += (double)dout[(size_t)b * Out + o] * in[(size_t)b * In + i];

@@ -188,7 +188,8 @@ void avgpool_backward_cpu(float *din, const float *dout, int B, int HW, int C);
 void avgpool_forward_ref(float *out, const float *in, int B, int HW, int C);
 void avgpool_backward_ref(float *din, const float *dout, int B, int HW, int C);
 
-/* Linear: out[B, Out] = in[B, In] * weight[Out, In]^T + bias. din may be NULL. */
+/* Linear: out[B, Out] = in[B, In] * weight[Out, In]^T + bias. din may be NULL; so may bias and
+ * dbias (a layer without bias). */
 void linear_forward_cpu(float *out, const float *in, const float *weight, const float *bias,
                         int B, int In, int Out);
 void linear_backward_cpu(float *din, float *dweight, float *dbias, const float *dout,
@@ -206,6 +207,36 @@ void cosine_loss_backward_cpu(float *dp, const float *p, const float *z, int B, 
 float cosine_loss_forward_ref(const float *p, const float *z, int B, int D);
 void cosine_loss_backward_ref(float *dp, const float *p, const float *z, int B, int D,
                               float dloss);
+
+/* DINO's head and loss (src/nn/dino.c). */
+/* GELU, the exact (erf) form of nn.GELU(): out = x Phi(x); din = dout (Phi(x) + x phi(x)). */
+void gelu_forward_cpu(float *out, const float *in, size_t n);
+void gelu_backward_cpu(float *din, const float *dout, const float *in, size_t n);
+void gelu_forward_ref(float *out, const float *in, size_t n);
+void gelu_backward_ref(float *din, const float *dout, const float *in, size_t n);
+/* Each row divided by its l2 norm clamped below at eps: F.normalize(x, dim=1, eps) (eps 1e-12),
+ * and with eps 0 weight normalization's v / |v| (gain 1). norms[r] = max(|x_r|, eps). Backward:
+ * din = (dout - out <dout, out>) / norm, or dout / eps where the clamp held. */
+void l2norm_rows_forward_cpu(float *out, float *norms, const float *in, int rows, int cols, float eps);
+void l2norm_rows_backward_cpu(float *din, const float *dout, const float *out, const float *norms, int rows,
+                              int cols, float eps);
+void l2norm_rows_forward_ref(float *out, float *norms, const float *in, int rows, int cols, float eps);
+void l2norm_rows_backward_ref(float *din, const float *dout, const float *out, const float *norms, int rows,
+                              int cols, float eps);
+/* DINO's teacher: q = softmax((t - center) / temp) per row of [rows, K]. */
+void dino_teacher_softmax_cpu(float *q, const float *t, const float *center, int rows, int K, float temp);
+void dino_teacher_softmax_ref(float *q, const float *t, const float *center, int rows, int K, float temp);
+/* DINO's cross-entropy of the student against the teacher's q: returns the mean over rows of
+ * -sum_k q log softmax(s / temp); writes ds = dloss * its gradient, and *entropy = the mean
+ * entropy of q (the teacher's, a collapse monitor: 0 for one-hot rows, ln K for uniform). */
+float dino_student_loss_cpu(float *ds, const float *s, const float *q, int rows, int K, float temp,
+                            float dloss, double *entropy);
+float dino_student_loss_ref(float *ds, const float *s, const float *q, int rows, int K, float temp,
+                            float dloss, double *entropy);
+/* center <- momentum * center + (1 - momentum) * the mean row of t [rows, K], the mean taken
+ * over every rank's rows when sync is set. */
+void dino_center_update_cpu(float *center, const float *t, int rows, int K, float momentum, const Reducer *sync);
+void dino_center_update_ref(float *center, const float *t, int rows, int K, float momentum, const Reducer *sync);
 
 /* Layout change for inputs, which arrive as PyTorch's NCHW. */
 void nchw_to_nhwc_cpu(float *out, const float *in, int B, int C, int H, int W);

@@ -42,7 +42,7 @@ void train_data_absolute(TrainOptions *o) {
 }
 
 int train_optimizer_resolve(const char **optimizer, Method method, Err *e) {
-    if (!*optimizer) *optimizer = method == METHOD_SIMSIAM ? "sgd" : "lars";
+    if (!*optimizer) *optimizer = method == METHOD_BYOL ? "lars" : "sgd";
     if (strcmp(*optimizer, "sgd") == 0) return 1;
     if (strcmp(*optimizer, "lars") == 0) return 0;
     return err_set(e, "--optimizer %.64s: not an optimizer (lars, sgd)", *optimizer);
@@ -53,7 +53,8 @@ int train_options_resolve(TrainOptions *o, Err *e) {
     model_config_resolve(&o->mc);
     const int sgd = train_optimizer_resolve(&o->optimizer, o->mc.method, e);
     if (sgd < 0) return -1;
-    if (isnan(o->base_lr)) o->base_lr = sgd ? 0.05f : 1.0f;
+    if (isnan(o->base_lr)) o->base_lr = !sgd ? 1.0f : o->mc.method == METHOD_DINO ? 0.03f : 0.05f;
+    if (isnan(o->tau_base)) o->tau_base = o->mc.method == METHOD_DINO ? 0.996f : 0.99f;
     return 0;
 }
 
@@ -85,7 +86,13 @@ void train_options_default(TrainOptions *o) {
     o->momentum = 0.9f;
     o->lars_eta = 0.02f;
     o->pred_lr_mult = 1;
-    o->tau_base = 0.99f;
+    o->tau_base = NAN; /* the method's: 0.99, DINO 0.996 */
+    o->dino_teacher_temp = 0.07f;
+    o->dino_warmup_teacher_temp = 0.04f;
+    o->dino_teacher_temp_warmup = 0.3f;
+    o->dino_student_temp = 0.1f;
+    o->dino_center_momentum = 0.9f;
+    o->dino_center = 1;
     o->warmup_epochs = NAN; /* unset (and so is -1, which older checkpoints saved): 10 epochs, at most 10% of the run */
     o->warmup_frac = NAN;   /* unset: with --time-budget, 10% of it */
     o->ckpt_minutes = 10;
@@ -527,7 +534,12 @@ int train_run(TrainOptions *o, const TrainSetup *s, TrainResult *result) {
     /* SimSiam's predictor keeps the peak rate (times --pred-lr-mult): tail_absolute */
     StepConfig sc = {{(float)lr_peak, o->weight_decay, o->momentum, o->lars_eta, model.pred_from,
                       simsiam ? (float)(lr_peak * o->pred_lr_mult) : o->pred_lr_mult, sgd, simsiam},
-                     o->tau_base};
+                     o->tau_base,
+                     {o->dino_teacher_temp, o->dino_student_temp, o->dino_center_momentum, o->dino_center}};
+    /* DINO's teacher temperature warms up over a share of the run, at most 30 epochs */
+    const double dino_warm = o->time_budget > 0 ? o->dino_teacher_temp_warmup
+                                                : fmin(o->dino_teacher_temp_warmup, 30.0 * spe / fmax(total, 1));
+    const int dino = o->mc.method == METHOD_DINO;
     double *cwork = xmalloc(collapse_work_doubles(b, o->mc.proj_dim) * sizeof(double), "collapse monitor");
     /* The run's clock: the training time of earlier processes of this run (a resumed run), then
      * this one's. A --time-budget run ends when their sum reaches the budget. */
@@ -585,6 +597,11 @@ int train_run(TrainOptions *o, const TrainSetup *s, TrainResult *result) {
         const long kw = o->time_budget > 0 ? (long)(K * warmup_frac) : warmup;
         sc.lars.lr = (float)lr_at_step(kk, kt, kw, lr_peak);
         sc.tau = tau_constant ? o->tau_base : (float)tau_at_step(kk, kt, o->tau_base);
+        if (dino) {
+            const double f = dino_warm > 0 ? fmin(frac / dino_warm, 1.0) : 1.0;
+            sc.dino.teacher_temp = (float)(o->dino_warmup_teacher_temp +
+                                           f * (o->dino_teacher_temp - o->dino_warmup_teacher_temp));
+        }
 
         Batch bt = loader_next(loader);
         const size_t at = (size_t)(plan.cut[rank] - reach_first) * image;
@@ -639,9 +656,14 @@ int train_run(TrainOptions *o, const TrainSetup *s, TrainResult *result) {
             const double ips = log_images / fmax(now - t_log, 1e-9);
             if (metrics) {
                 fprintf(metrics, "{\"step\": %lld, \"epoch\": %.4f, \"loss\": %.7g, \"lr\": %.6g, \"tau\": %.7g, "
-                                 "\"images_per_s\": %.2f, \"proj_std\": %.5f, \"eff_rank\": %.3f, \"elapsed_s\": %.3f}\n",
+                                 "\"images_per_s\": %.2f, \"proj_std\": %.5f, \"eff_rank\": %.3f, \"elapsed_s\": %.3f",
                         (long long)step, (double)step / spe, loss, sc.lars.lr, sc.tau, ips, cs.std_sqrt_d,
                         cs.eff_rank, elapsed0 + now - t_start);
+                if (dino) /* DINO's collapse monitors: the teacher's entropy (0: one prototype, ln K:
+                           * uniform) and the KL between teacher and student */
+                    fprintf(metrics, ", \"teacher_temp\": %.5f, \"teacher_entropy\": %.5f, \"kl\": %.6g",
+                            sc.dino.teacher_temp, work.dino_entropy, work.dino_kl);
+                fprintf(metrics, "}\n");
                 fflush(metrics);
             }
             /* cheap insurance that the ranks still train one model */

@@ -20,6 +20,11 @@ typedef struct {
     const char *out, *resume, *config, *on_nan;
     const char *tau_schedule; /* "cosine" (BYOL's) or "constant" */
     const char *optimizer;    /* "lars" or "sgd"; NULL: the method's (train_options_resolve) */
+    /* DINO: the teacher's temperature after its warm-up from warmup_teacher_temp over
+     * min(30 epochs, teacher_temp_warmup of the run), the student's, and the center */
+    float dino_teacher_temp, dino_warmup_teacher_temp, dino_teacher_temp_warmup, dino_student_temp,
+        dino_center_momentum;
+    int dino_center;
     float knn_every_s;        /* > 0: kNN of the online and target encoders every so many seconds */
     int quiet;                /* 1: no progress lines (the lab runs many trainings) */
     ComputeOptions plan;
@@ -36,13 +41,14 @@ void train_options_default(TrainOptions *o);
  * any folder. */
 void train_data_absolute(TrainOptions *o);
 
-/* The optimizer's name: NULL becomes the method's (BYOL lars, SimSiam sgd). Returns 1 for sgd,
+/* The optimizer's name: NULL becomes the method's (BYOL lars, SimSiam and DINO sgd). Returns 1 for sgd,
  * 0 for lars, or -1 with e set for another name. */
 int train_optimizer_resolve(const char **optimizer, Method method, Err *e);
 
 /* Fills in what the method decides where the options leave it open: the heads
- * (model_config_resolve), the optimizer (BYOL LARS, SimSiam SGD) and its base learning rate (1
- * for LARS, 0.05 for SGD). 0, or -1 with e set for an unknown optimizer. */
+ * (model_config_resolve), the optimizer (BYOL LARS, SimSiam and DINO SGD), its base learning
+ * rate (1 for LARS, 0.05 for SGD, DINO's 0.03) and the target's EMA (0.99; DINO's teacher
+ * 0.996). 0, or -1 with e set for an unknown optimizer. */
 int train_options_resolve(TrainOptions *o, Err *e);
 
 /* What the caller has set up before the run. */

@@ -104,13 +104,55 @@ def mlp(cin, hidden, cout, layers=2, bn_last=False):
     return nn.Sequential(*mods)
 
 
+class WeightNormLinear(nn.Module):
+    """DINO's last layer: nn.utils.weight_norm(nn.Linear(cin, cout, bias=False)) with weight_g
+    filled with 1 and frozen (norm_last_layer=True), i.e. weight = v / |v| row by row. Written
+    out so that the state holds weight_v alone; make_fixtures.py checks it against
+    nn.utils.weight_norm."""
+
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.weight_v = nn.Parameter(torch.empty(cout, cin))
+        nn.init.kaiming_uniform_(self.weight_v, a=math.sqrt(5))
+
+    def forward(self, x):
+        return F.linear(x, self.weight_v / self.weight_v.norm(dim=1, keepdim=True))
+
+
+class DinoHead(nn.Module):
+    """DINO's DINOHead: Linear-GELU-Linear-GELU-Linear to the bottleneck (with use_bn, a
+    BatchNorm1d before each GELU), l2-normalized, then the weight-normalized last layer to K
+    outputs."""
+
+    def __init__(self, cin, hidden, bottleneck, out, layers=3, use_bn=False):
+        super().__init__()
+        mods = []
+        for i in range(layers):
+            last = i == layers - 1
+            mods.append(nn.Linear(cin if i == 0 else hidden, bottleneck if last else hidden))
+            if not last:
+                if use_bn:
+                    mods.append(nn.BatchNorm1d(hidden))
+                mods.append(nn.GELU())
+        self.mlp = nn.Sequential(*mods)
+        self.last_layer = WeightNormLinear(bottleneck, out)
+
+    def forward(self, x):
+        return self.last_layer(F.normalize(self.mlp(x), dim=-1, p=2))
+
+
 class Online(nn.Module):
     def __init__(self, cfg):
         super().__init__()
-        simsiam = cfg.get("method", "byol") == "simsiam"
+        method = cfg.get("method", "byol")
+        simsiam = method == "simsiam"
         self.encoder = ResNet(cfg["arch"], cfg["width"], cfg["stem"], cfg["in_channels"])
-        self.projector = mlp(self.encoder.dim, cfg["proj_hidden"], cfg["proj_dim"],
-                             cfg.get("proj_layers", 3 if simsiam else 2), bn_last=simsiam)
+        if method == "dino":
+            self.projector = DinoHead(self.encoder.dim, cfg["proj_hidden"], cfg["proj_dim"], cfg["dino_out"],
+                                      cfg.get("proj_layers", 3), use_bn=bool(cfg.get("head_bn", 0)))
+        else:
+            self.projector = mlp(self.encoder.dim, cfg["proj_hidden"], cfg["proj_dim"],
+                                 cfg.get("proj_layers", 3 if simsiam else 2), bn_last=simsiam)
 
     def forward(self, x):
         return self.projector(self.encoder(x))
@@ -146,8 +188,31 @@ class SimSiam(nn.Module):
                [(f"predictor.{k}", p) for k, p in self.predictor.named_parameters()]
 
 
+class CenterHolder(nn.Module):
+    def __init__(self, k):
+        super().__init__()
+        self.register_buffer("center", torch.zeros(k))
+
+
+class Dino(nn.Module):
+    """Keys: online.encoder.*, online.projector.{mlp,last_layer}.*, target.* (the teacher, an
+    EMA of the student) and dino.center (DINOLoss's center, [K])."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.online = Online(cfg)
+        self.target = copy.deepcopy(self.online)
+        for p in self.target.parameters():
+            p.requires_grad_(False)
+        self.dino = CenterHolder(cfg["dino_out"])
+
+    def trained_parameters(self):
+        return [(f"online.{k}", p) for k, p in self.online.named_parameters()]
+
+
 def make_model(cfg):
-    return SimSiam(cfg) if cfg.get("method", "byol") == "simsiam" else Byol(cfg)
+    method = cfg.get("method", "byol")
+    return SimSiam(cfg) if method == "simsiam" else Dino(cfg) if method == "dino" else Byol(cfg)
 
 
 DEFAULT_CFG = dict(arch="resnet18", width=64, stem="cifar", in_channels=3, proj_hidden=4096,
@@ -206,6 +271,32 @@ def simsiam_step(model, v1, v2, momentum, lr, pred_lr, wd, m):
     loss = 0.5 * (d(p1, z2) + d(p2, z1))
     grads = torch.autograd.grad(loss, [p for _, p in params])
     sgd_(params, dict(zip([k for k, _ in params], grads)), momentum, lr, pred_lr, wd, m)
+    return loss.item()
+
+
+def dino_step(model, v1, v2, momentum, lr, wd, m, tau, teacher_temp, student_temp, center_momentum, center):
+    """DINO with two global views, as DINOLoss computes it: the teacher's softmax((t - c) / tt)
+    against the student's log_softmax(s / ts) of the other view, averaged over the two pairs;
+    SGD; then the center (if centering) and the teacher's EMA."""
+    model.train()
+    params = model.trained_parameters()
+    s1, s2 = model.online(v1), model.online(v2)
+    with torch.no_grad():
+        t1, t2 = model.target(v1), model.target(v2)
+    c = model.dino.center
+    q1, q2 = F.softmax((t1 - c) / teacher_temp, dim=-1), F.softmax((t2 - c) / teacher_temp, dim=-1)
+
+    def h(q, s):
+        return torch.sum(-q * F.log_softmax(s / student_temp, dim=-1), dim=-1).mean()
+
+    loss = 0.5 * (h(q1, s2) + h(q2, s1))
+    grads = torch.autograd.grad(loss, [p for _, p in params])
+    sgd_(params, dict(zip([k for k, _ in params], grads)), momentum, lr, lr, wd, m)
+    with torch.no_grad():
+        if center:
+            c.mul_(center_momentum).add_((1 - center_momentum) * torch.cat([t1, t2]).mean(dim=0))
+        for t, o in zip(model.target.parameters(), model.online.parameters()):
+            t.mul_(tau).add_((1 - tau) * o)
     return loss.item()
 
 
@@ -273,10 +364,11 @@ class KinkMargin:
         F.relu = self._relu
 
 
-def run_steps(cfg, state, views, lr, wd, m, eta, tau, dtype, margins=None, pred_lr=None):
+def run_steps(cfg, state, views, lr, wd, m, eta, tau, dtype, margins=None, pred_lr=None, dino=None):
     """Runs len(views) steps from `state` (dict of float32 numpy arrays) in `dtype`; returns
     (losses, final state as float64 numpy arrays). `margins`, a list, receives each step's
-    KinkMargin. SimSiam (cfg["method"]) steps with SGD, its predictor at pred_lr."""
+    KinkMargin. SimSiam (cfg["method"]) steps with SGD, its predictor at pred_lr; DINO with SGD
+    and the loss settings of `dino` (dino_step's keywords)."""
     torch.manual_seed(0)
     model = make_model(cfg)
     momentum = load_full_state(model, state, dtype)
@@ -286,6 +378,8 @@ def run_steps(cfg, state, views, lr, wd, m, eta, tau, dtype, margins=None, pred_
         with KinkMargin() as k:
             if isinstance(model, SimSiam):
                 losses.append(simsiam_step(model, v[0], v[1], momentum, lr, pred_lr, wd, m))
+            elif isinstance(model, Dino):
+                losses.append(dino_step(model, v[0], v[1], momentum, lr, wd, m, tau, **dino))
             else:
                 losses.append(byol_step(model, v[0], v[1], momentum, lr, wd, m, eta, tau))
         if margins is not None:
@@ -306,13 +400,17 @@ def random_state(cfg, seed, with_momentum=True, target_noise=0.05, momentum_scal
         if isinstance(mod, nn.Conv2d):
             nn.init.kaiming_normal_(mod.weight, mode="fan_out", nonlinearity="relu")
     with torch.no_grad():
-        for mod in list(model.online.modules()) + list(model.predictor.modules()):
+        heads = list(model.predictor.modules()) if hasattr(model, "predictor") else []
+        for mod in list(model.online.modules()) + heads:
             if isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d)):
                 mod.weight.copy_(1 + 0.2 * torch.randn(mod.weight.shape, generator=g))
                 mod.bias.copy_(0.1 * torch.randn(mod.bias.shape, generator=g))
                 mod.running_mean.copy_(0.1 * torch.randn(mod.running_mean.shape, generator=g))
                 mod.running_var.copy_(0.5 + torch.rand(mod.running_var.shape, generator=g))
-    if isinstance(model, Byol):
+    if isinstance(model, Dino):  # a center under way: a quarter of the outputs' size
+        with torch.no_grad():
+            model.dino.center.copy_(0.25 * torch.randn(model.dino.center.shape, generator=g))
+    if isinstance(model, (Byol, Dino)):
         with torch.no_grad():
             model.target.load_state_dict(model.online.state_dict())
             for k, v in model.target.state_dict().items():

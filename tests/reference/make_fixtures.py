@@ -109,6 +109,40 @@ def layer_fixtures():
     loss = R.regression_loss(p, z)
     dp = torch.autograd.grad(loss, p)[0]
     put("cosine", p=p, z=z, loss=loss.reshape(1), dp=dp)
+
+    # DINO's pieces (appended: the cases above keep their random draws)
+    x = rnd(g, 3, 7, scale=2.0).requires_grad_()
+    y = F.gelu(x)
+    dy = rnd(g, *y.shape)
+    put("gelu", x=x, y=y, dy=dy, dx=torch.autograd.grad(y, x, dy)[0])
+
+    x = rnd(g, 4, 6).requires_grad_()
+    y = F.normalize(x, dim=1, p=2)
+    dy = rnd(g, *y.shape)
+    put("l2norm", x=x, y=y, dy=dy, dx=torch.autograd.grad(y, x, dy)[0])
+
+    # the weight-normalized last layer: nn.utils.weight_norm with the gain at 1 (byol_ref's
+    # WeightNormLinear), checked here against PyTorch's own
+    wn = torch.nn.utils.weight_norm(torch.nn.Linear(6, 5, bias=False).double())
+    wn.weight_g.data.fill_(1)
+    v = rnd(g, 5, 6)
+    wn.weight_v.data.copy_(v)
+    mine = R.WeightNormLinear(6, 5).double()
+    mine.weight_v.data.copy_(v)
+    xin = rnd(g, 4, 6)
+    assert torch.allclose(wn(xin), mine(xin), rtol=0, atol=1e-14), "WeightNormLinear differs from weight_norm"
+
+    t = rnd(g, 5, 9, scale=0.5)
+    c = rnd(g, 9, scale=0.2)
+    s_ = rnd(g, 5, 9, scale=0.5).requires_grad_()
+    tt, ts = 0.05, 0.1
+    q = F.softmax((t - c) / tt, dim=-1)
+    loss = torch.sum(-q * F.log_softmax(s_ / ts, dim=-1), dim=-1).mean()
+    ds = torch.autograd.grad(loss, s_)[0]
+    ent = torch.sum(-q * torch.log(q), dim=-1).mean()
+    newc = 0.9 * c + 0.1 * t.mean(dim=0)
+    put("dino", t=t, center=c, s=s_, q=q, loss=loss.reshape(1), ds=ds, entropy=ent.reshape(1), new_center=newc)
+    meta["dino.teacher_temp"], meta["dino.student_temp"], meta["dino.center_momentum"] = tt, ts, 0.9
     return T, {k: str(v) for k, v in meta.items()}
 
 
@@ -139,6 +173,23 @@ STEP_CONFIGS = {
                                        proj_layers=3),
                               B=8, H=16, W=16, steps=3, seed=7, momentum=True, candidates=8,
                               lr=0.05, pred_lr=0.08, wd=5e-4, m=0.9, eta=0.0, tau=0.0),
+    # DINO: the GELU head, its l2-normalized bottleneck and weight-normalized last layer to K
+    # outputs, a teacher (an EMA) centered and sharpened, SGD; a center under way
+    "dino_r18_cifar": dict(cfg=dict(arch="resnet18", width=4, stem="cifar", in_channels=3,
+                                    proj_hidden=32, proj_dim=16, pred_hidden=32, method="dino",
+                                    proj_layers=3, dino_out=64),
+                           B=8, H=16, W=16, steps=3, seed=11, momentum=True, candidates=8,
+                           lr=0.05, wd=5e-4, m=0.9, eta=0.0, tau=0.99,
+                           dino=dict(teacher_temp=0.05, student_temp=0.1, center_momentum=0.9, center=True)),
+    # DINO's use_bn_in_head (--head-bn 1): a batch norm before each GELU of the head. At batch 8
+    # its encoder update is ill-conditioned (float32 implementations land 1e-4 to 1e-2 from
+    # float64 depending on how they round the head's batch norm); batch 32 keeps it near 1e-4.
+    "dino_bn_r18_cifar": dict(cfg=dict(arch="resnet18", width=4, stem="cifar", in_channels=3,
+                                       proj_hidden=32, proj_dim=16, pred_hidden=32, method="dino",
+                                       proj_layers=3, dino_out=48, head_bn=1),
+                              B=32, H=8, W=8, steps=1, seed=13, momentum=True, candidates=6,
+                              lr=0.05, wd=5e-4, m=0.9, eta=0.0, tau=0.99,
+                              dino=dict(teacher_temp=0.07, student_temp=0.1, center_momentum=0.9, center=True)),
 }
 
 
@@ -181,7 +232,8 @@ def step_fixture(name, c, out):
     cfg = c["cfg"]
     state = R.random_state(cfg, c["seed"], with_momentum=c["momentum"], momentum_scale=c.get("momentum_scale", 1.0))
     g = torch.Generator().manual_seed(100 + c["seed"])
-    hp = dict(lr=c["lr"], wd=c["wd"], m=c["m"], eta=c["eta"], tau=c["tau"], pred_lr=c.get("pred_lr"))
+    hp = dict(lr=c["lr"], wd=c["wd"], m=c["m"], eta=c["eta"], tau=c["tau"], pred_lr=c.get("pred_lr"),
+              dino=c.get("dino"))
     views = choose_views(cfg, c, state, g, hp)
     losses64, after64 = R.run_steps(cfg, state, views, dtype=torch.float64, **hp)
     losses32, after32 = R.run_steps(cfg, state, views, dtype=torch.float32, **hp)
@@ -200,11 +252,13 @@ def step_fixture(name, c, out):
           f"float32 PyTorch vs float64: worst update error {worst:.2e} ({worst_key}), loss {loss_err:.1e}")
     meta = dict(config=json.dumps(cfg), steps=c["steps"], lr=c["lr"], weight_decay=c["wd"],
                 momentum=c["m"], lars_eta=c["eta"], tau=c["tau"],
-                optimizer="sgd" if cfg.get("method") == "simsiam" else "lars",
+                optimizer="sgd" if cfg.get("method") in ("simsiam", "dino") else "lars",
                 pred_lr=c.get("pred_lr", c["lr"]),
                 losses=" ".join("%.17g" % l for l in losses64),
                 torch_float32_worst_update_error="%.3e" % worst,
                 torch_float32_worst_tensor=str(worst_key))
+    for k, v in (c.get("dino") or {}).items():
+        meta[f"dino_{k}"] = float(v)
     R.save_safetensors(os.path.join(out, f"step_{name}.state.safetensors"), state)
     np.save(os.path.join(out, f"step_{name}.views.npy"), views)
     R.save_safetensors(os.path.join(out, f"step_{name}.expected.safetensors"), deltas, meta)
