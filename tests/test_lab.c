@@ -29,6 +29,15 @@ static void test_outcome_read(void) {
     CHECK(lab_outcome_read(tmp_path("b.jsonl"), &o, &e) == 0 && o.collapsed && o.knn < 0, "rank 1.4: collapsed");
     write_text("c.jsonl", "{\"step\": 5, \"loss\": 1, \"proj_std\": 0.5, \"eff_rank\": 3}\n");
     CHECK(lab_outcome_read(tmp_path("c.jsonl"), &o, &e) == 0 && !o.collapsed, "healthy");
+    /* DINO's rule: the KL between teacher and student, whatever the projections' spread */
+    write_text("d.jsonl", "{\"step\": 5, \"loss\": 8, \"proj_std\": 0.02, \"eff_rank\": 1.2, \"teacher_entropy\": 7.5, "
+                          "\"entropy_uniform\": 8.3178, \"kl\": 0.5}\n");
+    CHECK(lab_outcome_read(tmp_path("d.jsonl"), &o, &e) == 0 && !o.collapsed && o.entropy == 7.5 && o.kl == 0.5,
+          "DINO with KL 0.5: learning");
+    write_text("e.jsonl", "{\"step\": 5, \"loss\": 8.3, \"proj_std\": 0.5, \"eff_rank\": 9, \"teacher_entropy\": 8.317, "
+                          "\"entropy_uniform\": 8.3178, \"kl\": 0.001}\n");
+    CHECK(lab_outcome_read(tmp_path("e.jsonl"), &o, &e) == 0 && o.collapsed, "DINO with KL %g < %g: collapsed", 0.001,
+          DINO_KL_MIN);
     CHECK(lab_outcome_read(tmp_path("missing.jsonl"), &o, &e) < 0 && strstr(e.msg, "missing.jsonl"), "%s", e.msg);
 }
 
@@ -100,7 +109,7 @@ static void test_figure_svg_and_png(void) {
 static void test_lab_end_to_end(void) {
     char data[600], cmd[8192];
     extract_cifar_subset(data, sizeof data);
-    snprintf(cmd, sizeof cmd, "%s lab --data %s --only byol,no-predictor --budget 12 --quick --batch 16 --width 4 --out %s/lab --threads 2 "
+    snprintf(cmd, sizeof cmd, "%s lab --data %s --only byol,no-predictor,dino --budget 15 --quick --batch 16 --width 4 --out %s/lab --threads 2 "
                               "> %s/out 2> %s/err",
              getenv("BYOL") ? getenv("BYOL") : "./byol", data, TEST_TMP, TEST_TMP, TEST_TMP);
     const int st = sh_status(cmd);
@@ -108,7 +117,8 @@ static void test_lab_end_to_end(void) {
     CHECK(st == 0, "exit %d: %s", st, err);
     free(err);
     char *r = slurp_text("lab/report.md");
-    CHECK(strstr(r, "| BYOL |") && strstr(r, "| no predictor | `--no-predictor` |") && !strstr(r, "| SimSiam |"),
+    CHECK(strstr(r, "| BYOL |") && strstr(r, "| no predictor | `--no-predictor` |") && strstr(r, "| DINO |") &&
+              !strstr(r, "| SimSiam |"),
           "a row per variant run: %s", r);
     CHECK(strstr(r, "variants reproduce the papers' outcome") && (strstr(r, "AMD") || strstr(r, "Intel") || strstr(r, "CPU")),
           "the verdict and the machine: %s", r);
@@ -128,6 +138,15 @@ static void test_lab_end_to_end(void) {
     snprintf(cmd, sizeof cmd, "cd / && %s eval --ckpt %s/lab/no-predictor --eval-bank 50 --eval-queries 50 "
                               "--probe-iters 10 > /dev/null 2> %s/err", bin, TEST_TMP, TEST_TMP);
     CHECK(sh_status(cmd) == 0, "byol eval rebuilds the variant's model from its checkpoint, from any folder");
+    snprintf(cmd, sizeof cmd, "cd / && %s eval --ckpt %s/lab/dino --eval-bank 50 --eval-queries 50 --probe-iters 10 "
+                              "> %s/dino_eval 2> %s/err", bin, TEST_TMP, TEST_TMP, TEST_TMP);
+    CHECK(sh_status(cmd) == 0, "byol eval of a DINO checkpoint (its head, its center)");
+    char *de = slurp_text("dino_eval");
+    CHECK(strstr(de, "\"knn_top1\""), "its figures: %s", de);
+    free(de);
+    char *dm = slurp_text("lab/dino/metrics.jsonl");
+    CHECK(strstr(dm, "\"teacher_entropy\"") && strstr(dm, "\"kl\""), "DINO's monitors in its metrics: %.300s", dm);
+    free(dm);
     snprintf(cmd, sizeof cmd, "%s lab --only nothing --out %s/lab2 > /dev/null 2> %s/err",
              getenv("BYOL") ? getenv("BYOL") : "./byol", TEST_TMP, TEST_TMP);
     CHECK(sh_status(cmd) == 2, "an unknown variant is refused");

@@ -21,7 +21,7 @@ static double tol_update = TOL_UPDATE, tol_loss = TOL_LOSS;
 static double loss_scale(double loss) { return fabs(loss) > 1.0 ? fabs(loss) : 1.0; }
 
 static const char *FIXTURES[] = {"r18_cifar_rgb", "r50_imagenet_gray", "simsiam_r18_cifar", "dino_r18_cifar",
-                                 "dino_bn_r18_cifar"};
+                                 "dino_bn_r18_cifar", "simsiam_nosg_r18_cifar"};
 
 typedef struct {
     char name[64];
@@ -89,6 +89,8 @@ static void fixture_load(Fixture *f, const char *name) {
     }
     f->cfg.proj_layers = cJSON_IsNumber(layers) ? layers->valueint : 0;
     if (f->cfg.method == METHOD_DINO) f->cfg.dino_out = json_int(c, "dino_out");
+    const cJSON *nosg = cJSON_GetObjectItemCaseSensitive(c, "no_stop_grad");
+    f->cfg.no_stop_grad = cJSON_IsNumber(nosg) && nosg->valueint;
     const cJSON *head_bn = cJSON_GetObjectItemCaseSensitive(c, "head_bn");
     f->cfg.head_bn = cJSON_IsNumber(head_bn) ? head_bn->valueint : -1;
     model_config_resolve(&f->cfg);
@@ -227,6 +229,9 @@ static void test_step_simsiam_matches_pytorch(void) {
     check_fixture(FIXTURES[2], &backend_cpu);
     check_fixture(FIXTURES[2], &backend_ref);
     check_fixture(FIXTURES[2], &backend_gpu_emu);
+    /* without its stop-gradient (--no-stop-grad), the ablation that collapses */
+    check_fixture(FIXTURES[5], &backend_cpu);
+    check_fixture(FIXTURES[5], &backend_ref);
 }
 
 /* DINO (--method dino): the GELU head, the normalized bottleneck and weight-normalized last
@@ -386,13 +391,14 @@ static void cli_step_check(const char *name, const char *device) {
              "--arch %s --width %d --stem %s --in-channels %d --proj-hidden %d --proj-dim %d --pred-hidden %d "
              "--lr %.9g --weight-decay %.9g --momentum %.9g --lars-eta %.9g --tau %.9g --threads 2 --device %s --precision fp32 "
              "--method %s --proj-layers %d --optimizer %s --pred-lr %.9g --dino-out %d --dino-teacher-temp %.9g "
-             "--dino-student-temp %.9g --dino-center-momentum %.9g --dino-center %d > %s 2>&1",
+             "--dino-student-temp %.9g --dino-center-momentum %.9g --dino-center %d%s > %s 2>&1",
              byol, fixture_dir(), f.name, fixture_dir(), f.name, out, arch_name(c->enc.arch), c->enc.width,
              stem_name(c->enc.stem), c->enc.in_channels, c->proj_hidden, c->proj_dim, c->pred_hidden,
              f.sc.lars.lr, f.sc.lars.weight_decay, f.sc.lars.momentum, f.sc.lars.eta, f.sc.tau, device,
              method_name(c->method), c->proj_layers, f.sc.lars.sgd ? "sgd" : "lars",
              f.sc.lars.tail_absolute ? f.sc.lars.lr_mult : f.sc.lars.lr, c->dino_out, f.sc.dino.teacher_temp,
-             f.sc.dino.student_temp, f.sc.dino.center_momentum, f.sc.dino.center, log);
+             f.sc.dino.student_temp, f.sc.dino.center_momentum, f.sc.dino.center,
+             c->no_stop_grad ? " --no-stop-grad" : "", log);
     int rc = system(cmd);
     CHECK(rc == 0, "byol step exited %d: %s", rc, cmd);
     FILE *lf = fopen(log, "r");
@@ -426,6 +432,7 @@ static void test_cli_step_matches_pytorch(void) {
     cli_step_check(FIXTURES[0], "cpu");
     cli_step_check(FIXTURES[2], "cpu"); /* byol step --method simsiam */
     cli_step_check(FIXTURES[3], "cpu"); /* byol step --method dino */
+    cli_step_check(FIXTURES[5], "cpu"); /* byol step --method simsiam --no-stop-grad */
     cli_step_check(FIXTURES[0], "gpu-emulator"); /* the GPU path's step, end to end */
 }
 

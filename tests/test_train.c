@@ -325,6 +325,53 @@ static void test_simsiam_trains(void) {
     free(err);
 }
 
+/* --method dino: its tensors and recipe saved, its monitors logged, an interrupted run resumed
+ * bit for bit (the center and the teacher temperature's warm-up included), and it evaluates. */
+static void test_dino_trains_and_resumes(void) {
+    char a[4096], ref_ckpt[1200], ckpt[1200], why[256];
+    snprintf(a, sizeof a, "train %s --out %s/dino --method dino --dino-out 64 --epochs 2 --knn-before 0 --knn-after 0 --eval-every 0", TINY,
+             TEST_TMP);
+    int st = byol(a);
+    char *err = slurp_text("err"), *out = slurp_text("out");
+    CHECK(st == 0, "exit %d: %s", st, err);
+    CHECK(strstr(out, "byol train: dino,") && strstr(out, ", sgd\n") && strstr(out, "tau 0.996"),
+          "the header names DINO's recipe: %s", out);
+    free(err), free(out);
+    char *cfg = slurp_text("dino/config.txt");
+    CHECK(strstr(cfg, "method = dino") && strstr(cfg, "optimizer = sgd") && strstr(cfg, "base-lr = 0.03") &&
+              strstr(cfg, "tau-base = 0.996") && strstr(cfg, "dino-out = 64"),
+          "the resolved recipe is saved: %s", cfg);
+    free(cfg);
+    char *m = slurp_text("dino/metrics.jsonl");
+    CHECK(strstr(m, "\"teacher_entropy\"") && strstr(m, "\"kl\"") && strstr(m, "\"teacher_temp\": 0.04"),
+          "DINO's monitors, the teacher temperature from 0.04: %.400s", m);
+    free(m);
+    snprintf(a, sizeof a, "%s/dino", TEST_TMP);
+    last_ckpt(a, ref_ckpt, sizeof ref_ckpt);
+    CHECK(has_tensor(ref_ckpt, "online.projector.last_layer.weight_v") == 1 &&
+              has_tensor(ref_ckpt, "target.projector.last_layer.weight_v") == 1 &&
+              has_tensor(ref_ckpt, "dino.center") == 1 && has_tensor(ref_ckpt, "predictor.") == 0 &&
+              has_tensor(ref_ckpt, "online.projector.mlp.4.weight") == 1,
+          "student, teacher and center; no predictor: %s", ref_ckpt);
+    snprintf(a, sizeof a, "train %s --out %s/dino_cut --method dino --dino-out 64 --epochs 2 --max-steps 5 --knn-before 0 --knn-after 0 "
+                          "--eval-every 0", TINY,
+             TEST_TMP);
+    CHECK(byol(a) == 0, "stops at step 5");
+    snprintf(a, sizeof a, "train --resume %s/dino_cut", TEST_TMP);
+    CHECK(byol(a) == 0, "resumes");
+    snprintf(a, sizeof a, "%s/dino_cut", TEST_TMP);
+    last_ckpt(a, ckpt, sizeof ckpt);
+    CHECK(same_tensors(ref_ckpt, ckpt, why, sizeof why), "resumed after step 5 differs: %s", why);
+    snprintf(a, sizeof a, "eval --ckpt %s/dino --eval-bank 100 --eval-queries 50 --probe-iters 20", TEST_TMP);
+    CHECK(byol(a) == 0, "evaluates");
+    snprintf(a, sizeof a, "train %s --out %s/nosg --no-stop-grad", TINY, TEST_TMP);
+    st = byol(a);
+    err = slurp_text("err");
+    CHECK(st == 2 && strstr(err, "--no-stop-grad") && count_lines(err, "\n") == 1, "BYOL has no stop-gradient to "
+          "remove: exit %d: %s", st, err);
+    free(err);
+}
+
 int main(void) {
     test_tmpdir("test_train");
     extract_cifar_subset(DATA, sizeof DATA);
@@ -338,5 +385,6 @@ int main(void) {
     RUN(test_time_budget);
     RUN(test_ablation_flags);
     RUN(test_simsiam_trains);
+    RUN(test_dino_trains_and_resumes);
     return test_finish();
 }

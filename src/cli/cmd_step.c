@@ -41,7 +41,7 @@ int cmd_step(int argc, char **argv) {
     const char *shards_list = NULL, *optimizer = NULL;
     float pred_lr = NAN;
     ComputeOptions po = {NULL, NULL, NULL, NULL};
-    Flag flags[20 + COMPUTE_FLAG_COUNT + MODEL_FLAG_COUNT] = {
+    Flag flags[21 + COMPUTE_FLAG_COUNT + MODEL_FLAG_COUNT] = {
         {"state", FLAG_STRING, &state_in, "input state (safetensors)", 0, -1},
         {"views", FLAG_STRING, &views_path, "views [N, 2, B, C, H, W] (npy, float32)", 0, -1},
         {"out", FLAG_STRING, &out_path, "output state (safetensors)", 0, -1},
@@ -60,8 +60,9 @@ int cmd_step(int argc, char **argv) {
         {"dino-student-temp", FLAG_FLOAT, &sc.dino.student_temp, "dino: the student's temperature (0.1)", 1e-4, 100},
         {"dino-center", FLAG_INT, &sc.dino.center, "dino: center the teacher's outputs, 0 or 1 (1)", 0, 1},
         {"dino-center-momentum", FLAG_FLOAT, &sc.dino.center_momentum, "dino: the center's EMA decay (0.9)", 0, 1},
+        {"no-stop-grad", FLAG_SWITCH, &mc.no_stop_grad, "simsiam without its stop-gradient (an ablation)", 0, 1},
     };
-    int nf = 18;
+    int nf = 19;
     compute_flags(flags + nf, &po);
     nf += COMPUTE_FLAG_COUNT;
     model_flags(flags + nf, &mc);

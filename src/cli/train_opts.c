@@ -44,6 +44,7 @@ int train_flags(Flag *f, TrainOptions *o) {
         {"knn-every-s", FLAG_FLOAT, &o->knn_every_s, "also kNN of the online and the target encoder every S seconds, into metrics (0 off)", 0, 1e9},
         {"tau-schedule", FLAG_STRING, &o->tau_schedule, "cosine (tau-base -> 1, BYOL's) or constant (tau-base throughout) (cosine)", 0, -1},
         {"no-predictor", FLAG_SWITCH, &o->mc.no_predictor, "ablation: no predictor, the projection predicts the target's (collapses)", 0, 1},
+        {"no-stop-grad", FLAG_SWITCH, &o->mc.no_stop_grad, "ablation of simsiam: no stop-gradient, z takes gradients too (collapses)", 0, 1},
         {"head-bn", FLAG_INT, &o->mc.head_bn, "batch norm in the projector and predictor, 0 or 1 (the method's: 1, an ablation at 0; dino 0, its --use_bn_in_head at 1)", -1, 1},
         {"time-budget", FLAG_FLOAT, &o->time_budget, "seconds of training: the schedules follow the time spent and end with it; a resumed run goes on with the same clock (off)", 0, 1e9},
         {"seed", FLAG_INT, &o->seed, "random seed: weights, order, augmentations (0)", 0, 2147483647},

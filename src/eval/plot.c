@@ -444,8 +444,8 @@ int plot_metrics_svg(const char *jsonl_path, const char *svg_path, Err *e) {
 
 /* ---- the collapse lab's figure ---- */
 
-static const char *const PALETTE[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
-                                      "#8c564b", "#e377c2", "#17becf", "#7f7f7f", "#bcbd22"};
+static const char *const PALETTE[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b",
+                                      "#e377c2", "#17becf", "#7f7f7f", "#bcbd22", "#000000", "#aec7e8"};
 
 int plot_lab_svg(const char *const *jsonl_paths, const char *const *labels, int n, const char *title,
                  const char *svg_path, Err *e) {
@@ -498,7 +498,7 @@ int plot_lab_svg(const char *const *jsonl_paths, const char *const *labels, int 
     for (int r = 0; r < n; r++) { /* one legend: the variants' colours */
         const double lx = PLOT_L + (r % 3) * 270.0, ly = 56.0 + 22.0 * (r / 3);
         bprintf(&b, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-width=\"3\"/>\n", lx,
-                ly - 4, lx + 24, ly - 4, PALETTE[r % 10]);
+                ly - 4, lx + 24, ly - 4, PALETTE[r % ARRAY_LEN(PALETTE)]);
         bprintf(&b, "<text class=\"variant\" x=\"%.1f\" y=\"%.1f\" font-size=\"12\">", lx + 30, ly);
         btext(&b, labels[r]);
         bprintf(&b, "</text>\n");
@@ -515,8 +515,8 @@ int plot_lab_svg(const char *const *jsonl_paths, const char *const *labels, int 
     for (int pnl = 0; pnl < 4; pnl++) {
         int nt = 0;
         for (int r = 0; r < n; r++) {
-            tr[nt++] = (Trace){&s[r][keys[pnl]], KEYS[keys[pnl]], labels[r], PALETTE[r % 10], NULL, 1, 0, pnl == 3};
-            if (pnl == 3) tr[nt++] = (Trace){&s[r][S_KNN_TARGET], "knn_target_top1", labels[r], PALETTE[r % 10], "5 3", 0.8, 0, 0};
+            tr[nt++] = (Trace){&s[r][keys[pnl]], KEYS[keys[pnl]], labels[r], PALETTE[r % ARRAY_LEN(PALETTE)], NULL, 1, 0, pnl == 3};
+            if (pnl == 3) tr[nt++] = (Trace){&s[r][S_KNN_TARGET], "knn_target_top1", labels[r], PALETTE[r % ARRAY_LEN(PALETTE)], "5 3", 0.8, 0, 0};
         }
         Threshold th = {pnl == 0 ? COLLAPSE_STD_MIN : COLLAPSE_RANK_MIN, 0, KEYS[keys[pnl]], "#555555",
                         pnl == 0 ? std_label : rank_label};

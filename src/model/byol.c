@@ -24,6 +24,8 @@ void model_config_resolve(ModelConfig *c) {
 
 int model_config_check(const ModelConfig *c, Err *e) {
     if (c->proj_layers == 1) return err_set(e, "--proj-layers 1: the projector has 2 or 3 layers (0: the method's)");
+    if (c->no_stop_grad && (c->method != METHOD_SIMSIAM || c->no_predictor))
+        return err_set(e, "--no-stop-grad: an ablation of SimSiam (--method simsiam, with its predictor)");
     return 0;
 }
 
@@ -38,6 +40,7 @@ void model_config_default(ModelConfig *c) {
     c->proj_dim = 256;
     c->pred_hidden = 4096;
     c->no_predictor = 0;
+    c->no_stop_grad = 0;
     c->head_bn = -1; /* the method's */
     c->dino_out = 4096;
 }
@@ -93,6 +96,11 @@ static void work_plan(ByolWork *w, const Byol *m, Arena *a, const Backend *be) {
     if (!m->cfg.no_predictor) scratch = MAX(scratch, mlp_plan(&w->pred, &m->predictor, B, a, be));
     mlp_plan(&w->target_proj[0], &m->projector, B, a, be); /* SimSiam: the detached z */
     mlp_plan(&w->target_proj[1], &m->projector, B, a, be);
+    if (m->cfg.no_stop_grad) {
+        mlp_plan(&w->target_pred[0], &m->predictor, B, a, be);
+        mlp_plan(&w->target_pred[1], &m->predictor, B, a, be);
+        w->dz_extra = arena_floats(a, (size_t)B * m->cfg.proj_dim);
+    }
     w->x[0] = arena_floats(a, view);
     w->x[1] = arena_floats(a, view);
     if (m->cfg.method == METHOD_DINO) {
@@ -195,6 +203,7 @@ void byol_work_set_shard(ByolWork *w, int n) {
     if (n < 1 || n > w->B) die("byol_work_set_shard: %d images, but the work holds 1..%d", n, w->B);
     w->n = n;
     w->enc.B = w->proj.B = w->pred.B = w->target_proj[0].B = w->target_proj[1].B = n;
+    w->target_pred[0].B = w->target_pred[1].B = n;
 }
 
 static void grads_ready(void *ctx, size_t from) { gradsync_ready(ctx, from); }
@@ -219,10 +228,14 @@ static double byol_views(Byol *m, ByolWork *w, const Backend *be) {
      * running statistics are put back, so that each view updates them once, as in PyTorch. */
     const int simsiam = m->cfg.method == METHOD_SIMSIAM;
     const ParamStore *zs = simsiam ? on : tg;
+    const int no_stop_grad = m->cfg.no_stop_grad;
     for (int v = 0; v < 2; v++) {
         resnet_forward(be, &m->encoder, zs->params, zs->buffers, &w->enc, w->x[v], 1, w->scratch);
         mlp_forward(be, &m->projector, zs->params, zs->buffers, &w->target_proj[v],
                     w->enc.features, 1, w->scratch);
+        if (no_stop_grad) /* p_v too: view 1's backward needs p_2 before view 2's forward */
+            mlp_forward(be, &m->predictor, on->params, on->buffers, &w->target_pred[v], w->target_proj[v].out, 1,
+                        w->scratch);
     }
     if (simsiam) be->copy(on->buffers, w->saved_buffers, on->n_buffers * sizeof(float));
 
@@ -253,6 +266,10 @@ static double byol_views(Byol *m, ByolWork *w, const Backend *be) {
         if (pred)
             mlp_backward(be, &m->predictor, on->params, on->grads, &w->pred, w->proj.out, w->dp,
                          w->dr, w->dz, w->scratch);
+        if (no_stop_grad) { /* z_v is also the target of the other view's term, cos(p_{1-v}, z_v) */
+            be->cosine_loss_backward(w->dz_extra, w->proj.out, w->target_pred[1 - v].out, B, m->cfg.proj_dim, dloss);
+            be->add_forward(w->dz, w->dz, w->dz_extra, (size_t)B * m->cfg.proj_dim);
+        }
         mlp_backward(be, &m->projector, on->params, on->grads, &w->proj, w->enc.features,
                      pred ? w->dz : w->dp, w->dr, w->dfeat, w->scratch);
         resnet_backward(be, &m->encoder, on->params, on->grads, &w->enc, w->x[v], w->dfeat, w->g,

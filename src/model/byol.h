@@ -36,6 +36,7 @@ typedef struct {
      * (BYOL without its predictor); head_bn 0 drops the batch norm of both heads (-1: the
      * method's, 1 but for DINO, whose head has none unless asked: its use_bn_in_head). */
     int no_predictor, head_bn;
+    int no_stop_grad; /* SimSiam without its stop-gradient (an ablation): z takes gradients too */
 } ModelConfig;
 
 void model_config_default(ModelConfig *c);
@@ -73,6 +74,8 @@ typedef struct {
     float *mem;
     ResNetActs enc;
     MlpActs proj, pred, target_proj[2]; /* target_proj[v].out = z_v */
+    MlpActs target_pred[2];             /* SimSiam without stop-gradient: p_v, for the z terms */
+    float *dz_extra;                    /* and the gradient those terms send into z */
     float *x[2];                        /* the two views, NHWC */
     float *staging;                     /* a device backend's copy of a view as it comes (NCHW) */
     float *dp, *dz, *dr, *dfeat;        /* head gradients */

@@ -28,6 +28,27 @@ static void v_tau0_fast_predictor(TrainOptions *o) {
 }
 static void v_simsiam(TrainOptions *o) { o->mc.method = METHOD_SIMSIAM; }
 static void v_no_head_bn(TrainOptions *o) { o->mc.head_bn = 0; }
+static void v_simsiam_no_stop_grad(TrainOptions *o) {
+    o->mc.method = METHOD_SIMSIAM;
+    o->mc.no_stop_grad = 1;
+}
+/* DINO at the lab's budget: its head with batch norm (DINO's --use_bn_in_head), LARS and a
+ * faster teacher; with DINO's own defaults (no batch norm in the head, SGD at 0.03, teacher EMA
+ * 0.996) a few minutes of a width-8 ResNet end with the teacher uniform (docs/lab.md) */
+static void v_dino(TrainOptions *o) {
+    o->mc.method = METHOD_DINO;
+    o->mc.head_bn = 1;
+    o->optimizer = "lars";
+    o->tau_base = 0.99f;
+}
+static void v_dino_no_center(TrainOptions *o) {
+    v_dino(o);
+    o->dino_center = 0;
+}
+static void v_dino_no_sharpen(TrainOptions *o) {
+    v_dino(o);
+    o->dino_teacher_temp = o->dino_warmup_teacher_temp = o->dino_student_temp;
+}
 
 static const LabVariant VARIANTS[] = {
     {"byol", "BYOL", "", "72.5 (300 epochs)", 0, v_byol},
@@ -39,6 +60,13 @@ static const LabVariant VARIANTS[] = {
     {"simsiam", "SimSiam", "--method simsiam", "67.7 (100 epochs)", 0, v_simsiam},
     {"no-head-bn", "no BN in the heads", "--head-bn 0",
      "BYOL with no BN anywhere 0.1; SimSiam without head BN 34.6", 1, v_no_head_bn},
+    {"simsiam-no-stop-grad", "SimSiam without stop-gradient", "--method simsiam --no-stop-grad", "0.1", 1,
+     v_simsiam_no_stop_grad},
+    {"dino", "DINO", "--method dino --head-bn 1 --optimizer lars --tau-base 0.99", "RN50 75.3", 0, v_dino},
+    {"dino-no-center", "DINO without centering", "(dino's) --dino-center 0",
+     "collapses to one dimension (entropy -> 0)", 1, v_dino_no_center},
+    {"dino-no-sharpen", "DINO without sharpening", "(dino's) --dino-teacher-temp 0.1 --dino-warmup-teacher-temp 0.1",
+     "collapses to uniform (entropy -> ln K)", 1, v_dino_no_sharpen},
 };
 
 const LabVariant *lab_variants(int *n) {
@@ -56,7 +84,7 @@ static double num(const cJSON *o, const char *k, double dflt) {
 int lab_outcome_read(const char *metrics_path, LabOutcome *out, Err *e) {
     memset(out, 0, sizeof *out);
     out->knn = out->knn_target = -1;
-    out->loss = out->std_sqrt_d = out->eff_rank = NAN;
+    out->loss = out->std_sqrt_d = out->eff_rank = out->entropy = out->entropy_uniform = out->kl = NAN;
     size_t size;
     uint8_t *text = read_file(metrics_path, &size, e);
     if (!text) return -1;
@@ -74,6 +102,9 @@ int lab_outcome_read(const char *metrics_path, LabOutcome *out, Err *e) {
             out->loss = num(o, "loss", NAN);
             out->std_sqrt_d = num(o, "proj_std", NAN);
             out->eff_rank = num(o, "eff_rank", NAN);
+            out->entropy = num(o, "teacher_entropy", NAN);
+            out->entropy_uniform = num(o, "entropy_uniform", NAN);
+            out->kl = num(o, "kl", NAN);
         }
         if (!cJSON_GetObjectItemCaseSensitive(o, "untrained")) {
             out->knn = num(o, "knn_top1", out->knn);
@@ -85,7 +116,9 @@ int lab_outcome_read(const char *metrics_path, LabOutcome *out, Err *e) {
     free(text);
     out->ran = !isnan(out->std_sqrt_d);
     const CollapseStats cs = {out->std_sqrt_d, out->eff_rank};
-    out->collapsed = out->ran && collapse_warning(&cs);
+    /* DINO's rule is its own: the student matches the teacher (KL -> 0) once the teacher gives
+     * every image the same distribution, uniform (entropy -> ln K) or on one prototype (-> 0) */
+    out->collapsed = out->ran && (isnan(out->kl) ? collapse_warning(&cs) : out->kl < DINO_KL_MIN);
     return 0;
 }
 
@@ -117,22 +150,27 @@ static int write_report(const LabOptions *o, const LabVariant *v, const LabOutco
     ADD("# Why BYOL does not collapse: the collapse lab\n\n");
     ADD("Data: %s. Each variant trained %.0f s on %s (%d threads) from the same seed (%d), byol train's "
         "CPU recipe otherwise; kNN (k 200, T 0.1) on %s. A run collapsed when, at its end, std x sqrt(D) "
-        "of its projections < %g or their effective rank < %g (the collapse monitor's rule).\n\n",
+        "of its projections < %g or their effective rank < %g (the collapse monitor's rule); a DINO run "
+        "when the KL between its teacher and student < %g (its teacher's entropy, against ln K, says "
+        "which way).\n\n",
         o->data ? o->data : "Fashion-MNIST (Debian's dataset-fashion-mnist)", per_s, machine_cpu_name(),
         threads_get(), o->seed, o->quick ? "1000 train images as the bank and 500 test queries"
                                         : "2000 train images as the bank and 1000 test queries",
-        COLLAPSE_STD_MIN, COLLAPSE_RANK_MIN);
+        COLLAPSE_STD_MIN, COLLAPSE_RANK_MIN, DINO_KL_MIN);
     ADD("| variant | flags | published (ImageNet linear top-1 unless noted) | papers | steps | kNN online | "
-        "kNN target | std x sqrt(D) | eff. rank | ours |\n|---|---|---|---|---|---|---|---|---|---|\n");
+        "kNN target | std x sqrt(D) | eff. rank | teacher entropy / ln K, KL | ours |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|\n");
     int agree = 0, ran = 0;
     for (int i = 0; i < n; i++) {
         if (!r[i].ran) continue;
-        char k1[16], k2[16];
+        char k1[16], k2[16], dino[64] = "-";
         pct(k1, sizeof k1, r[i].knn);
         pct(k2, sizeof k2, r[i].knn_target);
-        ADD("| %s | `%s` | %s | %s | %ld | %s | %s | %.3f | %.2f | %s |\n", v[i].name, v[i].flags[0] ? v[i].flags : "-",
-            v[i].published, v[i].collapses ? "collapses" : "does not", r[i].steps, k1, k2, r[i].std_sqrt_d,
-            r[i].eff_rank, r[i].collapsed ? "**collapsed**" : "did not");
+        if (!isnan(r[i].kl))
+            snprintf(dino, sizeof dino, "%.2f / %.2f, %.2g", r[i].entropy, r[i].entropy_uniform, r[i].kl);
+        ADD("| %s | `%s` | %s | %s | %ld | %s | %s | %.3f | %.2f | %s | %s |\n", v[i].name,
+            v[i].flags[0] ? v[i].flags : "-", v[i].published, v[i].collapses ? "collapses" : "does not", r[i].steps, k1,
+            k2, r[i].std_sqrt_d, r[i].eff_rank, dino, r[i].collapsed ? "**collapsed**" : "did not");
         ran++;
         agree += r[i].collapsed == v[i].collapses;
     }

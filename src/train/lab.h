@@ -41,8 +41,12 @@ typedef struct {
     int ran;                 /* it trained and wrote metrics */
     long steps;
     double loss, std_sqrt_d, eff_rank, knn, knn_target; /* knn*: -1 when not measured */
+    double entropy, entropy_uniform, kl; /* DINO's teacher entropy, ln K, and KL; NAN for others */
     int collapsed;           /* by the collapse monitor's rule, at the end */
 } LabOutcome;
+
+/* A DINO run collapsed when its student matches its teacher this closely (KL in nats). */
+#define DINO_KL_MIN 0.01
 
 /* Runs the variants, writes report.md and lab.svg; returns the exit status (0, 1, or 128 + a
  * signal that stopped it). */

@@ -661,8 +661,9 @@ int train_run(TrainOptions *o, const TrainSetup *s, TrainResult *result) {
                         cs.eff_rank, elapsed0 + now - t_start);
                 if (dino) /* DINO's collapse monitors: the teacher's entropy (0: one prototype, ln K:
                            * uniform) and the KL between teacher and student */
-                    fprintf(metrics, ", \"teacher_temp\": %.5f, \"teacher_entropy\": %.5f, \"kl\": %.6g",
-                            sc.dino.teacher_temp, work.dino_entropy, work.dino_kl);
+                    fprintf(metrics, ", \"teacher_temp\": %.5f, \"teacher_entropy\": %.5f, \"entropy_uniform\": %.5f, "
+                                     "\"kl\": %.6g", sc.dino.teacher_temp, work.dino_entropy, log((double)o->mc.dino_out),
+                            work.dino_kl);
                 fprintf(metrics, "}\n");
                 fflush(metrics);
             }

@@ -258,15 +258,16 @@ def sgd_(params, grads, momentum, lr, pred_lr, wd, m):
         p.sub_((pred_lr if name.startswith("predictor.") else lr) * v)
 
 
-def simsiam_step(model, v1, v2, momentum, lr, pred_lr, wd, m):
-    """SimSiam: z = f(x), p = h(z), loss = -(cos(p1, z2) + cos(p2, z1)) / 2 with z detached."""
+def simsiam_step(model, v1, v2, momentum, lr, pred_lr, wd, m, stop_grad=True):
+    """SimSiam: z = f(x), p = h(z), loss = -(cos(p1, z2) + cos(p2, z1)) / 2 with z detached
+    (stop_grad False: not detached, the ablation that collapses)."""
     model.train()
     params = model.trained_parameters()
     z1, z2 = model.online(v1), model.online(v2)
     p1, p2 = model.predictor(z1), model.predictor(z2)
 
     def d(p, z):
-        return -(F.normalize(p, dim=1) * F.normalize(z.detach(), dim=1)).sum(dim=1).mean()
+        return -(F.normalize(p, dim=1) * F.normalize(z.detach() if stop_grad else z, dim=1)).sum(dim=1).mean()
 
     loss = 0.5 * (d(p1, z2) + d(p2, z1))
     grads = torch.autograd.grad(loss, [p for _, p in params])
@@ -377,7 +378,8 @@ def run_steps(cfg, state, views, lr, wd, m, eta, tau, dtype, margins=None, pred_
         v = torch.as_tensor(views[i], dtype=dtype)
         with KinkMargin() as k:
             if isinstance(model, SimSiam):
-                losses.append(simsiam_step(model, v[0], v[1], momentum, lr, pred_lr, wd, m))
+                losses.append(simsiam_step(model, v[0], v[1], momentum, lr, pred_lr, wd, m,
+                                           stop_grad=not cfg.get("no_stop_grad", 0)))
             elif isinstance(model, Dino):
                 losses.append(dino_step(model, v[0], v[1], momentum, lr, wd, m, tau, **dino))
             else:

@@ -173,6 +173,13 @@ STEP_CONFIGS = {
                                        proj_layers=3),
                               B=8, H=16, W=16, steps=3, seed=7, momentum=True, candidates=8,
                               lr=0.05, pred_lr=0.08, wd=5e-4, m=0.9, eta=0.0, tau=0.0),
+    # SimSiam without its stop-gradient (--no-stop-grad): z takes the gradients of the terms it
+    # is the target of
+    "simsiam_nosg_r18_cifar": dict(cfg=dict(arch="resnet18", width=4, stem="cifar", in_channels=3,
+                                            proj_hidden=32, proj_dim=32, pred_hidden=8, method="simsiam",
+                                            proj_layers=3, no_stop_grad=1),
+                                   B=8, H=16, W=16, steps=2, seed=9, momentum=True, candidates=6,
+                                   lr=0.05, pred_lr=0.08, wd=5e-4, m=0.9, eta=0.0, tau=0.0),
     # DINO: the GELU head, its l2-normalized bottleneck and weight-normalized last layer to K
     # outputs, a teacher (an EMA) centered and sharpened, SGD; a center under way
     "dino_r18_cifar": dict(cfg=dict(arch="resnet18", width=4, stem="cifar", in_channels=3,
