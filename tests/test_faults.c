@@ -74,7 +74,7 @@ static void test_step_guard_changes_nothing(void) {
     const size_t n = (size_t)2 * B * 3 * S * S;
     float *v1 = malloc(n * sizeof(float)), *v2 = malloc(n * sizeof(float)), *bad = malloc(n * sizeof(float));
     fill_views(v1, n, 1), fill_views(v2, n, 2), fill_views(bad, n, 3);
-    StepConfig sc = {{0.1f, 1e-5f, 0.9f, 0.02f, 0, 1.0f, 0, 0}, 0.99f, DINO_CONFIG_DEFAULT};
+    StepConfig sc = {{.lr = 0.1f, .weight_decay = 1e-5f, .momentum = 0.9f, .eta = 0.02f, .mult_from = 0, .lr_mult = 1.0f}, 0.99f, DINO_CONFIG_DEFAULT};
     Byol a, b;
     ByolWork wa, wb;
     byol_init(&a, &c), byol_init(&b, &c);

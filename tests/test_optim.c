@@ -24,7 +24,7 @@ static void test_lars_worked_example(void) {
      * bias [2]: p = (1, -2), g = (0.5, 0.25), v = (0.1, 0.2): v = 0.9*v + g; p -= 0.5*v. */
     TensorSpec specs[3] = {spec("w", 2, 1, 2, 0), spec("b", 1, 2, 0, 2), spec("running_mean", 1, 2, 0, 4)};
     specs[2].role = ROLE_BUFFER;
-    const LarsConfig c = {0.5f, 0.1f, 0.9f, 0.01f, 0, 1.0f, 0, 0};
+    const LarsConfig c = {.lr = 0.5f, .weight_decay = 0.1f, .momentum = 0.9f, .eta = 0.01f, .mult_from = 0, .lr_mult = 1.0f};
     for (int impl = 0; impl < 2; impl++) {
         float p[4] = {3, 4, 1, -2}, g[4] = {1, 0, 0.5f, 0.25f}, v[4] = {0.5f, 0, 0.1f, 0.2f};
         (impl ? lars_update_ref : lars_update_cpu)(p, g, v, specs, 3, &c);
@@ -42,7 +42,7 @@ static void test_lars_worked_example(void) {
 /* A zero weight (or zero update) takes the plain momentum step: no trust ratio when a norm is 0. */
 static void test_lars_zero_norms(void) {
     TensorSpec s = spec("w", 2, 2, 2, 0);
-    const LarsConfig c = {1.0f, 0.1f, 0.0f, 0.01f, 0, 1.0f, 0, 0};
+    const LarsConfig c = {.lr = 1.0f, .weight_decay = 0.1f, .momentum = 0.0f, .eta = 0.01f, .mult_from = 0, .lr_mult = 1.0f};
     float p[4] = {0, 0, 0, 0}, g[4] = {1, 2, 3, 4}, v[4] = {0};
     lars_update_cpu(p, g, v, &s, 1, &c);
     CHECK(p[0] == -1 && p[3] == -4, "zero weight: unscaled step (%g %g)", p[0], p[3]);
@@ -59,7 +59,7 @@ static void test_lars_cpu_matches_reference(void) {
     float p[2743], g[2743], v[2743], p2[2743], v2[2743];
     fill_normal(&r, p, n, 1), fill_normal(&r, g, n, 0.1f), fill_normal(&r, v, n, 0.01f);
     memcpy(p2, p, sizeof p), memcpy(v2, v, sizeof v);
-    const LarsConfig c = {0.3f, 1e-4f, 0.9f, 0.02f, 0, 1.0f, 0, 0};
+    const LarsConfig c = {.lr = 0.3f, .weight_decay = 1e-4f, .momentum = 0.9f, .eta = 0.02f, .mult_from = 0, .lr_mult = 1.0f};
     lars_update_cpu(p, g, v, specs, 4, &c);
     lars_update_ref(p2, g, v2, specs, 4, &c);
     CHECK_CLOSE(p, p2, n, 1e-6, "params");
@@ -76,8 +76,8 @@ static void test_lars_lr_multiplier(void) {
     fill_normal(&r, p0, n, 1), fill_normal(&r, g, n, 0.1f);
     memcpy(p1, p0, sizeof p0), memcpy(p2, p0, sizeof p0), memcpy(p3, p0, sizeof p0);
     memset(v1, 0, sizeof v1), memset(v2, 0, sizeof v2), memset(v3, 0, sizeof v3);
-    const LarsConfig plain = {0.3f, 1e-4f, 0.9f, 0.02f, 0, 1.0f, 0, 0};
-    const LarsConfig boosted = {0.3f, 1e-4f, 0.9f, 0.02f, 576, 10.0f, 0, 0};
+    const LarsConfig plain = {.lr = 0.3f, .weight_decay = 1e-4f, .momentum = 0.9f, .eta = 0.02f, .mult_from = 0, .lr_mult = 1.0f};
+    const LarsConfig boosted = {.lr = 0.3f, .weight_decay = 1e-4f, .momentum = 0.9f, .eta = 0.02f, .mult_from = 576, .lr_mult = 10.0f};
     lars_update_cpu(p1, g, v1, specs, 3, &plain);
     lars_update_cpu(p2, g, v2, specs, 3, &boosted);
     lars_update_ref(p3, g, v3, specs, 3, &boosted);

@@ -21,13 +21,14 @@ static double tol_update = TOL_UPDATE, tol_loss = TOL_LOSS;
 static double loss_scale(double loss) { return fabs(loss) > 1.0 ? fabs(loss) : 1.0; }
 
 static const char *FIXTURES[] = {"r18_cifar_rgb", "r50_imagenet_gray", "simsiam_r18_cifar", "dino_r18_cifar",
-                                 "dino_bn_r18_cifar", "simsiam_nosg_r18_cifar"};
+                                 "dino_bn_r18_cifar", "simsiam_nosg_r18_cifar", "adamw_r18_cifar"};
 
 typedef struct {
     char name[64];
     ModelConfig cfg;
     StepConfig sc;
     int steps;
+    long adam_step; /* AdamW: the steps the state has taken */
     double losses[16];
     Safetensors state, expected;
     NpyArray views;
@@ -108,6 +109,11 @@ static void fixture_load(Fixture *f, const char *name) {
         f->sc.dino.center_momentum = (float)meta_num(&f->expected, "dino_center_momentum");
         f->sc.dino.center = meta_num(&f->expected, "dino_center") != 0;
     }
+    if (opt && strcmp(opt, "adamw") == 0) {
+        f->sc.lars.adamw = 1;
+        f->sc.lars.beta1 = 0.9f, f->sc.lars.beta2 = 0.999f, f->sc.lars.eps = 1e-8f;
+        f->adam_step = (long)meta_num(&f->expected, "adam_step");
+    }
     if (opt && strcmp(opt, "sgd") == 0) { /* SimSiam's: SGD, the predictor at pred_lr (run_fixture) */
         f->sc.lars.sgd = 1;
         f->sc.lars.tail_absolute = 1;
@@ -147,7 +153,10 @@ static void run_fixture(const Fixture *f, Byol *m, const Backend *be, float *los
     ByolWork w;
     byol_work_init(&w, m, (int)s[2], (int)s[3], (int)s[4], (int)s[5], be);
     size_t per_step = (size_t)2 * s[2] * s[3] * s[4] * s[5];
-    for (int i = 0; i < f->steps; i++) losses[i] = byol_step(m, &w, f->views.data + i * per_step, &sc, be);
+    for (int i = 0; i < f->steps; i++) {
+        sc.lars.step = f->adam_step + i + 1;
+        losses[i] = byol_step(m, &w, f->views.data + i * per_step, &sc, be);
+    }
     byol_work_free(&w);
 }
 
@@ -246,6 +255,13 @@ static void test_step_dino_matches_pytorch(void) {
     check_fixture(FIXTURES[4], &backend_gpu_emu);
 }
 
+/* --optimizer adamw: both moments carried in and saved, bias correction from the state's step. */
+static void test_step_adamw_matches_pytorch(void) {
+    check_fixture(FIXTURES[6], &backend_cpu);
+    check_fixture(FIXTURES[6], &backend_ref);
+    check_fixture(FIXTURES[6], &backend_gpu_emu);
+}
+
 static void test_step_naive_backend_matches_pytorch(void) {
     check_fixture(FIXTURES[0], &backend_ref);
     check_fixture(FIXTURES[1], &backend_ref);
@@ -277,7 +293,7 @@ static void test_step_gpu_bf16_within_bounds(void) {
     float *views = xmalloc(n * sizeof(float), "t");
     TestRng r = {5};
     fill_normal(&r, views, n, 1.0f);
-    StepConfig sc = {{0.1f, 1e-5f, 0.9f, 0.02f, 0, 1.0f, 0, 0}, 0.99f, DINO_CONFIG_DEFAULT};
+    StepConfig sc = {{.lr = 0.1f, .weight_decay = 1e-5f, .momentum = 0.9f, .eta = 0.02f, .mult_from = 0, .lr_mult = 1.0f}, 0.99f, DINO_CONFIG_DEFAULT};
     Byol m[2], init;
     float loss[2];
     for (int k = 0; k < 2; k++) {
@@ -391,14 +407,14 @@ static void cli_step_check(const char *name, const char *device) {
              "--arch %s --width %d --stem %s --in-channels %d --proj-hidden %d --proj-dim %d --pred-hidden %d "
              "--lr %.9g --weight-decay %.9g --momentum %.9g --lars-eta %.9g --tau %.9g --threads 2 --device %s --precision fp32 "
              "--method %s --proj-layers %d --optimizer %s --pred-lr %.9g --dino-out %d --dino-teacher-temp %.9g "
-             "--dino-student-temp %.9g --dino-center-momentum %.9g --dino-center %d%s > %s 2>&1",
+             "--dino-student-temp %.9g --dino-center-momentum %.9g --dino-center %d%s --adam-step %ld > %s 2>&1",
              byol, fixture_dir(), f.name, fixture_dir(), f.name, out, arch_name(c->enc.arch), c->enc.width,
              stem_name(c->enc.stem), c->enc.in_channels, c->proj_hidden, c->proj_dim, c->pred_hidden,
              f.sc.lars.lr, f.sc.lars.weight_decay, f.sc.lars.momentum, f.sc.lars.eta, f.sc.tau, device,
-             method_name(c->method), c->proj_layers, f.sc.lars.sgd ? "sgd" : "lars",
+             method_name(c->method), c->proj_layers, f.sc.lars.adamw ? "adamw" : f.sc.lars.sgd ? "sgd" : "lars",
              f.sc.lars.tail_absolute ? f.sc.lars.lr_mult : f.sc.lars.lr, c->dino_out, f.sc.dino.teacher_temp,
              f.sc.dino.student_temp, f.sc.dino.center_momentum, f.sc.dino.center,
-             c->no_stop_grad ? " --no-stop-grad" : "", log);
+             c->no_stop_grad ? " --no-stop-grad" : "", f.adam_step, log);
     int rc = system(cmd);
     CHECK(rc == 0, "byol step exited %d: %s", rc, cmd);
     FILE *lf = fopen(log, "r");
@@ -433,6 +449,7 @@ static void test_cli_step_matches_pytorch(void) {
     cli_step_check(FIXTURES[2], "cpu"); /* byol step --method simsiam */
     cli_step_check(FIXTURES[3], "cpu"); /* byol step --method dino */
     cli_step_check(FIXTURES[5], "cpu"); /* byol step --method simsiam --no-stop-grad */
+    cli_step_check(FIXTURES[6], "cpu"); /* byol step --optimizer adamw */
     cli_step_check(FIXTURES[0], "gpu-emulator"); /* the GPU path's step, end to end */
 }
 
@@ -471,6 +488,7 @@ int main(void) {
     RUN(test_step_resnet50_imagenet_matches_pytorch);
     RUN(test_step_simsiam_matches_pytorch);
     RUN(test_step_dino_matches_pytorch);
+    RUN(test_step_adamw_matches_pytorch);
     RUN(test_step_naive_backend_matches_pytorch);
     RUN(test_step_gpu_kernels_match_pytorch);
     RUN(test_step_gpu_bf16_within_bounds);

@@ -372,6 +372,33 @@ static void test_dino_trains_and_resumes(void) {
     free(err);
 }
 
+/* --optimizer adamw: both moments in the checkpoint, and a resumed run goes on bit for bit (the
+ * bias correction follows the step). */
+static void test_adamw_trains_and_resumes(void) {
+    char a[4096], ref_ckpt[1200], ckpt[1200], why[256];
+    const char *quiet = "--knn-before 0 --knn-after 0 --eval-every 0 --epochs 1 --optimizer adamw";
+    snprintf(a, sizeof a, "train %s --out %s/adamw %s", TINY, TEST_TMP, quiet);
+    int st = byol(a);
+    char *err = slurp_text("err");
+    CHECK(st == 0, "exit %d: %s", st, err);
+    free(err);
+    char *cfg = slurp_text("adamw/config.txt");
+    CHECK(strstr(cfg, "optimizer = adamw") && strstr(cfg, "base-lr = 0.0005"), "AdamW's base rate: %s", cfg);
+    free(cfg);
+    snprintf(a, sizeof a, "%s/adamw", TEST_TMP);
+    last_ckpt(a, ref_ckpt, sizeof ref_ckpt);
+    CHECK(has_tensor(ref_ckpt, "exp_avg_sq.online.encoder.conv1.weight") == 1 &&
+              has_tensor(ref_ckpt, "momentum.online.encoder.conv1.weight") == 1,
+          "both moments saved: %s", ref_ckpt);
+    snprintf(a, sizeof a, "train %s --out %s/adamw_cut %s --max-steps 3", TINY, TEST_TMP, quiet);
+    CHECK(byol(a) == 0, "stops at step 3");
+    snprintf(a, sizeof a, "train --resume %s/adamw_cut", TEST_TMP);
+    CHECK(byol(a) == 0, "resumes");
+    snprintf(a, sizeof a, "%s/adamw_cut", TEST_TMP);
+    last_ckpt(a, ckpt, sizeof ckpt);
+    CHECK(same_tensors(ref_ckpt, ckpt, why, sizeof why), "resumed after step 3 differs: %s", why);
+}
+
 int main(void) {
     test_tmpdir("test_train");
     extract_cifar_subset(DATA, sizeof DATA);
@@ -386,5 +413,6 @@ int main(void) {
     RUN(test_ablation_flags);
     RUN(test_simsiam_trains);
     RUN(test_dino_trains_and_resumes);
+    RUN(test_adamw_trains_and_resumes);
     return test_finish();
 }

@@ -54,6 +54,7 @@ static void host_sync(void) {}
     .fill_zero = fill_zero_##suffix,                                 \
     .count_nonfinite = count_nonfinite_##suffix,                     \
     .lars_update = lars_update_##suffix,                             \
+    .adamw_update = adamw_update_##suffix,                           \
     .ema_update = ema_update_##suffix
 
 const Backend backend_cpu = {.name = "cpu", HOST_MEMORY, KERNELS(cpu)};

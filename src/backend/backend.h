@@ -103,6 +103,8 @@ typedef struct Backend {
 
     void (*lars_update)(float *params, const float *grads, float *momentum,
                         const TensorSpec *specs, int n_specs, const LarsConfig *cfg);
+    void (*adamw_update)(float *params, const float *grads, float *m, float *v, const TensorSpec *specs,
+                         int n_specs, const LarsConfig *cfg);
     void (*ema_update)(float *target, const float *online, size_t n, float tau);
 } Backend;
 

@@ -620,6 +620,20 @@ KERNEL(k_dino_center_apply, float *center, const double *sums, int K, float mome
     THREADS_END
 }
 
+/* ---- AdamW, one tensor per launch (adamw_update_cpu's float arithmetic) ---- */
+KERNEL(k_adamw, float *p, const float *g, float *m, float *v, size_t n, float keep, float b1, float b2,
+       float step_size, float bc2_sqrt, float eps) {
+    THREADS_BEGIN
+    size_t i = GLOBAL_ID;
+    if (i < n) {
+        p[i] *= keep;
+        m[i] += (1.0f - b1) * (g[i] - m[i]);
+        v[i] = b2 * v[i] + (1.0f - b2) * g[i] * g[i];
+        p[i] -= step_size * m[i] / (sqrtf(v[i]) / bc2_sqrt + eps);
+    }
+    THREADS_END
+}
+
 /* ---- the step's guard: NaN and infinities ---- */
 
 /* A fixed grid of blocks, each thread a fixed stride; counts[block] gets the block's count. */

@@ -101,6 +101,28 @@ static float p_loss(const float *p, const float *z, int B, int D) {
 static void p_loss_bwd(float *dp, const float *p, const float *z, int B, int D, float dl) {
     TIMED(PHASE_HEADS, 0, g_inner->cosine_loss_backward(dp, p, z, B, D, dl));
 }
+static void p_gelu(float *out, const float *in, size_t n) { TIMED(PHASE_HEADS, 0, g_inner->gelu_forward(out, in, n)); }
+static void p_gelu_bwd(float *din, const float *dout, const float *in, size_t n) {
+    TIMED(PHASE_HEADS, 0, g_inner->gelu_backward(din, dout, in, n));
+}
+static void p_l2n(float *out, float *norms, const float *in, int rows, int cols, float eps) {
+    TIMED(PHASE_HEADS, 0, g_inner->l2norm_rows_forward(out, norms, in, rows, cols, eps));
+}
+static void p_l2n_bwd(float *din, const float *dout, const float *out, const float *norms, int rows, int cols,
+                      float eps) {
+    TIMED(PHASE_HEADS, 0, g_inner->l2norm_rows_backward(din, dout, out, norms, rows, cols, eps));
+}
+static void p_teacher(float *q, const float *t, const float *c, int rows, int K, float temp) {
+    TIMED(PHASE_HEADS, 0, g_inner->dino_teacher_softmax(q, t, c, rows, K, temp));
+}
+static float p_student(float *ds, const float *s, const float *q, int rows, int K, float temp, float dl, double *h) {
+    float r;
+    TIMED(PHASE_HEADS, 0, r = g_inner->dino_student_loss(ds, s, q, rows, K, temp, dl, h));
+    return r;
+}
+static void p_center(float *c, const float *t, int rows, int K, float m, const Reducer *sync) {
+    TIMED(PHASE_HEADS, 0, g_inner->dino_center_update(c, t, rows, K, m, sync));
+}
 static void p_layout(float *out, const float *in, int B, int C, int H, int W) {
     TIMED(PHASE_OTHER, 0, g_inner->nchw_to_nhwc(out, in, B, C, H, W));
 }
@@ -112,6 +134,9 @@ static size_t p_nonfinite(const float *x, size_t n) {
 }
 static void p_lars(float *p, const float *g, float *m, const TensorSpec *sp, int n, const LarsConfig *c) {
     TIMED(PHASE_OPTIMIZER, 0, g_inner->lars_update(p, g, m, sp, n, c));
+}
+static void p_adamw(float *p, const float *g, float *m, float *v, const TensorSpec *sp, int n, const LarsConfig *c) {
+    TIMED(PHASE_OPTIMIZER, 0, g_inner->adamw_update(p, g, m, v, sp, n, c));
 }
 static void p_ema(float *t, const float *o, size_t n, float tau) {
     TIMED(PHASE_OPTIMIZER, 0, g_inner->ema_update(t, o, n, tau));
@@ -152,10 +177,18 @@ static Backend PROFILED = {
     .linear_backward = p_linear_bwd,
     .cosine_loss_forward = p_loss,
     .cosine_loss_backward = p_loss_bwd,
+    .gelu_forward = p_gelu,
+    .gelu_backward = p_gelu_bwd,
+    .l2norm_rows_forward = p_l2n,
+    .l2norm_rows_backward = p_l2n_bwd,
+    .dino_teacher_softmax = p_teacher,
+    .dino_student_loss = p_student,
+    .dino_center_update = p_center,
     .nchw_to_nhwc = p_layout,
     .fill_zero = p_zero,
     .count_nonfinite = p_nonfinite,
     .lars_update = p_lars,
+    .adamw_update = p_adamw,
     .ema_update = p_ema,
 };
 

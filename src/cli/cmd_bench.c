@@ -129,7 +129,7 @@ int cmd_bench(int argc, char **argv) {
     float *views = xmalloc(n_views * sizeof(float), "synthetic views");
     Rng key = rng_keyed(1, 2, 3, 4);
     for (size_t i = 0; i < n_views; i++) views[i] = (float)(rng_u01(&key) * 2.0 - 1.0);
-    StepConfig sc = {{0.1f, 1e-5f, 0.9f, 0.02f, 0, 1.0f, 0, 0}, 0.99f, DINO_CONFIG_DEFAULT};
+    StepConfig sc = {{.lr = 0.1f, .weight_decay = 1e-5f, .momentum = 0.9f, .eta = 0.02f, .mult_from = 0, .lr_mult = 1.0f}, 0.99f, DINO_CONFIG_DEFAULT};
 
     Profile prof;
     const int rank = dist_rank();

@@ -34,14 +34,15 @@ int cmd_step(int argc, char **argv) {
     ModelConfig mc;
     model_config_default(&mc);
     const char *state_in = NULL, *views_path = NULL, *out_path = NULL;
-    StepConfig sc = {{0.5f, 1e-5f, 0.9f, 0.001f, 0, 1.0f, 0, 0}, 0.99f, DINO_CONFIG_DEFAULT};
+    StepConfig sc = {{.lr = 0.5f, .weight_decay = 1e-5f, .momentum = 0.9f, .eta = 0.001f, .mult_from = 0, .lr_mult = 1.0f}, 0.99f, DINO_CONFIG_DEFAULT};
     int threads = 0;
     float comm_timeout = 300;
     int sync_bn = 1;
     const char *shards_list = NULL, *optimizer = NULL;
+    int adam_step = 0;
     float pred_lr = NAN;
     ComputeOptions po = {NULL, NULL, NULL, NULL};
-    Flag flags[21 + COMPUTE_FLAG_COUNT + MODEL_FLAG_COUNT] = {
+    Flag flags[22 + COMPUTE_FLAG_COUNT + MODEL_FLAG_COUNT] = {
         {"state", FLAG_STRING, &state_in, "input state (safetensors)", 0, -1},
         {"views", FLAG_STRING, &views_path, "views [N, 2, B, C, H, W] (npy, float32)", 0, -1},
         {"out", FLAG_STRING, &out_path, "output state (safetensors)", 0, -1},
@@ -54,15 +55,16 @@ int cmd_step(int argc, char **argv) {
         {"sync-bn", FLAG_INT, &sync_bn, "under mpirun: batch norm over the global batch, 0 or 1 (1)", 0, 1},
         {"comm-timeout", FLAG_FLOAT, &comm_timeout, "under mpirun: seconds to wait for the other ranks (300)", 1, 1e6},
         {"shards", FLAG_STRING, &shards_list, "under mpirun: images per rank, comma-separated (equal shards)", 0, -1},
-        {"optimizer", FLAG_STRING, &optimizer, "lars or sgd (the method's: byol lars, simsiam and dino sgd)", 0, -1},
+        {"optimizer", FLAG_STRING, &optimizer, "lars, sgd or adamw (the method's: byol lars, simsiam and dino sgd)", 0, -1},
         {"pred-lr", FLAG_FLOAT, &pred_lr, "the predictor's learning rate (--lr)", 0, 1e6},
         {"dino-teacher-temp", FLAG_FLOAT, &sc.dino.teacher_temp, "dino: the teacher's temperature (0.07)", 1e-4, 100},
         {"dino-student-temp", FLAG_FLOAT, &sc.dino.student_temp, "dino: the student's temperature (0.1)", 1e-4, 100},
         {"dino-center", FLAG_INT, &sc.dino.center, "dino: center the teacher's outputs, 0 or 1 (1)", 0, 1},
         {"dino-center-momentum", FLAG_FLOAT, &sc.dino.center_momentum, "dino: the center's EMA decay (0.9)", 0, 1},
         {"no-stop-grad", FLAG_SWITCH, &mc.no_stop_grad, "simsiam without its stop-gradient (an ablation)", 0, 1},
+        {"adam-step", FLAG_INT, &adam_step, "adamw: the steps the state has taken (0)", 0, 2147483647},
     };
-    int nf = 19;
+    int nf = 20;
     compute_flags(flags + nf, &po);
     nf += COMPUTE_FLAG_COUNT;
     model_flags(flags + nf, &mc);
@@ -84,7 +86,8 @@ int cmd_step(int argc, char **argv) {
         fprintf(stderr, "byol step: %s\n", e.msg);
         return 2;
     }
-    sc.lars.sgd = sgd;
+    sc.lars.sgd = sgd == 1;
+    if (sgd == 2) sc.lars.adamw = 1, sc.lars.beta1 = 0.9f, sc.lars.beta2 = 0.999f, sc.lars.eps = 1e-8f;
     if (!isnan(pred_lr)) sc.lars.tail_absolute = 1, sc.lars.lr_mult = pred_lr; /* mult_from: the model's */
     if (!state_in || !views_path || !out_path) {
         fprintf(stderr, "byol step: --state, --views and --out are required (see --help)\n");
@@ -186,6 +189,7 @@ int cmd_step(int argc, char **argv) {
     for (int i = 0; i < N && !rc; i++) {
         const float *v = views.data + i * step_floats;
         dist_heartbeat(i);
+        sc.lars.step = adam_step + i + 1;
         float loss = byol_step_views(&model, &work, v + (size_t)first * image, v + ((size_t)B + first) * image,
                                      &sc, be);
         printf("step %d loss %.9g\n", i, loss);

@@ -69,6 +69,8 @@ int state_load_from(Byol *m, const Safetensors *st, Err *e) {
         char key[TENSOR_NAME_LEN + 16];
         snprintf(key, sizeof key, "momentum.%s", t->name);
         rc = load_tensor(st, t, key, m->online.momentum + t->offset, tmp, 1, e);
+        snprintf(key, sizeof key, "exp_avg_sq.%s", t->name);
+        if (!rc) rc = load_tensor(st, t, key, m->online.second + t->offset, tmp, 1, e);
     }
     xfree(tmp);
     return rc;
@@ -82,12 +84,21 @@ int state_load(Byol *m, const char *path, Err *e) {
     return rc;
 }
 
+/* Whether AdamW has run: its second moments are saved only then (a LARS or SGD run's checkpoint
+ * has none, and a missing one loads as zero). */
+static int has_second_moment(const ParamStore *on) {
+    for (size_t i = 0; i < on->n_params; i++)
+        if (on->second[i] != 0.0f) return 1;
+    return 0;
+}
+
 int state_save(const Byol *m, const char *path, const StMeta *meta, int n_meta, Err *e) {
     const ParamStore *on = &m->online, *tg = &m->target;
+    const int second = has_second_moment(on);
     int n_momentum = 0;
     for (int i = 0; i < on->n_specs; i++) n_momentum += on->specs[i].role == ROLE_PARAM;
-    int n = on->n_specs + tg->n_specs + n_momentum;
-    size_t floats = on->n_params * 2 + on->n_buffers + tg->n_params + tg->n_buffers;
+    int n = on->n_specs + tg->n_specs + n_momentum * (second ? 2 : 1);
+    size_t floats = on->n_params * (second ? 3 : 2) + on->n_buffers + tg->n_params + tg->n_buffers;
     StTensorOut *out = xcalloc(n, sizeof *out, "state saving");
     char(*names)[TENSOR_NAME_LEN + 16] = xcalloc(n, sizeof *names, "state saving");
     float *data = xmalloc(floats * sizeof(float), "state saving"), *cursor = data;
@@ -105,11 +116,13 @@ int state_save(const Byol *m, const char *path, const StMeta *meta, int n_meta, 
     for (int i = 0; i < on->n_specs; i++) {
         const TensorSpec *t = &on->specs[i];
         if (t->role != ROLE_PARAM) continue;
-        tensor_to_torch(t, cursor, on->momentum + t->offset);
-        snprintf(names[k], sizeof names[k], "momentum.%s", t->name);
-        out[k] = (StTensorOut){names[k], t->ndim, t->shape, cursor, 0};
-        k++;
-        cursor += t->numel;
+        for (int r = 0; r < (second ? 2 : 1); r++) {
+            tensor_to_torch(t, cursor, (r ? on->second : on->momentum) + t->offset);
+            snprintf(names[k], sizeof names[k], "%s.%s", r ? "exp_avg_sq" : "momentum", t->name);
+            out[k] = (StTensorOut){names[k], t->ndim, t->shape, cursor, 0};
+            k++;
+            cursor += t->numel;
+        }
     }
     int rc = st_write(path, out, n, meta, n_meta, e);
     xfree(out);

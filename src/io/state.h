@@ -1,6 +1,7 @@
 /* BYOL state <-> safetensors, with PyTorch's names, shapes and layouts:
  *   online.encoder.<torchvision resnet key>, online.projector.{0,1,3}.*, predictor.{0,1,3}.*,
- *   target.encoder.*, target.projector.*, momentum.<online or predictor parameter key>.
+ *   target.encoder.*, target.projector.*, momentum.<online or predictor parameter key>, and
+ *   after AdamW steps exp_avg_sq.<key> (its second moment; momentum.* is its first).
  * Convolution weights are converted between PyTorch's OIHW and our OHWI here and nowhere else. */
 #ifndef BYOL_STATE_H
 #define BYOL_STATE_H

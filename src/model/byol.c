@@ -192,8 +192,10 @@ void byol_broadcast_state(Byol *m) {
     const ParamStore *st[2] = {&m->online, &m->target};
     for (int i = 0; i < 2; i++) {
         dist_broadcast(st[i]->params, st[i]->n_params * sizeof(float), 0, "the initial state");
-        if (st[i]->momentum)
+        if (st[i]->momentum) {
             dist_broadcast(st[i]->momentum, st[i]->n_params * sizeof(float), 0, "the initial state");
+            dist_broadcast(st[i]->second, st[i]->n_params * sizeof(float), 0, "the initial state");
+        }
         if (st[i]->n_buffers)
             dist_broadcast(st[i]->buffers, st[i]->n_buffers * sizeof(float), 0, "the initial state");
     }
@@ -375,7 +377,10 @@ float byol_step_views(Byol *m, ByolWork *w, const float *view1, const float *vie
         be->copy(tg->buffers, w->saved_buffers + on->n_buffers, tg->n_buffers * sizeof(float));
         w->refused = 1;
     } else {
-        be->lars_update(on->params, on->grads, on->momentum, on->specs, on->n_specs, &sc->lars);
+        if (sc->lars.adamw)
+            be->adamw_update(on->params, on->grads, on->momentum, on->second, on->specs, on->n_specs, &sc->lars);
+        else
+            be->lars_update(on->params, on->grads, on->momentum, on->specs, on->n_specs, &sc->lars);
         be->ema_update(tg->params, on->params, tg->n_params, sc->tau);
     }
     be->sync(); /* the host may read the state (monitors, checkpoints) once the step returns */

@@ -61,6 +61,7 @@ void byol_init_weights(Byol *m, uint64_t seed) {
         }
     }
     memset(s->momentum, 0, s->n_params * sizeof(float));
+    memset(s->second, 0, s->n_params * sizeof(float));
     memcpy(m->target.params, s->params, m->target.n_params * sizeof(float));
     memcpy(m->target.buffers, s->buffers, m->target.n_buffers * sizeof(float));
 }

@@ -46,17 +46,25 @@ size_t store_add(ParamStore *s, const char *prefix, const char *name, TensorRole
     return t->offset;
 }
 
-void store_alloc(ParamStore *s, int trained) {
-    size_t total = s->n_params * (trained ? 3 : 1) + s->n_buffers;
-    s->mem = xcalloc(total ? total : 1, sizeof(float), "network parameters");
+enum { TRAINED_REGIONS = 4 }; /* params, grads, momentum, second */
+
+/* The region pointers of an allocation at s->mem. */
+static void store_point(ParamStore *s, int trained) {
     s->params = s->mem;
     s->grads = trained ? s->params + s->n_params : NULL;
     s->momentum = trained ? s->grads + s->n_params : NULL;
-    s->buffers = s->params + s->n_params * (trained ? 3 : 1);
+    s->second = trained ? s->momentum + s->n_params : NULL;
+    s->buffers = s->params + s->n_params * (trained ? TRAINED_REGIONS : 1);
+}
+
+void store_alloc(ParamStore *s, int trained) {
+    size_t total = s->n_params * (trained ? TRAINED_REGIONS : 1) + s->n_buffers;
+    s->mem = xcalloc(total ? total : 1, sizeof(float), "network parameters");
+    store_point(s, trained);
 }
 
 static size_t store_floats(const ParamStore *s) {
-    return s->n_params * (s->grads ? 3 : 1) + s->n_buffers;
+    return s->n_params * (s->grads ? TRAINED_REGIONS : 1) + s->n_buffers;
 }
 
 void store_move(ParamStore *s, const Backend *be) {
@@ -69,10 +77,7 @@ void store_move(ParamStore *s, const Backend *be) {
     xfree(s->mem);
     s->mem = moved;
     s->home = be;
-    s->params = s->mem;
-    s->grads = trained ? s->params + s->n_params : NULL;
-    s->momentum = trained ? s->grads + s->n_params : NULL;
-    s->buffers = s->params + s->n_params * (trained ? 3 : 1);
+    store_point(s, trained);
 }
 
 void store_init_mirror(ParamStore *dst, const ParamStore *src, int n_specs, const char *from,

@@ -1,4 +1,5 @@
-/* A network's tensors in one allocation: [params | grads | momentum | buffers].
+/* A network's tensors in one allocation: [params | grads | momentum | second | buffers] (second:
+ * AdamW's second moment; grads, momentum and second only in a trained network).
  *
  * Every named tensor is a TensorSpec with an offset into the params region (trained tensors) or
  * the buffers region (batch-norm running statistics). Gradients and momentum mirror the params
@@ -18,7 +19,7 @@ typedef struct {
     size_t n_params, n_buffers; /* floats in each region */
     float *mem;                 /* the one allocation */
     const struct Backend *home; /* whose memory mem is (store_move); NULL: the host's */
-    float *params, *grads, *momentum, *buffers; /* grads/momentum NULL when not trained */
+    float *params, *grads, *momentum, *second, *buffers; /* grads/momentum/second NULL when not trained */
 } ParamStore;
 
 void store_init(ParamStore *s);
@@ -28,7 +29,8 @@ void store_free(ParamStore *s);
 size_t store_add(ParamStore *s, const char *prefix, const char *name, TensorRole role,
                  TensorLayout layout, int ndim, const int64_t *shape);
 
-/* Allocates the regions (zeroed) in host memory. `trained` adds the grads and momentum regions. */
+/* Allocates the regions (zeroed) in host memory. `trained` adds the grads, momentum and second
+ * moment regions. */
 void store_alloc(ParamStore *s, int trained);
 /* Moves the allocation, as it is, into backend be's memory (one copy; nothing for a backend that
  * computes in host memory). A CUDA backend's memory is managed memory: the host may still read

@@ -82,6 +82,46 @@ void lars_update_ref(float *params, const float *grads, float *momentum, const T
     }
 }
 
+void adamw_update_cpu(float *params, const float *grads, float *m, float *v, const TensorSpec *specs, int n_specs,
+                      const LarsConfig *cfg) {
+    const double bc1 = 1.0 - pow(cfg->beta1, (double)cfg->step), bc2 = 1.0 - pow(cfg->beta2, (double)cfg->step);
+    const float b1 = cfg->beta1, b2 = cfg->beta2, eps = cfg->eps, bc2_sqrt = (float)sqrt(bc2);
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int t = 0; t < n_specs; t++) {
+        const TensorSpec *s = &specs[t];
+        if (s->role != ROLE_PARAM) continue;
+        const float lr = tensor_lr(cfg, s->offset), step_size = (float)(lr / bc1);
+        const float keep = 1.0f - lr * (s->ndim > 1 ? cfg->weight_decay : 0.0f);
+        float *p = params + s->offset, *mt = m + s->offset, *vt = v + s->offset;
+        const float *g = grads + s->offset;
+        for (size_t i = 0; i < s->numel; i++) {
+            p[i] *= keep;
+            mt[i] += (1.0f - b1) * (g[i] - mt[i]); /* PyTorch's lerp */
+            vt[i] = b2 * vt[i] + (1.0f - b2) * g[i] * g[i];
+            p[i] -= step_size * mt[i] / (sqrtf(vt[i]) / bc2_sqrt + eps);
+        }
+    }
+}
+
+void adamw_update_ref(float *params, const float *grads, float *m, float *v, const TensorSpec *specs, int n_specs,
+                      const LarsConfig *cfg) {
+    const double bc1 = 1.0 - pow(cfg->beta1, (double)cfg->step), bc2 = 1.0 - pow(cfg->beta2, (double)cfg->step);
+    for (int t = 0; t < n_specs; t++) {
+        const TensorSpec *s = &specs[t];
+        if (s->role != ROLE_PARAM) continue;
+        const double lr = tensor_lr(cfg, s->offset), wd = s->ndim > 1 ? cfg->weight_decay : 0.0;
+        for (size_t i = s->offset; i < s->offset + s->numel; i++) {
+            const double g = grads[i];
+            const double p = params[i] * (1.0 - lr * wd);
+            const double mi = (double)cfg->beta1 * m[i] + (1.0 - cfg->beta1) * g;
+            const double vi = (double)cfg->beta2 * v[i] + (1.0 - cfg->beta2) * g * g;
+            m[i] = (float)mi;
+            v[i] = (float)vi;
+            params[i] = (float)(p - lr / bc1 * mi / (sqrt(vi) / sqrt(bc2) + cfg->eps));
+        }
+    }
+}
+
 void ema_update_cpu(float *target, const float *online, size_t n, float tau) {
     const float keep = tau, take = 1.0f - tau;
 #pragma omp parallel for schedule(static)

@@ -18,6 +18,12 @@ typedef struct {
     /* 1: lr_mult is the learning rate of the tensors from mult_from on itself, not a factor
      * (SimSiam's predictor, whose rate is not decayed). */
     int tail_absolute;
+    /* AdamW (adamw_update): PyTorch's, betas (beta1, beta2), eps, at step `step` (1 for the
+     * first), the weight decay decoupled and on tensors of more than one dimension only (the
+     * DINO and MAE recipes' parameter groups: no decay on biases and norms). */
+    int adamw;
+    float beta1, beta2, eps;
+    long step;
 } LarsConfig;
 
 /* LARS with momentum, one pass per tensor of `specs` (buffers are skipped):
@@ -29,6 +35,13 @@ void lars_update_cpu(float *params, const float *grads, float *momentum, const T
                      int n_specs, const LarsConfig *cfg);
 void lars_update_ref(float *params, const float *grads, float *momentum, const TensorSpec *specs,
                      int n_specs, const LarsConfig *cfg);
+
+/* AdamW, one pass per trained tensor: p *= 1 - lr*wd; m = b1 m + (1-b1) g;
+ * v = b2 v + (1-b2) g^2; p -= lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps) (torch.optim.AdamW). */
+void adamw_update_cpu(float *params, const float *grads, float *m, float *v, const TensorSpec *specs, int n_specs,
+                      const LarsConfig *cfg);
+void adamw_update_ref(float *params, const float *grads, float *m, float *v, const TensorSpec *specs, int n_specs,
+                      const LarsConfig *cfg);
 
 /* Target update, one pass over a contiguous parameter buffer: t = tau*t + (1-tau)*o. */
 void ema_update_cpu(float *target, const float *online, size_t n, float tau);

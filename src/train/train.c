@@ -45,7 +45,8 @@ int train_optimizer_resolve(const char **optimizer, Method method, Err *e) {
     if (!*optimizer) *optimizer = method == METHOD_BYOL ? "lars" : "sgd";
     if (strcmp(*optimizer, "sgd") == 0) return 1;
     if (strcmp(*optimizer, "lars") == 0) return 0;
-    return err_set(e, "--optimizer %.64s: not an optimizer (lars, sgd)", *optimizer);
+    if (strcmp(*optimizer, "adamw") == 0) return 2;
+    return err_set(e, "--optimizer %.64s: not an optimizer (lars, sgd, adamw)", *optimizer);
 }
 
 int train_options_resolve(TrainOptions *o, Err *e) {
@@ -53,7 +54,8 @@ int train_options_resolve(TrainOptions *o, Err *e) {
     model_config_resolve(&o->mc);
     const int sgd = train_optimizer_resolve(&o->optimizer, o->mc.method, e);
     if (sgd < 0) return -1;
-    if (isnan(o->base_lr)) o->base_lr = !sgd ? 1.0f : o->mc.method == METHOD_DINO ? 0.03f : 0.05f;
+    if (isnan(o->base_lr))
+        o->base_lr = sgd == 2 ? 5e-4f : !sgd ? 1.0f : o->mc.method == METHOD_DINO ? 0.03f : 0.05f;
     if (isnan(o->tau_base)) o->tau_base = o->mc.method == METHOD_DINO ? 0.996f : 0.99f;
     return 0;
 }
@@ -532,10 +534,16 @@ int train_run(TrainOptions *o, const TrainSetup *s, TrainResult *result) {
 
     /* the predictor's parameters follow the online encoder and projector's in the buffer */
     /* SimSiam's predictor keeps the peak rate (times --pred-lr-mult): tail_absolute */
-    StepConfig sc = {{(float)lr_peak, o->weight_decay, o->momentum, o->lars_eta, model.pred_from,
-                      simsiam ? (float)(lr_peak * o->pred_lr_mult) : o->pred_lr_mult, sgd, simsiam},
+    StepConfig sc = {{.lr = (float)lr_peak, .weight_decay = o->weight_decay, .momentum = o->momentum,
+                      .eta = o->lars_eta, .mult_from = model.pred_from,
+                      .lr_mult = simsiam ? (float)(lr_peak * o->pred_lr_mult) : o->pred_lr_mult, .sgd = sgd,
+                      .tail_absolute = simsiam},
                      o->tau_base,
                      {o->dino_teacher_temp, o->dino_student_temp, o->dino_center_momentum, o->dino_center}};
+    if (strcmp(o->optimizer, "adamw") == 0) { /* PyTorch's defaults */
+        sc.lars.adamw = 1;
+        sc.lars.beta1 = 0.9f, sc.lars.beta2 = 0.999f, sc.lars.eps = 1e-8f;
+    }
     /* DINO's teacher temperature warms up over a share of the run, at most 30 epochs */
     const double dino_warm = o->time_budget > 0 ? o->dino_teacher_temp_warmup
                                                 : fmin(o->dino_teacher_temp_warmup, 30.0 * spe / fmax(total, 1));
@@ -597,6 +605,7 @@ int train_run(TrainOptions *o, const TrainSetup *s, TrainResult *result) {
         const long kw = o->time_budget > 0 ? (long)(K * warmup_frac) : warmup;
         sc.lars.lr = (float)lr_at_step(kk, kt, kw, lr_peak);
         sc.tau = tau_constant ? o->tau_base : (float)tau_at_step(kk, kt, o->tau_base);
+        sc.lars.step = step + 1; /* AdamW's bias correction: the steps taken, this one included */
         if (dino) {
             const double f = dino_warm > 0 ? fmin(frac / dino_warm, 1.0) : 1.0;
             sc.dino.teacher_temp = (float)(o->dino_warmup_teacher_temp +

@@ -19,7 +19,7 @@ typedef struct {
         ckpt_minutes, comm_timeout;
     const char *out, *resume, *config, *on_nan;
     const char *tau_schedule; /* "cosine" (BYOL's) or "constant" */
-    const char *optimizer;    /* "lars" or "sgd"; NULL: the method's (train_options_resolve) */
+    const char *optimizer;    /* "lars", "sgd" or "adamw"; NULL: the method's (train_options_resolve) */
     /* DINO: the teacher's temperature after its warm-up from warmup_teacher_temp over
      * min(30 epochs, teacher_temp_warmup of the run), the student's, and the center */
     float dino_teacher_temp, dino_warmup_teacher_temp, dino_teacher_temp_warmup, dino_student_temp,
@@ -42,12 +42,12 @@ void train_options_default(TrainOptions *o);
 void train_data_absolute(TrainOptions *o);
 
 /* The optimizer's name: NULL becomes the method's (BYOL lars, SimSiam and DINO sgd). Returns 1 for sgd,
- * 0 for lars, or -1 with e set for another name. */
+ * 0 for lars, 2 for adamw, or -1 with e set for another name. */
 int train_optimizer_resolve(const char **optimizer, Method method, Err *e);
 
 /* Fills in what the method decides where the options leave it open: the heads
  * (model_config_resolve), the optimizer (BYOL LARS, SimSiam and DINO SGD), its base learning
- * rate (1 for LARS, 0.05 for SGD, DINO's 0.03) and the target's EMA (0.99; DINO's teacher
+ * rate (1 for LARS, 0.05 for SGD, DINO's 0.03, 5e-4 for AdamW) and the target's EMA (0.99; DINO's teacher
  * 0.996). 0, or -1 with e set for an unknown optimizer. */
 int train_options_resolve(TrainOptions *o, Err *e);
 

@@ -301,8 +301,25 @@ def dino_step(model, v1, v2, momentum, lr, wd, m, tau, teacher_temp, student_tem
     return loss.item()
 
 
-def byol_step(model, v1, v2, momentum, lr, wd, m, eta, tau):
-    """One step; momentum: dict parameter-key -> tensor (updated in place). Returns the loss."""
+@torch.no_grad()
+def adamw_(params, grads, exp_avg, exp_avg_sq, lr, wd, step, beta1=0.9, beta2=0.999, eps=1e-8):
+    """torch.optim.AdamW's update at step `step` (1 for the first), the weight decay on tensors of
+    more than one dimension only (DINO's parameter groups); make_fixtures.py checks it against
+    torch.optim.AdamW."""
+    bc1, bc2 = 1 - beta1 ** step, 1 - beta2 ** step
+    for name, p in params:
+        g = grads[name]
+        p.mul_(1 - lr * (wd if p.ndim > 1 else 0.0))
+        exp_avg[name].lerp_(g, 1 - beta1)
+        exp_avg_sq[name].mul_(beta2).addcmul_(g, g, value=1 - beta2)
+        denom = (exp_avg_sq[name].sqrt() / math.sqrt(bc2)).add_(eps)
+        p.addcdiv_(exp_avg[name], denom, value=-lr / bc1)
+
+
+def byol_step(model, v1, v2, momentum, lr, wd, m, eta, tau, adamw=None):
+    """One step; momentum: dict parameter-key -> tensor (updated in place). Returns the loss.
+    adamw: dict(exp_avg_sq=..., step=...) to step with AdamW instead of LARS (momentum is its
+    first moment)."""
     model.train()
     params = model.trained_parameters()
     p1 = model.predictor(model.online(v1))
@@ -312,18 +329,24 @@ def byol_step(model, v1, v2, momentum, lr, wd, m, eta, tau):
         z2 = model.target(v2)
     loss = regression_loss(p1, z2) + regression_loss(p2, z1)
     grads = torch.autograd.grad(loss, [p for _, p in params])
-    lars_(params, dict(zip([k for k, _ in params], grads)), momentum, lr, wd, m, eta)
+    if adamw is not None:
+        adamw_(params, dict(zip([k for k, _ in params], grads)), momentum, adamw["exp_avg_sq"], lr, wd, adamw["step"])
+        adamw["step"] += 1
+    else:
+        lars_(params, dict(zip([k for k, _ in params], grads)), momentum, lr, wd, m, eta)
     with torch.no_grad():
         for t, o in zip(model.target.parameters(), model.online.parameters()):
             t.mul_(tau).add_((1 - tau) * o)
     return loss.item()
 
 
-def full_state(model, momentum):
+def full_state(model, momentum, exp_avg_sq=None):
     """Every tensor byol.c reads or writes, by key (num_batches_tracked dropped)."""
     out = {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
     for k, v in momentum.items():
         out[f"momentum.{k}"] = v
+    for k, v in (exp_avg_sq or {}).items():
+        out[f"exp_avg_sq.{k}"] = v
     return out
 
 
@@ -365,7 +388,7 @@ class KinkMargin:
         F.relu = self._relu
 
 
-def run_steps(cfg, state, views, lr, wd, m, eta, tau, dtype, margins=None, pred_lr=None, dino=None):
+def run_steps(cfg, state, views, lr, wd, m, eta, tau, dtype, margins=None, pred_lr=None, dino=None, adam_step=None):
     """Runs len(views) steps from `state` (dict of float32 numpy arrays) in `dtype`; returns
     (losses, final state as float64 numpy arrays). `margins`, a list, receives each step's
     KinkMargin. SimSiam (cfg["method"]) steps with SGD, its predictor at pred_lr; DINO with SGD
@@ -373,6 +396,10 @@ def run_steps(cfg, state, views, lr, wd, m, eta, tau, dtype, margins=None, pred_
     torch.manual_seed(0)
     model = make_model(cfg)
     momentum = load_full_state(model, state, dtype)
+    adamw = None
+    if adam_step is not None:  # AdamW from its state at step adam_step
+        adamw = dict(step=adam_step + 1, exp_avg_sq={
+            k: torch.as_tensor(state[f"exp_avg_sq.{k}"], dtype=dtype).clone() for k, _ in model.trained_parameters()})
     losses = []
     for i in range(views.shape[0]):
         v = torch.as_tensor(views[i], dtype=dtype)
@@ -383,10 +410,11 @@ def run_steps(cfg, state, views, lr, wd, m, eta, tau, dtype, margins=None, pred_
             elif isinstance(model, Dino):
                 losses.append(dino_step(model, v[0], v[1], momentum, lr, wd, m, tau, **dino))
             else:
-                losses.append(byol_step(model, v[0], v[1], momentum, lr, wd, m, eta, tau))
+                losses.append(byol_step(model, v[0], v[1], momentum, lr, wd, m, eta, tau, adamw))
         if margins is not None:
             margins.append(k.margin)
-    return losses, {k: v.detach().double().numpy() for k, v in full_state(model, momentum).items()}
+    sq = adamw["exp_avg_sq"] if adamw else None
+    return losses, {k: v.detach().double().numpy() for k, v in full_state(model, momentum, sq).items()}
 
 
 # ---------------------------------------------------------------- a random mid-training state

@@ -173,6 +173,11 @@ STEP_CONFIGS = {
                                        proj_layers=3),
                               B=8, H=16, W=16, steps=3, seed=7, momentum=True, candidates=8,
                               lr=0.05, pred_lr=0.08, wd=5e-4, m=0.9, eta=0.0, tau=0.0),
+    # BYOL with AdamW (--optimizer adamw) from a state 20 steps in: both moments carried in
+    "adamw_r18_cifar": dict(cfg=dict(arch="resnet18", width=4, stem="cifar", in_channels=3,
+                                     proj_hidden=32, proj_dim=16, pred_hidden=32),
+                            B=8, H=16, W=16, steps=2, seed=15, momentum=True, candidates=6,
+                            lr=2e-3, wd=0.04, m=0.9, eta=0.0, tau=0.99, adam_step=20),
     # SimSiam without its stop-gradient (--no-stop-grad): z takes the gradients of the terms it
     # is the target of
     "simsiam_nosg_r18_cifar": dict(cfg=dict(arch="resnet18", width=4, stem="cifar", in_channels=3,
@@ -240,7 +245,13 @@ def step_fixture(name, c, out):
     state = R.random_state(cfg, c["seed"], with_momentum=c["momentum"], momentum_scale=c.get("momentum_scale", 1.0))
     g = torch.Generator().manual_seed(100 + c["seed"])
     hp = dict(lr=c["lr"], wd=c["wd"], m=c["m"], eta=c["eta"], tau=c["tau"], pred_lr=c.get("pred_lr"),
-              dino=c.get("dino"))
+              dino=c.get("dino"), adam_step=c.get("adam_step"))
+    if "adam_step" in c:  # second moments like a run's at that step: the squares of gradient-sized values
+        g2 = torch.Generator().manual_seed(200 + c["seed"])
+        for k in [k for k in state if k.startswith("momentum.")]:
+            m1 = torch.as_tensor(state[k])
+            state["exp_avg_sq." + k[len("momentum."):]] = (
+                (m1.abs().mean() + 1e-8) ** 2 * (0.5 + torch.rand(m1.shape, generator=g2))).float().numpy()
     views = choose_views(cfg, c, state, g, hp)
     losses64, after64 = R.run_steps(cfg, state, views, dtype=torch.float64, **hp)
     losses32, after32 = R.run_steps(cfg, state, views, dtype=torch.float32, **hp)
@@ -259,7 +270,8 @@ def step_fixture(name, c, out):
           f"float32 PyTorch vs float64: worst update error {worst:.2e} ({worst_key}), loss {loss_err:.1e}")
     meta = dict(config=json.dumps(cfg), steps=c["steps"], lr=c["lr"], weight_decay=c["wd"],
                 momentum=c["m"], lars_eta=c["eta"], tau=c["tau"],
-                optimizer="sgd" if cfg.get("method") in ("simsiam", "dino") else "lars",
+                optimizer="adamw" if "adam_step" in c else "sgd" if cfg.get("method") in ("simsiam", "dino") else "lars",
+                adam_step=c.get("adam_step", 0),
                 pred_lr=c.get("pred_lr", c["lr"]),
                 losses=" ".join("%.17g" % l for l in losses64),
                 torch_float32_worst_update_error="%.3e" % worst,
@@ -269,6 +281,25 @@ def step_fixture(name, c, out):
     R.save_safetensors(os.path.join(out, f"step_{name}.state.safetensors"), state)
     np.save(os.path.join(out, f"step_{name}.views.npy"), views)
     R.save_safetensors(os.path.join(out, f"step_{name}.expected.safetensors"), deltas, meta)
+
+
+def check_adamw_against_torch():
+    """byol_ref.adamw_ is torch.optim.AdamW (weight decay on matrices, none on vectors)."""
+    g = torch.Generator().manual_seed(5)
+    w, b = torch.randn(4, 3, generator=g, dtype=torch.float64), torch.randn(4, generator=g, dtype=torch.float64)
+    grads = {"w": torch.randn(4, 3, generator=g, dtype=torch.float64), "b": torch.randn(4, generator=g, dtype=torch.float64)}
+    m1 = {"w": 0.1 * torch.randn(4, 3, generator=g, dtype=torch.float64), "b": 0.1 * torch.randn(4, generator=g, dtype=torch.float64)}
+    m2 = {k: v.abs() * 0.3 for k, v in grads.items()}
+    tw, tb = w.clone().requires_grad_(), b.clone().requires_grad_()
+    opt = torch.optim.AdamW([{"params": [tw], "weight_decay": 0.04}, {"params": [tb], "weight_decay": 0.0}], lr=2e-3)
+    for p, k in ((tw, "w"), (tb, "b")):
+        p.grad = grads[k].clone()
+        opt.state[p] = {"step": torch.tensor(7.0), "exp_avg": m1[k].clone(), "exp_avg_sq": m2[k].clone()}
+    opt.step()
+    params = [("w", w), ("b", b)]
+    R.adamw_(params, grads, {k: v.clone() for k, v in m1.items()}, {k: v.clone() for k, v in m2.items()}, 2e-3, 0.04, 8)
+    assert torch.allclose(w, tw.detach(), rtol=0, atol=1e-15) and torch.allclose(b, tb.detach(), rtol=0, atol=1e-15), \
+        "byol_ref.adamw_ differs from torch.optim.AdamW"
 
 
 def main():
@@ -286,6 +317,7 @@ def main():
         target[k] = type(target[k])(v) if not isinstance(target[k], bool) else v == "1"
     os.makedirs(args.out, exist_ok=True)
     torch.set_num_threads(1)
+    check_adamw_against_torch()
     if not args.only:
         T, meta = layer_fixtures()
         R.save_safetensors(os.path.join(args.out, "layers.safetensors"), T, meta)
