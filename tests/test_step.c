@@ -21,7 +21,8 @@ static double tol_update = TOL_UPDATE, tol_loss = TOL_LOSS;
 static double loss_scale(double loss) { return fabs(loss) > 1.0 ? fabs(loss) : 1.0; }
 
 static const char *FIXTURES[] = {"r18_cifar_rgb", "r50_imagenet_gray", "simsiam_r18_cifar", "dino_r18_cifar",
-                                 "dino_bn_r18_cifar", "simsiam_nosg_r18_cifar", "adamw_r18_cifar"};
+                                 "dino_bn_r18_cifar", "simsiam_nosg_r18_cifar", "adamw_r18_cifar",
+                                 "multicrop_r18_cifar", "dino_multicrop_r18_cifar"};
 
 typedef struct {
     char name[64];
@@ -32,6 +33,7 @@ typedef struct {
     double losses[16];
     Safetensors state, expected;
     NpyArray views;
+    NpyArray locals; /* multi-crop: [steps, N, B, C, s, s], or ndim 0 */
 } Fixture;
 
 static int json_int(const cJSON *o, const char *k) {
@@ -72,6 +74,8 @@ static void fixture_load(Fixture *f, const char *name) {
     if (st_open(&f->expected, path, &e)) goto fatal;
     snprintf(path, sizeof path, "%s/step_%s.views.npy", fixture_dir(), name);
     if (npy_read_f32(path, &f->views, &e)) goto fatal;
+    snprintf(path, sizeof path, "%s/step_%s.locals.npy", fixture_dir(), name);
+    if (access(path, R_OK) == 0 && npy_read_f32(path, &f->locals, &e)) goto fatal;
     cJSON *c = cJSON_Parse(st_meta(&f->expected, "config"));
     model_config_default(&f->cfg);
     if (arch_parse(json_str(c, "arch"), &f->cfg.enc.arch) || stem_parse(json_str(c, "stem"), &f->cfg.enc.stem)) {
@@ -137,6 +141,7 @@ static void fixture_free(Fixture *f) {
     st_close(&f->state);
     st_close(&f->expected);
     npy_free(&f->views);
+    if (f->locals.ndim) npy_free(&f->locals);
 }
 
 /* Runs the fixture's steps on a model loaded from its state; fills losses. */
@@ -151,11 +156,14 @@ static void run_fixture(const Fixture *f, Byol *m, const Backend *be, float *los
     if (sc.lars.tail_absolute) sc.lars.mult_from = m->pred_from;
     const int64_t *s = f->views.shape;
     ByolWork w;
-    byol_work_init(&w, m, (int)s[2], (int)s[3], (int)s[4], (int)s[5], be);
-    size_t per_step = (size_t)2 * s[2] * s[3] * s[4] * s[5];
+    const int n_local = f->locals.ndim ? (int)f->locals.shape[1] : 0, ls = n_local ? (int)f->locals.shape[4] : 0;
+    byol_work_init_crops(&w, m, (int)s[2], (int)s[3], (int)s[4], (int)s[5], n_local, ls, be);
+    const size_t per_step = (size_t)2 * s[2] * s[3] * s[4] * s[5], local_floats = (size_t)s[2] * s[3] * ls * ls;
     for (int i = 0; i < f->steps; i++) {
         sc.lars.step = f->adam_step + i + 1;
-        losses[i] = byol_step(m, &w, f->views.data + i * per_step, &sc, be);
+        const float *v = f->views.data + i * per_step, *loc[MAX_LOCAL_CROPS];
+        for (int l = 0; l < n_local; l++) loc[l] = f->locals.data + ((size_t)i * n_local + l) * local_floats;
+        losses[i] = byol_step_crops(m, &w, v, v + per_step / 2, loc, &sc, be);
     }
     byol_work_free(&w);
 }
@@ -260,6 +268,16 @@ static void test_step_adamw_matches_pytorch(void) {
     check_fixture(FIXTURES[6], &backend_cpu);
     check_fixture(FIXTURES[6], &backend_ref);
     check_fixture(FIXTURES[6], &backend_gpu_emu);
+}
+
+/* Multi-crop: two 8-px local views per image through the online network only, each predicting
+ * both 16-px views' targets (BYOL) or both teacher views (DINO). */
+static void test_step_multicrop_matches_pytorch(void) {
+    check_fixture(FIXTURES[7], &backend_cpu);
+    check_fixture(FIXTURES[7], &backend_ref);
+    check_fixture(FIXTURES[7], &backend_gpu_emu);
+    check_fixture(FIXTURES[8], &backend_cpu);
+    check_fixture(FIXTURES[8], &backend_gpu_emu);
 }
 
 static void test_step_naive_backend_matches_pytorch(void) {
@@ -458,7 +476,8 @@ static void test_cli_step_matches_pytorch(void) {
 static void test_cli_step_on_the_test_device(void) {
     const char *device = getenv("BYOL_TEST_DEVICE");
     if (device) {
-        for (int i = 0; i < (int)ARRAY_LEN(FIXTURES); i++) cli_step_check(FIXTURES[i], device);
+        for (int i = 0; i < (int)ARRAY_LEN(FIXTURES); i++)
+            if (!strstr(FIXTURES[i], "multicrop")) cli_step_check(FIXTURES[i], device); /* byol step: two views */
         return;
     }
     const char *byol = getenv("BYOL") ? getenv("BYOL") : "./byol";
@@ -489,6 +508,7 @@ int main(void) {
     RUN(test_step_simsiam_matches_pytorch);
     RUN(test_step_dino_matches_pytorch);
     RUN(test_step_adamw_matches_pytorch);
+    RUN(test_step_multicrop_matches_pytorch);
     RUN(test_step_naive_backend_matches_pytorch);
     RUN(test_step_gpu_kernels_match_pytorch);
     RUN(test_step_gpu_bf16_within_bounds);

@@ -103,6 +103,14 @@ static void work_plan(ByolWork *w, const Byol *m, Arena *a, const Backend *be) {
     }
     w->x[0] = arena_floats(a, view);
     w->x[1] = arena_floats(a, view);
+    size_t max_act = w->enc.max_act;
+    if (w->n_local) {
+        resnet_plan(&w->enc_local, &m->encoder, B, w->local_size, w->local_size, 1, a, be);
+        scratch = MAX(scratch, w->enc_local.max_scratch);
+        max_act = MAX(max_act, w->enc_local.max_act);
+        w->x_local = arena_floats(a, (size_t)B * w->C * w->local_size * w->local_size);
+        if (m->cfg.method == METHOD_DINO) w->dino_ds2 = arena_floats(a, (size_t)B * m->cfg.dino_out);
+    }
     if (m->cfg.method == METHOD_DINO) {
         const size_t K = m->cfg.dino_out, D = m->cfg.proj_dim;
         for (int i = 0; i < 2; i++) {
@@ -123,7 +131,7 @@ static void work_plan(ByolWork *w, const Byol *m, Arena *a, const Backend *be) {
     w->dz = arena_floats(a, (size_t)B * m->cfg.proj_dim);
     w->dr = arena_floats(a, (size_t)B * widest);
     w->dfeat = arena_floats(a, (size_t)B * m->encoder.out_dim);
-    for (int i = 0; i < 3; i++) w->g[i] = arena_floats(a, w->enc.max_act);
+    for (int i = 0; i < 3; i++) w->g[i] = arena_floats(a, max_act);
     w->scratch = arena_take(a, scratch);
 }
 
@@ -143,7 +151,16 @@ static void share_conv_plan(void) {
 }
 
 void byol_work_init(ByolWork *w, const Byol *m, int B, int C, int H, int W, const Backend *be) {
+    byol_work_init_crops(w, m, B, C, H, W, 0, 0, be);
+}
+
+void byol_work_init_crops(ByolWork *w, const Byol *m, int B, int C, int H, int W, int n_local, int local_size,
+                          const Backend *be) {
     memset(w, 0, sizeof *w);
+    if (n_local < 0 || n_local > MAX_LOCAL_CROPS || (n_local && (local_size < 1 || local_size > H || local_size > W)))
+        die("internal: byol_work_init_crops(%d local views of %d px, views %dx%d)", n_local, local_size, H, W);
+    w->n_local = n_local;
+    w->local_size = n_local ? local_size : 0;
     w->B = w->n = w->global = B;
     w->C = C;
     w->H = H;
@@ -206,6 +223,7 @@ void byol_work_set_shard(ByolWork *w, int n) {
     w->n = n;
     w->enc.B = w->proj.B = w->pred.B = w->target_proj[0].B = w->target_proj[1].B = n;
     w->target_pred[0].B = w->target_pred[1].B = n;
+    w->enc_local.B = n;
 }
 
 static void grads_ready(void *ctx, size_t from) { gradsync_ready(ctx, from); }
@@ -219,10 +237,37 @@ float byol_step(Byol *m, ByolWork *w, const float *views, const StepConfig *sc, 
  * equal shards. */
 static double shard_scale(const ByolWork *w) { return w->gsync ? (double)w->n * dist_size() / w->global : 1.0; }
 
-/* BYOL's and SimSiam's forwards and backwards of both views; returns the sum of the two views'
- * 2 - 2cos terms. */
-static double byol_views(Byol *m, ByolWork *w, const Backend *be) {
-    const int B = w->n;
+/* A student view: the online network's input and its activations (a global view's, or a local
+ * view's at its own size), and the targets it predicts (the other global view's; a local view
+ * predicts both). */
+typedef struct {
+    ResNetActs *enc;
+    const float *x;
+    int targets[2], n_targets;
+} StudentView;
+
+/* The student views of a step in order: global 1, global 2, then the local views, whose input
+ * is put into w->x_local (uploaded first on a device) just before its forward. Returns their
+ * number; last = the index of the view whose backward makes the gradients final. */
+static int student_views(ByolWork *w, StudentView *sv) {
+    sv[0] = (StudentView){&w->enc, w->x[0], {1, 0}, 1};
+    sv[1] = (StudentView){&w->enc, w->x[1], {0, 0}, 1};
+    for (int l = 0; l < w->n_local; l++) sv[2 + l] = (StudentView){&w->enc_local, w->x_local, {0, 1}, 2};
+    return 2 + w->n_local;
+}
+
+/* Local view l into w->x_local (NHWC), through the staging buffer on a device. */
+static void put_local(ByolWork *w, const float *const *locals, int l, const Backend *be) {
+    const int B = w->n, S = w->local_size;
+    const float *x = locals[l];
+    if (!be->host_memory) be->upload(w->staging, x, (size_t)B * w->C * S * S * sizeof(float)), x = w->staging;
+    be->nchw_to_nhwc(w->x_local, x, B, w->C, S, S);
+}
+
+/* BYOL's and SimSiam's forwards and backwards of every view; returns the loss (BYOL: the sum of
+ * the two-view loss's terms, in multi-crop 2 x their mean; SimSiam: -mean cos). */
+static double byol_views(Byol *m, ByolWork *w, const float *const *locals, const Backend *be) {
+    const int B = w->n, D = m->cfg.proj_dim;
     ParamStore *on = &m->online, *tg = &m->target;
     /* z_v = target(v): no gradient, so nothing is kept beyond the projection itself. SimSiam's
      * target is the online network behind a stop-gradient: the same forward, on the online
@@ -241,50 +286,59 @@ static double byol_views(Byol *m, ByolWork *w, const Backend *be) {
     }
     if (simsiam) be->copy(on->buffers, w->saved_buffers, on->n_buffers * sizeof(float));
 
-    /* The loss is a sum of one term per view, and each term depends on one online forward
-     * only, so each view's backward runs right after its forward and one set of activations
-     * serves both views. In a data-parallel step each rank's dloss makes its gradient the mean
-     * loss's over the global batch (shard_scale). SimSiam's loss, -(cos(p1, z2) + cos(p2, z1)) / 2,
-     * is (the BYOL terms - 4) / 4. */
-    const float dloss = (float)((simsiam ? 0.25 : 1.0) * shard_scale(w));
-    double loss = 0;
-    for (int v = 0; v < 2; v++) {
-        const float *z = w->target_proj[1 - v].out;
-        resnet_forward(be, &m->encoder, on->params, on->buffers, &w->enc, w->x[v], 1, w->scratch);
-        mlp_forward(be, &m->projector, on->params, on->buffers, &w->proj, w->enc.features, 1,
+    /* The loss is a sum of terms, and each depends on one online forward only, so each view's
+     * backward runs right after its forward and one set of activations serves all views. In a
+     * data-parallel step each rank's dloss makes its gradient the mean loss's over the global
+     * batch (shard_scale). SimSiam's -mean cos is sum(2 - 2cos) / (2T) - 1 over its T terms;
+     * BYOL's loss is 2 / T times the sum (T = 2: the sum). */
+    StudentView sv[2 + MAX_LOCAL_CROPS];
+    const int n_views = student_views(w, sv), T = 2 + 2 * w->n_local;
+    const double per_term = simsiam ? 1.0 / (2.0 * T) : 2.0 / T;
+    const float dloss = (float)(per_term * shard_scale(w));
+    double sum = 0;
+    for (int v = 0; v < n_views; v++) {
+        if (v >= 2) put_local(w, locals, v - 2, be);
+        resnet_forward(be, &m->encoder, on->params, on->buffers, sv[v].enc, sv[v].x, 1, w->scratch);
+        mlp_forward(be, &m->projector, on->params, on->buffers, &w->proj, sv[v].enc->features, 1,
                     w->scratch);
         /* without a predictor (an ablation) the projection is the prediction */
         const int pred = !m->cfg.no_predictor;
         if (pred)
             mlp_forward(be, &m->predictor, on->params, on->buffers, &w->pred, w->proj.out, 1,
                         w->scratch);
-        if (v == 1 && w->gsync) { /* the gradients become final during this backward */
+        if (v == n_views - 1 && w->gsync) { /* the gradients become final during this backward */
             const GradHook h = {grads_ready, w->gsync};
-            w->enc.hook = w->proj.hook = w->pred.hook = h;
+            sv[v].enc->hook = w->proj.hook = w->pred.hook = h;
         }
         const float *p = pred ? w->pred.out : w->proj.out;
-        loss += be->cosine_loss_forward(p, z, B, m->cfg.proj_dim);
-        be->cosine_loss_backward(w->dp, p, z, B, m->cfg.proj_dim, dloss);
+        for (int k = 0; k < sv[v].n_targets; k++) {
+            const float *z = w->target_proj[sv[v].targets[k]].out;
+            sum += be->cosine_loss_forward(p, z, B, D);
+            /* a second target's gradient goes through dz, free until the predictor's backward */
+            be->cosine_loss_backward(k ? w->dz : w->dp, p, z, B, D, dloss);
+            if (k) be->add_forward(w->dp, w->dp, w->dz, (size_t)B * D);
+        }
         if (pred)
             mlp_backward(be, &m->predictor, on->params, on->grads, &w->pred, w->proj.out, w->dp,
                          w->dr, w->dz, w->scratch);
         if (no_stop_grad) { /* z_v is also the target of the other view's term, cos(p_{1-v}, z_v) */
-            be->cosine_loss_backward(w->dz_extra, w->proj.out, w->target_pred[1 - v].out, B, m->cfg.proj_dim, dloss);
-            be->add_forward(w->dz, w->dz, w->dz_extra, (size_t)B * m->cfg.proj_dim);
+            be->cosine_loss_backward(w->dz_extra, w->proj.out, w->target_pred[1 - v].out, B, D, dloss);
+            be->add_forward(w->dz, w->dz, w->dz_extra, (size_t)B * D);
         }
-        mlp_backward(be, &m->projector, on->params, on->grads, &w->proj, w->enc.features,
+        mlp_backward(be, &m->projector, on->params, on->grads, &w->proj, sv[v].enc->features,
                      pred ? w->dz : w->dp, w->dr, w->dfeat, w->scratch);
-        resnet_backward(be, &m->encoder, on->params, on->grads, &w->enc, w->x[v], w->dfeat, w->g,
+        resnet_backward(be, &m->encoder, on->params, on->grads, sv[v].enc, sv[v].x, w->dfeat, w->g,
                         w->scratch);
     }
-    return loss;
+    return simsiam ? sum / (2.0 * T) - 1.0 : sum * 2.0 / T;
 }
 
-/* DINO's forwards and backwards: the teacher's outputs t_v and softmax q_v of both views, then
- * per view the student's output s_v, its cross-entropy against q of the other view and the
- * backward; the center moves after (the loss used the old one). Returns the loss, the mean of
- * the two cross-entropies. */
-static double dino_views(Byol *m, ByolWork *w, const StepConfig *sc, const Backend *be) {
+/* DINO's forwards and backwards: the teacher's outputs t_v and softmax q_v of both global views,
+ * then per student view its output s, its cross-entropy against q of the other global view (a
+ * local view: of both) and the backward; the center moves after (the loss used the old one).
+ * Returns the loss, the mean of the cross-entropies. */
+static double dino_views(Byol *m, ByolWork *w, const float *const *locals, const StepConfig *sc,
+                         const Backend *be) {
     const int B = w->n, K = m->cfg.dino_out, D = m->cfg.proj_dim;
     const float NORMALIZE_EPS = 1e-12f; /* F.normalize's */
     ParamStore *on = &m->online, *tg = &m->target;
@@ -301,31 +355,39 @@ static double dino_views(Byol *m, ByolWork *w, const StepConfig *sc, const Backe
     }
     be->l2norm_rows_forward(w->dino_w[0], w->dino_wnorm[0], on->params + last->weight, K, D, 0.0f);
     be->fill_zero(w->dino_dw, (size_t)K * D);
-    const float dloss = (float)(0.5 * shard_scale(w)); /* the mean of two terms */
+    StudentView sv[2 + MAX_LOCAL_CROPS];
+    const int n_views = student_views(w, sv), T = 2 + 2 * w->n_local;
+    const float dloss = (float)(shard_scale(w) / T); /* the mean of T terms */
     double loss = 0, entropy = 0;
-    for (int v = 0; v < 2; v++) {
-        resnet_forward(be, &m->encoder, on->params, on->buffers, &w->enc, w->x[v], 1, w->scratch);
-        mlp_forward(be, &m->projector, on->params, on->buffers, &w->proj, w->enc.features, 1, w->scratch);
+    for (int v = 0; v < n_views; v++) {
+        if (v >= 2) put_local(w, locals, v - 2, be);
+        resnet_forward(be, &m->encoder, on->params, on->buffers, sv[v].enc, sv[v].x, 1, w->scratch);
+        mlp_forward(be, &m->projector, on->params, on->buffers, &w->proj, sv[v].enc->features, 1, w->scratch);
         be->l2norm_rows_forward(w->dino_xn, w->dino_xnorm, w->proj.out, B, D, NORMALIZE_EPS);
         be->linear_forward(w->dino_s, w->dino_xn, w->dino_w[0], NULL, B, D, K);
-        if (v == 1 && w->gsync) { /* the gradients become final during this backward */
+        if (v == n_views - 1 && w->gsync) { /* the gradients become final during this backward */
             const GradHook h = {grads_ready, w->gsync};
-            w->enc.hook = w->proj.hook = h;
+            sv[v].enc->hook = w->proj.hook = h;
         }
-        double ent;
-        loss += be->dino_student_loss(w->dino_ds, w->dino_s, q[1 - v], B, K, sc->dino.student_temp, dloss, &ent);
-        entropy += ent;
+        for (int k = 0; k < sv[v].n_targets; k++) {
+            double ent;
+            float *ds = k ? w->dino_ds2 : w->dino_ds;
+            loss += be->dino_student_loss(ds, w->dino_s, q[sv[v].targets[k]], B, K, sc->dino.student_temp, dloss,
+                                          &ent);
+            if (v < 2) entropy += ent; /* each teacher view's once */
+            if (k) be->add_forward(w->dino_ds, w->dino_ds, w->dino_ds2, (size_t)B * K);
+        }
         be->linear_backward(w->dino_dxn, w->dino_dw, NULL, w->dino_ds, w->dino_xn, w->dino_w[0], B, D, K);
-        if (v == 1) /* both views' gradient of the normalized weights, through the normalization */
+        if (v == n_views - 1) /* every view's gradient of the normalized weights, through the normalization */
             be->l2norm_rows_backward(on->grads + last->weight, w->dino_dw, w->dino_w[0], w->dino_wnorm[0], K, D,
                                      0.0f);
         be->l2norm_rows_backward(w->dp, w->dino_dxn, w->dino_xn, w->dino_xnorm, B, D, NORMALIZE_EPS);
-        mlp_backward(be, &m->projector, on->params, on->grads, &w->proj, w->enc.features, w->dp, w->dr, w->dfeat,
+        mlp_backward(be, &m->projector, on->params, on->grads, &w->proj, sv[v].enc->features, w->dp, w->dr, w->dfeat,
                      w->scratch);
-        resnet_backward(be, &m->encoder, on->params, on->grads, &w->enc, w->x[v], w->dfeat, w->g, w->scratch);
+        resnet_backward(be, &m->encoder, on->params, on->grads, sv[v].enc, sv[v].x, w->dfeat, w->g, w->scratch);
     }
     if (sc->dino.center) be->dino_center_update(center, w->dino_t, 2 * B, K, sc->dino.center_momentum, w->center_sync);
-    loss *= 0.5;
+    loss /= T;
     w->dino_entropy = entropy * 0.5;
     w->dino_kl = loss - w->dino_entropy;
     return loss;
@@ -333,15 +395,22 @@ static double dino_views(Byol *m, ByolWork *w, const StepConfig *sc, const Backe
 
 float byol_step_views(Byol *m, ByolWork *w, const float *view1, const float *view2,
                       const StepConfig *sc, const Backend *be) {
+    if (w->n_local) die("internal: byol_step_views on a work planned for %d local views", w->n_local);
+    return byol_step_crops(m, w, view1, view2, NULL, sc, be);
+}
+
+float byol_step_crops(Byol *m, ByolWork *w, const float *view1, const float *view2, const float *const *locals,
+                      const StepConfig *sc, const Backend *be) {
     const double t_start = now_seconds();
     const DistWait waited = dist_wait_seconds(0);
     const int B = w->n;
     const float *views[2] = {view1, view2};
     ParamStore *on = &m->online, *tg = &m->target;
-    w->enc.sync = w->proj.sync = w->pred.sync = w->sync;
+    w->enc.sync = w->proj.sync = w->pred.sync = w->enc_local.sync = w->sync;
     w->target_proj[0].sync = w->target_proj[1].sync = w->sync;
+    w->target_pred[0].sync = w->target_pred[1].sync = w->sync;
     const GradHook none = {NULL, NULL};
-    w->enc.hook = w->proj.hook = w->pred.hook = none;
+    w->enc.hook = w->proj.hook = w->pred.hook = w->enc_local.hook = none;
     gradsync_begin(w->gsync);
 
     const size_t view_bytes = (size_t)B * w->C * w->H * w->W * sizeof(float);
@@ -356,9 +425,7 @@ float byol_step_views(Byol *m, ByolWork *w, const float *view1, const float *vie
     w->refused = 0;
     w->bad_tensor = -1;
 
-    const int simsiam = m->cfg.method == METHOD_SIMSIAM;
-    double loss = m->cfg.method == METHOD_DINO ? dino_views(m, w, sc, be) : byol_views(m, w, be);
-    if (simsiam) loss = (loss - 4.0) * 0.25;
+    double loss = m->cfg.method == METHOD_DINO ? dino_views(m, w, locals, sc, be) : byol_views(m, w, locals, be);
     gradsync_finish(w->gsync); /* summed over ranks and divided by their number */
     if (w->gsync) { /* the global batch's mean: each shard's weighted by its images */
         loss *= B;

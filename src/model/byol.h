@@ -77,6 +77,12 @@ typedef struct {
     MlpActs target_pred[2];             /* SimSiam without stop-gradient: p_v, for the z terms */
     float *dz_extra;                    /* and the gradient those terms send into z */
     float *x[2];                        /* the two views, NHWC */
+    /* Multi-crop: n_local smaller views of local_size px per image, through the online network
+     * only (its own activations, the same heads) */
+    int n_local, local_size;
+    ResNetActs enc_local;
+    float *x_local;    /* one local view, NHWC */
+    float *dino_ds2;   /* DINO: a local view's gradient against the second global's teacher */
     float *staging;                     /* a device backend's copy of a view as it comes (NCHW) */
     float *dp, *dz, *dr, *dfeat;        /* head gradients */
     /* DINO: the last layer's normalized weights (online, target) and their norms, the online
@@ -104,6 +110,11 @@ typedef struct {
 } ByolWork;
 
 void byol_work_init(ByolWork *w, const Byol *m, int B, int C, int H, int W, const Backend *be);
+/* The same with room for n_local local views of local_size x local_size per image (multi-crop;
+ * local_size <= H and W). */
+enum { MAX_LOCAL_CROPS = 16 };
+void byol_work_init_crops(ByolWork *w, const Byol *m, int B, int C, int H, int W, int n_local, int local_size,
+                          const Backend *be);
 /* Under mpirun with more than one rank: the bucketed gradient all-reduce and, with sync_bn,
  * synchronized batch norm for this work's steps, whose shards make up global batches of
  * `global` images (without sync_bn each rank normalizes by its shard's statistics). Nothing
@@ -143,6 +154,12 @@ typedef struct {
 float byol_step(Byol *m, ByolWork *w, const float *views, const StepConfig *sc, const Backend *be);
 /* The same with each view's w->n images at its own address ([n, C, H, W] each). */
 float byol_step_views(Byol *m, ByolWork *w, const float *view1, const float *view2,
+                      const StepConfig *sc, const Backend *be);
+/* Multi-crop: also w->n_local local views (locals[l]: [n, C, local_size, local_size]), each
+ * through the online network only, each the prediction of both global views' targets. The loss
+ * is the mean over the 2 + 2 n_local terms, scaled to the two-view loss's size (BYOL: times 2,
+ * sum of its two terms; SimSiam: -mean cos; DINO: the mean cross-entropy). */
+float byol_step_crops(Byol *m, ByolWork *w, const float *view1, const float *view2, const float *const *locals,
                       const StepConfig *sc, const Backend *be);
 
 #endif

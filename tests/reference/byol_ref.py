@@ -275,7 +275,8 @@ def simsiam_step(model, v1, v2, momentum, lr, pred_lr, wd, m, stop_grad=True):
     return loss.item()
 
 
-def dino_step(model, v1, v2, momentum, lr, wd, m, tau, teacher_temp, student_temp, center_momentum, center):
+def dino_step(model, v1, v2, momentum, lr, wd, m, tau, teacher_temp, student_temp, center_momentum, center,
+              locals_=()):
     """DINO with two global views, as DINOLoss computes it: the teacher's softmax((t - c) / tt)
     against the student's log_softmax(s / ts) of the other view, averaged over the two pairs;
     SGD; then the center (if centering) and the teacher's EMA."""
@@ -290,7 +291,11 @@ def dino_step(model, v1, v2, momentum, lr, wd, m, tau, teacher_temp, student_tem
     def h(q, s):
         return torch.sum(-q * F.log_softmax(s / student_temp, dim=-1), dim=-1).mean()
 
-    loss = 0.5 * (h(q1, s2) + h(q2, s1))
+    loss = h(q1, s2) + h(q2, s1)
+    for x in locals_:  # multi-crop: each local view against both teacher views
+        sl = model.online(x)
+        loss = loss + h(q1, sl) + h(q2, sl)
+    loss = loss / (2 + 2 * len(locals_))
     grads = torch.autograd.grad(loss, [p for _, p in params])
     sgd_(params, dict(zip([k for k, _ in params], grads)), momentum, lr, lr, wd, m)
     with torch.no_grad():
@@ -316,7 +321,7 @@ def adamw_(params, grads, exp_avg, exp_avg_sq, lr, wd, step, beta1=0.9, beta2=0.
         p.addcdiv_(exp_avg[name], denom, value=-lr / bc1)
 
 
-def byol_step(model, v1, v2, momentum, lr, wd, m, eta, tau, adamw=None):
+def byol_step(model, v1, v2, momentum, lr, wd, m, eta, tau, adamw=None, locals_=()):
     """One step; momentum: dict parameter-key -> tensor (updated in place). Returns the loss.
     adamw: dict(exp_avg_sq=..., step=...) to step with AdamW instead of LARS (momentum is its
     first moment)."""
@@ -328,6 +333,11 @@ def byol_step(model, v1, v2, momentum, lr, wd, m, eta, tau, adamw=None):
         z1 = model.target(v1)
         z2 = model.target(v2)
     loss = regression_loss(p1, z2) + regression_loss(p2, z1)
+    if len(locals_):  # multi-crop: each local view predicts both targets; 2 x the mean of the terms
+        for x in locals_:
+            pl = model.predictor(model.online(x))
+            loss = loss + regression_loss(pl, z1) + regression_loss(pl, z2)
+        loss = loss * 2 / (2 + 2 * len(locals_))
     grads = torch.autograd.grad(loss, [p for _, p in params])
     if adamw is not None:
         adamw_(params, dict(zip([k for k, _ in params], grads)), momentum, adamw["exp_avg_sq"], lr, wd, adamw["step"])
@@ -388,7 +398,8 @@ class KinkMargin:
         F.relu = self._relu
 
 
-def run_steps(cfg, state, views, lr, wd, m, eta, tau, dtype, margins=None, pred_lr=None, dino=None, adam_step=None):
+def run_steps(cfg, state, views, lr, wd, m, eta, tau, dtype, margins=None, pred_lr=None, dino=None, adam_step=None,
+              locals_=None):
     """Runs len(views) steps from `state` (dict of float32 numpy arrays) in `dtype`; returns
     (losses, final state as float64 numpy arrays). `margins`, a list, receives each step's
     KinkMargin. SimSiam (cfg["method"]) steps with SGD, its predictor at pred_lr; DINO with SGD
@@ -403,14 +414,15 @@ def run_steps(cfg, state, views, lr, wd, m, eta, tau, dtype, margins=None, pred_
     losses = []
     for i in range(views.shape[0]):
         v = torch.as_tensor(views[i], dtype=dtype)
+        loc = [] if locals_ is None else [torch.as_tensor(x, dtype=dtype) for x in locals_[i]]
         with KinkMargin() as k:
             if isinstance(model, SimSiam):
                 losses.append(simsiam_step(model, v[0], v[1], momentum, lr, pred_lr, wd, m,
                                            stop_grad=not cfg.get("no_stop_grad", 0)))
             elif isinstance(model, Dino):
-                losses.append(dino_step(model, v[0], v[1], momentum, lr, wd, m, tau, **dino))
+                losses.append(dino_step(model, v[0], v[1], momentum, lr, wd, m, tau, **dino, locals_=loc))
             else:
-                losses.append(byol_step(model, v[0], v[1], momentum, lr, wd, m, eta, tau, adamw))
+                losses.append(byol_step(model, v[0], v[1], momentum, lr, wd, m, eta, tau, adamw, locals_=loc))
         if margins is not None:
             margins.append(k.margin)
     sq = adamw["exp_avg_sq"] if adamw else None

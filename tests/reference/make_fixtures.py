@@ -178,6 +178,19 @@ STEP_CONFIGS = {
                                      proj_hidden=32, proj_dim=16, pred_hidden=32),
                             B=8, H=16, W=16, steps=2, seed=15, momentum=True, candidates=6,
                             lr=2e-3, wd=0.04, m=0.9, eta=0.0, tau=0.99, adam_step=20),
+    # multi-crop (--local-crops 2 --local-size 8): two 8-px local views per image through the
+    # online network only, each predicting both 16-px views' targets
+    "multicrop_r18_cifar": dict(cfg=dict(arch="resnet18", width=4, stem="cifar", in_channels=3,
+                                         proj_hidden=32, proj_dim=16, pred_hidden=32),
+                                B=8, H=16, W=16, steps=2, seed=17, momentum=True, candidates=6,
+                                lr=0.05, wd=1e-2, m=0.9, eta=0.02, tau=0.99, locals=(2, 8)),
+    "dino_multicrop_r18_cifar": dict(cfg=dict(arch="resnet18", width=4, stem="cifar", in_channels=3,
+                                              proj_hidden=32, proj_dim=16, pred_hidden=32, method="dino",
+                                              proj_layers=3, dino_out=64),
+                                     B=8, H=16, W=16, steps=2, seed=19, momentum=True, candidates=6,
+                                     lr=0.05, wd=5e-4, m=0.9, eta=0.0, tau=0.99, locals=(2, 8),
+                                     dino=dict(teacher_temp=0.05, student_temp=0.1, center_momentum=0.9,
+                                               center=True)),
     # SimSiam without its stop-gradient (--no-stop-grad): z takes the gradients of the terms it
     # is the target of
     "simsiam_nosg_r18_cifar": dict(cfg=dict(arch="resnet18", width=4, stem="cifar", in_channels=3,
@@ -209,7 +222,7 @@ def worst_update_error(before, after_a, after_b):
     return max((R.rel_update_error(before.get(k, np.zeros_like(v)), after_a[k], v), k) for k, v in after_b.items())
 
 
-def choose_views(cfg, c, state, g, hp):
+def choose_views(cfg, c, state, g, hp, locals_=None):
     """Random views for each step, each the best of c["candidates"] random batches. Two things
     make a batch a poor test of a float32 implementation, and both are measured on every
     candidate from the state the previous steps reached:
@@ -228,8 +241,9 @@ def choose_views(cfg, c, state, g, hp):
         for _ in range(c["candidates"]):
             v = torch.randn(*shape, generator=g).float().numpy()
             margins = []
-            _, a64 = R.run_steps(cfg, cur, v[None], dtype=torch.float64, margins=margins, **hp)
-            _, a32 = R.run_steps(cfg, cur, v[None], dtype=torch.float32, **hp)
+            loc = None if locals_ is None else locals_[step][None]
+            _, a64 = R.run_steps(cfg, cur, v[None], dtype=torch.float64, margins=margins, locals_=loc, **hp)
+            _, a32 = R.run_steps(cfg, cur, v[None], dtype=torch.float32, locals_=loc, **hp)
             cands.append((worst_update_error(cur, a32, a64)[0], margins[0], v, a64))
         good = [x for x in cands if x[0] <= 3e-4]
         best = max(good, key=lambda x: x[1]) if good else min(cands, key=lambda x: x[0])
@@ -252,9 +266,14 @@ def step_fixture(name, c, out):
             m1 = torch.as_tensor(state[k])
             state["exp_avg_sq." + k[len("momentum."):]] = (
                 (m1.abs().mean() + 1e-8) ** 2 * (0.5 + torch.rand(m1.shape, generator=g2))).float().numpy()
-    views = choose_views(cfg, c, state, g, hp)
-    losses64, after64 = R.run_steps(cfg, state, views, dtype=torch.float64, **hp)
-    losses32, after32 = R.run_steps(cfg, state, views, dtype=torch.float32, **hp)
+    locals_ = None
+    if "locals" in c:  # [steps, N, B, C, s, s], drawn before the views are chosen
+        n_local, size = c["locals"]
+        gl = torch.Generator().manual_seed(300 + c["seed"])
+        locals_ = torch.randn(c["steps"], n_local, c["B"], cfg["in_channels"], size, size, generator=gl).float().numpy()
+    views = choose_views(cfg, c, state, g, hp, locals_)
+    losses64, after64 = R.run_steps(cfg, state, views, dtype=torch.float64, locals_=locals_, **hp)
+    losses32, after32 = R.run_steps(cfg, state, views, dtype=torch.float32, locals_=locals_, **hp)
     before = dict(state)
     worst, worst_key = 0.0, None
     deltas = {}
@@ -280,6 +299,8 @@ def step_fixture(name, c, out):
         meta[f"dino_{k}"] = float(v)
     R.save_safetensors(os.path.join(out, f"step_{name}.state.safetensors"), state)
     np.save(os.path.join(out, f"step_{name}.views.npy"), views)
+    if locals_ is not None:
+        np.save(os.path.join(out, f"step_{name}.locals.npy"), locals_)
     R.save_safetensors(os.path.join(out, f"step_{name}.expected.safetensors"), deltas, meta)
 
 
