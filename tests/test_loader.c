@@ -52,7 +52,7 @@ static void test_epoch_permutation_is_a_bijection(void) {
 /* All batches of `steps` steps, concatenated. */
 static float *run_loader(const Dataset *ds, const AugConfig *ac, int B, int workers, int slots, int steps,
                          int32_t *indices, int32_t *labels, int *epochs) {
-    LoaderConfig lc = {ds, SPLIT_TRAIN, *ac, B, 1234, workers, slots, 0, 0, 0};
+    LoaderConfig lc = {ds, SPLIT_TRAIN, *ac, B, 1234, workers, slots, 0, 0, 0, 0, {0}};
     Err e;
     Loader *l = loader_create(&lc, &e);
     if (!l) {
@@ -147,7 +147,7 @@ static void test_shards_split_the_global_batch(void) {
     const int first[6] = {0, 3, 6, 0, 1, 4}, count[6] = {3, 3, 3, 5, 7, 5};
     for (int q = 0; q < 6; q++) {
         const int f = first[q], b = count[q];
-        LoaderConfig lc = {&ds, SPLIT_TRAIN, ac, b, 1234, 1, 2, 0, f, B};
+        LoaderConfig lc = {&ds, SPLIT_TRAIN, ac, b, 1234, 1, 2, 0, f, B, 0, {0}};
         Err e;
         Loader *l = loader_create(&lc, &e);
         CHECK(l != NULL, "%s", l ? "" : e.msg);
@@ -169,10 +169,10 @@ static void test_shards_split_the_global_batch(void) {
     CHECK(wrong_idx == 0, "%d shard images differ from the global batch's", wrong_idx);
     CHECK(wrong == 0, "%d shard views differ from the one-process loader's", wrong);
     CHECK(wrong_ep == 0, "%d shard batches in another epoch", wrong_ep);
-    LoaderConfig bad = {&ds, SPLIT_TRAIN, ac, 11, 1234, 1, 2, 0, 0, 33};
+    LoaderConfig bad = {&ds, SPLIT_TRAIN, ac, 11, 1234, 1, 2, 0, 0, 33, 0, {0}};
     Err e;
     CHECK(loader_create(&bad, &e) == NULL && strstr(e.msg, "fewer than one batch of 33"), "%s", e.msg);
-    LoaderConfig outside = {&ds, SPLIT_TRAIN, ac, 4, 1234, 1, 2, 0, 6, 9};
+    LoaderConfig outside = {&ds, SPLIT_TRAIN, ac, 4, 1234, 1, 2, 0, 6, 9, 0, {0}};
     CHECK(loader_create(&outside, &e) == NULL && strstr(e.msg, "[6, 10) are not within a global batch of 9"), "%s", e.msg);
     xfree(whole);
     free_synthetic(&ds, px);
@@ -188,7 +188,7 @@ static void test_loader_resumes_at_a_step(void) {
     aug_config_default(&ac, 8, 3);
     const int B = 3, per = 2 * B * 3 * 8 * 8;
     Err e;
-    LoaderConfig lc = {&ds, SPLIT_TRAIN, ac, B, 99, 2, 2, 0, 00, 0};
+    LoaderConfig lc = {&ds, SPLIT_TRAIN, ac, B, 99, 2, 2, 0, 00, 0, 0, {0}};
     Loader *a = loader_create(&lc, &e);
     float *ref = xmalloc((size_t)12 * per * 4, "t");
     for (int t = 0; t < 12; t++) memcpy(ref + (size_t)t * per, loader_next(a).views, per * 4);
@@ -236,7 +236,7 @@ static void test_loader_replaces_undecodable_images(void) {
     int32_t idx[2][16];
     float *views[2];
     for (int w = 0; w < 2; w++) {
-        LoaderConfig lc = {&ds, SPLIT_TRAIN, ac, 4, 5, w + 1, 2, 0, 00, 0};
+        LoaderConfig lc = {&ds, SPLIT_TRAIN, ac, 4, 5, w + 1, 2, 0, 00, 0, 0, {0}};
         Loader *l = loader_create(&lc, &e);
         views[w] = xmalloc(4 * 2 * 4 * 3 * 8 * 8 * 4, "t");
         for (int t = 0; t < 4; t++) {
@@ -263,7 +263,7 @@ static void test_loader_refuses_bad_setups(void) {
     AugConfig ac;
     aug_config_default(&ac, 8, 3);
     Err e = {{0}};
-    LoaderConfig lc = {&ds, SPLIT_TRAIN, ac, 7, 1, 1, 2, 0, 00, 0};
+    LoaderConfig lc = {&ds, SPLIT_TRAIN, ac, 7, 1, 1, 2, 0, 00, 0, 0, {0}};
     CHECK(loader_create(&lc, &e) == NULL && strstr(e.msg, "6 images, fewer than one batch of 7"), "%s", e.msg);
     lc.batch = 2;
     lc.aug.channels = 1;
@@ -295,6 +295,47 @@ static void test_channel_stats(void) {
     free_synthetic(&ds, px);
 }
 
+/* Multi-crop: local views at their own size, keyed (seed, epoch, image, 2 + l), so the two
+ * global views are the same bits with or without them, and the same whatever the workers. */
+static void test_local_views(void) {
+    Dataset ds;
+    uint8_t *px;
+    synthetic(&ds, 22, 20, 24, 3, &px);
+    AugConfig ac, lac;
+    aug_config_default(&ac, 16, 3);
+    lac = ac;
+    lac.image_size = 8, lac.crop_scale_min = 0.05f, lac.crop_scale_max = 0.4f;
+    const int B = 5, N = 2, steps = 5;
+    const size_t per = 2 * (size_t)B * 3 * 16 * 16, lper = (size_t)N * B * 3 * 8 * 8;
+    float *g[2], *loc[2];
+    for (int run = 0; run < 2; run++) {
+        LoaderConfig lc = {&ds, SPLIT_TRAIN, ac, B, 1234, run + 1, 2, 0, 0, 0, N, lac};
+        Err e;
+        Loader *l = loader_create(&lc, &e);
+        CHECK(l != NULL, "%s", e.msg);
+        if (!l) return;
+        g[run] = xmalloc(per * steps * 4, "t"), loc[run] = xmalloc(lper * steps * 4, "t");
+        for (int t = 0; t < steps; t++) {
+            Batch b = loader_next(l);
+            CHECK(b.local_views != NULL, "local views delivered");
+            memcpy(g[run] + per * t, b.views, per * 4);
+            memcpy(loc[run] + lper * t, b.local_views, lper * 4);
+        }
+        loader_destroy(l);
+    }
+    int32_t idx[25], lab[25];
+    int ep[5];
+    float *plain = run_loader(&ds, &ac, B, 1, 2, steps, idx, lab, ep);
+    CHECK(memcmp(plain, g[0], per * steps * 4) == 0, "the global views do not change with local views added");
+    CHECK(memcmp(g[0], g[1], per * steps * 4) == 0 && memcmp(loc[0], loc[1], lper * steps * 4) == 0,
+          "the same bits with 1 or 2 workers");
+    const size_t one = (size_t)B * 3 * 8 * 8;
+    CHECK(memcmp(loc[0], loc[0] + one, one * 4) != 0, "local views 1 and 2 differ");
+    xfree(plain);
+    for (int run = 0; run < 2; run++) xfree(g[run]), xfree(loc[run]);
+    free_synthetic(&ds, px);
+}
+
 int main(void) {
     test_tmpdir("test_loader");
     RUN(test_epoch_permutation_is_a_bijection);
@@ -304,5 +345,6 @@ int main(void) {
     RUN(test_loader_replaces_undecodable_images);
     RUN(test_loader_refuses_bad_setups);
     RUN(test_channel_stats);
+    RUN(test_local_views);
     return test_finish();
 }

@@ -399,6 +399,36 @@ static void test_adamw_trains_and_resumes(void) {
     CHECK(same_tensors(ref_ckpt, ckpt, why, sizeof why), "resumed after step 3 differs: %s", why);
 }
 
+/* --local-crops: multi-crop trains, saves its recipe and resumes bit for bit (the local views
+ * follow the loader's keys); a bad --local-scale is refused in one line. */
+static void test_multicrop_trains_and_resumes(void) {
+    char a[4096], ref_ckpt[1200], ckpt[1200], why[256];
+    const char *mc = "--knn-before 0 --knn-after 0 --eval-every 0 --epochs 1 --local-crops 2 --local-size 12";
+    snprintf(a, sizeof a, "train %s --out %s/mc %s", TINY, TEST_TMP, mc);
+    int st = byol(a);
+    char *err = slurp_text("err");
+    CHECK(st == 0, "exit %d: %s", st, err);
+    free(err);
+    char *cfg = slurp_text("mc/config.txt");
+    CHECK(strstr(cfg, "local-crops = 2") && strstr(cfg, "local-size = 12") && strstr(cfg, "local-scale = 0.05,0.4"),
+          "the multi-crop recipe is saved: %s", cfg);
+    free(cfg);
+    snprintf(a, sizeof a, "%s/mc", TEST_TMP);
+    last_ckpt(a, ref_ckpt, sizeof ref_ckpt);
+    snprintf(a, sizeof a, "train %s --out %s/mc_cut %s --max-steps 3", TINY, TEST_TMP, mc);
+    CHECK(byol(a) == 0, "stops at step 3");
+    snprintf(a, sizeof a, "train --resume %s/mc_cut", TEST_TMP);
+    CHECK(byol(a) == 0, "resumes");
+    snprintf(a, sizeof a, "%s/mc_cut", TEST_TMP);
+    last_ckpt(a, ckpt, sizeof ckpt);
+    CHECK(same_tensors(ref_ckpt, ckpt, why, sizeof why), "resumed after step 3 differs: %s", why);
+    snprintf(a, sizeof a, "train %s --out %s/mc_bad --local-crops 2 --local-scale 0.5,0.1", TINY, TEST_TMP);
+    st = byol(a);
+    err = slurp_text("err");
+    CHECK(st != 0 && strstr(err, "--local-scale 0.5,0.1") && count_lines(err, "\n") == 1, "exit %d: %s", st, err);
+    free(err);
+}
+
 int main(void) {
     test_tmpdir("test_train");
     extract_cifar_subset(DATA, sizeof DATA);
@@ -414,5 +444,6 @@ int main(void) {
     RUN(test_simsiam_trains);
     RUN(test_dino_trains_and_resumes);
     RUN(test_adamw_trains_and_resumes);
+    RUN(test_multicrop_trains_and_resumes);
     return test_finish();
 }

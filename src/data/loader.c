@@ -40,7 +40,7 @@ typedef struct {
     int64_t batch; /* the batch this slot holds or is being filled with */
     int done;      /* images finished */
     int ready;
-    float *views;
+    float *views, *local_views;
     int32_t *labels, *indices;
 } Slot;
 
@@ -48,6 +48,7 @@ struct Loader {
     LoaderConfig cfg;
     int n_images, batches_per_epoch;
     size_t view_floats; /* C * S * S */
+    size_t local_floats; /* C * s * s of a local view */
     Slot *slots;
     pthread_t *threads;
     int n_threads;
@@ -120,6 +121,12 @@ static void *worker_main(void *arg) {
             aug_draw(&p, &l->cfg.aug, v, img.h, img.w, &r);
             aug_apply(s->views + ((size_t)v * B + k) * l->view_floats, &img, &p, &l->cfg.aug, &scratch);
         }
+        for (int v = 0; v < l->cfg.local_crops; v++) { /* view 2's settings at the local size and scales */
+            Rng r = rng_keyed(l->cfg.seed, (uint64_t)epoch, (uint64_t)want, (uint64_t)(2 + v));
+            ViewParams p;
+            aug_draw(&p, &l->cfg.local_aug, 1, img.h, img.w, &r);
+            aug_apply(s->local_views + ((size_t)v * B + k) * l->local_floats, &img, &p, &l->cfg.local_aug, &scratch);
+        }
 
         pthread_mutex_lock(&l->mu);
         if (++s->done == B) {
@@ -136,6 +143,7 @@ static void *worker_main(void *arg) {
 Loader *loader_create(const LoaderConfig *cfg, Err *e) {
     const DatasetSplit *sp = &cfg->ds->split[cfg->split];
     if (aug_config_check(&cfg->aug, e)) return NULL;
+    if (cfg->local_crops && aug_config_check(&cfg->local_aug, e)) return NULL;
     if (cfg->aug.channels != cfg->ds->channels) {
         err_set(e, "augmentation set up for %d channels, dataset has %d", cfg->aug.channels, cfg->ds->channels);
         return NULL;
@@ -159,6 +167,9 @@ Loader *loader_create(const LoaderConfig *cfg, Err *e) {
     if (l->cfg.slots < 2) l->cfg.slots = 2;
     l->n_images = sp->n;
     l->decode_min_side = aug_decode_min_side(&cfg->aug);
+    if (cfg->local_crops && aug_decode_min_side(&cfg->local_aug) > l->decode_min_side)
+        l->decode_min_side = aug_decode_min_side(&cfg->local_aug);
+    l->local_floats = (size_t)cfg->local_aug.channels * cfg->local_aug.image_size * cfg->local_aug.image_size;
     l->batches_per_epoch = sp->n / global;
     l->view_floats = (size_t)cfg->aug.channels * cfg->aug.image_size * cfg->aug.image_size;
     l->slots = calloc((size_t)l->cfg.slots, sizeof *l->slots);
@@ -171,6 +182,9 @@ Loader *loader_create(const LoaderConfig *cfg, Err *e) {
         l->slots[t % l->cfg.slots].batch = t;
         l->slots[s].views = xmalloc(2 * (size_t)cfg->batch * l->view_floats * sizeof(float),
                                     "loader batch (lower --batch-size or --image-size)");
+        if (cfg->local_crops)
+            l->slots[s].local_views = xmalloc((size_t)cfg->local_crops * cfg->batch * l->local_floats * sizeof(float),
+                                              "loader local views (lower --local-crops or --batch)");
         l->slots[s].labels = xmalloc((size_t)cfg->batch * sizeof(int32_t), "loader labels");
         l->slots[s].indices = xmalloc((size_t)cfg->batch * sizeof(int32_t), "loader indices");
     }
@@ -202,7 +216,7 @@ Batch loader_next(Loader *l) {
     Slot *s = &l->slots[t % P];
     while (!(s->batch == t && s->ready)) pthread_cond_wait(&l->ready_cv, &l->mu);
     pthread_mutex_unlock(&l->mu);
-    Batch b = {s->views, s->labels, s->indices, (int)(t / l->batches_per_epoch),
+    Batch b = {s->views, s->local_views, s->labels, s->indices, (int)(t / l->batches_per_epoch),
                (int)(t % l->batches_per_epoch), t};
     return b;
 }
@@ -216,6 +230,8 @@ void loader_destroy(Loader *l) {
     for (int i = 0; i < l->n_threads; i++) pthread_join(l->threads[i], NULL);
     for (int s = 0; s < l->cfg.slots; s++) {
         xfree(l->slots[s].views);
+        if (l->slots[s].local_views) xfree(l->slots[s].local_views);
+        l->slots[s].local_views = NULL;
         xfree(l->slots[s].labels);
         xfree(l->slots[s].indices);
     }

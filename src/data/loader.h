@@ -29,6 +29,10 @@ typedef struct {
      * of a balanced one: src/dist/balance.h). The epoch order and every view are those the
      * one-process run draws for the global batch. */
     int first, global;
+    /* Multi-crop: local_crops more views of each image, drawn with local_aug (its size, crop
+     * scales; view 2's other settings), keyed (seed, epoch, image, 2 + l). 0: none. */
+    int local_crops;
+    AugConfig local_aug;
 } LoaderConfig;
 
 typedef struct Loader Loader;
@@ -47,6 +51,7 @@ int loader_batches_per_epoch(const Loader *l);
  * epoch. The memory stays valid until the following call. */
 typedef struct {
     const float *views;
+    const float *local_views; /* [local_crops][B][C][s][s], NULL without */
     const int32_t *labels;
     const int32_t *indices; /* dataset index of each image */
     int epoch, step_in_epoch;

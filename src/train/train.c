@@ -95,6 +95,7 @@ void train_options_default(TrainOptions *o) {
     o->dino_student_temp = 0.1f;
     o->dino_center_momentum = 0.9f;
     o->dino_center = 1;
+    o->local_scale = "0.05,0.4";
     o->warmup_epochs = NAN; /* unset (and so is -1, which older checkpoints saved): 10 epochs, at most 10% of the run */
     o->warmup_frac = NAN;   /* unset: with --time-budget, 10% of it */
     o->ckpt_minutes = 10;
@@ -399,6 +400,30 @@ int train_run(TrainOptions *o, const TrainSetup *s, TrainResult *result) {
     }
     const int S = ac.image_size, B = o->batch;
     const size_t image = (size_t)ds.channels * S * S;
+    /* Multi-crop: the local views' augmentation is the global one at their size and scales */
+    AugConfig local_ac = ac;
+    if (o->local_crops) {
+        if (!o->local_size) o->local_size = MAX(S / 2, 1);
+        double lo, hi;
+        char tail;
+        if (sscanf(o->local_scale, "%lf,%lf%c", &lo, &hi, &tail) != 2 || !(lo > 0 && lo <= hi && hi <= 1)) {
+            fprintf(stderr, "byol train: --local-scale %.64s: two area fractions, min,max with 0 < min <= max <= 1 "
+                            "(0.05,0.4)\n", o->local_scale);
+            goto done_data;
+        }
+        if (o->local_size > S || o->local_crops > MAX_LOCAL_CROPS) {
+            fprintf(stderr, "byol train: --local-size %d, --local-crops %d: at most the image size (%d) and %d views\n",
+                    o->local_size, o->local_crops, S, MAX_LOCAL_CROPS);
+            goto done_data;
+        }
+        if (o->mc.no_stop_grad) {
+            fprintf(stderr, "byol train: --local-crops with --no-stop-grad: not built (the ablation takes two views)\n");
+            goto done_data;
+        }
+        local_ac.image_size = o->local_size;
+        local_ac.crop_scale_min = (float)lo, local_ac.crop_scale_max = (float)hi;
+    }
+    const size_t local_image = (size_t)ds.channels * o->local_size * o->local_size;
     const int n_images = ds.split[split].n;
     /* Data-parallel: --batch is the global batch; rank r trains on its shard of b = B/P images. */
     const int P = dist_size(), rank = dist_rank(), root = rank == 0;
@@ -452,7 +477,8 @@ int train_run(TrainOptions *o, const TrainSetup *s, TrainResult *result) {
         byol_init_weights(&model, (uint64_t)o->seed);
     }
     if (!setup_failed) {
-        LoaderConfig lc = {&ds, split, ac, reach, (uint64_t)o->seed, o->workers, 2, start_step, reach_first, B};
+        LoaderConfig lc = {&ds, split, ac, reach, (uint64_t)o->seed, o->workers, 2, start_step, reach_first, B,
+                           o->local_crops, local_ac};
         loader = loader_create(&lc, &e);
         if (!loader) {
             fprintf(stderr, "byol train: %s\n", e.msg);
@@ -473,7 +499,7 @@ int train_run(TrainOptions *o, const TrainSetup *s, TrainResult *result) {
     }
     byol_broadcast_state(&model); /* every rank starts from rank 0's bits */
     byol_place(&model, be); /* checkpoints are the same files on every device */
-    byol_work_init(&work, &model, b, ds.channels, S, S, be);
+    byol_work_init_crops(&work, &model, b, ds.channels, S, S, o->local_crops, o->local_size, be);
     byol_work_distribute(&work, &model, o->sync_bn, B);
 
     char mean_s[64], std_s[64];
@@ -616,8 +642,11 @@ int train_run(TrainOptions *o, const TrainSetup *s, TrainResult *result) {
         const size_t at = (size_t)(plan.cut[rank] - reach_first) * image;
         if (fault_nan_at(&faults, step + 1)) ((float *)bt.views)[at] = NAN;
         byol_work_set_shard(&work, plan.cut[rank + 1] - plan.cut[rank]);
-        const float loss = byol_step_views(&model, &work, bt.views + at, bt.views + (size_t)reach * image + at,
-                                           &sc, be);
+        const float *locals[MAX_LOCAL_CROPS];
+        for (int l = 0; l < o->local_crops; l++)
+            locals[l] = bt.local_views + ((size_t)l * reach + plan.cut[rank] - reach_first) * local_image;
+        const float loss = byol_step_crops(&model, &work, bt.views + at, bt.views + (size_t)reach * image + at,
+                                           locals, &sc, be);
         shard_plan_update(&plan, rank, work.compute_seconds * (rank == slow_rank ? 3 : 1));
         step++;
         log_images += B;

@@ -25,6 +25,9 @@ typedef struct {
     float dino_teacher_temp, dino_warmup_teacher_temp, dino_teacher_temp_warmup, dino_student_temp,
         dino_center_momentum;
     int dino_center;
+    /* Multi-crop: local views per image, their size (0: half the image size) and crop scales */
+    int local_crops, local_size;
+    const char *local_scale; /* "min,max" of the crop area (0.05,0.4) */
     float knn_every_s;        /* > 0: kNN of the online and target encoders every so many seconds */
     int quiet;                /* 1: no progress lines (the lab runs many trainings) */
     ComputeOptions plan;
