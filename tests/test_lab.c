@@ -152,8 +152,19 @@ static void test_lab_end_to_end(void) {
     CHECK(sh_status(cmd) == 2, "an unknown variant is refused");
 }
 
+/* The variants: each of the table, --quick's seven among them with both outcomes. */
+static void test_variants(void) {
+    int n, quick = 0, quick_collapse = 0;
+    const LabVariant *v = lab_variants(&n);
+    CHECK(n == 11, "11 variants, got %d", n);
+    for (int i = 0; i < n; i++) quick += v[i].quick, quick_collapse += v[i].quick && v[i].collapses;
+    CHECK(quick == 7 && quick_collapse == 3, "--quick: 7 variants, 3 of which collapse in the papers (%d, %d)", quick,
+          quick_collapse);
+}
+
 int main(void) {
     test_tmpdir("test_lab");
+    RUN(test_variants);
     RUN(test_outcome_read);
     RUN(test_figure_svg_and_png);
     RUN(test_lab_end_to_end);

@@ -51,22 +51,22 @@ static void v_dino_no_sharpen(TrainOptions *o) {
 }
 
 static const LabVariant VARIANTS[] = {
-    {"byol", "BYOL", "", "72.5 (300 epochs)", 0, v_byol},
-    {"no-predictor", "no predictor", "--no-predictor", "0.2", 1, v_no_predictor},
-    {"tau0", "tau = 0 (target = online)", "--tau-base 0 --tau-schedule constant", "0.3", 1, v_tau0},
-    {"tau1", "tau = 1 (fixed random target)", "--tau-base 1", "18.8: stable, learns little", 0, v_tau1},
+    {"byol", "BYOL", "", "72.5 (300 epochs)", 0, v_byol, 1},
+    {"no-predictor", "no predictor", "--no-predictor", "0.2", 1, v_no_predictor, 1},
+    {"tau0", "tau = 0 (target = online)", "--tau-base 0 --tau-schedule constant", "0.3", 1, v_tau0, 1},
+    {"tau1", "tau = 1 (fixed random target)", "--tau-base 1", "18.8: stable, learns little", 0, v_tau1, 1},
     {"tau0-fast-predictor", "tau = 0, predictor lr x10", "--tau-base 0 --tau-schedule constant --pred-lr-mult 10",
-     "66.6: a fast predictor alone prevents collapse", 0, v_tau0_fast_predictor},
-    {"simsiam", "SimSiam", "--method simsiam", "67.7 (100 epochs)", 0, v_simsiam},
+     "66.6: a fast predictor alone prevents collapse", 0, v_tau0_fast_predictor, 0},
+    {"simsiam", "SimSiam", "--method simsiam", "67.7 (100 epochs)", 0, v_simsiam, 1},
     {"no-head-bn", "no BN in the heads", "--head-bn 0",
-     "BYOL with no BN anywhere 0.1; SimSiam without head BN 34.6", 1, v_no_head_bn},
+     "BYOL with no BN anywhere 0.1; SimSiam without head BN 34.6", 1, v_no_head_bn, 0},
     {"simsiam-no-stop-grad", "SimSiam without stop-gradient", "--method simsiam --no-stop-grad", "0.1", 1,
-     v_simsiam_no_stop_grad},
-    {"dino", "DINO", "--method dino --head-bn 1 --optimizer lars --tau-base 0.99", "RN50 75.3", 0, v_dino},
+     v_simsiam_no_stop_grad, 1},
+    {"dino", "DINO", "--method dino --head-bn 1 --optimizer lars --tau-base 0.99", "RN50 75.3", 0, v_dino, 1},
     {"dino-no-center", "DINO without centering", "(dino's) --dino-center 0",
-     "collapses to one dimension (entropy -> 0)", 1, v_dino_no_center},
+     "collapses to one dimension (entropy -> 0)", 1, v_dino_no_center, 0},
     {"dino-no-sharpen", "DINO without sharpening", "(dino's) --dino-teacher-temp 0.1 --dino-warmup-teacher-temp 0.1",
-     "collapses to uniform (entropy -> ln K)", 1, v_dino_no_sharpen},
+     "collapses to uniform (entropy -> ln K)", 1, v_dino_no_sharpen, 0},
 };
 
 const LabVariant *lab_variants(int *n) {
@@ -190,8 +190,8 @@ int lab_run(const LabOptions *o) {
     const LabVariant *all = lab_variants(&n_all);
     LabVariant v[ARRAY_LEN(VARIANTS)];
     int n = 0;
-    for (int i = 0; i < n_all; i++)
-        if (selected(o, all[i].slug)) v[n++] = all[i];
+    for (int i = 0; i < n_all; i++) /* --quick without --only: its seven */
+        if (selected(o, all[i].slug) && (o->only || !o->quick || all[i].quick)) v[n++] = all[i];
     Err e;
     if (!n) {
         fprintf(stderr, "byol lab: --only %s: no such variant\n", o->only);

@@ -16,6 +16,7 @@ typedef struct {
     const char *published; /* the paper's figure (ImageNet linear top-1 unless noted) */
     int collapses;         /* the papers' outcome: 1 collapses, 0 does not */
     void (*apply)(TrainOptions *o);
+    int quick;             /* one of --quick's seven (they keep a collapse-or-not pair of each kind) */
 } LabVariant;
 
 /* The variants, in report order; *n set to their number. */
