@@ -499,16 +499,22 @@ KERNEL(k_gelu_backward, float *din, const float *dout, const float *in, size_t n
         PHASE_END                                                             \
     }
 
+/* s[0] = the dot product of row BLOCK_X of x and of y ([rows, cols] each), summed in double:
+ * each thread a stride, then the block's tree. */
+#define ROW_DOT(s, x, y, cols)                                                               \
+    PHASE_BEGIN                                                                              \
+    const size_t r_ = (size_t)BLOCK_X * (cols);                                              \
+    double acc_ = 0;                                                                         \
+    for (int j_ = tid; j_ < (cols); j_ += GPU_THREADS) acc_ += (double)(x)[r_ + j_] * (y)[r_ + j_]; \
+    s[tid] = acc_;                                                                           \
+    PHASE_END                                                                                \
+    BLOCK_TREE_SUM(s)
+
 /* One block per row: out = x / max(|x|, eps), norms[row] = max(|x|, eps). */
 KERNEL(k_l2norm_rows_forward, float *out, float *norms, const float *in, int cols, float eps) {
     SHARED(double, s, GPU_THREADS);
     const size_t row = (size_t)BLOCK_X * cols;
-    PHASE_BEGIN
-    double a = 0;
-    for (int j = tid; j < cols; j += GPU_THREADS) a += (double)in[row + j] * in[row + j];
-    s[tid] = a;
-    PHASE_END
-    BLOCK_TREE_SUM(s)
+    ROW_DOT(s, in, in, cols)
     PHASE_BEGIN
     const double n = fmax(sqrt(s[0]), (double)eps);
     if (tid == 0) norms[BLOCK_X] = (float)n;
@@ -520,12 +526,7 @@ KERNEL(k_l2norm_rows_backward, float *din, const float *dout, const float *out, 
        float eps) {
     SHARED(double, s, GPU_THREADS);
     const size_t row = (size_t)BLOCK_X * cols;
-    PHASE_BEGIN
-    double a = 0;
-    for (int j = tid; j < cols; j += GPU_THREADS) a += (double)dout[row + j] * out[row + j];
-    s[tid] = a;
-    PHASE_END
-    BLOCK_TREE_SUM(s)
+    ROW_DOT(s, dout, out, cols)
     PHASE_BEGIN
     const double n = norms[BLOCK_X];
     for (int j = tid; j < cols; j += GPU_THREADS)

@@ -32,12 +32,6 @@ static void lars_tensor(float *p, const float *g, float *v, size_t n, int adapt,
     }
 }
 
-/* The learning rate of the tensor at `offset`. */
-static float tensor_lr(const LarsConfig *c, size_t offset) {
-    if (offset < c->mult_from) return c->lr;
-    return c->tail_absolute ? c->lr_mult : c->lr * c->lr_mult;
-}
-
 /* LARS adapts (and decays) the tensors of more than one dimension; SGD decays them all. */
 static int adapted(const LarsConfig *c, const TensorSpec *s) { return !c->sgd && s->ndim > 1; }
 static int decayed(const LarsConfig *c, const TensorSpec *s) { return c->sgd || s->ndim > 1; }
@@ -50,7 +44,7 @@ void lars_update_cpu(float *params, const float *grads, float *momentum, const T
         const TensorSpec *s = &specs[t];
         if (s->role != ROLE_PARAM) continue;
         LarsConfig c = *cfg;
-        c.lr = tensor_lr(cfg, s->offset);
+        c.lr = optim_tensor_lr(cfg, s->offset);
         lars_tensor(params + s->offset, grads + s->offset, momentum + s->offset, s->numel,
                     adapted(cfg, s), decayed(cfg, s), &c);
     }
@@ -77,7 +71,7 @@ void lars_update_ref(float *params, const float *grads, float *momentum, const T
         for (size_t i = 0; i < s->numel; i++) {
             double u = (g[i] + wd * p[i]) * trust;
             v[i] = (float)(cfg->momentum * (double)v[i] + u);
-            p[i] = (float)(p[i] - (double)tensor_lr(cfg, s->offset) * v[i]);
+            p[i] = (float)(p[i] - (double)optim_tensor_lr(cfg, s->offset) * v[i]);
         }
     }
 }
@@ -90,7 +84,7 @@ void adamw_update_cpu(float *params, const float *grads, float *m, float *v, con
     for (int t = 0; t < n_specs; t++) {
         const TensorSpec *s = &specs[t];
         if (s->role != ROLE_PARAM) continue;
-        const float lr = tensor_lr(cfg, s->offset), step_size = (float)(lr / bc1);
+        const float lr = optim_tensor_lr(cfg, s->offset), step_size = (float)(lr / bc1);
         const float keep = 1.0f - lr * (s->ndim > 1 ? cfg->weight_decay : 0.0f);
         float *p = params + s->offset, *mt = m + s->offset, *vt = v + s->offset;
         const float *g = grads + s->offset;
@@ -109,7 +103,7 @@ void adamw_update_ref(float *params, const float *grads, float *m, float *v, con
     for (int t = 0; t < n_specs; t++) {
         const TensorSpec *s = &specs[t];
         if (s->role != ROLE_PARAM) continue;
-        const double lr = tensor_lr(cfg, s->offset), wd = s->ndim > 1 ? cfg->weight_decay : 0.0;
+        const double lr = optim_tensor_lr(cfg, s->offset), wd = s->ndim > 1 ? cfg->weight_decay : 0.0;
         for (size_t i = s->offset; i < s->offset + s->numel; i++) {
             const double g = grads[i];
             const double p = params[i] * (1.0 - lr * wd);

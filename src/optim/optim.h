@@ -26,6 +26,12 @@ typedef struct {
     long step;
 } LarsConfig;
 
+/* The learning rate of the tensor at params offset `offset` (the predictor's rule above). */
+static inline float optim_tensor_lr(const LarsConfig *c, size_t offset) {
+    if (offset < c->mult_from) return c->lr;
+    return c->tail_absolute ? c->lr_mult : c->lr * c->lr_mult;
+}
+
 /* LARS with momentum, one pass per tensor of `specs` (buffers are skipped):
  *   tensors with more than one dimension: u = g + wd*p, then u *= eta*|p|/|u| if both norms > 0
  *   biases and batch-norm weights:        u = g (no weight decay, no adaptation)
