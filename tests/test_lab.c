@@ -38,6 +38,17 @@ static void test_outcome_read(void) {
                           "\"entropy_uniform\": 8.3178, \"kl\": 0.001}\n");
     CHECK(lab_outcome_read(tmp_path("e.jsonl"), &o, &e) == 0 && o.collapsed, "DINO with KL %g < %g: collapsed", 0.001,
           DINO_KL_MIN);
+    CHECK(strcmp(o.why, "KL") == 0, "to uniform: %s", o.why);
+    write_text("f.jsonl", "{\"step\": 5, \"loss\": 0.2, \"proj_std\": 0.4, \"eff_rank\": 2, \"teacher_entropy\": 0.18, "
+                          "\"entropy_uniform\": 8.3178, \"kl\": 0.055}\n");
+    CHECK(lab_outcome_read(tmp_path("f.jsonl"), &o, &e) == 0 && o.collapsed && strcmp(o.why, "entropy") == 0,
+          "DINO with its teacher's entropy 0.18 of 8.32: one prototype (%s)", o.why);
+    /* the trivial solution by agreement: spread above both thresholds, predictions at the targets */
+    write_text("g.jsonl", "{\"step\": 5, \"loss\": -0.968, \"proj_std\": 0.258, \"eff_rank\": 2.28, \"mean_cos\": 0.968}\n");
+    CHECK(lab_outcome_read(tmp_path("g.jsonl"), &o, &e) == 0 && o.collapsed && strcmp(o.why, "agreement") == 0 &&
+              o.mean_cos == 0.968, "cosine 0.968 at std 0.258: collapsed (%s)", o.why);
+    write_text("h.jsonl", "{\"step\": 5, \"loss\": 0.61, \"proj_std\": 0.654, \"eff_rank\": 2.14, \"mean_cos\": 0.847}\n");
+    CHECK(lab_outcome_read(tmp_path("h.jsonl"), &o, &e) == 0 && !o.collapsed && o.why[0] == 0, "BYOL's figures: healthy");
     CHECK(lab_outcome_read(tmp_path("missing.jsonl"), &o, &e) < 0 && strstr(e.msg, "missing.jsonl"), "%s", e.msg);
 }
 
@@ -152,13 +163,13 @@ static void test_lab_end_to_end(void) {
     CHECK(sh_status(cmd) == 2, "an unknown variant is refused");
 }
 
-/* The variants: each of the table, --quick's seven among them with both outcomes. */
+/* The variants: each of the table, --quick's six among them with both outcomes. */
 static void test_variants(void) {
     int n, quick = 0, quick_collapse = 0;
     const LabVariant *v = lab_variants(&n);
     CHECK(n == 11, "11 variants, got %d", n);
     for (int i = 0; i < n; i++) quick += v[i].quick, quick_collapse += v[i].quick && v[i].collapses;
-    CHECK(quick == 7 && quick_collapse == 3, "--quick: 7 variants, 3 of which collapse in the papers (%d, %d)", quick,
+    CHECK(quick == 6 && quick_collapse == 2, "--quick: 6 variants, 2 of which collapse in the papers (%d, %d)", quick,
           quick_collapse);
 }
 

@@ -1,6 +1,7 @@
 /* Collapse monitor (std x sqrt(D), effective rank, the symmetric eigenvalue solver) and the SVG
  * plot of metrics.jsonl. */
 #include "eval/monitor.h"
+#include "model/byol.h"
 #include "eval/plot.h"
 #include "harness.h"
 
@@ -206,6 +207,17 @@ static void test_collapse_warning_thresholds(void) {
     CHECK(!collapse_warning(&byol_like), "a healthy BYOL run's figures (3.7 directions) do not warn");
     CHECK(collapse_warning(&one_direction), "effective rank 1.4 < 1.5");
     CHECK(collapse_warning(&(CollapseStats){NAN, NAN}), "NaN warns");
+    /* the trivial solution by agreement: the lab's measured figures on either side */
+    CHECK(collapse_agreement(0.989, 0.174), "BYOL without a predictor after 150 steps");
+    CHECK(collapse_agreement(0.968, 0.258), "SimSiam without stop-gradient after 130 steps");
+    CHECK(!collapse_agreement(0.847, 0.654), "BYOL after 130 steps");
+    CHECK(!collapse_agreement(0.99, 0.8), "a long healthy run: predictions close, spread kept");
+    CHECK(!collapse_agreement(0.5, 0.12), "shrinking while still predicting poorly");
+    CHECK(!collapse_agreement(NAN, 0.1), "DINO (no cosine) is not judged by agreement");
+    /* and the cosine a loss stands for */
+    CHECK(fabs(method_loss_mean_cos(METHOD_BYOL, 0.04) - 0.99) < 1e-12, "BYOL: 1 - loss / 4");
+    CHECK(method_loss_mean_cos(METHOD_SIMSIAM, -0.97) == 0.97, "SimSiam: -loss");
+    CHECK(isnan(method_loss_mean_cos(METHOD_DINO, 8.0)), "DINO: none");
 }
 
 static void test_collapse_speed(void) {

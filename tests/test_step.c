@@ -22,7 +22,7 @@ static double loss_scale(double loss) { return fabs(loss) > 1.0 ? fabs(loss) : 1
 
 static const char *FIXTURES[] = {"r18_cifar_rgb", "r50_imagenet_gray", "simsiam_r18_cifar", "dino_r18_cifar",
                                  "dino_bn_r18_cifar", "simsiam_nosg_r18_cifar", "adamw_r18_cifar",
-                                 "multicrop_r18_cifar", "dino_multicrop_r18_cifar"};
+                                 "multicrop_r18_cifar", "dino_multicrop_r18_cifar", "multicrop_lp_r18_cifar"};
 
 typedef struct {
     char name[64];
@@ -96,6 +96,8 @@ static void fixture_load(Fixture *f, const char *name) {
     if (f->cfg.method == METHOD_DINO) f->cfg.dino_out = json_int(c, "dino_out");
     const cJSON *nosg = cJSON_GetObjectItemCaseSensitive(c, "no_stop_grad");
     f->cfg.no_stop_grad = cJSON_IsNumber(nosg) && nosg->valueint;
+    const cJSON *lp = cJSON_GetObjectItemCaseSensitive(c, "local_predictor");
+    f->cfg.local_predictor = cJSON_IsNumber(lp) && lp->valueint;
     const cJSON *head_bn = cJSON_GetObjectItemCaseSensitive(c, "head_bn");
     f->cfg.head_bn = cJSON_IsNumber(head_bn) ? head_bn->valueint : -1;
     model_config_resolve(&f->cfg);
@@ -278,6 +280,9 @@ static void test_step_multicrop_matches_pytorch(void) {
     check_fixture(FIXTURES[7], &backend_gpu_emu);
     check_fixture(FIXTURES[8], &backend_cpu);
     check_fixture(FIXTURES[8], &backend_gpu_emu);
+    /* --local-predictor 1: the local views through a predictor of their own */
+    check_fixture(FIXTURES[9], &backend_cpu);
+    check_fixture(FIXTURES[9], &backend_ref);
 }
 
 static void test_step_naive_backend_matches_pytorch(void) {

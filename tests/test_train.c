@@ -325,10 +325,23 @@ static void test_simsiam_trains(void) {
     free(err);
 }
 
+/* Trains TINY plus flags into TEST_TMP/name, stopping after `cut` steps, resumes it, and checks
+ * that the last checkpoint equals ref_ckpt's bit for bit (the uninterrupted run's). */
+static void check_cut_and_resume(const char *name, const char *flags, int cut, const char *ref_ckpt) {
+    char a[4096], ckpt[1200], why[256];
+    snprintf(a, sizeof a, "train %s --out %s/%s %s --max-steps %d", TINY, TEST_TMP, name, flags, cut);
+    CHECK(byol(a) == 0, "%s stops at step %d", name, cut);
+    snprintf(a, sizeof a, "train --resume %s/%s", TEST_TMP, name);
+    CHECK(byol(a) == 0, "%s resumes", name);
+    snprintf(a, sizeof a, "%s/%s", TEST_TMP, name);
+    last_ckpt(a, ckpt, sizeof ckpt);
+    CHECK(same_tensors(ref_ckpt, ckpt, why, sizeof why), "%s resumed after step %d differs: %s", name, cut, why);
+}
+
 /* --method dino: its tensors and recipe saved, its monitors logged, an interrupted run resumed
  * bit for bit (the center and the teacher temperature's warm-up included), and it evaluates. */
 static void test_dino_trains_and_resumes(void) {
-    char a[4096], ref_ckpt[1200], ckpt[1200], why[256];
+    char a[4096], ref_ckpt[1200];
     snprintf(a, sizeof a, "train %s --out %s/dino --method dino --dino-out 64 --epochs 2 --knn-before 0 --knn-after 0 --eval-every 0", TINY,
              TEST_TMP);
     int st = byol(a);
@@ -353,15 +366,8 @@ static void test_dino_trains_and_resumes(void) {
               has_tensor(ref_ckpt, "dino.center") == 1 && has_tensor(ref_ckpt, "predictor.") == 0 &&
               has_tensor(ref_ckpt, "online.projector.mlp.4.weight") == 1,
           "student, teacher and center; no predictor: %s", ref_ckpt);
-    snprintf(a, sizeof a, "train %s --out %s/dino_cut --method dino --dino-out 64 --epochs 2 --max-steps 5 --knn-before 0 --knn-after 0 "
-                          "--eval-every 0", TINY,
-             TEST_TMP);
-    CHECK(byol(a) == 0, "stops at step 5");
-    snprintf(a, sizeof a, "train --resume %s/dino_cut", TEST_TMP);
-    CHECK(byol(a) == 0, "resumes");
-    snprintf(a, sizeof a, "%s/dino_cut", TEST_TMP);
-    last_ckpt(a, ckpt, sizeof ckpt);
-    CHECK(same_tensors(ref_ckpt, ckpt, why, sizeof why), "resumed after step 5 differs: %s", why);
+    check_cut_and_resume("dino_cut", "--method dino --dino-out 64 --epochs 2 --knn-before 0 --knn-after 0 --eval-every 0", 5,
+                         ref_ckpt);
     snprintf(a, sizeof a, "eval --ckpt %s/dino --eval-bank 100 --eval-queries 50 --probe-iters 20", TEST_TMP);
     CHECK(byol(a) == 0, "evaluates");
     snprintf(a, sizeof a, "train %s --out %s/nosg --no-stop-grad", TINY, TEST_TMP);
@@ -375,7 +381,7 @@ static void test_dino_trains_and_resumes(void) {
 /* --optimizer adamw: both moments in the checkpoint, and a resumed run goes on bit for bit (the
  * bias correction follows the step). */
 static void test_adamw_trains_and_resumes(void) {
-    char a[4096], ref_ckpt[1200], ckpt[1200], why[256];
+    char a[4096], ref_ckpt[1200];
     const char *quiet = "--knn-before 0 --knn-after 0 --eval-every 0 --epochs 1 --optimizer adamw";
     snprintf(a, sizeof a, "train %s --out %s/adamw %s", TINY, TEST_TMP, quiet);
     int st = byol(a);
@@ -390,19 +396,13 @@ static void test_adamw_trains_and_resumes(void) {
     CHECK(has_tensor(ref_ckpt, "exp_avg_sq.online.encoder.conv1.weight") == 1 &&
               has_tensor(ref_ckpt, "momentum.online.encoder.conv1.weight") == 1,
           "both moments saved: %s", ref_ckpt);
-    snprintf(a, sizeof a, "train %s --out %s/adamw_cut %s --max-steps 3", TINY, TEST_TMP, quiet);
-    CHECK(byol(a) == 0, "stops at step 3");
-    snprintf(a, sizeof a, "train --resume %s/adamw_cut", TEST_TMP);
-    CHECK(byol(a) == 0, "resumes");
-    snprintf(a, sizeof a, "%s/adamw_cut", TEST_TMP);
-    last_ckpt(a, ckpt, sizeof ckpt);
-    CHECK(same_tensors(ref_ckpt, ckpt, why, sizeof why), "resumed after step 3 differs: %s", why);
+    check_cut_and_resume("adamw_cut", quiet, 3, ref_ckpt);
 }
 
 /* --local-crops: multi-crop trains, saves its recipe and resumes bit for bit (the local views
  * follow the loader's keys); a bad --local-scale is refused in one line. */
 static void test_multicrop_trains_and_resumes(void) {
-    char a[4096], ref_ckpt[1200], ckpt[1200], why[256];
+    char a[4096], ref_ckpt[1200];
     const char *mc = "--knn-before 0 --knn-after 0 --eval-every 0 --epochs 1 --local-crops 2 --local-size 12";
     snprintf(a, sizeof a, "train %s --out %s/mc %s", TINY, TEST_TMP, mc);
     int st = byol(a);
@@ -415,18 +415,58 @@ static void test_multicrop_trains_and_resumes(void) {
     free(cfg);
     snprintf(a, sizeof a, "%s/mc", TEST_TMP);
     last_ckpt(a, ref_ckpt, sizeof ref_ckpt);
-    snprintf(a, sizeof a, "train %s --out %s/mc_cut %s --max-steps 3", TINY, TEST_TMP, mc);
-    CHECK(byol(a) == 0, "stops at step 3");
-    snprintf(a, sizeof a, "train --resume %s/mc_cut", TEST_TMP);
-    CHECK(byol(a) == 0, "resumes");
-    snprintf(a, sizeof a, "%s/mc_cut", TEST_TMP);
-    last_ckpt(a, ckpt, sizeof ckpt);
-    CHECK(same_tensors(ref_ckpt, ckpt, why, sizeof why), "resumed after step 3 differs: %s", why);
+    check_cut_and_resume("mc_cut", mc, 3, ref_ckpt);
     snprintf(a, sizeof a, "train %s --out %s/mc_bad --local-crops 2 --local-scale 0.5,0.1", TINY, TEST_TMP);
     st = byol(a);
     err = slurp_text("err");
     CHECK(st != 0 && strstr(err, "--local-scale 0.5,0.1") && count_lines(err, "\n") == 1, "exit %d: %s", st, err);
     free(err);
+}
+
+/* --local-predictor 1: the local views' own predictor is trained (its weights move, their
+ * momentum is saved) and resumes bit for bit; without local views, or for DINO, it is refused. */
+static void test_local_predictor(void) {
+    char a[4096], ref_ckpt[1200];
+    const char *mc = "--knn-before 0 --knn-after 0 --eval-every 0 --epochs 1 --local-crops 1 --local-size 12 "
+                     "--local-predictor 1";
+    snprintf(a, sizeof a, "train %s --out %s/lp %s", TINY, TEST_TMP, mc);
+    int st = byol(a);
+    char *err = slurp_text("err");
+    CHECK(st == 0, "exit %d: %s", st, err);
+    free(err);
+    snprintf(a, sizeof a, "%s/lp", TEST_TMP);
+    last_ckpt(a, ref_ckpt, sizeof ref_ckpt);
+    Safetensors f;
+    Err e;
+    if (st_open(&f, ref_ckpt, &e) == 0) {
+        const StEntry *w = st_find(&f, "local_predictor.0.weight"), *p = st_find(&f, "predictor.0.weight"),
+                      *v = st_find(&f, "momentum.local_predictor.0.weight");
+        CHECK(w && p && v && st_numel(w) == st_numel(p), "the local predictor is saved beside the predictor, with its "
+                                                         "momentum");
+        if (w && p && v) {
+            const size_t n = st_numel(w);
+            float *wd = xmalloc(3 * n * sizeof(float), "weights"), *pd = wd + n, *vd = pd + n;
+            st_read_f32(&f, w, wd), st_read_f32(&f, p, pd), st_read_f32(&f, v, vd);
+            double diff = 0, mom = 0;
+            for (size_t i = 0; i < n; i++) diff += fabs((double)wd[i] - pd[i]), mom += fabs(vd[i]);
+            CHECK(diff > 0 && mom > 0, "its own weights (differ from the predictor's by %g) and a momentum (%g)", diff,
+                  mom);
+            xfree(wd);
+        }
+        st_close(&f);
+    } else {
+        CHECK(0, "%s", e.msg);
+    }
+    check_cut_and_resume("lp_cut", mc, 2, ref_ckpt);
+    const char *bad[] = {"--local-predictor 1", "--local-predictor 1 --local-crops 1 --method dino"};
+    const char *says[] = {"--local-crops", "--local-predictor 1"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(a, sizeof a, "train %s --out %s/lp_bad%d %s", TINY, TEST_TMP, i, bad[i]);
+        st = byol(a);
+        err = slurp_text("err");
+        CHECK(st == 2 && strstr(err, says[i]) && count_lines(err, "\n") == 1, "%s: exit %d: %s", bad[i], st, err);
+        free(err);
+    }
 }
 
 int main(void) {
@@ -445,5 +485,6 @@ int main(void) {
     RUN(test_dino_trains_and_resumes);
     RUN(test_adamw_trains_and_resumes);
     RUN(test_multicrop_trains_and_resumes);
+    RUN(test_local_predictor);
     return test_finish();
 }

@@ -36,7 +36,7 @@ int cmd_lab(int argc, char **argv) {
     Flag flags[10 + COMPUTE_FLAG_COUNT] = {
         {"data", FLAG_STRING, &o.data, "dataset path (Debian's Fashion-MNIST)", 0, -1},
         {"budget", FLAG_FLOAT, &budget, "seconds of training for the whole lab, shared by the variants (1650, and about two minutes of set-up and evaluation: 30 minutes; --quick 240)", 10, 1e7},
-        {"quick", FLAG_SWITCH, &quick, "a demo of about 5 minutes: seven variants (byol, no-predictor, tau0, tau1, simsiam, simsiam-no-stop-grad, dino), a smaller budget and kNN bank", 0, 1},
+        {"quick", FLAG_SWITCH, &quick, "a demo of about 5 minutes: six variants (byol, no-predictor, tau1, simsiam, simsiam-no-stop-grad, dino), a smaller budget and kNN bank", 0, 1},
         {"out", FLAG_STRING, &o.out, "the lab's folder (runs/lab-<date-time>)", 0, -1},
         {"only", FLAG_STRING, &o.only, "comma-separated variants (all)", 0, -1},
         {"threads", FLAG_INT, &o.threads, "threads (the cores this process may use)", 1, 4096},

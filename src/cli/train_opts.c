@@ -47,6 +47,7 @@ int train_flags(Flag *f, TrainOptions *o) {
         {"local-crops", FLAG_INT, &o->local_crops, "multi-crop: local views per image, through the online network only, each predicting both views' targets (0)", 0, 16},
         {"local-size", FLAG_INT, &o->local_size, "multi-crop: the local views' size in px (half the image size)", 0, 4096},
         {"local-scale", FLAG_STRING, &o->local_scale, "multi-crop: min,max area fraction of a local view's crop (0.05,0.4)", 0, -1},
+        {"local-predictor", FLAG_INT, &o->mc.local_predictor, "multi-crop: the local views predict with a predictor of their own, 0 or 1 (0: the global views' predictor)", 0, 1},
         {"no-stop-grad", FLAG_SWITCH, &o->mc.no_stop_grad, "ablation of simsiam: no stop-gradient, z takes gradients too (collapses)", 0, 1},
         {"head-bn", FLAG_INT, &o->mc.head_bn, "batch norm in the projector and predictor, 0 or 1 (the method's: 1, an ablation at 0; dino 0, its --use_bn_in_head at 1)", -1, 1},
         {"time-budget", FLAG_FLOAT, &o->time_budget, "seconds of training: the schedules follow the time spent and end with it; a resumed run goes on with the same clock (off)", 0, 1e9},

@@ -220,3 +220,7 @@ void collapse_stats(const float *z, int B, int D, CollapseStats *out, double *wo
 int collapse_warning(const CollapseStats *s) {
     return !(s->std_sqrt_d >= COLLAPSE_STD_MIN) || !(s->eff_rank >= COLLAPSE_RANK_MIN);
 }
+
+int collapse_agreement(double mean_cos, double std_sqrt_d) {
+    return mean_cos > COLLAPSE_AGREE_COS && std_sqrt_d < COLLAPSE_AGREE_STD;
+}

@@ -14,6 +14,13 @@ int method_parse(const char *s, Method *out) {
         if (strcmp(s, METHOD_NAMES[i]) == 0) return *out = (Method)i, 0;
     return -1;
 }
+double method_loss_mean_cos(Method m, double loss) {
+    switch (m) {
+    case METHOD_BYOL: return 1 - loss / 4;
+    case METHOD_SIMSIAM: return -loss;
+    default: return NAN;
+    }
+}
 
 void model_config_resolve(ModelConfig *c) {
     if (!c->proj_layers) c->proj_layers = c->method == METHOD_BYOL ? 2 : 3;
@@ -26,6 +33,9 @@ int model_config_check(const ModelConfig *c, Err *e) {
     if (c->proj_layers == 1) return err_set(e, "--proj-layers 1: the projector has 2 or 3 layers (0: the method's)");
     if (c->no_stop_grad && (c->method != METHOD_SIMSIAM || c->no_predictor))
         return err_set(e, "--no-stop-grad: an ablation of SimSiam (--method simsiam, with its predictor)");
+    if (c->local_predictor && (c->method == METHOD_DINO || c->no_predictor))
+        return err_set(e, "--local-predictor 1: the local views' own predictor is BYOL's or SimSiam's (with a "
+                          "predictor, not --method dino or --no-predictor)");
     return 0;
 }
 
@@ -41,6 +51,7 @@ void model_config_default(ModelConfig *c) {
     c->pred_hidden = 4096;
     c->no_predictor = 0;
     c->no_stop_grad = 0;
+    c->local_predictor = 0;
     c->head_bn = -1; /* the method's */
     c->dino_out = 4096;
 }
@@ -68,6 +79,9 @@ void byol_init(Byol *m, const ModelConfig *cfg) {
     if (!cfg->no_predictor)
         mlp_build(&m->predictor, 2, cfg->proj_dim, cfg->pred_hidden, cfg->proj_dim, cfg->head_bn, 0, 0, &m->online,
                   "predictor.");
+    if (cfg->local_predictor && !cfg->no_predictor && !dino)
+        mlp_build(&m->local_predictor, 2, cfg->proj_dim, cfg->pred_hidden, cfg->proj_dim, cfg->head_bn, 0, 0,
+                  &m->online, "local_predictor.");
     if (dino) { /* after the mirrored tensors: the teacher has no center of its own */
         int64_t shape[1] = {cfg->dino_out};
         m->dino_center = store_add(&m->online, "dino.", "center", ROLE_BUFFER, LAYOUT_PLAIN, 1, shape);
@@ -108,6 +122,8 @@ static void work_plan(ByolWork *w, const Byol *m, Arena *a, const Backend *be) {
         resnet_plan(&w->enc_local, &m->encoder, B, w->local_size, w->local_size, 1, a, be);
         scratch = MAX(scratch, w->enc_local.max_scratch);
         max_act = MAX(max_act, w->enc_local.max_act);
+        if (m->local_predictor.n_layers)
+            scratch = MAX(scratch, mlp_plan(&w->pred_local, &m->local_predictor, B, a, be));
         w->x_local = arena_floats(a, (size_t)B * w->C * w->local_size * w->local_size);
         if (m->cfg.method == METHOD_DINO) w->dino_ds2 = arena_floats(a, (size_t)B * m->cfg.dino_out);
     }
@@ -223,7 +239,7 @@ void byol_work_set_shard(ByolWork *w, int n) {
     w->n = n;
     w->enc.B = w->proj.B = w->pred.B = w->target_proj[0].B = w->target_proj[1].B = n;
     w->target_pred[0].B = w->target_pred[1].B = n;
-    w->enc_local.B = n;
+    w->enc_local.B = w->pred_local.B = n;
 }
 
 static void grads_ready(void *ctx, size_t from) { gradsync_ready(ctx, from); }
@@ -301,16 +317,18 @@ static double byol_views(Byol *m, ByolWork *w, const float *const *locals, const
         resnet_forward(be, &m->encoder, on->params, on->buffers, sv[v].enc, sv[v].x, 1, w->scratch);
         mlp_forward(be, &m->projector, on->params, on->buffers, &w->proj, sv[v].enc->features, 1,
                     w->scratch);
-        /* without a predictor (an ablation) the projection is the prediction */
+        /* without a predictor (an ablation) the projection is the prediction; local views may
+         * have a predictor of their own */
         const int pred = !m->cfg.no_predictor;
-        if (pred)
-            mlp_forward(be, &m->predictor, on->params, on->buffers, &w->pred, w->proj.out, 1,
-                        w->scratch);
+        const int own = v >= 2 && m->local_predictor.n_layers;
+        const Mlp *predictor = own ? &m->local_predictor : &m->predictor;
+        MlpActs *pa = own ? &w->pred_local : &w->pred;
+        if (pred) mlp_forward(be, predictor, on->params, on->buffers, pa, w->proj.out, 1, w->scratch);
         if (v == n_views - 1 && w->gsync) { /* the gradients become final during this backward */
             const GradHook h = {grads_ready, w->gsync};
-            sv[v].enc->hook = w->proj.hook = w->pred.hook = h;
+            sv[v].enc->hook = w->proj.hook = pa->hook = h;
         }
-        const float *p = pred ? w->pred.out : w->proj.out;
+        const float *p = pred ? pa->out : w->proj.out;
         for (int k = 0; k < sv[v].n_targets; k++) {
             const float *z = w->target_proj[sv[v].targets[k]].out;
             sum += be->cosine_loss_forward(p, z, B, D);
@@ -318,9 +336,7 @@ static double byol_views(Byol *m, ByolWork *w, const float *const *locals, const
             be->cosine_loss_backward(k ? w->dz : w->dp, p, z, B, D, dloss);
             if (k) be->add_forward(w->dp, w->dp, w->dz, (size_t)B * D);
         }
-        if (pred)
-            mlp_backward(be, &m->predictor, on->params, on->grads, &w->pred, w->proj.out, w->dp,
-                         w->dr, w->dz, w->scratch);
+        if (pred) mlp_backward(be, predictor, on->params, on->grads, pa, w->proj.out, w->dp, w->dr, w->dz, w->scratch);
         if (no_stop_grad) { /* z_v is also the target of the other view's term, cos(p_{1-v}, z_v) */
             be->cosine_loss_backward(w->dz_extra, w->proj.out, w->target_pred[1 - v].out, B, D, dloss);
             be->add_forward(w->dz, w->dz, w->dz_extra, (size_t)B * D);

@@ -21,6 +21,10 @@
 typedef enum { METHOD_BYOL, METHOD_SIMSIAM, METHOD_DINO } Method;
 const char *method_name(Method m);
 int method_parse(const char *s, Method *out);
+/* The mean cosine between predictions and their targets that a step's loss stands for: BYOL's
+ * loss is the sum of two terms 2 - 2 cos (multi-crop: twice their mean), SimSiam's -mean cos.
+ * NAN for DINO, whose loss is a cross-entropy. What the collapse monitor reads (collapse_agreement). */
+double method_loss_mean_cos(Method m, double loss);
 
 typedef struct {
     EncoderConfig enc;
@@ -37,6 +41,10 @@ typedef struct {
      * method's, 1 but for DINO, whose head has none unless asked: its use_bn_in_head). */
     int no_predictor, head_bn;
     int no_stop_grad; /* SimSiam without its stop-gradient (an ablation): z takes gradients too */
+    /* Multi-crop in BYOL and SimSiam: the local views predict with a predictor of their own
+     * (local_predictor.*, the predictor's shape and learning rate), the global views with the
+     * predictor; 0: one predictor for all views */
+    int local_predictor;
 } ModelConfig;
 
 void model_config_default(ModelConfig *c);
@@ -48,13 +56,14 @@ int model_config_check(const ModelConfig *c, Err *e);
 typedef struct {
     ModelConfig cfg;
     ResNet encoder;
-    Mlp projector, predictor;
+    Mlp projector, predictor, local_predictor; /* local_predictor: cfg.local_predictor only */
     /* DINO: the last layer, weight-normalized (weight_v [K, proj_dim], the gain fixed at 1, no
      * bias), part of both networks; and the center, a buffer of the online store [K]. */
     Linear dino_last;
     size_t dino_center;
     ParamStore online, target; /* SimSiam: target empty (the online network is its own target) */
-    size_t pred_from;          /* where the predictor's parameters begin in the online store */
+    size_t pred_from;          /* where the predictor's parameters begin in the online store (the
+                                * local predictor's follow them) */
 } Byol;
 
 void byol_init(Byol *m, const ModelConfig *cfg); /* builds and allocates (all zeros) */
@@ -81,6 +90,7 @@ typedef struct {
      * only (its own activations, the same heads) */
     int n_local, local_size;
     ResNetActs enc_local;
+    MlpActs pred_local; /* the local predictor's (cfg.local_predictor) */
     float *x_local;    /* one local view, NHWC */
     float *dino_ds2;   /* DINO: a local view's gradient against the second global's teacher */
     float *staging;                     /* a device backend's copy of a view as it comes (NCHW) */

@@ -16,7 +16,7 @@ typedef struct {
     const char *published; /* the paper's figure (ImageNet linear top-1 unless noted) */
     int collapses;         /* the papers' outcome: 1 collapses, 0 does not */
     void (*apply)(TrainOptions *o);
-    int quick;             /* one of --quick's seven (they keep a collapse-or-not pair of each kind) */
+    int quick;             /* one of --quick's six: those whose outcome shows within 150 steps */
 } LabVariant;
 
 /* The variants, in report order; *n set to their number. */
@@ -42,12 +42,18 @@ typedef struct {
     int ran;                 /* it trained and wrote metrics */
     long steps;
     double loss, std_sqrt_d, eff_rank, knn, knn_target; /* knn*: -1 when not measured */
+    double mean_cos;         /* predictions against targets (method_loss_mean_cos); NAN for DINO */
     double entropy, entropy_uniform, kl; /* DINO's teacher entropy, ln K, and KL; NAN for others */
     int collapsed;           /* by the collapse monitor's rule, at the end */
+    const char *why;         /* which sign: "std", "rank", "agreement", "KL", "entropy"; "" if none */
 } LabOutcome;
 
-/* A DINO run collapsed when its student matches its teacher this closely (KL in nats). */
+/* DINO's two collapses, as its paper tells them apart: to uniform, when the student matches a
+ * teacher that gives every image the same flat distribution (KL in nats < DINO_KL_MIN), and to
+ * one prototype, when the teacher's entropy falls under DINO_ENTROPY_FRAC of ln K (a healthy
+ * teacher in the lab sits at 0.9 of ln K; without centering at 0.02). */
 #define DINO_KL_MIN 0.01
+#define DINO_ENTROPY_FRAC 0.05
 
 /* Runs the variants, writes report.md and lab.svg; returns the exit status (0, 1, or 128 + a
  * signal that stopped it). */

@@ -51,6 +51,8 @@ int train_optimizer_resolve(const char **optimizer, Method method, Err *e) {
 
 int train_options_resolve(TrainOptions *o, Err *e) {
     if (model_config_check(&o->mc, e)) return -1;
+    if (o->mc.local_predictor && !o->local_crops)
+        return err_set(e, "--local-predictor 1 is the local views' predictor: add --local-crops N");
     model_config_resolve(&o->mc);
     const int sgd = train_optimizer_resolve(&o->optimizer, o->mc.method, e);
     if (sgd < 0) return -1;
@@ -697,6 +699,8 @@ int train_run(TrainOptions *o, const TrainSetup *s, TrainResult *result) {
                                  "\"images_per_s\": %.2f, \"proj_std\": %.5f, \"eff_rank\": %.3f, \"elapsed_s\": %.3f",
                         (long long)step, (double)step / spe, loss, sc.lars.lr, sc.tau, ips, cs.std_sqrt_d,
                         cs.eff_rank, elapsed0 + now - t_start);
+                if (!dino) /* how closely predictions match targets: 1 is the trivial solution's */
+                    fprintf(metrics, ", \"mean_cos\": %.6f", method_loss_mean_cos(o->mc.method, loss));
                 if (dino) /* DINO's collapse monitors: the teacher's entropy (0: one prototype, ln K:
                            * uniform) and the KL between teacher and student */
                     fprintf(metrics, ", \"teacher_temp\": %.5f, \"teacher_entropy\": %.5f, \"entropy_uniform\": %.5f, "
@@ -722,13 +726,17 @@ int train_run(TrainOptions *o, const TrainSetup *s, TrainResult *result) {
                 printf("epoch %.2f step %lld loss %.5f lr %.4g tau %.6f %.1f img/s proj_std %.3f eff_rank %.1f ETA %s\n",
                        (double)step / spe, (long long)step, loss, sc.lars.lr, sc.tau, ips, cs.std_sqrt_d, cs.eff_rank, eta);
             fflush(stdout);
-            if (root && collapse_warning(&cs) && !collapse_warned) {
+            const double mean_cos = method_loss_mean_cos(o->mc.method, loss);
+            const int agreeing = collapse_agreement(mean_cos, cs.std_sqrt_d);
+            if (root && (collapse_warning(&cs) || agreeing) && !collapse_warned) {
                 fprintf(stderr, "%sbyol train: warning: step %lld: the projections are collapsing, %s (std x sqrt(D) "
-                                "%.3f, effective rank %.1f of %d); features may stop improving: try a lower --base-lr, "
-                                "a higher --tau-base, or milder augmentations\n",
+                                "%.3f, effective rank %.1f of %d, prediction-target cosine %.3f); features may stop "
+                                "improving: try a lower --base-lr, a higher --tau-base, or milder augmentations\n",
                         tty ? "\n" : "", (long long)step,
-                        cs.std_sqrt_d < COLLAPSE_STD_MIN ? "all alike" : "into a few directions", cs.std_sqrt_d,
-                        cs.eff_rank, o->mc.proj_dim);
+                        cs.std_sqrt_d < COLLAPSE_STD_MIN ? "all alike"
+                        : agreeing                      ? "shrinking while predictions match their targets"
+                                                        : "into a few directions",
+                        cs.std_sqrt_d, cs.eff_rank, o->mc.proj_dim, mean_cos);
                 collapse_warned = 1;
             }
             t_log = now;

@@ -165,13 +165,18 @@ class Byol(nn.Module):
         super().__init__()
         self.online = Online(cfg)
         self.predictor = mlp(cfg["proj_dim"], cfg["pred_hidden"], cfg["proj_dim"])
+        # --local-predictor 1: multi-crop's local views predict with a predictor of their own
+        self.local_predictor = mlp(cfg["proj_dim"], cfg["pred_hidden"], cfg["proj_dim"]) \
+            if cfg.get("local_predictor") else None
         self.target = copy.deepcopy(self.online)
         for p in self.target.parameters():
             p.requires_grad_(False)
 
     def trained_parameters(self):
+        own = [] if self.local_predictor is None else \
+            [(f"local_predictor.{k}", p) for k, p in self.local_predictor.named_parameters()]
         return [(f"online.{k}", p) for k, p in self.online.named_parameters()] + \
-               [(f"predictor.{k}", p) for k, p in self.predictor.named_parameters()]
+               [(f"predictor.{k}", p) for k, p in self.predictor.named_parameters()] + own
 
 
 class SimSiam(nn.Module):
@@ -335,7 +340,7 @@ def byol_step(model, v1, v2, momentum, lr, wd, m, eta, tau, adamw=None, locals_=
     loss = regression_loss(p1, z2) + regression_loss(p2, z1)
     if len(locals_):  # multi-crop: each local view predicts both targets; 2 x the mean of the terms
         for x in locals_:
-            pl = model.predictor(model.online(x))
+            pl = (model.local_predictor or model.predictor)(model.online(x))
             loss = loss + regression_loss(pl, z1) + regression_loss(pl, z2)
         loss = loss * 2 / (2 + 2 * len(locals_))
     grads = torch.autograd.grad(loss, [p for _, p in params])

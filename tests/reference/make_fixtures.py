@@ -184,6 +184,11 @@ STEP_CONFIGS = {
                                          proj_hidden=32, proj_dim=16, pred_hidden=32),
                                 B=8, H=16, W=16, steps=2, seed=17, momentum=True, candidates=6,
                                 lr=0.05, wd=1e-2, m=0.9, eta=0.02, tau=0.99, locals=(2, 8)),
+    # the same with --local-predictor 1: the local views' own predictor
+    "multicrop_lp_r18_cifar": dict(cfg=dict(arch="resnet18", width=4, stem="cifar", in_channels=3,
+                                            proj_hidden=32, proj_dim=16, pred_hidden=32, local_predictor=1),
+                                   B=8, H=16, W=16, steps=2, seed=21, momentum=True, candidates=6,
+                                   lr=0.05, wd=1e-2, m=0.9, eta=0.02, tau=0.99, locals=(2, 8)),
     "dino_multicrop_r18_cifar": dict(cfg=dict(arch="resnet18", width=4, stem="cifar", in_channels=3,
                                               proj_hidden=32, proj_dim=16, pred_hidden=32, method="dino",
                                               proj_layers=3, dino_out=64),
