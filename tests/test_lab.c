@@ -12,17 +12,24 @@
 static void write_text(const char *name, const char *text) { write_bytes(tmp_path(name), text, strlen(text)); }
 
 static void test_outcome_read(void) {
-    write_text("a.jsonl", "{\"step\": 0, \"epoch\": 0, \"knn_top1\": 0.2, \"untrained\": true}\n"
-                          "{\"step\": 5, \"epoch\": 0.1, \"loss\": 3.5, \"lr\": 0.1, \"tau\": 0.99, \"proj_std\": 0.8, \"eff_rank\": 9.5}\n"
-                          "{\"step\": 5, \"epoch\": 0.1, \"knn_top1\": 0.41, \"knn_target_top1\": 0.43}\n"
-                          "not json\n"
-                          "{\"step\": 10, \"epoch\": 0.2, \"loss\": 0.02, \"lr\": 0.1, \"tau\": 0.99, \"proj_std\": 0.05, \"eff_rank\": 1.2}\n"
-                          "{\"step\": 10, \"epoch\": 0.2, \"knn_top1\": 0.3, \"final\": true}\n");
+    /* two healthy logged steps, then LAB_TAIL collapsed ones: the end is the last LAB_TAIL's mean */
+    char a[4096] = "{\"step\": 0, \"epoch\": 0, \"knn_top1\": 0.2, \"untrained\": true}\n"
+                   "{\"step\": 1, \"epoch\": 0.1, \"loss\": 3.5, \"lr\": 0.1, \"tau\": 0.99, \"proj_std\": 0.8, \"eff_rank\": 9.5}\n"
+                   "{\"step\": 2, \"epoch\": 0.1, \"loss\": 3.5, \"lr\": 0.1, \"tau\": 0.99, \"proj_std\": 0.8, \"eff_rank\": 9.5}\n"
+                   "{\"step\": 2, \"epoch\": 0.1, \"knn_top1\": 0.41, \"knn_target_top1\": 0.43}\n"
+                   "not json\n";
+    for (int s = 3; s < 3 + LAB_TAIL; s++)
+        snprintf(a + strlen(a), sizeof a - strlen(a),
+                 "{\"step\": %d, \"epoch\": 0.2, \"loss\": 0.02, \"lr\": 0.1, \"tau\": 0.99, \"proj_std\": 0.05, "
+                 "\"eff_rank\": 1.2}\n", s);
+    snprintf(a + strlen(a), sizeof a - strlen(a), "{\"step\": 12, \"epoch\": 0.2, \"knn_top1\": 0.3, \"final\": true}\n");
+    write_text("a.jsonl", a);
     LabOutcome o;
     Err e;
     CHECK(lab_outcome_read(tmp_path("a.jsonl"), &o, &e) == 0, "%s", e.msg);
-    CHECK(o.ran && o.steps == 10 && o.loss == 0.02 && o.std_sqrt_d == 0.05 && o.eff_rank == 1.2,
-          "the last logged step: %ld %g %g %g", o.steps, o.loss, o.std_sqrt_d, o.eff_rank);
+    CHECK(o.ran && o.steps == 2 + LAB_TAIL && fabs(o.loss - 0.02) < 1e-12 && fabs(o.std_sqrt_d - 0.05) < 1e-12 &&
+              fabs(o.eff_rank - 1.2) < 1e-12,
+          "the last logged steps: %ld %g %g %g", o.steps, o.loss, o.std_sqrt_d, o.eff_rank);
     CHECK(o.knn == 0.3 && o.knn_target == 0.43, "the last kNN figures, not the untrained one: %g %g", o.knn, o.knn_target);
     CHECK(o.collapsed, "std x sqrt(D) 0.05 < %g: collapsed", COLLAPSE_STD_MIN);
     write_text("b.jsonl", "{\"step\": 5, \"loss\": 1, \"proj_std\": 0.5, \"eff_rank\": 1.4}\n");
@@ -41,8 +48,21 @@ static void test_outcome_read(void) {
     CHECK(strcmp(o.why, "KL") == 0, "to uniform: %s", o.why);
     write_text("f.jsonl", "{\"step\": 5, \"loss\": 0.2, \"proj_std\": 0.4, \"eff_rank\": 2, \"teacher_entropy\": 0.18, "
                           "\"entropy_uniform\": 8.3178, \"kl\": 0.055}\n");
-    CHECK(lab_outcome_read(tmp_path("f.jsonl"), &o, &e) == 0 && o.collapsed && strcmp(o.why, "entropy") == 0,
+    CHECK(lab_outcome_read(tmp_path("f.jsonl"), &o, &e) == 0 && o.collapsed && strcmp(o.why, "one prototype") == 0,
           "DINO with its teacher's entropy 0.18 of 8.32: one prototype (%s)", o.why);
+    /* a noisy end is averaged: cosine 0.89 then 0.97 (SimSiam without stop-gradient at batch 64) */
+    write_text("n.jsonl", "{\"step\": 5, \"loss\": -0.89, \"proj_std\": 0.3, \"eff_rank\": 3, \"mean_cos\": 0.89}\n"
+                          "{\"step\": 6, \"loss\": -0.97, \"proj_std\": 0.3, \"eff_rank\": 3, \"mean_cos\": 0.97}\n");
+    CHECK(lab_outcome_read(tmp_path("n.jsonl"), &o, &e) == 0 && fabs(o.mean_cos - 0.93) < 1e-12 && o.collapsed,
+          "the mean cosine 0.93 at std 0.3: collapsed (%g, %s)", o.mean_cos, o.why);
+    /* to uniform while the student follows: DINO without sharpening after 500 steps; DINO itself */
+    write_text("u.jsonl", "{\"step\": 5, \"loss\": 8.24, \"proj_std\": 0.37, \"eff_rank\": 2, \"teacher_entropy\": 8.22, "
+                          "\"entropy_uniform\": 8.3178, \"kl\": 0.021}\n");
+    CHECK(lab_outcome_read(tmp_path("u.jsonl"), &o, &e) == 0 && o.collapsed && strcmp(o.why, "uniform") == 0,
+          "entropy 0.988 of ln K, KL 0.021: uniform (%s)", o.why);
+    write_text("v.jsonl", "{\"step\": 5, \"loss\": 7.9, \"proj_std\": 0.48, \"eff_rank\": 4, \"teacher_entropy\": 7.84, "
+                          "\"entropy_uniform\": 8.3178, \"kl\": 0.1}\n");
+    CHECK(lab_outcome_read(tmp_path("v.jsonl"), &o, &e) == 0 && !o.collapsed, "DINO's own figures: learning (%s)", o.why);
     /* the trivial solution by agreement: spread above both thresholds, predictions at the targets */
     write_text("g.jsonl", "{\"step\": 5, \"loss\": -0.968, \"proj_std\": 0.258, \"eff_rank\": 2.28, \"mean_cos\": 0.968}\n");
     CHECK(lab_outcome_read(tmp_path("g.jsonl"), &o, &e) == 0 && o.collapsed && strcmp(o.why, "agreement") == 0 &&
@@ -139,7 +159,6 @@ static void test_lab_end_to_end(void) {
           "lab.svg and lab.png");
     char *m = slurp_text("lab/no-predictor/metrics.jsonl");
     CHECK(strstr(m, "\"knn_target_top1\""), "the periodic kNN of both encoders: %s", m);
-    free(m);
     char *cfg = slurp_text("lab/no-predictor/config.txt");
     CHECK(strstr(cfg, "no-predictor = 1") && strstr(cfg, "width = 4") && strstr(cfg, "data = /"),
           "the variant's recipe is saved, its data absolute: %s", cfg);
@@ -158,9 +177,26 @@ static void test_lab_end_to_end(void) {
     char *dm = slurp_text("lab/dino/metrics.jsonl");
     CHECK(strstr(dm, "\"teacher_entropy\"") && strstr(dm, "\"kl\""), "DINO's monitors in its metrics: %.300s", dm);
     free(dm);
+    /* --report-only: the report again from the runs, with no training (no new step in metrics) */
+    if (remove(tmp_path("lab/report.md")) != 0 || remove(tmp_path("lab/lab.png")) != 0) CHECK(0, "removing the report");
+    snprintf(cmd, sizeof cmd, "%s lab --report-only --only byol,no-predictor,dino,simsiam --out %s/lab > %s/out 2> %s/err",
+             getenv("BYOL") ? getenv("BYOL") : "./byol", TEST_TMP, TEST_TMP, TEST_TMP);
+    CHECK(sh_status(cmd) == 0, "--report-only");
+    char *r2 = slurp_text("lab/report.md");
+    CHECK(strstr(r2, "| BYOL |") && strstr(r2, "| DINO |") && !strstr(r2, "| SimSiam |") &&
+              stat(tmp_path("lab/lab.png"), &sb) == 0,
+          "the same rows (SimSiam never ran) and the figure: %s", r2);
+    free(r2);
+    char *m2 = slurp_text("lab/no-predictor/metrics.jsonl");
+    CHECK(strlen(m2) == strlen(m), "no training: its metrics unchanged");
+    free(m2);
+    snprintf(cmd, sizeof cmd, "%s lab --report-only --out %s/nothing_here > /dev/null 2> %s/err",
+             getenv("BYOL") ? getenv("BYOL") : "./byol", TEST_TMP, TEST_TMP);
+    CHECK(sh_status(cmd) == 1, "--report-only on a missing folder is refused");
     snprintf(cmd, sizeof cmd, "%s lab --only nothing --out %s/lab2 > /dev/null 2> %s/err",
              getenv("BYOL") ? getenv("BYOL") : "./byol", TEST_TMP, TEST_TMP);
     CHECK(sh_status(cmd) == 2, "an unknown variant is refused");
+    free(m);
 }
 
 /* The variants: each of the table, --quick's six among them with both outcomes. */

@@ -9,7 +9,7 @@
 #include "train_opts.h"
 
 static const char *USAGE =
-    "usage: byol lab [--data PATH] [--budget SECONDS] [--quick] [--out DIR] [--only a,b]\n"
+    "usage: byol lab [--data PATH] [--budget SECONDS] [--quick] [--out DIR] [--only a,b] [--report-only]\n"
     "Why BYOL does not collapse: short runs of byol train's recipe and of the papers' ablations\n"
     "(no predictor, tau 0, tau 1, a fast predictor, SimSiam, no batch norm in the heads), each a\n"
     "flag of byol train, in one process. Writes DIR/report.md (the papers' outcome beside ours)\n"
@@ -28,7 +28,7 @@ static char *variant_config(void *options) {
 }
 
 int cmd_lab(int argc, char **argv) {
-    LabOptions o = {NULL, NULL, 1740, 0, 0, 0, 0, 0, NULL, NULL, variant_config};
+    LabOptions o = {.budget_s = 1740, .config_text = variant_config};
     float budget = -1;
     int quick = 0;
     char out_buf[256];
@@ -43,8 +43,9 @@ int cmd_lab(int argc, char **argv) {
         {"seed", FLAG_INT, &o.seed, "random seed, the same for every variant (0)", 0, 2147483647},
         {"batch", FLAG_INT, &o.batch, "images per step (byol train's 128)", 2, 1 << 20},
         {"width", FLAG_INT, &o.width, "encoder base width (byol train's 8)", 1, 4096},
+        {"report-only", FLAG_SWITCH, &o.report_only, "no training: report.md and the figure again from the variants' runs in --out (with --quick or --only as the lab ran)", 0, 1},
     };
-    int nf = 9;
+    int nf = 10;
     compute_flags(flags + nf, &po);
     nf += COMPUTE_FLAG_COUNT;
     Err e;

@@ -50,15 +50,17 @@ void collapse_stats(const float *z, int B, int D, CollapseStats *out, double *wo
 int collapse_warning(const CollapseStats *s);
 
 /* The trivial solution's other signature, the one the papers report ("the loss reaches -1 at
- * once"): the predictions agree with their targets almost exactly, mean cosine > COLLAPSE_AGREE_COS,
- * while the projections have shrunk, std x sqrt(D) < COLLAPSE_AGREE_STD. Either alone is not
- * collapse: a healthy run's cosine climbs toward 1 over a long training while its projections keep
- * their spread (BYOL and SimSiam stay at std x sqrt(D) 0.65-0.95 in the lab), and a run can
+ * once"): the predictions agree with their targets, mean cosine > COLLAPSE_AGREE_COS (the loss
+ * within 5% of its range from its floor), while the projections have shrunk, std x sqrt(D) <
+ * COLLAPSE_AGREE_STD. Either alone is not collapse: a healthy run's cosine climbs over a long
+ * training while its projections keep their spread (BYOL and SimSiam stay at std x sqrt(D)
+ * 0.6-0.95 in the lab; BYOL without head batch norm at cosine 0.91 and std 0.61), and a run can
  * shrink for a while and recover. Measured in the lab (Fashion-MNIST, 2 cores): BYOL without
- * its predictor reaches cosine 0.989 at std 0.17 in 150 steps, 0.9985 at 0.11 in 1000;
- * SimSiam without its stop-gradient 0.968 at 0.26 and 0.984 at 0.17; BYOL itself 0.85 at 0.65,
- * SimSiam 0.56 at 0.84. A NaN figure gives 0 (collapse_warning calls that one). */
-#define COLLAPSE_AGREE_COS 0.95
+ * its predictor reaches cosine 0.99 at std 0.16 in 130 steps, 0.997 at 0.11 in 570; SimSiam
+ * without its stop-gradient 0.93-0.94 at 0.3-0.4 in 120-260 steps, 0.98 at 0.17 in 560; BYOL
+ * itself 0.70-0.85 at 0.6-0.8, SimSiam 0.5-0.73 at 0.85-0.95. A NaN figure gives 0
+ * (collapse_warning calls that one). */
+#define COLLAPSE_AGREE_COS 0.9
 #define COLLAPSE_AGREE_STD 0.5
 int collapse_agreement(double mean_cos, double std_sqrt_d);
 

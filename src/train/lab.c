@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "../core/threads.h"
 #include "../eval/monitor.h"
@@ -60,8 +61,11 @@ static const LabVariant VARIANTS[] = {
     {"tau0-fast-predictor", "tau = 0, predictor lr x10", "--tau-base 0 --tau-schedule constant --pred-lr-mult 10",
      "66.6: a fast predictor alone prevents collapse", 0, v_tau0_fast_predictor, 0},
     {"simsiam", "SimSiam", "--method simsiam", "67.7 (100 epochs)", 0, v_simsiam, 1},
+    /* batch norm in the encoder alone is enough (Richemond et al. 2020, "BYOL works even without
+     * batch statistics", 72.1); it is BYOL with none anywhere that collapses (0.1), an encoder
+     * without batch norm this lab does not build */
     {"no-head-bn", "no BN in the heads", "--head-bn 0",
-     "BYOL with no BN anywhere 0.1; SimSiam without head BN 34.6", 1, v_no_head_bn, 0},
+     "72.1 with BN in the encoder only; no BN anywhere 0.1; SimSiam without head BN 34.6", 0, v_no_head_bn, 0},
     {"simsiam-no-stop-grad", "SimSiam without stop-gradient", "--method simsiam --no-stop-grad", "0.1", 1,
      v_simsiam_no_stop_grad, 1},
     {"dino", "DINO", "--method dino --head-bn 1 --optimizer lars --tau-base 0.99", "RN50 75.3", 0, v_dino, 1},
@@ -92,6 +96,8 @@ int lab_outcome_read(const char *metrics_path, LabOutcome *out, Err *e) {
     uint8_t *text = read_file(metrics_path, &size, e);
     if (!text) return -1;
     char *line = xmalloc(size + 1, "a metrics line");
+    double tail[LAB_TAIL][LAB_FIGURES]; /* the last logged steps' figures, a ring */
+    int n_tail = 0;
     for (size_t pos = 0; pos < size;) {
         size_t end = pos;
         while (end < size && text[end] != '\n') end++;
@@ -102,13 +108,12 @@ int lab_outcome_read(const char *metrics_path, LabOutcome *out, Err *e) {
         if (!o) continue;
         if (cJSON_GetObjectItemCaseSensitive(o, "proj_std")) { /* a logged step */
             out->steps = (long)num(o, "step", -1);
-            out->loss = num(o, "loss", NAN);
-            out->std_sqrt_d = num(o, "proj_std", NAN);
-            out->eff_rank = num(o, "eff_rank", NAN);
-            out->mean_cos = num(o, "mean_cos", NAN);
-            out->entropy = num(o, "teacher_entropy", NAN);
+            out->elapsed_s = num(o, "elapsed_s", 0);
             out->entropy_uniform = num(o, "entropy_uniform", NAN);
-            out->kl = num(o, "kl", NAN);
+            static const char *const keys[LAB_FIGURES] = {"loss", "proj_std", "eff_rank", "mean_cos", "teacher_entropy",
+                                                          "kl"};
+            double *row = tail[n_tail++ % LAB_TAIL];
+            for (int k = 0; k < LAB_FIGURES; k++) row[k] = num(o, keys[k], NAN);
         }
         if (!cJSON_GetObjectItemCaseSensitive(o, "untrained")) {
             out->knn = num(o, "knn_top1", out->knn);
@@ -118,12 +123,24 @@ int lab_outcome_read(const char *metrics_path, LabOutcome *out, Err *e) {
     }
     xfree(line);
     free(text);
+    /* each logged step's figures are of one batch: the end is the mean of the last LAB_TAIL */
+    const int m = MIN(n_tail, LAB_TAIL);
+    double *fig[LAB_FIGURES] = {&out->loss, &out->std_sqrt_d, &out->eff_rank, &out->mean_cos, &out->entropy, &out->kl};
+    for (int k = 0; k < LAB_FIGURES && m; k++) {
+        double sum = 0;
+        for (int i = 0; i < m; i++) sum += tail[i][k];
+        *fig[k] = sum / m;
+    }
     out->ran = !isnan(out->std_sqrt_d);
     if (!out->ran) return 0;
     /* DINO's rule is its own (its projections are the head's bottleneck, not what the loss sees) */
-    if (!isnan(out->kl)) out->why = out->kl < DINO_KL_MIN ? "KL"
-                                    : out->entropy < DINO_ENTROPY_FRAC * out->entropy_uniform ? "entropy"
-                                                                                               : "";
+    if (!isnan(out->kl)) {
+        const double h = out->entropy / out->entropy_uniform;
+        out->why = out->kl < DINO_KL_MIN                                  ? "KL"
+                   : h > DINO_UNIFORM_FRAC && out->kl < DINO_KL_FOLLOW ? "uniform"
+                   : h < DINO_ENTROPY_FRAC                               ? "one prototype"
+                                                                         : "";
+    }
     else out->why = !(out->std_sqrt_d >= COLLAPSE_STD_MIN) ? "std"
                     : !(out->eff_rank >= COLLAPSE_RANK_MIN) ? "rank"
                     : collapse_agreement(out->mean_cos, out->std_sqrt_d) ? "agreement"
@@ -163,12 +180,13 @@ static int write_report(const LabOptions *o, const LabVariant *v, const LabOutco
         "monitor's rule), std x sqrt(D) of its projections < %g (std: all alike), or their effective rank "
         "< %g (rank: one direction), or its predictions match their targets, mean cosine > %g, while std x "
         "sqrt(D) < %g (agreement: the trivial solution's zero loss); a DINO run when the KL between its "
-        "teacher and student < %g (KL: uniform) or its teacher's entropy < %g of ln K (entropy: one "
-        "prototype).\n\n",
+        "teacher and student < %g (KL), or its teacher's entropy > %g of ln K with the KL < %g (uniform), "
+        "or its teacher's entropy < %g of ln K (one prototype).\n\n",
         o->data ? o->data : "Fashion-MNIST (Debian's dataset-fashion-mnist)", per_s, machine_cpu_name(),
         threads_get(), o->seed, o->quick ? "1000 train images as the bank and 500 test queries"
                                         : "2000 train images as the bank and 1000 test queries",
-        COLLAPSE_STD_MIN, COLLAPSE_RANK_MIN, COLLAPSE_AGREE_COS, COLLAPSE_AGREE_STD, DINO_KL_MIN, DINO_ENTROPY_FRAC);
+        COLLAPSE_STD_MIN, COLLAPSE_RANK_MIN, COLLAPSE_AGREE_COS, COLLAPSE_AGREE_STD, DINO_KL_MIN, DINO_UNIFORM_FRAC, DINO_KL_FOLLOW,
+        DINO_ENTROPY_FRAC);
     ADD("| variant | flags | published (ImageNet linear top-1 unless noted) | papers | steps | kNN online | "
         "kNN target | std x sqrt(D) | eff. rank | cosine | teacher entropy / ln K, KL | ours |\n"
         "|---|---|---|---|---|---|---|---|---|---|---|---|\n");
@@ -213,24 +231,41 @@ int lab_run(const LabOptions *o) {
     }
     char dir[4096], failed[4096];
     snprintf(dir, sizeof dir, "%s", o->out);
-    if (make_parent_dirs(dir, failed, sizeof failed)) {
+    if (o->report_only) {
+        if (access(o->out, F_OK) != 0) {
+            fprintf(stderr, "byol lab: --report-only: --out %s: no such folder (a lab's folder, with its variants' "
+                            "runs)\n", o->out);
+            return 1;
+        }
+    } else if (make_parent_dirs(dir, failed, sizeof failed)) {
         fprintf(stderr, "byol lab: --out %s: cannot create %s\n", o->out, failed);
         return 1;
     }
-    if (run_dir_create(dir, sizeof dir, 0, &e)) {
+    if (!o->report_only && run_dir_create(dir, sizeof dir, 0, &e)) {
         fprintf(stderr, "byol lab: %s\n", e.msg);
         return 1;
     }
-    const double per_s = o->budget_s / n;
-    printf("byol lab: %d variants x %.0f s of training on %s, out %s\n", n, per_s,
-           o->data ? o->data : "Fashion-MNIST", o->out);
+    double per_s = o->budget_s / n;
+    if (!o->report_only)
+        printf("byol lab: %d variants x %.0f s of training on %s, out %s\n", n, per_s,
+               o->data ? o->data : "Fashion-MNIST", o->out);
     fflush(stdout);
     LabOutcome r[ARRAY_LEN(VARIANTS)];
     memset(r, 0, sizeof r);
     const char *paths[ARRAY_LEN(VARIANTS)], *labels[ARRAY_LEN(VARIANTS)];
     char path_buf[ARRAY_LEN(VARIANTS)][4400];
     int rc = 0, np = 0;
+    double trained_s = 0;
     for (int i = 0; i < n && rc == 0; i++) {
+        if (o->report_only) { /* the runs as they are; a variant never run is left out */
+            snprintf(path_buf[i], sizeof path_buf[i], "%s/%s/metrics.jsonl", o->out, v[i].slug);
+            if (access(path_buf[i], R_OK) == 0 && lab_outcome_read(path_buf[i], &r[i], &e) == 0 && r[i].ran) {
+                paths[np] = path_buf[i];
+                labels[np++] = v[i].name;
+                trained_s += r[i].elapsed_s;
+            }
+            continue;
+        }
         TrainOptions t;
         train_options_default(&t);
         t.data.data = o->data;
@@ -268,6 +303,13 @@ int lab_run(const LabOptions *o) {
                    100 * r[i].knn, 100 * r[i].knn_target, r[i].collapsed ? "collapsed, by " : "did not collapse",
                    r[i].why, v[i].collapses ? "collapses" : "does not");
         }
+    }
+    if (o->report_only) {
+        if (!np) {
+            fprintf(stderr, "byol lab: --report-only: %s holds no variant's run (metrics.jsonl)\n", o->out);
+            return 1;
+        }
+        per_s = trained_s / np;
     }
     if (np) {
         char svg[4400], png[4400];
