@@ -49,17 +49,21 @@ for t in "$BUILD"/tests/test_*; do
     programs=$((programs + 1))
     run "$(basename "$t")" "$t"
 done
-# The PyTorch interoperability test needs Debian's python3-torch and python3-torchvision, which
-# CI does not install: without them it is counted as skipped, not as passed.
-if [ -n "${TESTS:-}" ]; then
-    :
-elif /usr/bin/python3 -c "import torch, torchvision" >/dev/null 2>&1; then
-    run test_export.py /usr/bin/python3 tests/reference/test_export.py "$BYOL"
-else
-    echo "== test_export.py"
-    echo "SKIP test_export.py: /usr/bin/python3 lacks torch/torchvision (apt-get install python3-torchvision)"
-    skipped=$((skipped + 1))
-fi
+# The PyTorch interoperability tests need Debian's python3-torch (and python3-torchvision for
+# test_export.py), which CI does not install: without them they are counted as skipped, not as
+# passed. python_test NAME MODULES PACKAGES
+python_test() {
+    [ -n "${TESTS:-}" ] && return
+    if /usr/bin/python3 -c "import $2" >/dev/null 2>&1; then
+        run "$1" /usr/bin/python3 "tests/reference/$1" "$BYOL"
+    else
+        echo "== $1"
+        echo "SKIP $1: /usr/bin/python3 lacks $2 (apt-get install $3)"
+        skipped=$((skipped + 1))
+    fi
+}
+python_test test_export.py "torch, torchvision" "python3-torch python3-torchvision"
+python_test test_pth2safetensors.py "torch, numpy, PIL" "python3-torch python3-pil"
 if [ "$programs" -eq 0 ]; then
     echo "FAIL no test programs in $BUILD/tests (run make first)"
     failed=$((failed + 1))

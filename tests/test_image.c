@@ -955,8 +955,14 @@ static void test_folder_layouts(void) {
     rc = folder_open(&ds, root, NULL, &e);
     CHECK(rc != 0 && strstr(e.msg, root) && strstr(e.msg, "cannot open folder") && strstr(e.msg, "--data"),
           "missing: %s", e.msg);
+    rc = folder_open(&ds, f, NULL, &e); /* an image file as root: that image, which is broken */
+    CHECK(rc != 0 && strstr(e.msg, "bad.png") && strstr(e.msg, "an image file given as --data") &&
+              !strstr(e.msg, "<class>"),
+          "a broken image file as root: %s", e.msg);
+    snprintf(f, sizeof f, "%s/notes.txt", TEST_TMP);
+    write_bytes(f, "nope", 4);
     rc = folder_open(&ds, f, NULL, &e);
-    CHECK(rc != 0 && strstr(e.msg, "cannot open folder"), "file as root: %s", e.msg);
+    CHECK(rc != 0 && strstr(e.msg, "cannot open folder"), "another file as root: %s", e.msg);
     Dataset zero;
     memset(&zero, 0, sizeof zero);
     CHECK(memcmp(&ds, &zero, sizeof ds) == 0, "failed opens leave ds untouched");

@@ -157,12 +157,37 @@ static void test_eval_export_embed(void) {
     st_close(&s);
 
     /* embed: [N, d] features and int64 labels. */
-    snprintf(a, sizeof a, "embed --ckpt %s/ref --data %s --split test --out %s/f.npy --labels %s/l.npy", TEST_TMP, DATA,
-             TEST_TMP, TEST_TMP);
+    snprintf(a, sizeof a, "embed --ckpt %s/ref --data %s --split test --out %s/f.npy --labels %s/l.npy --names %s/n.txt",
+             TEST_TMP, DATA, TEST_TMP, TEST_TMP, TEST_TMP);
     CHECK(byol(a) == 0, "embed");
+    /* the names, aligned with the rows: the folder's files relative to it, in the dataset's order */
+    char *names = slurp_text("n.txt");
+    CHECK(count_lines(names, "\n") == 100 && strncmp(names, "test/airplane/0000.jpg\n", 23) == 0 &&
+              strstr(names, "\ntest/truck/0009.jpg\n"),
+          "100 names, test/airplane/0000.jpg first: %.80s", names);
+    free(names);
     NpyArray f;
     CHECK(npy_read_f32(tmp_path("f.npy"), &f, &e) == 0 && f.ndim == 2 && f.shape[0] == 100 && f.shape[1] == 32,
           "features [100, 32]");
+    /* one image file: a batch of one (batch norm in evaluation mode), the same features as its
+     * row among the hundred */
+    snprintf(a, sizeof a, "embed --ckpt %s/ref --data %s/test/airplane/0000.jpg --out %s/one.npy --names %s/one.txt",
+             TEST_TMP, DATA, TEST_TMP, TEST_TMP);
+    CHECK(byol(a) == 0, "embeds one image");
+    NpyArray one;
+    if (npy_read_f32(tmp_path("one.npy"), &one, &e) == 0) {
+        double err = 0, ref = 0;
+        for (int j = 0; j < 32 && one.ndim == 2 && one.shape[0] == 1 && one.shape[1] == 32; j++)
+            err = fmax(err, fabs((double)one.data[j] - f.data[j])), ref = fmax(ref, fabs((double)f.data[j]));
+        CHECK(one.ndim == 2 && one.shape[0] == 1 && one.shape[1] == 32 && err <= 1e-5 * ref,
+              "[1, 32], row 0 of the split's (max difference %g of %g)", err, ref);
+        npy_free(&one);
+        char *nm = slurp_text("one.txt");
+        CHECK(count_lines(nm, "\n") == 1 && strstr(nm, "airplane/0000.jpg\n"), "its name: %s", nm);
+        free(nm);
+    } else {
+        CHECK(0, "%s", e.msg);
+    }
     npy_free(&f);
     size_t n;
     uint8_t *lb = slurp(tmp_path("l.npy"), &n);
@@ -469,6 +494,139 @@ static void test_local_predictor(void) {
     }
 }
 
+/* Copies the encoder file src to dst, dropping the tensor `drop` and giving `reshape` (same
+ * size) the shape of its dimensions reversed: a file with a missing or a misshaped tensor. */
+static void write_damaged(const char *src, const char *dst, const char *drop, const char *reshape) {
+    Safetensors f;
+    Err e;
+    if (st_open(&f, src, &e)) {
+        CHECK(0, "%s", e.msg);
+        return;
+    }
+    StTensorOut *t = xcalloc(f.n_entries, sizeof *t, "tensors");
+    int64_t(*shapes)[ST_MAX_NDIM] = xcalloc(f.n_entries, sizeof *shapes, "shapes");
+    float **data = xcalloc(f.n_entries, sizeof *data, "data");
+    int n = 0;
+    for (int i = 0; i < f.n_entries; i++) {
+        const StEntry *x = &f.entries[i];
+        if (drop && strcmp(x->name, drop) == 0) continue;
+        for (int d = 0; d < x->ndim; d++)
+            shapes[n][d] = reshape && strcmp(x->name, reshape) == 0 ? x->shape[x->ndim - 1 - d] : x->shape[d];
+        data[n] = xmalloc(st_numel(x) * sizeof(float), "tensor");
+        st_read_f32(&f, x, data[n]);
+        t[n] = (StTensorOut){x->name, x->ndim, shapes[n], data[n], 0};
+        n++;
+    }
+    CHECK(st_write(dst, t, n, NULL, 0, &e) == 0, "%s", e.msg);
+    for (int i = 0; i < n; i++) xfree(data[i]);
+    xfree(data), xfree(shapes), xfree(t);
+    st_close(&f);
+}
+
+/* --init: both encoders start from byol export's file (torchvision's names) and the file's
+ * width is taken; at learning rate 0 the online encoder still holds the file's weights bit for
+ * bit after a step (the target within the EMA's rounding) and the heads are those of a run
+ * without --init. A file that does not fit is refused in one line and leaves no folder. */
+static void test_init_from_encoder(void) {
+    char a[4096], got[1200], plain[1200], enc[1200];
+    const char *quiet = "--knn-before 0 --knn-after 0 --eval-every 0";
+    snprintf(a, sizeof a, "train %s --out %s/init_src --width 6 --max-steps 2 %s", TINY, TEST_TMP, quiet);
+    CHECK(byol(a) == 0, "the source run");
+    snprintf(enc, sizeof enc, "%s/init_enc.safetensors", TEST_TMP);
+    snprintf(a, sizeof a, "export --ckpt %s/init_src --out %s", TEST_TMP, enc);
+    CHECK(byol(a) == 0, "exports");
+    /* no --width: the file's 6 */
+    char base[2048];
+    snprintf(base, sizeof base, "--data %s --proj-hidden 32 --proj-dim 16 --pred-hidden 32 --batch 16 --threads 2 "
+                                "--workers 2 --seed 3 --base-lr 0 --max-steps 1 %s", DATA, quiet);
+    snprintf(a, sizeof a, "train %s --out %s/init_run --init %s", base, TEST_TMP, enc);
+    int st = byol(a);
+    char *err = slurp_text("err");
+    CHECK(st == 0, "exit %d: %s", st, err);
+    free(err);
+    snprintf(a, sizeof a, "train %s --out %s/init_plain --width 6", base, TEST_TMP);
+    CHECK(byol(a) == 0, "the same run without --init");
+    snprintf(a, sizeof a, "%s/init_run", TEST_TMP);
+    last_ckpt(a, got, sizeof got);
+    snprintf(a, sizeof a, "%s/init_plain", TEST_TMP);
+    last_ckpt(a, plain, sizeof plain);
+    Safetensors fe, fg, fp;
+    Err e;
+    if (st_open(&fe, enc, &e) || st_open(&fg, got, &e) || st_open(&fp, plain, &e)) {
+        CHECK(0, "%s", e.msg);
+        return;
+    }
+    int compared = 0, online_exact = 1;
+    double target_err = 0;
+    for (int i = 0; i < fe.n_entries; i++) {
+        const StEntry *x = &fe.entries[i];
+        if (strstr(x->name, "running_") || strstr(x->name, "num_batches")) continue; /* a step moves them */
+        char k1[300], k2[300];
+        snprintf(k1, sizeof k1, "online.encoder.%s", x->name);
+        snprintf(k2, sizeof k2, "target.encoder.%s", x->name);
+        const StEntry *on = st_find(&fg, k1), *tg = st_find(&fg, k2);
+        if (!on || !tg || st_numel(on) != st_numel(x)) {
+            CHECK(0, "%s: missing or resized in the run", x->name);
+            continue;
+        }
+        const size_t n = st_numel(x);
+        float *w = xmalloc(3 * n * sizeof(float), "weights"), *o = w + n, *t = o + n;
+        st_read_f32(&fe, x, w), st_read_f32(&fg, on, o), st_read_f32(&fg, tg, t);
+        for (size_t j = 0; j < n; j++) {
+            online_exact &= o[j] == w[j];
+            target_err = fmax(target_err, fabs((double)t[j] - w[j]) / fmax(fabs(w[j]), 1e-3));
+        }
+        xfree(w);
+        compared++;
+    }
+    CHECK(compared > 50 && online_exact, "the online encoder holds the file's %d tensors exactly", compared);
+    CHECK(target_err < 1e-6, "the target encoder too, within the EMA's rounding (%g)", target_err);
+    const char *head = "online.projector.0.weight";
+    const StEntry *hg = st_find(&fg, head), *hp = st_find(&fp, head);
+    if (hg && hp && st_numel(hg) == st_numel(hp)) {
+        const size_t n = st_numel(hg);
+        float *x = xmalloc(2 * n * sizeof(float), "heads");
+        st_read_f32(&fg, hg, x), st_read_f32(&fp, hp, x + n);
+        CHECK(memcmp(x, x + n, n * sizeof(float)) == 0, "fresh heads: those of the run without --init");
+        xfree(x);
+    } else {
+        CHECK(0, "%s in both runs", head);
+    }
+    st_close(&fe), st_close(&fg), st_close(&fp);
+
+    /* what does not fit: one line each, no folder */
+    char missing[1200], misshaped[1200], nonenc[1200];
+    snprintf(missing, sizeof missing, "%s/init_missing.safetensors", TEST_TMP);
+    snprintf(misshaped, sizeof misshaped, "%s/init_misshaped.safetensors", TEST_TMP);
+    snprintf(nonenc, sizeof nonenc, "%s/init_fc.safetensors", TEST_TMP);
+    write_damaged(enc, missing, "layer4.1.bn2.weight", NULL);
+    write_damaged(enc, misshaped, NULL, "layer2.0.conv1.weight");
+    const int64_t fc_shape[2] = {10, 48};
+    float fc[480] = {0};
+    const StTensorOut fc_t = {"fc.weight", 2, fc_shape, fc, 0};
+    CHECK(st_write(nonenc, &fc_t, 1, NULL, 0, &e) == 0, "%s", e.msg);
+    struct {
+        const char *flags, *says;
+    } bad[] = {
+        {"", "layer4.1.bn2.weight"},                   /* with `missing` */
+        {"", "layer2.0.conv1.weight"},                 /* with `misshaped` */
+        {"", "conv1.weight"},                          /* with `nonenc` */
+        {"--width 4", "--width 4"},                    /* the rest with enc */
+        {"--stem imagenet", "--stem imagenet"},
+        {"--arch resnet50", "--arch resnet50"},
+    };
+    const char *file[] = {missing, misshaped, nonenc, enc, enc, enc};
+    for (int i = 0; i < (int)ARRAY_LEN(bad); i++) {
+        snprintf(a, sizeof a, "train %s --out %s/init_bad%d --init %s %s", base, TEST_TMP, i, file[i], bad[i].flags);
+        st = byol(a);
+        err = slurp_text("err");
+        snprintf(a, sizeof a, "%s/init_bad%d", TEST_TMP, i);
+        CHECK(st != 0 && strstr(err, bad[i].says) && count_lines(err, "\n") == 1 && access(a, F_OK) != 0,
+              "case %d: exit %d, no folder (%d): %s", i, st, access(a, F_OK) != 0, err);
+        free(err);
+    }
+}
+
 int main(void) {
     test_tmpdir("test_train");
     extract_cifar_subset(DATA, sizeof DATA);
@@ -486,5 +644,6 @@ int main(void) {
     RUN(test_adamw_trains_and_resumes);
     RUN(test_multicrop_trains_and_resumes);
     RUN(test_local_predictor);
+    RUN(test_init_from_encoder);
     return test_finish();
 }

@@ -397,32 +397,71 @@ int cmd_export(int argc, char **argv) {
 
 static const char *EMBED_USAGE =
     "usage: byol embed --ckpt FILE|DIR [--data PATH] [--dataset NAME] --out features.npy [--labels labels.npy]\n"
-    "                  [--split train|test|unlabeled] [--eval-resize N]\n"
+    "                  [--names names.txt] [--split train|test|unlabeled] [--eval-resize N]\n"
     "Pooled encoder features (evaluation-mode batch norm) of un-augmented images (as byol eval\n"
     "makes them) of the train split unless --split says: float32 [N, d]; labels as int64 [N] (-1\n"
-    "where none). --data defaults to the checkpoint's.";
+    "where none); names one a line, aligned with the rows (an image folder's files relative to it,\n"
+    "else split/index). --data defaults to the checkpoint's.";
+
+/* Row i's name: a folder image's path relative to the dataset's root, else "split/i". */
+static void image_name(const Dataset *ds, Split split, int i, char *out, size_t cap) {
+    const char *p = ds->split[split].paths ? ds->split[split].paths[i] : NULL;
+    if (!p) {
+        snprintf(out, cap, "%s/%d", SPLIT_NAMES[split], i);
+        return;
+    }
+    const size_t r = strlen(ds->root);
+    if (strncmp(p, ds->root, r) == 0 && p[r] == '/') p += r + 1;
+    snprintf(out, cap, "%s", p);
+}
+
+/* The names file, written whole to a temporary and renamed (never half a file). */
+static int write_names(const char *path, const Dataset *ds, Split split, int n, Err *e) {
+    size_t cap = 4096, len = 0;
+    char *text = malloc(cap);
+    if (!text) die("out of memory writing %s", path);
+    for (int i = 0; i < n; i++) {
+        char name[4600];
+        image_name(ds, split, i, name, sizeof name);
+        const size_t k = strlen(name);
+        if (strchr(name, '\n')) return free(text), err_set(e, "%s: an image's name holds a newline: %.200s", path, name);
+        if (len + k + 2 > cap) {
+            cap = 2 * (len + k + 2);
+            char *grown = realloc(text, cap);
+            if (!grown) die("out of memory writing %s", path);
+            text = grown;
+        }
+        memcpy(text + len, name, k);
+        len += k;
+        text[len++] = '\n';
+    }
+    const int rc = atomic_write_file(path, text, len, e);
+    free(text);
+    return rc;
+}
 
 int cmd_embed(int argc, char **argv) {
-    const char *ckpt = NULL, *out = NULL, *labels_out = NULL, *split_name = "train";
+    const char *ckpt = NULL, *out = NULL, *labels_out = NULL, *names_out = NULL, *split_name = "train";
     ModelConfig asked;
     DataOptions dopt;
     data_options_default(&dopt);
     int threads = 0, eval_resize = 0;
     ComputeOptions po = {NULL, NULL, NULL, NULL};
-    Flag flags[8 + COMPUTE_FLAG_COUNT + MODEL_FLAG_COUNT] = {
+    Flag flags[9 + COMPUTE_FLAG_COUNT + MODEL_FLAG_COUNT] = {
         {"ckpt", FLAG_STRING, &ckpt, "checkpoint file, or a run folder (its newest)", 0, -1},
         {"data", FLAG_STRING, &dopt.data, "dataset path (the checkpoint's)", 0, -1},
         {"dataset", FLAG_STRING, &dopt.dataset, "dataset kind (detected)", 0, -1},
         {"out", FLAG_STRING, &out, "features .npy", 0, -1},
         {"labels", FLAG_STRING, &labels_out, "labels .npy (optional)", 0, -1},
+        {"names", FLAG_STRING, &names_out, "each row's image, one a line: a folder's file relative to it, else split/index (optional)", 0, -1},
         {"split", FLAG_STRING, &split_name, "train, test or unlabeled (train)", 0, -1},
         {"threads", FLAG_INT, &threads, "threads (the cores this process may use: affinity mask, cgroup quota)", 1, 4096},
         {"eval-resize", FLAG_INT, &eval_resize, "short side resized to N (bicubic) before the centre crop; 0: largest square (0)", 0, 16384},
     };
-    compute_flags(flags + 8, &po);
-    ckpt_model_flags(flags + 8 + COMPUTE_FLAG_COUNT, &asked, 0);
+    compute_flags(flags + 9, &po);
+    ckpt_model_flags(flags + 9 + COMPUTE_FLAG_COUNT, &asked, 0);
     Err e;
-    int rc = flags_parse(argc, argv, flags, 8 + COMPUTE_FLAG_COUNT + MODEL_FLAG_COUNT, EMBED_USAGE, &e);
+    int rc = flags_parse(argc, argv, flags, 9 + COMPUTE_FLAG_COUNT + MODEL_FLAG_COUNT, EMBED_USAGE, &e);
     if (rc == 1) return 0;
     if (rc) return cmd_fail("embed", &e, 2);
     if (!ckpt || !out) {
@@ -484,10 +523,15 @@ int cmd_embed(int argc, char **argv) {
             goto out;
         }
     }
+    if (names_out && write_names(names_out, &ds, split, n, &e)) {
+        fprintf(stderr, "byol embed: %s\n", e.msg);
+        goto out;
+    }
     char prep[128];
     feature_preprocess_name(&fc, prep, sizeof prep);
-    printf("wrote %s: %d x %d features of the %s split (%s)%s%s\n", out, n, d, SPLIT_NAMES[split], prep,
-           labels_out ? ", labels in " : "", labels_out ? labels_out : "");
+    printf("wrote %s: %d x %d features of the %s split (%s)%s%s%s%s\n", out, n, d, SPLIT_NAMES[split], prep,
+           labels_out ? ", labels in " : "", labels_out ? labels_out : "", names_out ? ", names in " : "",
+           names_out ? names_out : "");
     rc = 0;
 out:
     xfree(f), free(lab), free(lab64);

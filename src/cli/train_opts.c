@@ -70,6 +70,7 @@ int train_flags(Flag *f, TrainOptions *o) {
         {"ckpt-minutes", FLAG_FLOAT, &o->ckpt_minutes, "also checkpoint every N minutes within an epoch, 0 off (10)", 0, 1e6},
         {"on-nan", FLAG_STRING, &o->on_nan, "a step with a non-finite loss or gradient: stop (the last good checkpoint stays) or skip it (stop)", 0, -1},
         {"max-steps", FLAG_INT, &o->max_steps, "stop after this many steps as if interrupted, 0 off (tests)", 0, 2147483647},
+        {"init", FLAG_STRING, &o->init, "start both encoders from these weights, torchvision's names (byol export's file, or tools/pth2safetensors.py's from a torchvision state_dict); the file's arch, width and stem unless given; fresh heads (off)", 0, -1},
         {"resume", FLAG_STRING, &o->resume, "continue the run of a folder (its newest checkpoint) or a checkpoint; an older checkpoint of the folder moves the newer ones aside", 0, -1},
         {"allow-change", FLAG_INT, &o->allow_change, "with --resume: accept recipe flags that differ from the checkpoint's, 0 or 1 (0)", 0, 1},
         {"config", FLAG_STRING, &o->config, "settings file, 'flag = value' per line", 0, -1},
@@ -105,6 +106,8 @@ int train_parse(int argc, char **argv, const Flag *flags, int n, TrainOptions *o
     o->skip_nonfinite = strcmp(o->on_nan, "skip") == 0;
     o->out_given = flag_given(argc, argv, "out") || (o->out && !o->resume);
     o->in_channels_given = flag_given(argc, argv, "in-channels");
+    o->arch_given = flag_given(argc, argv, "arch");
+    o->width_given = flag_given(argc, argv, "width");
     o->stem_given = stem_in_config || flag_given(argc, argv, "stem");
     if (!o->out) {
         time_t t = time(NULL);

@@ -92,7 +92,11 @@ typedef struct {
 extern const DatasetCounts DATASET_COUNTS_OFFICIAL;
 int cifar_open_counts(Dataset *ds, const char *root, int cifar100, const DatasetCounts *counts, Err *e);
 int stl10_open_counts(Dataset *ds, const char *root, const DatasetCounts *counts, Err *e);
+/* root is a folder (the layouts of folder.c), or one image file: then a train split of that
+ * image alone, unlabeled. */
 int folder_open(Dataset *ds, const char *root, FILE *warn, Err *e);
+/* 1 when path is a regular file whose extension is an image byol.c reads. */
+int folder_image_file(const char *path);
 /* Helpers for openers: keep a blob (mapped or malloc'ed) for dataset_close to release, and the
  * whole file mapped read-only (size returned; errors name the file). */
 void dataset_keep_blob(Dataset *ds, void *p, size_t size, int mapped);

@@ -333,11 +333,18 @@ static void free_lists(SList *classes, FList *files, int n) {
     for (int s = 0; s < n; s++) flist_free(&files[s]);
 }
 
+int folder_image_file(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode) && image_name_kind(path) == 1;
+}
+
 int folder_open(Dataset *ds, const char *root, FILE *warn, Err *e) {
     if (strlen(root) >= sizeof ds->root) return err_set(e, "%s: path too long", root);
-    DIR *d = opendir(root);
-    if (!d) return err_set(e, "%s: cannot open folder: %s (check --data)", root, strerror(errno));
-    closedir(d);
+    /* One image file: a train split of that image alone, unlabeled (byol embed of one image) */
+    const int one_file = folder_image_file(root);
+    DIR *d = one_file ? NULL : opendir(root);
+    if (!d && !one_file) return err_set(e, "%s: cannot open folder: %s (check --data)", root, strerror(errno));
+    if (d) closedir(d);
 
     /* Joins below use root without trailing slashes ("data/" -> "data/train"). */
     char base[4096];
@@ -351,7 +358,9 @@ int folder_open(Dataset *ds, const char *root, FILE *warn, Err *e) {
     FList files[NS] = {{0}}, loose = {0};
     int rc = 0;
     char *train = join(base, "train");
-    if (is_dir(train)) {
+    if (one_file) {
+        flist_push(&files[0], xstrdup_local(root), 0, -1);
+    } else if (is_dir(train)) {
         char *test = join(base, "test");
         if (!is_dir(test)) {
             free(test);
@@ -442,7 +451,9 @@ int folder_open(Dataset *ds, const char *root, FILE *warn, Err *e) {
 
     if (kept[0] == 0) {
         if (warn) fflush(warn);
-        if (skipped.n)
+        if (one_file && skipped.n)
+            err_set(e, "%s (an image file given as --data)", skipped.v[0]);
+        else if (skipped.n)
             err_set(e, "%s: no images found (expected %s/<class>/*.jpg|png or %s/train/<class>/...; "
                        "%zu files skipped as unreadable)", root, base, base, skipped.n);
         else

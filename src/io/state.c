@@ -76,6 +76,65 @@ int state_load_from(Byol *m, const Safetensors *st, Err *e) {
     return rc;
 }
 
+/* Blocks of a stage in the file: layer<stage>.<i>.conv1.weight for i = 0, 1, ... */
+static int stage_blocks(const Safetensors *st, const char *prefix, int stage) {
+    int n = 0;
+    for (;; n++) {
+        char key[128];
+        snprintf(key, sizeof key, "%slayer%d.%d.conv1.weight", prefix, stage, n);
+        if (!st_find(st, key)) return n;
+    }
+}
+
+int state_encoder_config(const Safetensors *st, EncoderConfig *c, const char **prefix, Err *e) {
+    const StEntry *conv1 = st_find(st, "conv1.weight");
+    *prefix = "";
+    if (!conv1 && (conv1 = st_find(st, "online.encoder.conv1.weight"))) *prefix = "online.encoder.";
+    if (!conv1)
+        return err_set(e, "%s: no conv1.weight: not a ResNet encoder's weights (byol export's file, a byol "
+                          "checkpoint, or tools/pth2safetensors.py's from a torchvision state_dict)", st->path);
+    if (conv1->ndim != 4 || conv1->shape[2] != conv1->shape[3] || (conv1->shape[2] != 3 && conv1->shape[2] != 7))
+        return err_set(e, "%s: conv1.weight has %d dimensions of which the kernel is %lldx%lld: neither stem "
+                          "(cifar 3x3, imagenet 7x7)", st->path, conv1->ndim,
+                       conv1->ndim == 4 ? (long long)conv1->shape[2] : 0LL, conv1->ndim == 4 ? (long long)conv1->shape[3] : 0LL);
+    c->width = (int)conv1->shape[0];
+    c->in_channels = (int)conv1->shape[1];
+    c->stem = conv1->shape[2] == 7 ? STEM_IMAGENET : STEM_CIFAR;
+    char key[128];
+    snprintf(key, sizeof key, "%slayer1.0.conv3.weight", *prefix);
+    const int bottleneck = st_find(st, key) != NULL;
+    int blocks[4];
+    for (int i = 0; i < 4; i++) blocks[i] = stage_blocks(st, *prefix, i + 1);
+    const int b18[4] = {2, 2, 2, 2}, b34[4] = {3, 4, 6, 3};
+    if (!bottleneck && memcmp(blocks, b18, sizeof blocks) == 0) c->arch = ARCH_RESNET18;
+    else if (!bottleneck && memcmp(blocks, b34, sizeof blocks) == 0) c->arch = ARCH_RESNET34;
+    else if (bottleneck && memcmp(blocks, b34, sizeof blocks) == 0) c->arch = ARCH_RESNET50;
+    else
+        return err_set(e, "%s: a ResNet of %s blocks %d, %d, %d, %d: not resnet18, resnet34 or resnet50", st->path,
+                       bottleneck ? "bottleneck" : "basic", blocks[0], blocks[1], blocks[2], blocks[3]);
+    return 0;
+}
+
+int state_load_encoder(Byol *m, const Safetensors *st, const char *prefix, Err *e) {
+    static const char ENC[] = "online.encoder.";
+    float *tmp = xmalloc(largest_tensor(&m->online) * sizeof(float), "encoder loading");
+    int rc = 0;
+    for (int i = 0; i < m->online.n_specs && !rc; i++) {
+        const TensorSpec *t = &m->online.specs[i];
+        if (strncmp(t->name, ENC, sizeof ENC - 1) != 0) continue;
+        char key[TENSOR_NAME_LEN + 16];
+        snprintf(key, sizeof key, "%s%s", prefix, t->name + sizeof ENC - 1);
+        rc = load_tensor(st, t, key, store_data(&m->online, t), tmp, 0, e);
+    }
+    xfree(tmp);
+    if (rc) return -1;
+    /* the target starts as the online network, the encoder's copy with the rest (the target's
+     * tensors are the online store's first, in the same order) */
+    memcpy(m->target.params, m->online.params, m->target.n_params * sizeof(float));
+    memcpy(m->target.buffers, m->online.buffers, m->target.n_buffers * sizeof(float));
+    return 0;
+}
+
 int state_load(Byol *m, const char *path, Err *e) {
     Safetensors st;
     if (st_open(&st, path, e)) return -1;

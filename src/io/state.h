@@ -15,6 +15,16 @@
 int state_load(Byol *m, const char *path, Err *e);
 int state_load_from(Byol *m, const Safetensors *st, Err *e);
 
+/* An encoder's weights with torchvision's names: byol export's file, tools/pth2safetensors.py's
+ * from a torchvision state_dict (its fc.* ignored), or a byol checkpoint (its online encoder).
+ * state_encoder_config reads what the file's encoder is (arch from its blocks, width, input
+ * channels and stem from conv1.weight) into *c and its key prefix ("" or "online.encoder.")
+ * into *prefix; state_load_encoder puts the weights and batch-norm statistics into the online
+ * and the target encoder of m (built for that config), leaving the heads as they are. A missing
+ * tensor, a misshaped one or a non-F32 dtype is an error naming it. 0, or -1 with e set. */
+int state_encoder_config(const Safetensors *st, EncoderConfig *c, const char **prefix, Err *e);
+int state_load_encoder(Byol *m, const Safetensors *st, const char *prefix, Err *e);
+
 /* Writes the whole state (online, predictor, target, momentum) atomically, with `meta` pairs. */
 int state_save(const Byol *m, const char *path, const StMeta *meta, int n_meta, Err *e);
 

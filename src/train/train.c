@@ -39,6 +39,34 @@ void train_data_absolute(TrainOptions *o) {
         memcpy(o->data_buf, abs_path, strlen(abs_path) + 1);
         o->data.data = o->data_buf;
     }
+    if (o->init && o->init != o->init_buf && realpath(o->init, abs_path) && strlen(abs_path) < sizeof o->init_buf) {
+        memcpy(o->init_buf, abs_path, strlen(abs_path) + 1);
+        o->init = o->init_buf;
+    }
+}
+
+/* --init: the encoder the file holds decides the arch, width, input channels and stem that the
+ * flags leave open; one given that differs is refused, naming it. 0, or -1 with e set. */
+static int init_encoder_config(TrainOptions *o, const Safetensors *st, const char **prefix, Err *e) {
+    EncoderConfig f;
+    if (state_encoder_config(st, &f, prefix, e)) return -1;
+    EncoderConfig *c = &o->mc.enc;
+    char what[160];
+    snprintf(what, sizeof what, "a %s of width %d on %d-channel images with the %s stem", arch_name(f.arch), f.width,
+             f.in_channels, stem_name(f.stem));
+    if (o->arch_given && c->arch != f.arch)
+        return err_set(e, "--init %s: its encoder is %s; --arch %s differs (leave it out)", o->init, what, arch_name(c->arch));
+    if (o->width_given && c->width != f.width)
+        return err_set(e, "--init %s: its encoder is %s; --width %d differs (leave it out)", o->init, what, c->width);
+    if (o->stem_given && c->stem != f.stem)
+        return err_set(e, "--init %s: its encoder is %s; --stem %s differs (--stem %s, or leave it out)", o->init, what,
+                       stem_name(c->stem), stem_name(f.stem));
+    if (o->in_channels_given && c->in_channels != f.in_channels)
+        return err_set(e, "--init %s: its encoder is %s; --in-channels %d differs (leave it out)", o->init, what,
+                       c->in_channels);
+    *c = f;
+    o->stem_given = o->in_channels_given = 1; /* the data must fit the file's encoder */
+    return 0;
 }
 
 int train_optimizer_resolve(const char **optimizer, Method method, Err *e) {
@@ -374,9 +402,19 @@ int train_run(TrainOptions *o, const TrainSetup *s, TrainResult *result) {
     memset(&model, 0, sizeof model);
     FILE *metrics = NULL;
     RunLock lock = {-1};
+    Safetensors init_st = {0}; /* --init's file */
+    const char *init_prefix = "";
     if (data_aug_config(&ac, &o->data, &ds, &e)) {
         fprintf(stderr, "byol train: %s\n", e.msg);
         goto done_data;
+    }
+    if (o->init && !o->resume) {
+        if (st_open(&init_st, o->init, &e) || init_encoder_config(o, &init_st, &init_prefix, &e)) {
+            fprintf(stderr, "byol train: %s%s\n", strncmp(e.msg, "--init", 6) ? "--init: " : "", e.msg);
+            goto done_data;
+        }
+        printf("byol train: --init %s: %s width %d, %s stem, %d-channel images\n", o->init, arch_name(o->mc.enc.arch),
+               o->mc.enc.width, stem_name(o->mc.enc.stem), o->mc.enc.in_channels);
     }
     if (o->mc.enc.in_channels != ds.channels) {
         if (o->resume) { /* the model's first layer was trained on the checkpoint's images */
@@ -386,8 +424,12 @@ int train_run(TrainOptions *o, const TrainSetup *s, TrainResult *result) {
             goto done_data;
         }
         if (o->in_channels_given) {
-            fprintf(stderr, "byol train: --in-channels %d but %s has %d-channel images\n", o->mc.enc.in_channels,
-                    ds.root, ds.channels);
+            if (o->init)
+                fprintf(stderr, "byol train: --init %s: its encoder takes %d-channel images, but %s has %d-channel "
+                                "images\n", o->init, o->mc.enc.in_channels, ds.root, ds.channels);
+            else
+                fprintf(stderr, "byol train: --in-channels %d but %s has %d-channel images\n", o->mc.enc.in_channels,
+                        ds.root, ds.channels);
             goto done_data;
         }
         o->mc.enc.in_channels = ds.channels;
@@ -458,17 +500,9 @@ int train_run(TrainOptions *o, const TrainSetup *s, TrainResult *result) {
      * the first stage, which at 224 px costs about 7x the time of the ImageNet stem's /4. */
     if (!o->resume && !o->stem_given) o->mc.enc.stem = S > 64 ? STEM_IMAGENET : STEM_CIFAR;
 
-    /* The run's folder: rank 0 writes everything in it. */
-    o->data.image_size = S; /* the effective configuration: with the dataset's figures filled in */
-    char *config = s->config_text(s->config_ctx);
-    char path[4400];
+    /* The model's weights first (a bad --init or checkpoint leaves no folder behind), then the
+     * run's folder: rank 0 writes everything in it. */
     int setup_failed = 0;
-    if (root) setup_failed = setup_run_dir(o, ckpt_path, start_step, config, &lock, &e);
-    if (dist_allreduce_max(setup_failed, "setting up the run folder") > 0) { /* all ranks stop together */
-        free(config);
-        goto done_data;
-    }
-
     byol_init(&model, &o->mc);
     if (o->resume) {
         setup_failed = state_load_from(&model, s->resume_st, &e) != 0;
@@ -477,6 +511,17 @@ int train_run(TrainOptions *o, const TrainSetup *s, TrainResult *result) {
                     o->allow_change ? " (--allow-change cannot change the network's shape: a resumed run keeps its model)" : "");
     } else {
         byol_init_weights(&model, (uint64_t)o->seed);
+        if (o->init && (setup_failed = state_load_encoder(&model, &init_st, init_prefix, &e) != 0))
+            fprintf(stderr, "byol train: --init: %s\n", e.msg);
+    }
+    if (dist_allreduce_max(setup_failed, "loading the weights") > 0) goto done_model;
+    o->data.image_size = S; /* the effective configuration: with the dataset's figures filled in */
+    char *config = s->config_text(s->config_ctx);
+    char path[4400];
+    if (root) setup_failed = setup_run_dir(o, ckpt_path, start_step, config, &lock, &e);
+    if (dist_allreduce_max(setup_failed, "setting up the run folder") > 0) { /* all ranks stop together */
+        free(config);
+        goto done_model;
     }
     if (!setup_failed) {
         LoaderConfig lc = {&ds, split, ac, reach, (uint64_t)o->seed, o->workers, 2, start_step, reach_first, B,
@@ -873,6 +918,7 @@ done_model:
     byol_work_free(&work);
     byol_free(&model);
 done_data:
+    st_close(&init_st);
     run_dir_unlock(&lock);
     shard_plan_free(&plan);
     dataset_close(&ds);

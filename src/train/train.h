@@ -18,6 +18,8 @@ typedef struct {
     float base_lr, pred_lr_mult, weight_decay, momentum, lars_eta, tau_base, warmup_epochs, warmup_frac, time_budget, knn_t,
         ckpt_minutes, comm_timeout;
     const char *out, *resume, *config, *on_nan;
+    /* --init: the encoders start from these weights (torchvision's names), with fresh heads */
+    const char *init;
     const char *tau_schedule; /* "cosine" (BYOL's) or "constant" */
     const char *optimizer;    /* "lars", "sgd" or "adamw"; NULL: the method's (train_options_resolve) */
     /* DINO: the teacher's temperature after its warm-up from warmup_teacher_temp over
@@ -32,16 +34,17 @@ typedef struct {
     int quiet;                /* 1: no progress lines (the lab runs many trainings) */
     ComputeOptions plan;
     int skip_nonfinite; /* --on-nan skip */
-    int out_given, out_default, in_channels_given, stem_given;
+    int out_given, out_default, in_channels_given, stem_given, arch_given, width_given;
     char data_buf[4096]; /* --data made absolute */
+    char init_buf[4096]; /* --init made absolute */
     char out_buf[4096];
 } TrainOptions;
 
 /* The defaults: a model and recipe sized for a 2-core CPU and 15 minutes on Fashion-MNIST. */
 void train_options_default(TrainOptions *o);
 
-/* --data as an absolute path (into o->data_buf), so that a run's saved configuration works from
- * any folder. */
+/* --data and --init as absolute paths (into o->data_buf, o->init_buf), so that a run's saved
+ * configuration works from any folder. */
 void train_data_absolute(TrainOptions *o);
 
 /* The optimizer's name: NULL becomes the method's (BYOL lars, SimSiam and DINO sgd). Returns 1 for sgd,

@@ -231,6 +231,24 @@ def model_flags(cfg):
             "--proj-dim", str(cfg["proj_dim"]), "--pred-hidden", str(cfg["pred_hidden"])]
 
 
+# ---------------------------------------------------------------- test programs' checks
+
+class Checks:
+    """The C tests' conventions for a Python test program: "ok"/"FAIL" lines, then
+    "RESULT <p> passed <f> failed" (tests/run.sh reads it)."""
+
+    def __init__(self):
+        self.passed = self.failed = 0
+
+    def __call__(self, cond, what):
+        print(("ok   " if cond else "FAIL ") + what)
+        self.passed, self.failed = self.passed + bool(cond), self.failed + (not cond)
+
+    def finish(self):
+        print(f"RESULT {self.passed} passed {self.failed} failed")
+        return 1 if self.failed else 0
+
+
 # ---------------------------------------------------------------- the BYOL step
 
 def regression_loss(p, z):

@@ -24,12 +24,7 @@ import byol_ref as R  # noqa: E402
 
 def main():
     byol = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else "./byol")
-    passed = failed = 0
-
-    def check(cond, what):
-        nonlocal passed, failed
-        print(("ok   " if cond else "FAIL ") + what)
-        passed, failed = passed + bool(cond), failed + (not cond)
+    check = R.Checks()
 
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run(["tar", "xzf", "../shared/data/cifar10-jpeg.tar.gz", "-C", tmp, "--wildcards",
@@ -73,8 +68,7 @@ def main():
         if ours.shape == ref.shape:
             err = np.linalg.norm(ours - ref) / np.linalg.norm(ref)
             check(err < 1e-4, f"byol embed vs torchvision on the exported weights: relative difference {err:.2e}")
-    print(f"RESULT {passed} passed {failed} failed")
-    return 1 if failed else 0
+    return check.finish()
 
 
 if __name__ == "__main__":
