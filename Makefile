@@ -77,6 +77,17 @@ $(error stb_image.h not found: install it with 'apt-get install libstb-dev')
 endif
 LDLIBS += -ltiff -lpng -ljpeg -lz -lpthread
 
+# TensorBoard event files: protobuf-c's runtime, and its compiler turning
+# src/io/proto/tensorboard.proto into $(BUILD)/gen/. Required.
+ifneq ($(call probe,protobuf_c,-lprotobuf-c),yes)
+$(error protobuf-c not found: install it with 'apt-get install libprotobuf-c-dev protobuf-c-compiler')
+endif
+PROTOC_C := $(shell command -v protoc-c)
+ifeq ($(PROTOC_C),)
+$(error protoc-c not found: install it with 'apt-get install protobuf-c-compiler')
+endif
+LDLIBS += -lprotobuf-c
+
 ifneq ($(NO_OMP),1)
 HAVE_OMP := $(call probe,openmp,-fopenmp)
 endif
@@ -179,6 +190,9 @@ LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
 ifeq ($(HAVE_CUDA),yes)
 LIB_OBJ += $(patsubst %.cu,$(BUILD)/%.o,$(wildcard src/backend/cuda/*.cu))
 endif
+GEN := $(BUILD)/gen
+LIB_OBJ += $(GEN)/tensorboard.pb-c.o
+CFLAGS += -I$(GEN)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 # Fuzz targets link the parts of the CLI that parse flags and config files.
@@ -212,6 +226,14 @@ $(BUILD)/%.o: %.cu $(wildcard src/*/*.h src/backend/*.inc) Makefile
 # compiler may if-convert operations that could trap; no FP traps are enabled, so results are
 # the same bits.
 $(BUILD)/src/data/augment.o $(BUILD)/src/nn/batchnorm.o: CFLAGS += -fno-trapping-math
+
+# protoc-c's C code and the descriptor set (tests read the files back with python3-protobuf)
+$(GEN)/tensorboard.pb-c.c $(GEN)/tensorboard.pb-c.h $(GEN)/tensorboard.desc &: src/io/proto/tensorboard.proto
+	@mkdir -p $(GEN)
+	$(PROTOC_C) --proto_path=src/io/proto --c_out=$(GEN) --descriptor_set_out=$(GEN)/tensorboard.desc $<
+$(GEN)/tensorboard.pb-c.o: $(GEN)/tensorboard.pb-c.c $(GEN)/tensorboard.pb-c.h
+	$(CC) $(CFLAGS) -c $< -o $@
+$(BUILD)/src/io/tensorboard.o $(BUILD)/tests/test_tensorboard: $(GEN)/tensorboard.pb-c.h $(GEN)/tensorboard.desc
 # Direct convolution's kernels are written as a*b+c on vectors; fusing them into FMAs is the
 # point (ISO C mode leaves contraction off by default): see the per-ISA rule below.
 

@@ -5,6 +5,7 @@
 set -u
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
+export BUILD
 export BYOL=${BYOL:-./byol}
 # byol's commands measure convolution kernels and cache the choices under XDG_CACHE_HOME: the
 # suite keeps its own cache, shared by its programs and removed at the end.
@@ -64,6 +65,7 @@ python_test() {
 }
 python_test test_export.py "torch, torchvision" "python3-torch python3-torchvision"
 python_test test_pth2safetensors.py "torch, numpy, PIL" "python3-torch python3-pil"
+python_test test_tensorboard.py "google.protobuf" "python3-protobuf"
 if [ "$programs" -eq 0 ]; then
     echo "FAIL no test programs in $BUILD/tests (run make first)"
     failed=$((failed + 1))

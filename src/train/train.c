@@ -24,6 +24,7 @@
 #include "../eval/plot.h"
 #include "../io/run_dir.h"
 #include "../io/state.h"
+#include "../io/tensorboard.h"
 #include "../nn/conv_plan.h"
 #include "../optim/optim.h"
 
@@ -360,6 +361,19 @@ static int resolve_warmup(TrainOptions *o, long spe, long total, long *warmup_st
     return 0;
 }
 
+/* The same scalars as metrics.jsonl into the run's TensorBoard file; a write that fails is said
+ * once and ends the TensorBoard log, not the training (metrics.jsonl has everything). */
+static void tb_log(TbWriter *tb, int64_t step, const char *const *tags, const double *values, int n) {
+    Err e;
+    if (!tb->f) return;
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    if (tb_scalars(tb, step, t.tv_sec + t.tv_nsec * 1e-9, tags, values, n, &e)) {
+        fprintf(stderr, "byol train: warning: %s; TensorBoard logging stops (metrics.jsonl goes on)\n", e.msg);
+        tb_close(tb);
+    }
+}
+
 int train_run(TrainOptions *o, const TrainSetup *s, TrainResult *result) {
     Err e;
     int rc;
@@ -401,6 +415,7 @@ int train_run(TrainOptions *o, const TrainSetup *s, TrainResult *result) {
     Byol model;
     memset(&model, 0, sizeof model);
     FILE *metrics = NULL;
+    TbWriter tb = {0}; /* the TensorBoard file beside metrics.jsonl */
     RunLock lock = {-1};
     Safetensors init_st = {0}; /* --init's file */
     const char *init_prefix = "";
@@ -538,6 +553,9 @@ int train_run(TrainOptions *o, const TrainSetup *s, TrainResult *result) {
         if (!metrics) {
             fprintf(stderr, "byol train: %s: cannot write: %s\n", path, strerror(errno));
             setup_failed = 1;
+        } else if (tb_open(&tb, o->out, &e)) { /* a resumed run adds a file: TensorBoard reads them all */
+            fprintf(stderr, "byol train: %s\n", e.msg);
+            setup_failed = 1;
         }
     }
     if (dist_allreduce_max(setup_failed, "starting the run") > 0) {
@@ -594,6 +612,7 @@ int train_run(TrainOptions *o, const TrainSetup *s, TrainResult *result) {
             if (metrics) {
                 fprintf(metrics, "{\"step\": 0, \"epoch\": 0, \"knn_top1\": %.6f, \"untrained\": true}\n", acc);
                 fflush(metrics);
+                tb_log(&tb, 0, (const char *const[]){"knn/untrained_top1"}, &acc, 1);
             }
         }
     }
@@ -753,6 +772,14 @@ int train_run(TrainOptions *o, const TrainSetup *s, TrainResult *result) {
                             work.dino_kl);
                 fprintf(metrics, "}\n");
                 fflush(metrics);
+                static const char *const tags[] = {"loss", "lr", "tau", "images_per_s", "collapse/std_sqrt_d",
+                                                   "collapse/eff_rank", "collapse/mean_cos", "dino/teacher_temp",
+                                                   "dino/teacher_entropy", "dino/kl"};
+                const double v[] = {loss, sc.lars.lr, sc.tau, ips, cs.std_sqrt_d, cs.eff_rank,
+                                    dino ? NAN : method_loss_mean_cos(o->mc.method, loss),
+                                    dino ? sc.dino.teacher_temp : NAN, dino ? work.dino_entropy : NAN,
+                                    dino ? work.dino_kl : NAN};
+                tb_log(&tb, step, tags, v, (int)ARRAY_LEN(tags));
             }
             /* cheap insurance that the ranks still train one model */
             if (P > 1 && step % (o->log_every * 10) == 0)
@@ -799,6 +826,7 @@ int train_run(TrainOptions *o, const TrainSetup *s, TrainResult *result) {
                 fprintf(metrics, "{\"step\": %lld, \"epoch\": %.4f, \"knn_top1\": %.6f, \"knn_target_top1\": %.6f}\n",
                         (long long)step, (double)step / spe, on_acc, tg_acc);
                 fflush(metrics);
+                tb_log(&tb, step, (const char *const[]){"knn/top1", "knn/target_top1"}, (const double[]){on_acc, tg_acc}, 2);
             }
             last_knn_s = elapsed;
         }
@@ -809,6 +837,7 @@ int train_run(TrainOptions *o, const TrainSetup *s, TrainResult *result) {
                 fprintf(metrics, "{\"step\": %lld, \"epoch\": %.4f, \"knn_top1\": %.6f}\n", (long long)step,
                         (double)step / spe, last_knn);
                 fflush(metrics);
+                tb_log(&tb, step, (const char *const[]){"knn/top1"}, &last_knn, 1);
                 printf("%sepoch %lld: kNN top-1 %.2f%%\n", tty ? "\n" : "", (long long)(step / spe), 100 * last_knn);
             }
             if (root) {
@@ -896,6 +925,7 @@ int train_run(TrainOptions *o, const TrainSetup *s, TrainResult *result) {
                 if (metrics)
                     fprintf(metrics, "{\"step\": %lld, \"epoch\": %.4f, \"knn_top1\": %.6f, \"final\": true}\n",
                             (long long)step, (double)step / spe, acc);
+                tb_log(&tb, step, (const char *const[]){"knn/final_top1"}, &acc, 1);
             }
         }
     }
@@ -914,6 +944,7 @@ int train_run(TrainOptions *o, const TrainSetup *s, TrainResult *result) {
     }
 done_model:
     if (metrics) fclose(metrics);
+    tb_close(&tb);
     loader_destroy(loader);
     byol_work_free(&work);
     byol_free(&model);
