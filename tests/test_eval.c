@@ -4,6 +4,7 @@
 #include "data/image.h"
 #include "eval/knn.h"
 #include "eval/probe.h"
+#include "eval/subset.h"
 #include "harness.h"
 
 /* ---- kNN ---- */
@@ -30,7 +31,7 @@ static void normalize_double(const float *x, int n, int d, double *out) {
 
 /* Brute force in double: every similarity, a full sort (ties: lower index), exp(s/T) votes. */
 static void knn_brute(const float *bank, const int32_t *bl, int nb, const float *q, int nq, int d,
-                      int C, int k, double T, int32_t *pred) {
+                      int C, int k, double T, int32_t *pred, const int32_t *ql, int32_t *rank) {
     double *B = malloc(sizeof(double) * nb * d), *Q = malloc(sizeof(double) * nq * d);
     SimIdx *s = malloc(sizeof(SimIdx) * nb);
     double *score = malloc(sizeof(double) * C);
@@ -50,6 +51,9 @@ static void knn_brute(const float *bank, const int32_t *bl, int nb, const float 
         for (int c = 1; c < C; c++)
             if (score[c] > score[best]) best = c;
         pred[i] = best;
+        /* the label's rank: classes with more votes, or as many at a lower index */
+        rank[i] = 0;
+        for (int c = 0; c < C; c++) rank[i] += score[c] > score[ql[i]] || (score[c] == score[ql[i]] && c < ql[i]);
     }
     free(B), free(Q), free(s), free(score);
 }
@@ -63,7 +67,7 @@ static void knn_case(int nb, int nq, int d, int C, int k, float T, uint64_t seed
     TestRng r = {seed};
     float *bank = malloc(sizeof(float) * nb * d), *q = malloc(sizeof(float) * nq * d);
     int32_t *bl = malloc(sizeof(int32_t) * nb), *ql = malloc(sizeof(int32_t) * nq);
-    int32_t *p1 = malloc(sizeof(int32_t) * nq), *p2 = malloc(sizeof(int32_t) * nq);
+    int32_t *p1 = malloc(sizeof(int32_t) * nq), *p2 = malloc(sizeof(int32_t) * nq), *rk = malloc(sizeof(int32_t) * nq);
     fill_normal(&r, bank, (size_t)nb * d, 1);
     fill_normal(&r, q, (size_t)nq * d, 1);
     random_labels(&r, bl, nb, C);
@@ -74,13 +78,16 @@ static void knn_case(int nb, int nq, int d, int C, int k, float T, uint64_t seed
     }
     Err e = {{0}};
     CHECK(knn_predict(bank, bl, nb, q, nq, d, C, k, T, p1, &e) == 0, "%s", e.msg);
-    knn_brute(bank, bl, nb, q, nq, d, C, k, T, p2);
-    int same = 0, correct = 0;
-    for (int i = 0; i < nq; i++) same += p1[i] == p2[i], correct += p2[i] == ql[i];
+    knn_brute(bank, bl, nb, q, nq, d, C, k, T, p2, ql, rk);
+    int same = 0, correct = 0, top3 = 0;
+    for (int i = 0; i < nq; i++) same += p1[i] == p2[i], correct += p2[i] == ql[i], top3 += rk[i] < 3;
     CHECK(same == nq, "nb %d nq %d k %d: %d of %d predictions match the brute force", nb, nq, k, same, nq);
     double acc = knn_top1(bank, bl, nb, q, ql, nq, d, C, k, T, &e);
     CHECK(acc == (double)correct / nq, "k %d: accuracy %g vs brute force %g", k, acc, (double)correct / nq);
-    free(bank), free(q), free(bl), free(ql), free(p1), free(p2);
+    double acc3 = -1, acc1 = knn_accuracy(bank, bl, nb, q, ql, nq, d, C, k, T, 3, &acc3, &e);
+    CHECK(acc1 == acc && acc3 == (double)top3 / nq && acc3 >= acc1, "k %d: top-3 %g vs brute force %g", k, acc3,
+          (double)top3 / nq);
+    free(bank), free(q), free(bl), free(ql), free(p1), free(p2), free(rk);
 }
 
 static void test_knn_matches_brute_force(void) {
@@ -216,8 +223,55 @@ static void test_probe_separable(void) {
     double acc = probe_top1(xtr, ytr, NTR, xte, yte, NTE, D, C, NULL, &rep, &e);
     CHECK(acc == 1.0, "test accuracy %g (%s)", acc, acc < 0 ? e.msg : "");
     CHECK(rep.train_top1 == 1.0, "train accuracy %g", rep.train_top1);
+    CHECK(rep.test_top5 == 1.0, "top-5 of 4 classes: %g", rep.test_top5);
     CHECK(rep.converged && rep.grad_norm <= 1e-5 /* the default tolerance */, "converged %d after %d iterations, max|g| %.3e", rep.converged,
           rep.iterations, rep.grad_norm);
+}
+
+/* The rank of a label among the classes: larger scores first, ties to the lower class (the
+ * argmax's rule); and the probe's top-5 on labels it cannot learn lies between top-1 and 1. */
+static void test_class_rank_and_probe_top5(void) {
+    const double s[5] = {0.5, 2.0, 0.5, 1.0, 2.0};
+    CHECK(class_rank(s, 5, 1) == 0 && class_rank(s, 5, 4) == 1 && class_rank(s, 5, 3) == 2 &&
+              class_rank(s, 5, 0) == 3 && class_rank(s, 5, 2) == 4,
+          "ranks 0..4");
+    enum { N = 300, D = 8, C = 12 };
+    TestRng r = {43};
+    static float x[N * D];
+    static int32_t y[N];
+    fill_normal(&r, x, N * D, 1);
+    random_labels(&r, y, N, C);
+    ProbeConfig pc;
+    probe_config_default(&pc);
+    pc.max_iter = 50;
+    ProbeReport rep;
+    Err e;
+    const double acc = probe_top1(x, y, N / 2, x + (N / 2) * D, y + N / 2, N / 2, D, C, &pc, &rep, &e);
+    CHECK(acc >= 0 && rep.test_top5 >= acc && rep.test_top5 < 1 && rep.test_top5 > 5.0 / C / 2,
+          "noise: top-1 %g <= top-5 %g < 1", acc, rep.test_top5);
+}
+
+/* --label-fraction's subset: round(f x count) of each class, ascending, a function of the seed;
+ * a fraction outside (0, 1] or one that leaves a class empty is refused, naming it. */
+static void test_label_subset(void) {
+    enum { N = 1000, C = 4 };
+    static int32_t y[N], a[N], b[N], c[N];
+    for (int i = 0; i < N; i++) y[i] = i % 10 < 7 ? 0 : 1 + i % 3; /* class 0: 700, the others 100 */
+    char *names[C] = {"plane", "car", "bird", "cat"};
+    Err e;
+    const int na = label_subset(y, N, C, 0.1, 7, names, a, &e), nb = label_subset(y, N, C, 0.1, 7, names, b, &e),
+              nc = label_subset(y, N, C, 0.1, 8, names, c, &e);
+    int per[C] = {0}, ascending = 1;
+    for (int i = 0; i < na; i++) per[y[a[i]]]++, ascending &= i == 0 || a[i] > a[i - 1];
+    CHECK(na == 100 && per[0] == 70 && per[1] == 10 && per[2] == 10 && per[3] == 10 && ascending,
+          "10%% of each class, ascending: %d (%d %d %d %d)", na, per[0], per[1], per[2], per[3]);
+    CHECK(nb == na && memcmp(a, b, sizeof(int32_t) * na) == 0, "the same seed, the same subset");
+    CHECK(nc == na && memcmp(a, c, sizeof(int32_t) * na) != 0, "another seed, another subset");
+    CHECK(label_subset(y, N, C, 1.0, 7, names, a, &e) == N, "all of them at 1");
+    CHECK(label_subset(y, N, C, 0.004, 7, names, a, &e) < 0 && strstr(e.msg, "'car'") && strstr(e.msg, "0.005"),
+          "0.4%% leaves a 100-image class empty: %s", e.msg);
+    CHECK(label_subset(y, N, C, 0, 7, names, a, &e) < 0 && strstr(e.msg, "(0, 1]"), "0: %s", e.msg);
+    CHECK(label_subset(y, N, C, 1.5, 7, NULL, a, &e) < 0, "1.5 refused");
 }
 
 static double meta_num(const Safetensors *st, const char *key) {
@@ -614,6 +668,8 @@ int main(void) {
     RUN(test_knn_clusters);
     RUN(test_knn_bad_input);
     RUN(test_knn_effective_k);
+    RUN(test_class_rank_and_probe_top5);
+    RUN(test_label_subset);
     RUN(test_eval_resize_center_crop);
     RUN(test_probe_gradient);
     RUN(test_probe_separable);

@@ -125,10 +125,31 @@ static void test_eval_export_embed(void) {
     if (j) {
         double knn = cJSON_GetObjectItem(j, "knn_top1")->valuedouble, lin = cJSON_GetObjectItem(j, "linear_top1")->valuedouble;
         CHECK(knn >= 0 && knn <= 1 && lin >= 0 && lin <= 1, "accuracies in [0, 1]: %g %g", knn, lin);
+        const cJSON *k5 = cJSON_GetObjectItem(j, "knn_top5"), *l5 = cJSON_GetObjectItem(j, "linear_top5");
+        CHECK(k5 && l5 && k5->valuedouble >= knn && k5->valuedouble <= 1 && l5->valuedouble >= lin &&
+                  l5->valuedouble <= 1,
+              "top-5 at least top-1: %s", out);
         CHECK(cJSON_GetObjectItem(j, "test")->valueint == 100 && cJSON_GetObjectItem(j, "train")->valueint == 100, "100 + 100 images");
         cJSON_Delete(j);
     }
     free(out), free(err);
+    /* --label-fraction: half of each class's 10 train images; 1% leaves every class empty */
+    snprintf(a, sizeof a, "eval --ckpt %s/ref --label-fraction 0.5 --probe-iters 50", TEST_TMP);
+    st = byol(a);
+    out = slurp_text("out");
+    CHECK(st == 0 && strstr(out, "labels     50 of 100 train images") && strstr(out, "\"train\": 50,") &&
+              strstr(out, "\"label_fraction\": 0.5}"),
+          "a balanced half: %s", out);
+    free(out);
+    const char *bad[] = {"0.01", "0", "1.5"}, *says[] = {"gets no image of its 10", "(0, 1]", "(0, 1]"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(a, sizeof a, "eval --ckpt %s/ref --label-fraction %s", TEST_TMP, bad[i]);
+        st = byol(a);
+        err = slurp_text("err");
+        CHECK(st != 0 && strstr(err, says[i]) && count_lines(err, "\n") == 1, "--label-fraction %s: exit %d: %s",
+              bad[i], st, err);
+        free(err);
+    }
     snprintf(a, sizeof a, "eval --ckpt %s/ref --random-init 1", TEST_TMP);
     CHECK(byol(a) == 0, "eval --random-init");
     out = slurp_text("out");

@@ -10,6 +10,7 @@
 #include "../eval/features.h"
 #include "../eval/knn.h"
 #include "../eval/probe.h"
+#include "../eval/subset.h"
 #include "../io/checkpoint.h"
 #include "../io/npy.h"
 #include "commands.h"
@@ -166,7 +167,7 @@ int cmd_eval(int argc, char **argv) {
     data_options_default(&dopt);
     int random_init = 0, raw_pixels = 0, k = KNN_DEFAULT_K, threads = 0, seed = 0, bank = 0, queries = 0,
         image_size = 0, probe_iters = 0, eval_resize = 0;
-    float T = KNN_DEFAULT_T, probe_l2 = -1;
+    float T = KNN_DEFAULT_T, probe_l2 = -1, label_fraction = 1;
     ComputeOptions po = {NULL, NULL, NULL, NULL};
     Flag flags[32 + COMPUTE_FLAG_COUNT + MODEL_FLAG_COUNT];
     int nf = 0;
@@ -183,7 +184,8 @@ int cmd_eval(int argc, char **argv) {
     flags[nf++] = (Flag){"eval-queries", FLAG_INT, &queries, "test images scored, 0 all (0)", 0, 1 << 30};
     flags[nf++] = (Flag){"image-size", FLAG_INT, &image_size, "image side, the centre crop with --eval-resize (the checkpoint's)", 1, 4096};
     flags[nf++] = (Flag){"eval-resize", FLAG_INT, &eval_resize, "short side resized to N (bicubic) before the centre crop; 0: largest square (0)", 0, 16384};
-    flags[nf++] = (Flag){"seed", FLAG_INT, &seed, "seed of --random-init (0)", 0, 2147483647};
+    flags[nf++] = (Flag){"label-fraction", FLAG_FLOAT, &label_fraction, "the labelled share of the train split the kNN bank and the probe use, class-balanced, fixed by --seed (1; the paper's 0.01 and 0.1)", -1e9, 1e9};
+    flags[nf++] = (Flag){"seed", FLAG_INT, &seed, "seed of --random-init and of --label-fraction's subset (0)", 0, 2147483647};
     flags[nf++] = (Flag){"threads", FLAG_INT, &threads, "threads (the cores this process may use: affinity mask, cgroup quota)", 1, 4096};
     compute_flags(flags + nf, &po);
     nf += COMPUTE_FLAG_COUNT;
@@ -193,6 +195,11 @@ int cmd_eval(int argc, char **argv) {
     int rc = flags_parse(argc, argv, flags, nf, EVAL_USAGE, &e);
     if (rc == 1) return 0;
     if (rc || model_config_check(&asked, &e)) return cmd_fail("eval", &e, 2);
+    if (!(label_fraction > 0 && label_fraction <= 1)) {
+        fprintf(stderr, "byol eval: --label-fraction %g: a fraction in (0, 1] (0.01 for 1%% of the labels)\n",
+                (double)label_fraction);
+        return 2;
+    }
     if (!ckpt && !random_init && !raw_pixels) {
         fprintf(stderr, "byol eval: --ckpt is required (or --random-init 1 / --raw-pixels 1 with model flags)\n");
         return 2;
@@ -267,7 +274,25 @@ int cmd_eval(int argc, char **argv) {
         goto out;
     }
     double t_feat = now_seconds() - t0;
-    double knn = knn_top1(fb, lb, nb, fq, lq, nq, d, ds.n_classes, k, T, &e);
+    if (label_fraction != 1) { /* the labelled fraction: the bank's rows compacted in place */
+        int32_t *idx = xmalloc((size_t)nb * sizeof *idx, "the labelled subset");
+        const int ns = label_subset(lb, nb, ds.n_classes, label_fraction, (uint64_t)seed, ds.class_names, idx, &e);
+        if (ns < 0) {
+            xfree(idx);
+            fprintf(stderr, "byol eval: %s\n", e.msg);
+            goto out;
+        }
+        for (int i = 0; i < ns; i++) {
+            memmove(fb + (size_t)i * d, fb + (size_t)idx[i] * d, (size_t)d * sizeof(float));
+            lb[i] = lb[idx[i]];
+        }
+        printf("labels     %d of %d train images (--label-fraction %g, class-balanced, seed %d)\n", ns, nb,
+               (double)label_fraction, seed);
+        nb = ns;
+        xfree(idx);
+    }
+    double knn5 = 0;
+    double knn = knn_accuracy(fb, lb, nb, fq, lq, nq, d, ds.n_classes, k, T, 5, &knn5, &e);
     if (knn < 0) {
         fprintf(stderr, "byol eval: %s\n", e.msg);
         goto out;
@@ -292,15 +317,17 @@ int cmd_eval(int argc, char **argv) {
         snprintf(kdesc, sizeof kdesc, "k %d", k);
     printf("features   %s: %d train (bank) + %d test images, %d dims, %dx%d (%s), %.1f s\n", what, nb, nq, d,
            fc.image_size, fc.image_size, prep, t_feat);
-    printf("kNN        top-1 %.2f%%  (%s, T %g, cosine)\n", 100 * knn, kdesc, T);
-    printf("linear     top-1 %.2f%%  (train %.2f%%, %d L-BFGS iterations%s, l2 %g, %.1f s)\n", 100 * probe,
-           100 * pr.train_top1, pr.iterations, pr.converged ? ", converged" : ", NOT converged", pc.l2, now_seconds() - t1);
+    printf("kNN        top-1 %.2f%%  top-5 %.2f%%  (%s, T %g, cosine)\n", 100 * knn, 100 * knn5, kdesc, T);
+    printf("linear     top-1 %.2f%%  top-5 %.2f%%  (train %.2f%%, %d L-BFGS iterations%s, l2 %g, %.1f s)\n",
+           100 * probe, 100 * pr.test_top5, 100 * pr.train_top1, pr.iterations,
+           pr.converged ? ", converged" : ", NOT converged", pc.l2, now_seconds() - t1);
     printf("{\"what\": \"%s\", \"ckpt\": \"%s\", \"step\": %lld, \"dataset\": \"%s\", \"train\": %d, \"test\": %d, "
-           "\"dim\": %d, \"image_size\": %d, \"eval_resize\": %d, \"knn_top1\": %.6f, \"knn_k\": %d, "
-           "\"knn_k_asked\": %d, \"knn_t\": %g, \"linear_top1\": %.6f, \"probe_iterations\": %d, "
-           "\"probe_converged\": %s}\n",
+           "\"dim\": %d, \"image_size\": %d, \"eval_resize\": %d, \"knn_top1\": %.6f, \"knn_top5\": %.6f, \"knn_k\": %d, "
+           "\"knn_k_asked\": %d, \"knn_t\": %g, \"linear_top1\": %.6f, \"linear_top5\": %.6f, \"probe_iterations\": %d, "
+           "\"probe_converged\": %s, \"label_fraction\": %g}\n",
            what, ckpt && !raw_pixels && !random_init ? ckpt : "", (long long)L.step, ds.kind, nb, nq, d, fc.image_size,
-           fc.resize, knn, k_used, k, T, probe, pr.iterations, pr.converged ? "true" : "false");
+           fc.resize, knn, knn5, k_used, k, T, probe, pr.test_top5, pr.iterations, pr.converged ? "true" : "false",
+           (double)label_fraction);
     rc = fflush(stdout) == 0 && !ferror(stdout) ? 0 : 1;
 out:
     xfree(fb), xfree(fq), free(lb), free(lq);

@@ -83,8 +83,16 @@ static void heap_feed(float *hs, int *hi, int *count, int k, const float *s, int
 
 int knn_effective_k(int k, int n_bank) { return k > n_bank ? n_bank : k; }
 
-int knn_predict(const float *bank, const int32_t *bank_labels, int n_bank, const float *query,
-                int n_query, int d, int n_classes, int k, float T, int32_t *pred, Err *e) {
+int class_rank(const double *score, int n_classes, int label) {
+    int ahead = 0;
+    for (int c = 0; c < n_classes; c++) ahead += score[c] > score[label] || (score[c] == score[label] && c < label);
+    return ahead;
+}
+
+/* knn_predict, and with query_labels each label's rank among the classes into label_rank. */
+static int knn_run(const float *bank, const int32_t *bank_labels, int n_bank, const float *query, int n_query, int d,
+                   int n_classes, int k, float T, const int32_t *query_labels, int32_t *pred, int32_t *label_rank,
+                   Err *e) {
     if (n_bank < 1 || n_query < 1) return err_set(e, "knn: empty %s set", n_bank < 1 ? "bank" : "query");
     if (d < 1) return err_set(e, "knn: feature dimension %d must be at least 1", d);
     if (n_classes < 2) return err_set(e, "knn: %d classes, need at least 2", n_classes);
@@ -136,6 +144,7 @@ int knn_predict(const float *bank, const int32_t *bank_labels, int n_bank, const
                 for (int c = 1; c < n_classes; c++)
                     if (score[c] > score[best]) best = c;
                 pred[q0 + q] = best;
+                if (label_rank) label_rank[q0 + q] = class_rank(score, n_classes, query_labels[q0 + q]);
             }
         }
         xfree(score);
@@ -148,9 +157,20 @@ int knn_predict(const float *bank, const int32_t *bank_labels, int n_bank, const
     return 0;
 }
 
+int knn_predict(const float *bank, const int32_t *bank_labels, int n_bank, const float *query,
+                int n_query, int d, int n_classes, int k, float T, int32_t *pred, Err *e) {
+    return knn_run(bank, bank_labels, n_bank, query, n_query, d, n_classes, k, T, NULL, pred, NULL, e);
+}
+
 double knn_top1(const float *bank, const int32_t *bank_labels, int n_bank, const float *query,
                 const int32_t *query_labels, int n_query, int d, int n_classes, int k, float T,
                 Err *e) {
+    return knn_accuracy(bank, bank_labels, n_bank, query, query_labels, n_query, d, n_classes, k, T, 1, NULL, e);
+}
+
+double knn_accuracy(const float *bank, const int32_t *bank_labels, int n_bank, const float *query,
+                    const int32_t *query_labels, int n_query, int d, int n_classes, int k, float T, int top,
+                    double *topk, Err *e) {
     if (n_classes < 2) {
         err_set(e, "knn: %d classes, need at least 2", n_classes);
         return -1.0;
@@ -160,13 +180,15 @@ double knn_top1(const float *bank, const int32_t *bank_labels, int n_bank, const
             err_set(e, "knn: query label %d at row %d is outside [0, %d)", (int)query_labels[i], i, n_classes);
             return -1.0;
         }
-    int32_t *pred = xmalloc((size_t)(n_query > 0 ? n_query : 1) * sizeof(int32_t), "knn predictions");
-    if (knn_predict(bank, bank_labels, n_bank, query, n_query, d, n_classes, k, T, pred, e) != 0) {
+    int32_t *pred = xmalloc(2 * (size_t)(n_query > 0 ? n_query : 1) * sizeof(int32_t), "knn predictions");
+    int32_t *rank = pred + (n_query > 0 ? n_query : 1);
+    if (knn_run(bank, bank_labels, n_bank, query, n_query, d, n_classes, k, T, query_labels, pred, rank, e) != 0) {
         xfree(pred);
         return -1.0;
     }
-    long correct = 0;
-    for (int i = 0; i < n_query; i++) correct += pred[i] == query_labels[i];
+    long correct = 0, in_top = 0;
+    for (int i = 0; i < n_query; i++) correct += pred[i] == query_labels[i], in_top += rank[i] < top;
     xfree(pred);
+    if (topk) *topk = (double)in_top / n_query;
     return (double)correct / n_query;
 }

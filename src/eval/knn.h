@@ -42,4 +42,14 @@ double knn_top1(const float *bank, const int32_t *bank_labels, int n_bank, const
                 const int32_t *query_labels, int n_query, int d, int n_classes, int k, float T,
                 Err *e);
 
+/* knn_top1, and the top-`top` accuracy into *topk (NULL: not wanted): the fraction of queries
+ * whose label is among the `top` classes of largest summed weight (class_rank < top). */
+double knn_accuracy(const float *bank, const int32_t *bank_labels, int n_bank, const float *query,
+                    const int32_t *query_labels, int n_query, int d, int n_classes, int k, float T, int top,
+                    double *topk, Err *e);
+
+/* How many classes rank ahead of `label` by score: a larger score, or an equal one at a lower
+ * index (the argmax's tie rule, so rank 0 is the top-1 prediction). */
+int class_rank(const double *score, int n_classes, int label);
+
 #endif

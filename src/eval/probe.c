@@ -1,4 +1,5 @@
 #include "probe.h"
+#include "knn.h"
 
 #include <float.h>
 #include <math.h>
@@ -511,37 +512,39 @@ static int check_standardized(const float *x, int n, int d, const double *mean, 
 }
 
 /* Fraction of rows of x [n, d] (standardized on the fly) whose argmax logit (ties: lower class)
- * is y. */
+ * is y; and into *top5 (NULL: not wanted) the fraction whose y is among the five largest. */
 static double accuracy(const float *x, const double *mean, const double *inv_std, const int32_t *y, int n,
-                       int d, int C, const double *theta) {
+                       int d, int C, const double *theta, double *top5) {
     const size_t nw = (size_t)C * d;
     const double *b = theta + nw;
     float *w = xmalloc(nw * sizeof(float), "probe weights");
     for (size_t j = 0; j < nw; j++) w[j] = (float)theta[j];
     const int n_chunks = (n + PROBE_CHUNK - 1) / PROBE_CHUNK;
-    long correct = 0;
+    long correct = 0, in_top5 = 0;
 #pragma omp parallel if (n_chunks > 1)
     {
         float *L = xmalloc((size_t)PROBE_CHUNK * C * sizeof(float), "probe logits");
         float *xs = xmalloc((size_t)PROBE_CHUNK * d * sizeof(float), "probe standardized rows");
-#pragma omp for schedule(dynamic, 1) reduction(+ : correct)
+        double *score = xmalloc((size_t)C * sizeof(double), "probe class scores");
+#pragma omp for schedule(dynamic, 1) reduction(+ : correct, in_top5)
         for (int ch = 0; ch < n_chunks; ch++) {
             const int r0 = ch * PROBE_CHUNK, rows = MIN(PROBE_CHUNK, n - r0);
             const float *xc = chunk_rows(x, mean, inv_std, d, r0, rows, xs);
             sgemm(0, 1, rows, C, d, 1.0f, xc, d, w, d, 0.0f, L, C);
             for (int i = 0; i < rows; i++) {
                 const float *z = L + (size_t)i * C;
-                int best = 0;
-                double zb = (double)z[0] + b[0];
-                for (int c = 1; c < C; c++)
-                    if ((double)z[c] + b[c] > zb) zb = (double)z[c] + b[c], best = c;
-                correct += best == y[r0 + i];
+                for (int c = 0; c < C; c++) score[c] = (double)z[c] + b[c];
+                const int rank = class_rank(score, C, y[r0 + i]);
+                correct += rank == 0;
+                in_top5 += rank < 5;
             }
         }
+        xfree(score);
         xfree(xs);
         xfree(L);
     }
     xfree(w);
+    if (top5) *top5 = (double)in_top5 / n;
     return (double)correct / n;
 }
 
@@ -577,8 +580,8 @@ double probe_top1(const float *train, const int32_t *train_labels, int n_train, 
     lbfgs(&ob, theta, cfg, rep);
     rep->evaluations = ob.evals;
     objective_free(&ob);
-    rep->train_top1 = accuracy(train, mean, inv_std, train_labels, n_train, d, n_classes, theta);
-    acc = accuracy(test, mean, inv_std, test_labels, n_test, d, n_classes, theta);
+    rep->train_top1 = accuracy(train, mean, inv_std, train_labels, n_train, d, n_classes, theta, NULL);
+    acc = accuracy(test, mean, inv_std, test_labels, n_test, d, n_classes, theta, &rep->test_top5);
     xfree(theta);
 done:
     xfree(inv_std);

@@ -51,6 +51,7 @@ typedef struct {
     double final_loss; /* mean cross-entropy + penalty, on the standardized training set */
     double grad_norm;  /* max |gradient| at the end (the convergence measure) */
     double train_top1; /* accuracy of the fitted probe on the training set */
+    double test_top5;  /* the test label among the five largest logits (ties: lower class first) */
     int converged;     /* grad_norm <= tol */
 } ProbeReport;
 
