@@ -194,12 +194,8 @@ int cmd_eval(int argc, char **argv) {
     Err e;
     int rc = flags_parse(argc, argv, flags, nf, EVAL_USAGE, &e);
     if (rc == 1) return 0;
-    if (rc || model_config_check(&asked, &e)) return cmd_fail("eval", &e, 2);
-    if (!(label_fraction > 0 && label_fraction <= 1)) {
-        fprintf(stderr, "byol eval: --label-fraction %g: a fraction in (0, 1] (0.01 for 1%% of the labels)\n",
-                (double)label_fraction);
-        return 2;
-    }
+    if (rc || model_config_check(&asked, &e) || label_fraction_check(label_fraction, &e))
+        return cmd_fail("eval", &e, 2);
     if (!ckpt && !random_init && !raw_pixels) {
         fprintf(stderr, "byol eval: --ckpt is required (or --random-init 1 / --raw-pixels 1 with model flags)\n");
         return 2;

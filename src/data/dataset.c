@@ -225,7 +225,7 @@ int dataset_open(Dataset *ds, const char *path, const char *kind, FILE *warn, Er
     if (!kind) {
         if (!S_ISDIR(st.st_mode) && !folder_image_file(path))
             return err_set(e, "%s: neither a folder nor an image file (--data names the folder that holds the "
-                              "dataset's files, or one " "image)", path);
+                              "dataset's files, or one image)", path);
         kind = S_ISDIR(st.st_mode) ? detect_kind(path) : "folder";
     }
     int no_cifar_bin = (strcmp(kind, "cifar10") == 0 && !file_exists(path, "data_batch_1.bin")) ||

@@ -217,10 +217,19 @@ void collapse_stats(const float *z, int B, int D, CollapseStats *out, double *wo
     xfree(own);
 }
 
-int collapse_warning(const CollapseStats *s) {
-    return !(s->std_sqrt_d >= COLLAPSE_STD_MIN) || !(s->eff_rank >= COLLAPSE_RANK_MIN);
-}
-
 int collapse_agreement(double mean_cos, double std_sqrt_d) {
     return mean_cos > COLLAPSE_AGREE_COS && std_sqrt_d < COLLAPSE_AGREE_STD;
 }
+
+CollapseSign collapse_sign(const CollapseStats *s, double mean_cos) {
+    if (!(s->std_sqrt_d >= COLLAPSE_STD_MIN)) return COLLAPSE_STD;
+    if (!(s->eff_rank >= COLLAPSE_RANK_MIN)) return COLLAPSE_RANK;
+    return collapse_agreement(mean_cos, s->std_sqrt_d) ? COLLAPSE_AGREEMENT : COLLAPSE_NONE;
+}
+
+const char *collapse_sign_name(CollapseSign sign) {
+    static const char *const NAMES[] = {"", "std", "rank", "agreement"};
+    return NAMES[sign];
+}
+
+int collapse_warning(const CollapseStats *s) { return collapse_sign(s, NAN) != COLLAPSE_NONE; }

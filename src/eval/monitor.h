@@ -64,6 +64,13 @@ int collapse_warning(const CollapseStats *s);
 #define COLLAPSE_AGREE_STD 0.5
 int collapse_agreement(double mean_cos, double std_sqrt_d);
 
+/* The first sign of collapse that shows, in the order std (below COLLAPSE_STD_MIN, or NaN), rank
+ * (below COLLAPSE_RANK_MIN, or NaN), agreement (collapse_agreement; mean_cos NAN: not judged,
+ * DINO's case); COLLAPSE_NONE when none does. What byol train warns on and the lab reports. */
+typedef enum { COLLAPSE_NONE, COLLAPSE_STD, COLLAPSE_RANK, COLLAPSE_AGREEMENT } CollapseSign;
+CollapseSign collapse_sign(const CollapseStats *s, double mean_cos);
+const char *collapse_sign_name(CollapseSign sign); /* "std", "rank", "agreement"; "" for none */
+
 /* Eigenvalues of the symmetric matrix a [n x n] (row-major, full storage, both triangles set;
  * destroyed), in descending order into w[n]. work holds 2 * n doubles. Householder reduction to
  * tridiagonal form, then implicit QL with Wilkinson-type shifts; absolute error a few

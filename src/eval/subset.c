@@ -6,10 +6,15 @@
 
 #include "../core/rng.h"
 
-int label_subset(const int32_t *labels, int n, int n_classes, double fraction, uint64_t seed,
-                 char *const *class_names, int32_t *idx, Err *e) {
+int label_fraction_check(double fraction, Err *e) {
     if (!(fraction > 0 && fraction <= 1))
         return err_set(e, "--label-fraction %g: a fraction in (0, 1] (0.01 for 1%% of the labels)", fraction);
+    return 0;
+}
+
+int label_subset(const int32_t *labels, int n, int n_classes, double fraction, uint64_t seed,
+                 char *const *class_names, int32_t *idx, Err *e) {
+    if (label_fraction_check(fraction, e)) return -1;
     int *count = xcalloc((size_t)n_classes, sizeof *count, "label counts");
     for (int i = 0; i < n; i++)
         if (labels[i] >= 0 && labels[i] < n_classes) count[labels[i]]++;

@@ -128,10 +128,7 @@ int state_load_encoder(Byol *m, const Safetensors *st, const char *prefix, Err *
     }
     xfree(tmp);
     if (rc) return -1;
-    /* the target starts as the online network, the encoder's copy with the rest (the target's
-     * tensors are the online store's first, in the same order) */
-    memcpy(m->target.params, m->online.params, m->target.n_params * sizeof(float));
-    memcpy(m->target.buffers, m->online.buffers, m->target.n_buffers * sizeof(float));
+    byol_target_from_online(m); /* the target starts as the online network, its encoder with the rest */
     return 0;
 }
 

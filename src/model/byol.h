@@ -73,6 +73,9 @@ void byol_free(Byol *m);
 void byol_place(Byol *m, const Backend *be);
 /* Fresh weights as torchvision/PyTorch initialize them (src/model/init.c); target = online. */
 void byol_init_weights(Byol *m, uint64_t seed);
+/* target = online: the target's tensors (parameters and buffers) are the online store's first,
+ * in the same order (host memory, before byol_place). */
+void byol_target_from_online(Byol *m);
 
 /* Everything one step needs besides the parameters, sized once for [B, C, H, W] views. */
 typedef struct {

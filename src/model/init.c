@@ -62,6 +62,10 @@ void byol_init_weights(Byol *m, uint64_t seed) {
     }
     memset(s->momentum, 0, s->n_params * sizeof(float));
     memset(s->second, 0, s->n_params * sizeof(float));
-    memcpy(m->target.params, s->params, m->target.n_params * sizeof(float));
-    memcpy(m->target.buffers, s->buffers, m->target.n_buffers * sizeof(float));
+    byol_target_from_online(m);
+}
+
+void byol_target_from_online(Byol *m) {
+    memcpy(m->target.params, m->online.params, m->target.n_params * sizeof(float));
+    memcpy(m->target.buffers, m->online.buffers, m->target.n_buffers * sizeof(float));
 }

@@ -141,10 +141,7 @@ int lab_outcome_read(const char *metrics_path, LabOutcome *out, Err *e) {
                    : h < DINO_ENTROPY_FRAC                               ? "one prototype"
                                                                          : "";
     }
-    else out->why = !(out->std_sqrt_d >= COLLAPSE_STD_MIN) ? "std"
-                    : !(out->eff_rank >= COLLAPSE_RANK_MIN) ? "rank"
-                    : collapse_agreement(out->mean_cos, out->std_sqrt_d) ? "agreement"
-                                                                          : "";
+    else out->why = collapse_sign_name(collapse_sign(&(CollapseStats){out->std_sqrt_d, out->eff_rank}, out->mean_cos));
     out->collapsed = out->why[0] != 0;
     return 0;
 }

@@ -758,13 +758,14 @@ int train_run(TrainOptions *o, const TrainSetup *s, TrainResult *result) {
             CollapseStats cs; /* of this rank's shard of projections */
             collapse_stats(work.proj.out, work.n, o->mc.proj_dim, &cs, cwork);
             const double ips = log_images / fmax(now - t_log, 1e-9);
+            const double mean_cos = method_loss_mean_cos(o->mc.method, loss); /* NAN for DINO */
             if (metrics) {
                 fprintf(metrics, "{\"step\": %lld, \"epoch\": %.4f, \"loss\": %.7g, \"lr\": %.6g, \"tau\": %.7g, "
                                  "\"images_per_s\": %.2f, \"proj_std\": %.5f, \"eff_rank\": %.3f, \"elapsed_s\": %.3f",
                         (long long)step, (double)step / spe, loss, sc.lars.lr, sc.tau, ips, cs.std_sqrt_d,
                         cs.eff_rank, elapsed0 + now - t_start);
                 if (!dino) /* how closely predictions match targets: 1 is the trivial solution's */
-                    fprintf(metrics, ", \"mean_cos\": %.6f", method_loss_mean_cos(o->mc.method, loss));
+                    fprintf(metrics, ", \"mean_cos\": %.6f", mean_cos);
                 if (dino) /* DINO's collapse monitors: the teacher's entropy (0: one prototype, ln K:
                            * uniform) and the KL between teacher and student */
                     fprintf(metrics, ", \"teacher_temp\": %.5f, \"teacher_entropy\": %.5f, \"entropy_uniform\": %.5f, "
@@ -775,8 +776,7 @@ int train_run(TrainOptions *o, const TrainSetup *s, TrainResult *result) {
                 static const char *const tags[] = {"loss", "lr", "tau", "images_per_s", "collapse/std_sqrt_d",
                                                    "collapse/eff_rank", "collapse/mean_cos", "dino/teacher_temp",
                                                    "dino/teacher_entropy", "dino/kl"};
-                const double v[] = {loss, sc.lars.lr, sc.tau, ips, cs.std_sqrt_d, cs.eff_rank,
-                                    dino ? NAN : method_loss_mean_cos(o->mc.method, loss),
+                const double v[] = {loss, sc.lars.lr, sc.tau, ips, cs.std_sqrt_d, cs.eff_rank, mean_cos,
                                     dino ? sc.dino.teacher_temp : NAN, dino ? work.dino_entropy : NAN,
                                     dino ? work.dino_kl : NAN};
                 tb_log(&tb, step, tags, v, (int)ARRAY_LEN(tags));
@@ -798,16 +798,15 @@ int train_run(TrainOptions *o, const TrainSetup *s, TrainResult *result) {
                 printf("epoch %.2f step %lld loss %.5f lr %.4g tau %.6f %.1f img/s proj_std %.3f eff_rank %.1f ETA %s\n",
                        (double)step / spe, (long long)step, loss, sc.lars.lr, sc.tau, ips, cs.std_sqrt_d, cs.eff_rank, eta);
             fflush(stdout);
-            const double mean_cos = method_loss_mean_cos(o->mc.method, loss);
-            const int agreeing = collapse_agreement(mean_cos, cs.std_sqrt_d);
-            if (root && (collapse_warning(&cs) || agreeing) && !collapse_warned) {
+            const CollapseSign sign = collapse_sign(&cs, mean_cos);
+            if (root && sign != COLLAPSE_NONE && !collapse_warned) {
                 fprintf(stderr, "%sbyol train: warning: step %lld: the projections are collapsing, %s (std x sqrt(D) "
                                 "%.3f, effective rank %.1f of %d, prediction-target cosine %.3f); features may stop "
                                 "improving: try a lower --base-lr, a higher --tau-base, or milder augmentations\n",
                         tty ? "\n" : "", (long long)step,
-                        cs.std_sqrt_d < COLLAPSE_STD_MIN ? "all alike"
-                        : agreeing                      ? "shrinking while predictions match their targets"
-                                                        : "into a few directions",
+                        sign == COLLAPSE_STD    ? "all alike"
+                        : sign == COLLAPSE_RANK ? "into a few directions"
+                                                : "shrinking while predictions match their targets",
                         cs.std_sqrt_d, cs.eff_rank, o->mc.proj_dim, mean_cos);
                 collapse_warned = 1;
             }
