@@ -88,6 +88,13 @@ $(error protoc-c not found: install it with 'apt-get install protobuf-c-compiler
 endif
 LDLIBS += -lprotobuf-c
 
+# ONNX export (byol export --format onnx): Debian's onnx.proto (ONNX 1.12), turned by protoc-c
+# into $(BUILD)/gen/ like TensorBoard's; only the .proto is used, not libonnx. Required.
+ONNX_PROTO := /usr/include/onnx/onnx.proto
+ifeq ($(wildcard $(ONNX_PROTO)),)
+$(error $(ONNX_PROTO) not found: install it with 'apt-get install libonnx-dev')
+endif
+
 ifneq ($(NO_OMP),1)
 HAVE_OMP := $(call probe,openmp,-fopenmp)
 endif
@@ -191,7 +198,7 @@ ifeq ($(HAVE_CUDA),yes)
 LIB_OBJ += $(patsubst %.cu,$(BUILD)/%.o,$(wildcard src/backend/cuda/*.cu))
 endif
 GEN := $(BUILD)/gen
-LIB_OBJ += $(GEN)/tensorboard.pb-c.o
+LIB_OBJ += $(GEN)/tensorboard.pb-c.o $(GEN)/onnx.pb-c.o
 CFLAGS += -I$(GEN)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
@@ -234,6 +241,12 @@ $(GEN)/tensorboard.pb-c.c $(GEN)/tensorboard.pb-c.h $(GEN)/tensorboard.desc &: s
 $(GEN)/tensorboard.pb-c.o: $(GEN)/tensorboard.pb-c.c $(GEN)/tensorboard.pb-c.h
 	$(CC) $(CFLAGS) -c $< -o $@
 $(BUILD)/src/io/tensorboard.o $(BUILD)/tests/test_tensorboard: $(GEN)/tensorboard.pb-c.h $(GEN)/tensorboard.desc
+$(GEN)/onnx.pb-c.c $(GEN)/onnx.pb-c.h &: $(ONNX_PROTO)
+	@mkdir -p $(GEN)
+	$(PROTOC_C) --proto_path=$(dir $(ONNX_PROTO)) --c_out=$(GEN) $<
+$(GEN)/onnx.pb-c.o: $(GEN)/onnx.pb-c.c $(GEN)/onnx.pb-c.h
+	$(CC) $(CFLAGS) -c $< -o $@
+$(BUILD)/src/io/onnx_export.o $(BUILD)/tests/test_onnx: $(GEN)/onnx.pb-c.h
 # Direct convolution's kernels are written as a*b+c on vectors; fusing them into FMAs is the
 # point (ISO C mode leaves contraction off by default): see the per-ISA rule below.
 

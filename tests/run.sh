@@ -66,6 +66,7 @@ python_test() {
 python_test test_export.py "torch, torchvision" "python3-torch python3-torchvision"
 python_test test_pth2safetensors.py "torch, numpy, PIL" "python3-torch python3-pil"
 python_test test_tensorboard.py "google.protobuf" "python3-protobuf"
+python_test test_onnx.py "onnx, torch, numpy" "python3-onnx python3-torch"
 if [ "$programs" -eq 0 ]; then
     echo "FAIL no test programs in $BUILD/tests (run make first)"
     failed=$((failed + 1))

@@ -1,5 +1,5 @@
 /* byol eval (kNN and linear probe on frozen features), byol export (the encoder alone, with
- * torchvision's names), byol embed (features as .npy). All three read a checkpoint of byol train,
+ * torchvision's names, or as an ONNX model), byol embed (features as .npy). All three read a checkpoint of byol train,
  * whose saved configuration says which model it holds and how images were normalized. */
 #include <math.h>
 #include <stdlib.h>
@@ -13,6 +13,7 @@
 #include "../eval/subset.h"
 #include "../io/checkpoint.h"
 #include "../io/npy.h"
+#include "../io/onnx_export.h"
 #include "ckpt_model.h"
 #include "commands.h"
 
@@ -206,33 +207,20 @@ out:
 /* ---------------------------------------------------------------- byol export */
 
 static const char *EXPORT_USAGE =
-    "usage: byol export --ckpt FILE|DIR --out encoder.safetensors\n"
-    "The online encoder alone with torchvision's names and layouts (conv1.weight, bn1.*, layer1.0.*,\n"
-    "...), loadable by torchvision.models.resnetNN() with load_state_dict(strict=False), which then\n"
-    "reports only fc.* missing (replace conv1 and maxpool first for the cifar stem). Its metadata\n"
-    "says how to feed it: arch, width, stem, in_channels, image_size (the training side), mean and\n"
-    "std (per channel, of pixels in [0, 1]: x = (pixel / 255 - mean) / std).";
+    "usage: byol export --ckpt FILE|DIR --out encoder.safetensors|encoder.onnx [--format safetensors|onnx]\n"
+    "The online encoder alone. safetensors (the default): torchvision's names and layouts (conv1.weight,\n"
+    "bn1.*, layer1.0.*, ...), loadable by torchvision.models.resnetNN() with load_state_dict(strict=False),\n"
+    "which then reports only fc.* missing (replace conv1 and maxpool first for the cifar stem). onnx\n"
+    "(also chosen by an --out ending in .onnx): an ONNX model (opset 13), input \"input\" float32\n"
+    "[N, C, S, S], output \"features\" [N, d] (byol embed's features). Either file's metadata says how\n"
+    "to feed it: arch, width, stem, in_channels, image_size (the training side), mean and std (per\n"
+    "channel, of pixels in [0, 1]: x = (pixel / 255 - mean) / std).";
 
-int cmd_export(int argc, char **argv) {
-    const char *ckpt = NULL, *out = NULL;
-    ModelConfig asked;
-    Flag flags[2 + MODEL_FLAG_COUNT] = {
-        {"ckpt", FLAG_STRING, &ckpt, "checkpoint file, or a run folder (its newest)", 0, -1},
-        {"out", FLAG_STRING, &out, "output safetensors", 0, -1},
-    };
-    ckpt_model_flags(flags + 2, &asked, 0);
-    Err e;
-    int rc = flags_parse(argc, argv, flags, 2 + MODEL_FLAG_COUNT, EXPORT_USAGE, &e);
-    if (rc == 1) return 0;
-    if (rc) return cmd_fail("export", &e, 2);
-    if (!ckpt || !out) {
-        fprintf(stderr, "byol export: --ckpt and --out are required (see --help)\n");
-        return 2;
-    }
-    Loaded L;
-    memset(&L, 0, sizeof L);
-    if (load_checkpoint(&L, ckpt, &asked, argc, argv, &e)) return cmd_fail("export", &e, 1);
-    const ParamStore *s = &L.model.online;
+/* The encoder's tensors with torchvision's names, plus the num_batches_tracked counters
+ * torchvision's BatchNorm carries, as a safetensors file. */
+static int export_safetensors(const Loaded *L, const char *out, const StMeta *meta, int n_meta, int *n_tensors,
+                              Err *e) {
+    const ParamStore *s = &L->model.online;
     const char *prefix = "online.encoder.";
     const size_t plen = strlen(prefix);
     int n = 0, nbn = 0;
@@ -254,12 +242,51 @@ int cmd_export(int argc, char **argv) {
         j++;
         const char *rv = strstr(t->name, "running_var");
         if (rv) { /* torchvision's BatchNorm also carries num_batches_tracked (int64, 0-d) */
-            tracked[jb] = 2 * L.step;
+            tracked[jb] = 2 * L->step;
             snprintf(names[n + jb], TENSOR_NAME_LEN, "%.*snum_batches_tracked", (int)(rv - t->name - plen), t->name + plen);
             ts[n + jb] = (StTensorOut){names[n + jb], 0, NULL, &tracked[jb], 1};
             jb++;
         }
     }
+    const int rc = st_write(out, ts, n + nbn, meta, n_meta, e);
+    *n_tensors = n + nbn;
+    for (int i = 0; i < n; i++) xfree(data[i]);
+    free(ts), free(names), free(data), free(tracked);
+    return rc;
+}
+
+static int ends_with(const char *s, const char *suffix) {
+    const size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+int cmd_export(int argc, char **argv) {
+    const char *ckpt = NULL, *out = NULL, *format = NULL;
+    ModelConfig asked;
+    Flag flags[3 + MODEL_FLAG_COUNT] = {
+        {"ckpt", FLAG_STRING, &ckpt, "checkpoint file, or a run folder (its newest)", 0, -1},
+        {"out", FLAG_STRING, &out, "output file", 0, -1},
+        {"format", FLAG_STRING, &format, "safetensors or onnx (onnx when --out ends in .onnx, else safetensors)", 0, -1},
+    };
+    ckpt_model_flags(flags + 3, &asked, 0);
+    Err e;
+    int rc = flags_parse(argc, argv, flags, 3 + MODEL_FLAG_COUNT, EXPORT_USAGE, &e);
+    if (rc == 1) return 0;
+    if (rc) return cmd_fail("export", &e, 2);
+    if (!ckpt || !out) {
+        fprintf(stderr, "byol export: --ckpt and --out are required (see --help)\n");
+        return 2;
+    }
+    /* refused before the checkpoint is read, so a typo costs nothing and writes nothing */
+    if (!format) format = ends_with(out, ".onnx") ? "onnx" : "safetensors";
+    const int onnx = strcmp(format, "onnx") == 0;
+    if (!onnx && strcmp(format, "safetensors") != 0) {
+        fprintf(stderr, "byol export: --format: unknown format '%s' (safetensors, onnx)\n", format);
+        return 2;
+    }
+    Loaded L;
+    memset(&L, 0, sizeof L);
+    if (load_checkpoint(&L, ckpt, &asked, argc, argv, &e)) return cmd_fail("export", &e, 1);
     char arch[64];
     snprintf(arch, sizeof arch, "%s", arch_name(L.o.mc.enc.arch));
     char width[16], stem[16], inch[16];
@@ -275,13 +302,21 @@ int cmd_export(int argc, char **argv) {
     snprintf(std, sizeof std, "%.9g %.9g %.9g", L.std[0], L.std[1], L.std[2]);
     StMeta meta[] = {{"arch", arch}, {"width", width}, {"stem", stem}, {"in_channels", inch},
                      {"image_size", size}, {"mean", mean}, {"std", std}};
-    rc = st_write(out, ts, n + nbn, meta, (int)ARRAY_LEN(meta), &e);
+    int n_tensors = 0;
+    if (onnx)
+        rc = onnx_export_encoder(&L.model.encoder, &L.model.online, "online.encoder.", L.o.data.image_size, meta,
+                                 (int)ARRAY_LEN(meta), out, &e);
+    else
+        rc = export_safetensors(&L, out, meta, (int)ARRAY_LEN(meta), &n_tensors, &e);
     if (rc) fprintf(stderr, "byol export: %s\n", e.msg);
-    else printf("wrote %s: %s width %d, %s stem, %d tensors (%d dims out); inputs %dx%d, mean %s, std %s\n", out, arch,
-                L.o.mc.enc.width, stem, n + nbn, L.model.encoder.out_dim, L.o.data.image_size, L.o.data.image_size,
-                mean, std);
-    for (int i = 0; i < n; i++) xfree(data[i]);
-    free(ts), free(names), free(data), free(tracked);
+    else if (onnx)
+        printf("wrote %s: ONNX (opset %d), %s width %d, %s stem; input [N, %d, %d, %d], output features [N, %d]; "
+               "mean %s, std %s\n", out, ONNX_OPSET, arch, L.o.mc.enc.width, stem, L.o.mc.enc.in_channels,
+               L.o.data.image_size, L.o.data.image_size, L.model.encoder.out_dim, mean, std);
+    else
+        printf("wrote %s: %s width %d, %s stem, %d tensors (%d dims out); inputs %dx%d, mean %s, std %s\n", out, arch,
+               L.o.mc.enc.width, stem, n_tensors, L.model.encoder.out_dim, L.o.data.image_size, L.o.data.image_size,
+               mean, std);
     byol_free(&L.model);
     return rc ? 1 : 0;
 }
