@@ -52,7 +52,7 @@ static void test_epoch_permutation_is_a_bijection(void) {
 /* All batches of `steps` steps, concatenated. */
 static float *run_loader(const Dataset *ds, const AugConfig *ac, int B, int workers, int slots, int steps,
                          int32_t *indices, int32_t *labels, int *epochs) {
-    LoaderConfig lc = {ds, SPLIT_TRAIN, *ac, B, 1234, workers, slots, 0, 0, 0, 0, {0}};
+    LoaderConfig lc = {ds, SPLIT_TRAIN, *ac, B, 1234, workers, slots, 0, 0, 0, 0, {0}, NULL, 0, 0};
     Err e;
     Loader *l = loader_create(&lc, &e);
     if (!l) {
@@ -147,7 +147,7 @@ static void test_shards_split_the_global_batch(void) {
     const int first[6] = {0, 3, 6, 0, 1, 4}, count[6] = {3, 3, 3, 5, 7, 5};
     for (int q = 0; q < 6; q++) {
         const int f = first[q], b = count[q];
-        LoaderConfig lc = {&ds, SPLIT_TRAIN, ac, b, 1234, 1, 2, 0, f, B, 0, {0}};
+        LoaderConfig lc = {&ds, SPLIT_TRAIN, ac, b, 1234, 1, 2, 0, f, B, 0, {0}, NULL, 0, 0};
         Err e;
         Loader *l = loader_create(&lc, &e);
         CHECK(l != NULL, "%s", l ? "" : e.msg);
@@ -169,10 +169,10 @@ static void test_shards_split_the_global_batch(void) {
     CHECK(wrong_idx == 0, "%d shard images differ from the global batch's", wrong_idx);
     CHECK(wrong == 0, "%d shard views differ from the one-process loader's", wrong);
     CHECK(wrong_ep == 0, "%d shard batches in another epoch", wrong_ep);
-    LoaderConfig bad = {&ds, SPLIT_TRAIN, ac, 11, 1234, 1, 2, 0, 0, 33, 0, {0}};
+    LoaderConfig bad = {&ds, SPLIT_TRAIN, ac, 11, 1234, 1, 2, 0, 0, 33, 0, {0}, NULL, 0, 0};
     Err e;
     CHECK(loader_create(&bad, &e) == NULL && strstr(e.msg, "fewer than one batch of 33"), "%s", e.msg);
-    LoaderConfig outside = {&ds, SPLIT_TRAIN, ac, 4, 1234, 1, 2, 0, 6, 9, 0, {0}};
+    LoaderConfig outside = {&ds, SPLIT_TRAIN, ac, 4, 1234, 1, 2, 0, 6, 9, 0, {0}, NULL, 0, 0};
     CHECK(loader_create(&outside, &e) == NULL && strstr(e.msg, "[6, 10) are not within a global batch of 9"), "%s", e.msg);
     xfree(whole);
     free_synthetic(&ds, px);
@@ -188,7 +188,7 @@ static void test_loader_resumes_at_a_step(void) {
     aug_config_default(&ac, 8, 3);
     const int B = 3, per = 2 * B * 3 * 8 * 8;
     Err e;
-    LoaderConfig lc = {&ds, SPLIT_TRAIN, ac, B, 99, 2, 2, 0, 00, 0, 0, {0}};
+    LoaderConfig lc = {&ds, SPLIT_TRAIN, ac, B, 99, 2, 2, 0, 00, 0, 0, {0}, NULL, 0, 0};
     Loader *a = loader_create(&lc, &e);
     float *ref = xmalloc((size_t)12 * per * 4, "t");
     for (int t = 0; t < 12; t++) memcpy(ref + (size_t)t * per, loader_next(a).views, per * 4);
@@ -236,7 +236,7 @@ static void test_loader_replaces_undecodable_images(void) {
     int32_t idx[2][16];
     float *views[2];
     for (int w = 0; w < 2; w++) {
-        LoaderConfig lc = {&ds, SPLIT_TRAIN, ac, 4, 5, w + 1, 2, 0, 00, 0, 0, {0}};
+        LoaderConfig lc = {&ds, SPLIT_TRAIN, ac, 4, 5, w + 1, 2, 0, 00, 0, 0, {0}, NULL, 0, 0};
         Loader *l = loader_create(&lc, &e);
         views[w] = xmalloc(4 * 2 * 4 * 3 * 8 * 8 * 4, "t");
         for (int t = 0; t < 4; t++) {
@@ -263,7 +263,7 @@ static void test_loader_refuses_bad_setups(void) {
     AugConfig ac;
     aug_config_default(&ac, 8, 3);
     Err e = {{0}};
-    LoaderConfig lc = {&ds, SPLIT_TRAIN, ac, 7, 1, 1, 2, 0, 00, 0, 0, {0}};
+    LoaderConfig lc = {&ds, SPLIT_TRAIN, ac, 7, 1, 1, 2, 0, 00, 0, 0, {0}, NULL, 0, 0};
     CHECK(loader_create(&lc, &e) == NULL && strstr(e.msg, "6 images, fewer than one batch of 7"), "%s", e.msg);
     lc.batch = 2;
     lc.aug.channels = 1;
@@ -309,7 +309,7 @@ static void test_local_views(void) {
     const size_t per = 2 * (size_t)B * 3 * 16 * 16, lper = (size_t)N * B * 3 * 8 * 8;
     float *g[2], *loc[2];
     for (int run = 0; run < 2; run++) {
-        LoaderConfig lc = {&ds, SPLIT_TRAIN, ac, B, 1234, run + 1, 2, 0, 0, 0, N, lac};
+        LoaderConfig lc = {&ds, SPLIT_TRAIN, ac, B, 1234, run + 1, 2, 0, 0, 0, N, lac, NULL, 0, 0};
         Err e;
         Loader *l = loader_create(&lc, &e);
         CHECK(l != NULL, "%s", e.msg);

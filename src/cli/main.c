@@ -17,6 +17,8 @@ static const struct {
     {"train", cmd_train, "pretrain an encoder with BYOL (Fashion-MNIST and a CPU-sized model by default)"},
     {"lab", cmd_lab, "why BYOL does not collapse: the papers' ablations, trained and plotted side by side"},
     {"eval", cmd_eval, "kNN and linear-probe accuracy of a checkpoint's encoder (or untrained, or raw pixels)"},
+    {"finetune", cmd_finetune, "supervised fine-tuning of a run's encoder with a linear head, on all or a share of the labels"},
+    {"predict", cmd_predict, "a fine-tuned classifier's class and probability for each image, as CSV"},
     {"export", cmd_export, "the encoder alone with torchvision's names, for PyTorch"},
     {"embed", cmd_embed, "features of a dataset's images as .npy"},
     {"data", cmd_data, "describe a dataset: splits, classes, size, channel mean/std, skipped files"},
@@ -28,7 +30,7 @@ static const struct {
 static void usage(FILE *f) {
     fprintf(f, "usage: byol COMMAND [flags]   (byol COMMAND --help for its flags)\n\ncommands:\n");
     for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
-        fprintf(f, "  %-8s %s\n", COMMANDS[i].name, COMMANDS[i].help);
+        fprintf(f, "  %-9s %s\n", COMMANDS[i].name, COMMANDS[i].help);
     fprintf(f, "\nbuild: %s\n", threads_backend_summary());
 }
 

@@ -85,7 +85,7 @@ static int32_t load_image(Loader *l, int32_t idx, Image *img) {
             fprintf(stderr, "byol: warning: %s (replaced by the next image)\n", e.msg);
         }
         pthread_mutex_unlock(&l->mu);
-        idx = (idx + 1) % l->n_images;
+        idx = (idx + 1) % l->cfg.ds->split[l->cfg.split].n;
     }
     die("%s: 100 images in a row failed to decode: is the dataset still there?", ds->root);
 }
@@ -109,12 +109,13 @@ static void *worker_main(void *arg) {
         const int epoch = (int)(t / l->batches_per_epoch);
         const int64_t pos = (t % l->batches_per_epoch) * l->global + l->cfg.first + k;
         int32_t idx = (int32_t)epoch_permute(pos, l->n_images, l->cfg.seed, epoch);
+        if (l->cfg.subset) idx = l->cfg.subset[idx];
         const int32_t want = idx;
         idx = load_image(l, idx, &img);
         const int32_t *labels = l->cfg.ds->split[l->cfg.split].labels;
         s->labels[k] = labels ? labels[idx] : -1;
         s->indices[k] = idx;
-        for (int v = 0; v < 2; v++) {
+        for (int v = 0; v < (l->cfg.one_view ? 1 : 2); v++) {
             /* Keyed by the image the permutation chose, so a replacement does not shift others. */
             Rng r = rng_keyed(l->cfg.seed, (uint64_t)epoch, (uint64_t)want, (uint64_t)v);
             ViewParams p;
@@ -154,9 +155,15 @@ Loader *loader_create(const LoaderConfig *cfg, Err *e) {
                 cfg->first + cfg->batch, global);
         return NULL;
     }
-    if (sp->n < global) {
-        err_set(e, "%s: the %s split has %d images, fewer than one batch of %d (lower --batch)",
-                cfg->ds->root, SPLIT_NAMES[cfg->split], sp->n, global);
+    const int n_images = cfg->subset ? cfg->subset_n : sp->n;
+    if (cfg->subset)
+        for (int i = 0; i < cfg->subset_n; i++)
+            if (cfg->subset[i] < 0 || cfg->subset[i] >= sp->n)
+                die("internal: loader subset index %d outside the %s split's %d images", cfg->subset[i],
+                    SPLIT_NAMES[cfg->split], sp->n);
+    if (n_images < global) {
+        err_set(e, "%s: the %s split has %d images%s, fewer than one batch of %d (lower --batch)", cfg->ds->root,
+                SPLIT_NAMES[cfg->split], n_images, cfg->subset ? " in the labelled subset" : "", global);
         return NULL;
     }
     Loader *l = calloc(1, sizeof *l);
@@ -165,22 +172,22 @@ Loader *loader_create(const LoaderConfig *cfg, Err *e) {
     l->global = global;
     if (l->cfg.workers < 1) l->cfg.workers = loader_default_workers();
     if (l->cfg.slots < 2) l->cfg.slots = 2;
-    l->n_images = sp->n;
+    l->n_images = n_images;
     l->decode_min_side = aug_decode_min_side(&cfg->aug);
     if (cfg->local_crops && aug_decode_min_side(&cfg->local_aug) > l->decode_min_side)
         l->decode_min_side = aug_decode_min_side(&cfg->local_aug);
     l->local_floats = (size_t)cfg->local_aug.channels * cfg->local_aug.image_size * cfg->local_aug.image_size;
-    l->batches_per_epoch = sp->n / global;
+    l->batches_per_epoch = n_images / global;
     l->view_floats = (size_t)cfg->aug.channels * cfg->aug.image_size * cfg->aug.image_size;
     l->slots = calloc((size_t)l->cfg.slots, sizeof *l->slots);
-    l->warned = calloc((size_t)l->n_images, 1);
+    l->warned = calloc((size_t)sp->n, 1);
     if (!l->slots || !l->warned) die("out of memory creating the loader");
     l->next_unit = cfg->start_step * cfg->batch;
     l->next_consume = cfg->start_step;
     for (int s = 0; s < l->cfg.slots; s++) {
         const int64_t t = cfg->start_step + s;
         l->slots[t % l->cfg.slots].batch = t;
-        l->slots[s].views = xmalloc(2 * (size_t)cfg->batch * l->view_floats * sizeof(float),
+        l->slots[s].views = xmalloc((cfg->one_view ? 1 : 2) * (size_t)cfg->batch * l->view_floats * sizeof(float),
                                     "loader batch (lower --batch-size or --image-size)");
         if (cfg->local_crops)
             l->slots[s].local_views = xmalloc((size_t)cfg->local_crops * cfg->batch * l->local_floats * sizeof(float),

@@ -33,6 +33,11 @@ typedef struct {
      * scales; view 2's other settings), keyed (seed, epoch, image, 2 + l). 0: none. */
     int local_crops;
     AugConfig local_aug;
+    /* Fine-tuning: the epochs run over these subset_n indices of the split only (a labelled
+     * fraction: src/eval/subset.h), and one_view draws view 1 alone (views holds [1][B]...). */
+    const int32_t *subset;
+    int subset_n;
+    int one_view;
 } LoaderConfig;
 
 typedef struct Loader Loader;

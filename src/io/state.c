@@ -186,3 +186,43 @@ int state_save(const Byol *m, const char *path, const StMeta *meta, int n_meta, 
     xfree(data);
     return rc;
 }
+
+int state_store_load(ParamStore *s, const Safetensors *st, Err *e) {
+    float *tmp = xmalloc(largest_tensor(s) * sizeof(float), "loading");
+    int rc = 0;
+    for (int i = 0; i < s->n_specs && !rc; i++) {
+        const TensorSpec *t = &s->specs[i];
+        rc = load_tensor(st, t, t->name, store_data(s, t), tmp, 0, e);
+    }
+    xfree(tmp);
+    return rc;
+}
+
+int state_store_save(const ParamStore *s, const char *path, int64_t batches_tracked, const StMeta *meta, int n_meta,
+                     Err *e) {
+    int n_bn = 0;
+    for (int i = 0; i < s->n_specs; i++) n_bn += strstr(s->specs[i].name, "running_var") != NULL;
+    const int n = s->n_specs + n_bn;
+    StTensorOut *out = xcalloc(n, sizeof *out, "saving");
+    char(*names)[TENSOR_NAME_LEN + 32] = xcalloc(n, sizeof *names, "saving");
+    float *data = xmalloc((s->n_params + s->n_buffers) * sizeof(float), "saving"), *cursor = data;
+    int64_t *tracked = xcalloc(n_bn ? n_bn : 1, sizeof *tracked, "saving");
+    int k = 0, kb = 0;
+    for (int i = 0; i < s->n_specs; i++) {
+        const TensorSpec *t = &s->specs[i];
+        tensor_to_torch(t, cursor, store_data(s, t));
+        snprintf(names[k], sizeof names[k], "%s", t->name);
+        out[k++] = (StTensorOut){names[k - 1], t->ndim, t->shape, cursor, 0};
+        cursor += t->numel;
+        const char *rv = strstr(t->name, "running_var");
+        if (rv) { /* torchvision's BatchNorm2d also carries num_batches_tracked (int64, 0-d): strict loading wants it */
+            tracked[kb] = batches_tracked;
+            snprintf(names[s->n_specs + kb], sizeof names[0], "%.*snum_batches_tracked", (int)(rv - t->name), t->name);
+            out[s->n_specs + kb] = (StTensorOut){names[s->n_specs + kb], 0, NULL, &tracked[kb], 1};
+            kb++;
+        }
+    }
+    const int rc = st_write(path, out, n, meta, n_meta, e);
+    xfree(out), xfree(names), xfree(data), xfree(tracked);
+    return rc;
+}

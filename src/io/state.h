@@ -25,6 +25,15 @@ int state_load_from(Byol *m, const Safetensors *st, Err *e);
 int state_encoder_config(const Safetensors *st, EncoderConfig *c, const char **prefix, Err *e);
 int state_load_encoder(Byol *m, const Safetensors *st, const char *prefix, Err *e);
 
+/* Any one store, its tensors named as registered (a classifier: torchvision's resnet keys and
+ * fc.*): loads every tensor (missing, misshaped or non-F32: an error naming it), or writes
+ * params and buffers in PyTorch's layouts, with batches_tracked as every batch norm's
+ * num_batches_tracked (so that torchvision's load_state_dict(strict=True) takes the file),
+ * atomically, with `meta` pairs. 0, or -1 with e set. */
+int state_store_load(ParamStore *s, const Safetensors *st, Err *e);
+int state_store_save(const ParamStore *s, const char *path, int64_t batches_tracked, const StMeta *meta, int n_meta,
+                     Err *e);
+
 /* Writes the whole state (online, predictor, target, momentum) atomically, with `meta` pairs. */
 int state_save(const Byol *m, const char *path, const StMeta *meta, int n_meta, Err *e);
 

@@ -540,7 +540,7 @@ int train_run(TrainOptions *o, const TrainSetup *s, TrainResult *result) {
     }
     if (!setup_failed) {
         LoaderConfig lc = {&ds, split, ac, reach, (uint64_t)o->seed, o->workers, 2, start_step, reach_first, B,
-                           o->local_crops, local_ac};
+                           o->local_crops, local_ac, NULL, 0, 0};
         loader = loader_create(&lc, &e);
         if (!loader) {
             fprintf(stderr, "byol train: %s\n", e.msg);
