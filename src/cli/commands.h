@@ -13,5 +13,6 @@ int cmd_bench(int argc, char **argv);
 int cmd_lab(int argc, char **argv);
 int cmd_finetune(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
+int cmd_neighbors(int argc, char **argv);
 
 #endif

@@ -19,6 +19,7 @@ static const struct {
     {"eval", cmd_eval, "kNN and linear-probe accuracy of a checkpoint's encoder (or untrained, or raw pixels)"},
     {"finetune", cmd_finetune, "supervised fine-tuning of a run's encoder with a linear head, on all or a share of the labels"},
     {"predict", cmd_predict, "a fine-tuned classifier's class and probability for each image, as CSV"},
+    {"neighbors", cmd_neighbors, "a retrieval grid: test images and their nearest train images, as PNG"},
     {"export", cmd_export, "the encoder alone with torchvision's names, for PyTorch"},
     {"embed", cmd_embed, "features of a dataset's images as .npy"},
     {"data", cmd_data, "describe a dataset: splits, classes, size, channel mean/std, skipped files"},
