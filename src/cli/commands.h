@@ -14,5 +14,6 @@ int cmd_lab(int argc, char **argv);
 int cmd_finetune(int argc, char **argv);
 int cmd_predict(int argc, char **argv);
 int cmd_neighbors(int argc, char **argv);
+int cmd_map(int argc, char **argv);
 
 #endif

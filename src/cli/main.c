@@ -20,6 +20,7 @@ static const struct {
     {"finetune", cmd_finetune, "supervised fine-tuning of a run's encoder with a linear head, on all or a share of the labels"},
     {"predict", cmd_predict, "a fine-tuned classifier's class and probability for each image, as CSV"},
     {"neighbors", cmd_neighbors, "a retrieval grid: test images and their nearest train images, as PNG"},
+    {"map", cmd_map, "a 2-D map (PCA or t-SNE) of the test split's embeddings, as PNG and SVG"},
     {"export", cmd_export, "the encoder alone with torchvision's names, for PyTorch"},
     {"embed", cmd_embed, "features of a dataset's images as .npy"},
     {"data", cmd_data, "describe a dataset: splits, classes, size, channel mean/std, skipped files"},
