@@ -281,7 +281,7 @@ $(BUILD)/libbyol.a: $(LIB_OBJ)
 $(BYOL): $(CLI_OBJ) $(BUILD)/libbyol.a
 	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
 
-$(BUILD)/tests/%: tests/%.c tests/harness.h tests/jpeg_encode.h tests/image_encode.h $(BUILD)/libbyol.a
+$(BUILD)/tests/%: tests/%.c tests/harness.h tests/cli_run.h tests/jpeg_encode.h tests/image_encode.h $(BUILD)/libbyol.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Isrc $< $(BUILD)/libbyol.a -o $@ $(LDFLAGS) $(LDLIBS)
 

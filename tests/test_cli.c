@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "cli_run.h"
 #include "io/npy.h"
 #include "io/safetensors.h"
 
@@ -53,13 +54,6 @@ static void step_args(char *buf, size_t cap, const char *state, const char *view
     snprintf(buf, cap, "step --state %s --views %s --out %s %s %s", state, views, OUT, FLAGS, extra);
 }
 
-/* The number after "key": in a JSON line, or NAN. */
-static double json_number(const char *line, const char *key) {
-    char pat[96];
-    snprintf(pat, sizeof pat, "\"%s\": ", key);
-    const char *p = strstr(line, pat);
-    return p ? strtod(p + strlen(pat), NULL) : NAN;
-}
 
 /* byol bench on a tiny model: its JSON line carries a positive step time, images/s consistent
  * with it, a FLOP count, and phase times that add up to about the step (the profiler times the
@@ -295,32 +289,7 @@ static void test_stdout_write_error(void) {
 
 /* ---- byol eval / embed / export ---- */
 
-static char CIFAR[600], RUN_DIR[600];
 
-/* Runs byol with args, stdout to TEST_TMP/out and stderr to TEST_TMP/err; the exit status. */
-static int run_out(const char *args) {
-    char cmd[8192];
-    const char *byol = getenv("BYOL") ? getenv("BYOL") : "./byol";
-    snprintf(cmd, sizeof cmd, "%s %s > %s/out 2> %s/err", byol, args, TEST_TMP, TEST_TMP);
-    return sh_status(cmd);
-}
-
-/* A one-step run of a tiny model on 100 + 100 CIFAR-10 JPEGs, made once. */
-static void tiny_run(void) {
-    if (RUN_DIR[0]) return;
-    extract_cifar_subset(CIFAR, sizeof CIFAR);
-    snprintf(RUN_DIR, sizeof RUN_DIR, "%s/run", TEST_TMP);
-    char a[4096];
-    snprintf(a, sizeof a,
-             "train --data %s --out %s --width 4 --proj-hidden 32 --proj-dim 16 --pred-hidden 32 --batch 16 "
-             "--max-steps 1 --knn-before 0 --knn-after 0 --eval-every 0 --threads 1",
-             CIFAR, RUN_DIR);
-    if (run_out(a) != 0) {
-        char *err = slurp_text("err");
-        printf("FATAL tiny run failed: %s\n", err);
-        exit(2);
-    }
-}
 
 /* --help of eval, embed and export: --random-init takes a value, and the model flags say the
  * checkpoint's values are used (eval without --ckpt: byol train's defaults), not the engine's

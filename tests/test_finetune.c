@@ -6,22 +6,18 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "cli_run.h"
 #include "image_encode.h"
 #include "data/dataset.h"
 #include "data/image.h"
 #include "data/loader.h"
 #include "eval/classify.h"
+#include "eval/probe.h"
 #include "model/classifier.h"
 #include "nn/nn.h"
 
-static char COLORS[600], CIFAR[600], COLOR_RUN[600], CIFAR_RUN[600];
+static char COLORS[600], COLOR_RUN[600], CIFAR_RUN[600];
 
-static int run_out(const char *args) {
-    char cmd[8192];
-    const char *byol = getenv("BYOL") ? getenv("BYOL") : "./byol";
-    snprintf(cmd, sizeof cmd, "%s %s > %s/out 2> %s/err", byol, args, TEST_TMP, TEST_TMP);
-    return sh_status(cmd);
-}
 
 static int exists(const char *path) {
     struct stat st;
@@ -39,12 +35,6 @@ static char *last_line(void) {
     return line;
 }
 
-static double json_number(const char *line, const char *key) {
-    char pat[96];
-    snprintf(pat, sizeof pat, "\"%s\": ", key);
-    const char *p = strstr(line, pat);
-    return p ? atof(p + strlen(pat)) : NAN;
-}
 
 /* Three classes of 16x16 images told apart by their dominant colour (red, green, blue), with
  * noise: 20 train and 10 test images of each, as BMP files in train/<class>/ and test/<class>/. */
@@ -97,7 +87,7 @@ static void setup_runs(void) {
 static void test_loader_subset(void) {
     Dataset ds;
     Err e;
-    if (folder_open(&ds, COLORS, NULL, &e)) {
+    if (dataset_open(&ds, COLORS, NULL, NULL, &e)) {
         CHECK(0, "%s", e.msg);
         return;
     }
@@ -161,6 +151,33 @@ static void test_cross_entropy_kernel(void) {
     CHECK(classify_accuracy(probs, lab, 2, 3, &t1, &t5) == 2 && t1 == 0 && t5 == 1, "top-1 %g top-5 %g", t1, t5);
 }
 
+/* probe_fit's layer on raw features reproduces the standardized probe: the same training
+ * accuracy as its report, and probe_top1's test accuracy on held-out rows. */
+static void test_probe_as_layer(void) {
+    enum { N = 300, T = 200, D = 6, K = 3 };
+    float *x = malloc(sizeof(float) * (N + T) * D), w[K * D], b[K], logits[K];
+    int32_t y[N + T];
+    TestRng r = {17};
+    for (int i = 0; i < N + T; i++) { /* classes apart along dims 0-2, on a large shared offset and scale */
+        y[i] = i % K;
+        for (int j = 0; j < D; j++) x[i * D + j] = 50 + 10.0f * (j == y[i]) + 3 * rng_normal(&r) * (1 + j % 3);
+    }
+    ProbeReport rep, rep2;
+    Err e;
+    CHECK(probe_fit(x, y, N, D, K, NULL, &rep, w, b, &e) == 0, "%s", e.msg);
+    int hits[2] = {0, 0};
+    for (int i = 0; i < N + T; i++) {
+        linear_forward_ref(logits, x + i * D, w, b, 1, D, K);
+        int best = 0;
+        for (int k = 1; k < K; k++) best = logits[k] > logits[best] ? k : best;
+        hits[i >= N] += best == y[i];
+    }
+    const double top1 = probe_top1(x, y, N, x + N * D, y + N, T, D, K, NULL, &rep2, &e);
+    CHECK(fabs(hits[0] / (double)N - rep.train_top1) < 1e-9, "train %d/%d vs the report's %g", hits[0], N, rep.train_top1);
+    CHECK(fabs(hits[1] / (double)T - top1) < 1e-9 && top1 > 0.8, "test %d/%d vs probe_top1's %g", hits[1], T, top1);
+    free(x);
+}
+
 /* The classifier file round-trips every tensor and the metadata, with torchvision's keys. */
 static void test_classifier_file(void) {
     EncoderConfig enc = {ARCH_RESNET18, 4, STEM_CIFAR, 3};
@@ -205,9 +222,12 @@ static void test_finetune_learns(void) {
     CHECK(exists(tmp_path("ft/classifier.safetensors")) && exists(tmp_path("ft/finetune.json")), "outputs written");
     free(line);
     /* a fixed function of the seed: the same run gives the same classifier */
-    snprintf(a, sizeof a, "finetune --ckpt %s --epochs 2 --batch 12 --out %s/ftA --threads 1 --seed 3", COLOR_RUN, TEST_TMP);
+    snprintf(a, sizeof a, "finetune --ckpt %s --epochs 2 --batch 12 --out %s/ftA --threads 1 --seed 3 --head-probe 1", COLOR_RUN, TEST_TMP);
     CHECK(run_out(a) == 0, "finetune A");
-    snprintf(a, sizeof a, "finetune --ckpt %s --epochs 2 --batch 12 --out %s/ftB --threads 2 --seed 3", COLOR_RUN, TEST_TMP);
+    line = last_line(); /* --head-probe 1: the probe of the frozen features, scored before training */
+    CHECK(strstr(line, "\"head_probe\": true") && json_number(line, "probe_top1") >= 0.5, "%s", line);
+    free(line);
+    snprintf(a, sizeof a, "finetune --ckpt %s --epochs 2 --batch 12 --out %s/ftB --threads 2 --seed 3 --head-probe 1", COLOR_RUN, TEST_TMP);
     CHECK(run_out(a) == 0, "finetune B");
     char why[256] = "";
     CHECK(same_tensors(tmp_path("ftA/classifier.safetensors"), tmp_path("ftB/classifier.safetensors"), why, sizeof why),
@@ -296,6 +316,7 @@ int main(void) {
     setup_runs();
     RUN(test_loader_subset);
     RUN(test_cross_entropy_kernel);
+    RUN(test_probe_as_layer);
     RUN(test_classifier_file);
     RUN(test_finetune_learns);
     RUN(test_predict_batch_of_one);

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "cli_run.h"
 #include "core/threads.h"
 #include "data/image.h"
 #include "eval/embed_map.h"
@@ -476,40 +477,8 @@ static void test_map_figure(void) {
 
 /* ---------------------------------------------------------------- byol map */
 
-static char CIFAR[600], RUN_DIR[700];
 
-/* Runs byol with args, stdout to TEST_TMP/out and stderr to TEST_TMP/err; the exit status. */
-static int run_out(const char *args) {
-    char cmd[8192];
-    const char *byol = getenv("BYOL") ? getenv("BYOL") : "./byol";
-    snprintf(cmd, sizeof cmd, "%s %s > %s/out 2> %s/err", byol, args, TEST_TMP, TEST_TMP);
-    return sh_status(cmd);
-}
 
-/* A one-step run of a tiny model on 100 + 100 CIFAR-10 JPEGs, made once. */
-static void tiny_run(void) {
-    if (RUN_DIR[0]) return;
-    extract_cifar_subset(CIFAR, sizeof CIFAR);
-    snprintf(RUN_DIR, sizeof RUN_DIR, "%s/run", TEST_TMP);
-    char a[4096];
-    snprintf(a, sizeof a,
-             "train --data %s --out %s --width 4 --proj-hidden 32 --proj-dim 16 --pred-hidden 32 --batch 16 "
-             "--max-steps 1 --knn-before 0 --knn-after 0 --eval-every 0 --threads 1",
-             CIFAR, RUN_DIR);
-    if (run_out(a) != 0) {
-        char *err = slurp_text("err");
-        printf("FATAL tiny run failed: %s\n", err);
-        exit(2);
-    }
-}
-
-/* The number after "key": in a JSON line, or NAN. */
-static double json_number(const char *line, const char *key) {
-    char pat[96];
-    snprintf(pat, sizeof pat, "\"%s\": ", key);
-    const char *p = strstr(line, pat);
-    return p ? atof(p + strlen(pat)) : NAN;
-}
 
 static const char *last_line(char *out) {
     size_t n = strlen(out);

@@ -9,6 +9,7 @@
 #include "eval/neighbors_grid.h"
 #include "eval/retrieval.h"
 #include "harness.h"
+#include "cli_run.h"
 
 /* ---- retrieval ---- */
 
@@ -286,38 +287,8 @@ static void test_grid_layout_limits(void) {
 
 /* ---- the command ---- */
 
-static char CIFAR[600], RUN_DIR[600];
 
-static int run_out(const char *args) {
-    char cmd[8192];
-    const char *byol = getenv("BYOL") ? getenv("BYOL") : "./byol";
-    snprintf(cmd, sizeof cmd, "%s %s > %s/out 2> %s/err", byol, args, TEST_TMP, TEST_TMP);
-    return sh_status(cmd);
-}
 
-/* A one-step run of a tiny model on 100 + 100 CIFAR-10 JPEGs, made once. */
-static void tiny_run(void) {
-    if (RUN_DIR[0]) return;
-    extract_cifar_subset(CIFAR, sizeof CIFAR);
-    snprintf(RUN_DIR, sizeof RUN_DIR, "%s/run", TEST_TMP);
-    char a[4096];
-    snprintf(a, sizeof a,
-             "train --data %s --out %s --width 4 --proj-hidden 32 --proj-dim 16 --pred-hidden 32 --batch 16 "
-             "--max-steps 1 --knn-before 0 --knn-after 0 --eval-every 0 --threads 1",
-             CIFAR, RUN_DIR);
-    if (run_out(a) != 0) {
-        char *err = slurp_text("err");
-        printf("FATAL tiny run failed: %s\n", err);
-        exit(2);
-    }
-}
-
-static double json_number(const char *line, const char *key) {
-    char pat[96];
-    snprintf(pat, sizeof pat, "\"%s\":", key);
-    const char *p = strstr(line, pat);
-    return p ? atof(p + strlen(pat)) : NAN;
-}
 
 static int same_file(const char *a, const char *b) {
     size_t na, nb;

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "harness.h"
+#include "cli_run.h"
 #include "data/image.h"
 #include "io/npy.h"
 #include "io/onnx_export.h"
@@ -496,30 +497,7 @@ static void test_library_write_failure(void) {
 
 /* ---- through the CLI: a tiny training run (tests/test_cli.c's pattern) ---- */
 
-static char CIFAR[600], RUN_DIR[600];
 
-static int run_out(const char *args) {
-    char cmd[8192];
-    const char *byol = getenv("BYOL") ? getenv("BYOL") : "./byol";
-    snprintf(cmd, sizeof cmd, "%s %s > %s/out 2> %s/err", byol, args, TEST_TMP, TEST_TMP);
-    return sh_status(cmd);
-}
-
-static void tiny_run(void) {
-    if (RUN_DIR[0]) return;
-    extract_cifar_subset(CIFAR, sizeof CIFAR);
-    snprintf(RUN_DIR, sizeof RUN_DIR, "%s/run", TEST_TMP);
-    char a[4096];
-    snprintf(a, sizeof a,
-             "train --data %s --out %s --width 4 --proj-hidden 32 --proj-dim 16 --pred-hidden 32 --batch 16 "
-             "--max-steps 1 --knn-before 0 --knn-after 0 --eval-every 0 --threads 1",
-             CIFAR, RUN_DIR);
-    if (run_out(a) != 0) {
-        char *err = slurp_text("err");
-        printf("FATAL tiny run failed: %s\n", err);
-        exit(2);
-    }
-}
 
 static int exists(const char *path) {
     struct stat st;

@@ -46,6 +46,7 @@ int cmd_finetune(int argc, char **argv) {
     FinetuneConfig fc;
     finetune_config_default(&fc);
     float label_fraction = 1, lr = (float)fc.lr, momentum = (float)fc.momentum, wd = 0, crop_min = (float)fc.crop_min;
+    int head_probe = 0;
     int epochs = 0, batch = fc.batch, seed = 0, random_init = 0, threads = 0, workers = 0, log_every = fc.log_every,
         queries = 0;
     Flag flags[32 + MODEL_FLAG_COUNT];
@@ -60,6 +61,7 @@ int cmd_finetune(int argc, char **argv) {
     flags[nf++] = (Flag){"momentum", FLAG_FLOAT, &momentum, "SGD momentum (0.9)", 0, 0.999};
     flags[nf++] = (Flag){"weight-decay", FLAG_FLOAT, &wd, "weight decay on every tensor (0, as the paper)", 0, 1};
     flags[nf++] = (Flag){"crop-min", FLAG_FLOAT, &crop_min, "smallest crop area fraction (0.08, torchvision's)", 0.01, 1};
+    flags[nf++] = (Flag){"head-probe", FLAG_INT, &head_probe, "1: the head starts as the linear probe of the frozen labelled features, scored first (LP-FT); 0: at zero (0)", 0, 1};
     flags[nf++] = (Flag){"random-init", FLAG_INT, &random_init, "1: a freshly initialized encoder of the run's shape instead (the baseline)", 0, 1};
     flags[nf++] = (Flag){"seed", FLAG_INT, &seed, "the labelled subset, the order, the crops, --random-init (0)", 0, 2147483647};
     flags[nf++] = (Flag){"out", FLAG_STRING, &out, "output folder (the run's folder/finetune-<percent>pct)", 0, -1};
@@ -114,8 +116,8 @@ int cmd_finetune(int argc, char **argv) {
     /* the run's online encoder: the same config lays its tensors out at the same offsets */
     memcpy(c.store.params, L.model.online.params, c.net.param_floats * sizeof(float));
     memcpy(c.store.buffers, L.model.online.buffers, c.net.buffer_floats * sizeof(float));
-    /* The head starts at zero (SimCLR's fine-tuning does the same): deterministic, and the first
-     * steps train it before the encoder's gradients, W^T dlogits, grow from zero. */
+    /* The head starts at zero (SimCLR's fine-tuning does the same; deterministic), or as the
+     * probe with --head-probe 1 (finetune_run fits it). */
     c.image_size = feat.image_size;
     memcpy(c.mean, feat.mean, sizeof c.mean);
     memcpy(c.std, feat.std, sizeof c.std);
@@ -123,6 +125,7 @@ int cmd_finetune(int argc, char **argv) {
     fc.epochs = epochs ? epochs : label_fraction <= 0.1 ? 30 : 10;
     fc.batch = batch, fc.lr = lr, fc.momentum = momentum, fc.weight_decay = wd, fc.crop_min = crop_min;
     fc.seed = (uint64_t)seed, fc.workers = workers, fc.log_every = log_every, fc.eval_max = queries, fc.log = stdout;
+    fc.head_from_probe = head_probe;
     printf("finetune   %s encoder of %s (%s width %d), %s, %d epochs of %g%% of the labels, batch %d, lr %g\n",
            random_init ? "an untrained" : "the", path, arch_name(c.net.cfg.arch), c.net.cfg.width, ds.root, fc.epochs,
            100 * (double)label_fraction, batch, (double)lr);
@@ -145,11 +148,12 @@ int cmd_finetune(int argc, char **argv) {
     const int len = snprintf(line, sizeof line,
                              "{\"ckpt\": \"%s\", \"random_init\": %s, \"label_fraction\": %g, \"labelled\": %d, "
                              "\"epochs\": %d, \"steps\": %ld, \"lr\": %g, \"batch\": %d, \"final_loss\": %.6f, "
-                             "\"test_images\": %d, \"top1\": %.6f, \"top5\": %.6f, \"train_seconds\": %.1f, "
+                             "\"test_images\": %d, \"top1\": %.6f, \"top5\": %.6f, \"head_probe\": %s, \"probe_top1\": %.6f, "
+                             "\"probe_top5\": %.6f, \"train_seconds\": %.1f, "
                              "\"classifier\": \"%s\"}\n",
                              path, random_init ? "true" : "false", (double)label_fraction, rep.labelled, fc.epochs,
                              rep.steps, (double)lr, batch, rep.final_loss, rep.test_images, rep.top1, rep.top5,
-                             rep.train_seconds, file);
+                             head_probe ? "true" : "false", rep.probe_top1, rep.probe_top5, rep.train_seconds, file);
     if (atomic_write_file(json, line, (size_t)len, &e)) goto fail;
     printf("test       top-1 %.2f%%  top-5 %.2f%%  (%d test images; %d labelled train images, %ld steps, %.1f s)\n",
            100 * rep.top1, 100 * rep.top5, rep.test_images, rep.labelled, rep.steps, rep.train_seconds);

@@ -179,7 +179,7 @@ int cmd_neighbors(int argc, char **argv) {
             lq[i] = lb[qrows[i]], exclude[i] = qrows[i];
         }
     } else {
-        neighbors_split_view(&view, &ds, qs, qrows, queries);
+        dataset_split_view(&view, &ds, qs, qrows, queries);
         view_made = 1;
         int dq;
         if (extract_features(net, params, buffers, &view, qs, &fc, &fq, &lq, &dq, &e) < 0) {
@@ -258,7 +258,7 @@ int cmd_neighbors(int argc, char **argv) {
     cJSON_Delete(j);
     rc = fflush(stdout) == 0 && !ferror(stdout) ? 0 : fail("cannot write to standard output", 1);
 out:
-    if (view_made) neighbors_split_view_free(&view, qs);
+    if (view_made) dataset_split_view_free(&view, qs);
     xfree(qrows), xfree(exclude), xfree(idx), xfree(fb), xfree(fq), xfree(sim), xfree(qpx), xfree(npx);
     free(lb), free(lq), free(nlab);
     byol_free(&L.model);

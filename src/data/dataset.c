@@ -300,3 +300,37 @@ int dataset_image(const Dataset *ds, Split s, int i, int min_side, Image *out, E
     }
     return 0;
 }
+
+void dataset_split_view(Dataset *view, const Dataset *ds, Split s, const int *rows, int n) {
+    *view = *ds;
+    view->n_blobs = 0; /* the blobs stay ds's */
+    const DatasetSplit *from = &ds->split[s];
+    DatasetSplit *to = &view->split[s];
+    to->n = n;
+    to->labels = NULL;
+    if (from->labels) {
+        to->labels = xmalloc((size_t)n * sizeof(int32_t), "the split view's labels");
+        for (int i = 0; i < n; i++) to->labels[i] = from->labels[rows[i]];
+    }
+    if (from->paths) {
+        to->paths = xmalloc((size_t)n * sizeof(char *), "the split view's paths");
+        for (int i = 0; i < n; i++) to->paths[i] = from->paths[rows[i]];
+        return;
+    }
+    /* Fixed-size records are found by position, so the chosen ones are copied together. */
+    uint8_t *rec = xmalloc((size_t)n * from->record_stride, "the split view's records");
+    for (int i = 0; i < n; i++)
+        memcpy(rec + (size_t)i * from->record_stride, from->records + (size_t)rows[i] * from->record_stride,
+               from->record_stride);
+    to->records = rec;
+}
+
+void dataset_split_view_free(Dataset *view, Split s) {
+    DatasetSplit *sp = &view->split[s];
+    xfree(sp->labels);
+    if (sp->paths)
+        xfree(sp->paths);
+    else
+        xfree((void *)sp->records);
+    memset(sp, 0, sizeof *sp);
+}

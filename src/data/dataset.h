@@ -71,6 +71,13 @@ void dataset_close(Dataset *ds);
  * at most 224 when sizes vary (photos are brought to ImageNet's size, not trained at full size). */
 int dataset_default_image_size(const Dataset *ds);
 
+/* A view of ds whose split s holds only rows[0..n) of ds's split s, in that order (labels,
+ * pictures or folder paths), sharing everything else with ds: so that extract_features computes
+ * the features of chosen images only (retrieval's queries, fine-tuning's labelled subset).
+ * Released by dataset_split_view_free, never by dataset_close; ds must outlive it. */
+void dataset_split_view(Dataset *view, const Dataset *ds, Split s, const int *rows, int n);
+void dataset_split_view_free(Dataset *view, Split s);
+
 /* Image i of split s as HWC uint8 with ds->channels channels, in out (reused across calls).
  * min_side is a decoding hint for folders (see image_decode_mem). Thread-safe: any number of
  * threads may call it at once with their own `out`. */

@@ -506,6 +506,45 @@ void tsne_grad_naive(const double *P, const double *y, int n, double *grad) {
     free(num);
 }
 
+/* The exact and Barnes-Hut gradients differ only in how they fill rows (per point: attraction x
+ * and y, repulsion x and y, its share of Z); Z needs every row, so the gradient and the KL are
+ * finished here. The KL's pairs are P's nonzeros: dense P (Pd) or sparse (Ps), the other NULL.
+ * rows' first column is reused for the KL's per-point sums. */
+static double tsne_grad_finish(double *rows, int n, double exaggeration, double *grad, int want_kl, const double *Pd,
+                               const TsneSparse *Ps, const double *y) {
+    double Z = 0;
+    for (int i = 0; i < n; i++) Z += rows[(size_t)i * 5 + 4];
+    for (int i = 0; i < n; i++) {
+        const double *r = rows + (size_t)i * 5;
+        grad[2 * i] = 4 * (exaggeration * r[0] - r[2] / Z);
+        grad[2 * i + 1] = 4 * (exaggeration * r[1] - r[3] / Z);
+    }
+    if (!want_kl) return 0;
+#pragma omp parallel for schedule(static) if (n >= PARALLEL_MIN)
+    for (int i = 0; i < n; i++) {
+        double s = 0;
+        if (Pd) {
+            for (int j = 0; j < n; j++) {
+                const double p = exaggeration * Pd[(size_t)i * n + j];
+                if (j == i || p <= 0) continue;
+                const double dx = y[2 * i] - y[2 * j], dy = y[2 * i + 1] - y[2 * j + 1];
+                s += p * log(p * Z * (1 + dx * dx + dy * dy));
+            }
+        } else {
+            for (int64_t e = Ps->rowptr[i]; e < Ps->rowptr[i + 1]; e++) {
+                const int j = Ps->col[e];
+                const double dx = y[2 * i] - y[2 * j], dy = y[2 * i + 1] - y[2 * j + 1];
+                const double p = exaggeration * Ps->val[e];
+                if (p > 0) s += p * log(p * Z * (1 + dx * dx + dy * dy));
+            }
+        }
+        rows[(size_t)i * 5] = s;
+    }
+    double kl = 0;
+    for (int i = 0; i < n; i++) kl += rows[(size_t)i * 5];
+    return kl;
+}
+
 /* One pass per row: sum_j (a p_ij - w_ij / Z) w_ij (y_i - y_j) splits into the attraction
  * sum_j a p_ij w_ij (y_i - y_j) and the repulsion sum_j w_ij^2 (y_i - y_j) / Z, and Z = sum of all
  * w_ij is only needed at the end, so no second pass over the pairs. */
@@ -525,28 +564,7 @@ double tsne_grad_exact(const double *P, const double *y, int n, double exaggerat
         double *r = rows + (size_t)i * 5;
         r[0] = ax, r[1] = ay, r[2] = bx, r[3] = by, r[4] = z;
     }
-    double Z = 0;
-    for (int i = 0; i < n; i++) Z += rows[(size_t)i * 5 + 4];
-    for (int i = 0; i < n; i++) {
-        const double *r = rows + (size_t)i * 5;
-        grad[2 * i] = 4 * (exaggeration * r[0] - r[2] / Z);
-        grad[2 * i + 1] = 4 * (exaggeration * r[1] - r[3] / Z);
-    }
-    double kl = 0;
-    if (want_kl) {
-#pragma omp parallel for schedule(static) if (n >= PARALLEL_MIN)
-        for (int i = 0; i < n; i++) {
-            double s = 0;
-            for (int j = 0; j < n; j++) {
-                const double p = exaggeration * P[(size_t)i * n + j];
-                if (j == i || p <= 0) continue;
-                const double dx = yx[i] - yx[j], dy = yy[i] - yy[j];
-                s += p * log(p * Z * (1 + dx * dx + dy * dy));
-            }
-            rows[(size_t)i * 5] = s;
-        }
-        for (int i = 0; i < n; i++) kl += rows[(size_t)i * 5];
-    }
+    const double kl = tsne_grad_finish(rows, n, exaggeration, grad, want_kl, P, NULL, y);
     free(yx), free(yy), free(rows);
     return kl;
 }
@@ -678,28 +696,7 @@ double tsne_grad_bh(const TsneSparse *P, const double *y, int n, double theta, d
         double *r = rows + (size_t)i * 5;
         r[0] = ax, r[1] = ay, r[2] = fx, r[3] = fy, r[4] = z;
     }
-    double Z = 0;
-    for (int i = 0; i < n; i++) Z += rows[(size_t)i * 5 + 4];
-    for (int i = 0; i < n; i++) {
-        const double *r = rows + (size_t)i * 5;
-        grad[2 * i] = 4 * (exaggeration * r[0] - r[2] / Z);
-        grad[2 * i + 1] = 4 * (exaggeration * r[1] - r[3] / Z);
-    }
-    double kl = 0;
-    if (want_kl) {
-#pragma omp parallel for schedule(static) if (n >= PARALLEL_MIN)
-        for (int i = 0; i < n; i++) {
-            double s = 0;
-            for (int64_t e = P->rowptr[i]; e < P->rowptr[i + 1]; e++) {
-                const int j = P->col[e];
-                const double dx = y[2 * i] - y[2 * j], dy = y[2 * i + 1] - y[2 * j + 1];
-                const double p = exaggeration * P->val[e];
-                if (p > 0) s += p * log(p * Z * (1 + dx * dx + dy * dy));
-            }
-            rows[(size_t)i * 5] = s;
-        }
-        for (int i = 0; i < n; i++) kl += rows[(size_t)i * 5];
-    }
+    const double kl = tsne_grad_finish(rows, n, exaggeration, grad, want_kl, NULL, P, y);
     free(rows), free(t.c), free(t.next);
     return kl;
 }

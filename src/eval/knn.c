@@ -1,85 +1,8 @@
 #include "knn.h"
 
 #include <math.h>
-#include <string.h>
 
-#include "../backend/gemm.h"
-
-/* L2-normalized copy of x [n, d] (norms in double; a zero row stays zero). Returns -1 with e
- * filled at the first non-finite value. */
-static float *normalized_copy(const float *x, int n, int d, const char *what, Err *e) {
-    float *out = xmalloc((size_t)n * d * sizeof(float), what);
-    int bad = -1;
-#pragma omp parallel for schedule(static) if ((size_t)n * d > 65536)
-    for (int i = 0; i < n; i++) {
-        const float *xi = x + (size_t)i * d;
-        float *oi = out + (size_t)i * d;
-        double ss = 0;
-        for (int j = 0; j < d; j++) ss += (double)xi[j] * xi[j];
-        if (!isfinite(ss)) {
-#pragma omp critical(knn_bad)
-            if (bad < 0 || i < bad) bad = i;
-            memset(oi, 0, (size_t)d * sizeof(float));
-            continue;
-        }
-        double inv = ss > 0 ? 1.0 / sqrt(ss) : 0.0;
-        for (int j = 0; j < d; j++) oi[j] = (float)(xi[j] * inv);
-    }
-    if (bad >= 0) {
-        xfree(out);
-        err_set(e, "knn: %s feature row %d is not finite (or overflows)", what, bad);
-        return NULL;
-    }
-    return out;
-}
-
-/* The heap holds a query's current top-k, its root the worst member: lowest similarity, and of
- * equal similarities the higher bank index. */
-static inline int worse(float sa, int ia, float sb, int ib) { return sa < sb || (sa == sb && ia > ib); }
-
-static void heap_sift_down(float *hs, int *hi, int n, int pos) {
-    for (;;) {
-        int l = 2 * pos + 1, r = l + 1, w = pos;
-        if (l < n && worse(hs[l], hi[l], hs[w], hi[w])) w = l;
-        if (r < n && worse(hs[r], hi[r], hs[w], hi[w])) w = r;
-        if (w == pos) return;
-        float ts = hs[w];
-        int ti = hi[w];
-        hs[w] = hs[pos], hi[w] = hi[pos];
-        hs[pos] = ts, hi[pos] = ti;
-        pos = w;
-    }
-}
-
-static void heap_push(float *hs, int *hi, int *n, float s, int idx) {
-    int pos = (*n)++;
-    hs[pos] = s, hi[pos] = idx;
-    while (pos > 0) {
-        int parent = (pos - 1) / 2;
-        if (!worse(hs[pos], hi[pos], hs[parent], hi[parent])) break;
-        float ts = hs[parent];
-        int ti = hi[parent];
-        hs[parent] = hs[pos], hi[parent] = hi[pos];
-        hs[pos] = ts, hi[pos] = ti;
-        pos = parent;
-    }
-}
-
-/* Feeds similarities s[0..n) of bank items first..first+n-1 (increasing, and above every index
- * already seen) into the heap. A candidate equal to the root has the higher index, so only a
- * strictly larger similarity can enter a full heap. */
-static void heap_feed(float *hs, int *hi, int *count, int k, const float *s, int first, int n) {
-    int j = 0;
-    for (; j < n && *count < k; j++) heap_push(hs, hi, count, s[j], first + j);
-    float thr = *count ? hs[0] : 0.0f;
-    for (; j < n; j++) {
-        if (s[j] > thr) {
-            hs[0] = s[j], hi[0] = first + j;
-            heap_sift_down(hs, hi, k, 0);
-            thr = hs[0];
-        }
-    }
-}
+#include "topk.h"
 
 int knn_effective_k(int k, int n_bank) { return k > n_bank ? n_bank : k; }
 
@@ -103,9 +26,9 @@ static int knn_run(const float *bank, const int32_t *bank_labels, int n_bank, co
             return err_set(e, "knn: bank label %d at row %d is outside [0, %d)", (int)bank_labels[i], i, n_classes);
     k = knn_effective_k(k, n_bank);
 
-    float *bn = normalized_copy(bank, n_bank, d, "knn bank", e);
+    float *bn = topk_normalized_copy(bank, n_bank, d, "knn", "knn bank", e);
     if (!bn) return -1;
-    float *qn = normalized_copy(query, n_query, d, "knn query", e);
+    float *qn = topk_normalized_copy(query, n_query, d, "knn", "knn query", e);
     if (!qn) {
         xfree(bn);
         return -1;
@@ -124,14 +47,7 @@ static int knn_run(const float *bank, const int32_t *bank_labels, int n_bank, co
 #pragma omp for schedule(dynamic, 1)
         for (int blk = 0; blk < n_blocks; blk++) {
             const int q0 = blk * KNN_QUERY_BLOCK, nq = MIN(KNN_QUERY_BLOCK, n_query - q0);
-            for (int q = 0; q < nq; q++) count[q] = 0;
-            for (int b0 = 0; b0 < n_bank; b0 += tile) {
-                const int nb = MIN(tile, n_bank - b0);
-                /* Inside the parallel region OpenBLAS (OpenMP build) runs this on one thread. */
-                sgemm(0, 1, nq, nb, d, 1.0f, qn + (size_t)q0 * d, d, bn + (size_t)b0 * d, d, 0.0f, sim, nb);
-                for (int q = 0; q < nq; q++)
-                    heap_feed(hs + (size_t)q * k, hi + (size_t)q * k, &count[q], k, sim + (size_t)q * nb, b0, nb);
-            }
+            topk_scan(qn + (size_t)q0 * d, nq, bn, n_bank, d, tile, k, NULL, sim, hs, hi, count);
             for (int q = 0; q < nq; q++) {
                 const float *s = hs + (size_t)q * k;
                 const int *idx = hi + (size_t)q * k;

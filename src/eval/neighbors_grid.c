@@ -4,20 +4,7 @@
 #include <string.h>
 
 #include "../data/image.h"
-
-#ifdef __clang__
-#pragma clang diagnostic push
-#pragma clang diagnostic ignored "-Wunused-function"
-#else
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wunused-function"
-#endif
-#include <stb/stb_easy_font.h>
-#ifdef __clang__
-#pragma clang diagnostic pop
-#else
-#pragma GCC diagnostic pop
-#endif
+#include "easy_font.h"
 
 const uint8_t NEIGHBORS_MATCH_RGB[3] = {20, 160, 60};
 const uint8_t NEIGHBORS_MISMATCH_RGB[3] = {220, 40, 40};
@@ -182,38 +169,4 @@ int neighbors_display_image(uint8_t *out, const Dataset *ds, Split s, int idx, c
         }
     xfree(chw);
     return 0;
-}
-
-void neighbors_split_view(Dataset *view, const Dataset *ds, Split s, const int *rows, int n) {
-    *view = *ds;
-    view->n_blobs = 0; /* the blobs stay ds's */
-    const DatasetSplit *from = &ds->split[s];
-    DatasetSplit *to = &view->split[s];
-    to->n = n;
-    to->labels = NULL;
-    if (from->labels) {
-        to->labels = xmalloc((size_t)n * sizeof(int32_t), "query labels");
-        for (int i = 0; i < n; i++) to->labels[i] = from->labels[rows[i]];
-    }
-    if (from->paths) {
-        to->paths = xmalloc((size_t)n * sizeof(char *), "query paths");
-        for (int i = 0; i < n; i++) to->paths[i] = from->paths[rows[i]];
-        return;
-    }
-    /* Fixed-size records are found by position, so the chosen ones are copied together. */
-    uint8_t *rec = xmalloc((size_t)n * from->record_stride, "query pictures");
-    for (int i = 0; i < n; i++)
-        memcpy(rec + (size_t)i * from->record_stride, from->records + (size_t)rows[i] * from->record_stride,
-               from->record_stride);
-    to->records = rec;
-}
-
-void neighbors_split_view_free(Dataset *view, Split s) {
-    DatasetSplit *sp = &view->split[s];
-    xfree(sp->labels);
-    if (sp->paths)
-        xfree(sp->paths);
-    else
-        xfree((void *)sp->records);
-    memset(sp, 0, sizeof *sp);
 }

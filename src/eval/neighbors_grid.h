@@ -72,11 +72,4 @@ int neighbors_grid_write(const NeighborsGrid *g, const char *path, Err *e);
 int neighbors_display_image(uint8_t *out, const Dataset *ds, Split s, int idx, const FeatureConfig *fc, Image *img,
                             AugScratch *scratch, Err *e);
 
-/* A view of ds whose split s holds only rows[0..n) of ds's split s, in that order (labels,
- * pictures or folder paths), sharing everything else with ds: so that extract_features computes
- * the features of a few chosen queries, not of the whole split. Released by
- * neighbors_split_view_free, never by dataset_close; ds must outlive it. */
-void neighbors_split_view(Dataset *view, const Dataset *ds, Split s, const int *rows, int n);
-void neighbors_split_view_free(Dataset *view, Split s);
-
 #endif

@@ -548,13 +548,15 @@ static double accuracy(const float *x, const double *mean, const double *inv_std
     return (double)correct / n;
 }
 
-double probe_top1(const float *train, const int32_t *train_labels, int n_train, const float *test,
-                  const int32_t *test_labels, int n_test, int d, int n_classes,
-                  const ProbeConfig *cfg, ProbeReport *rep, Err *e) {
+/* Checks the input (test_labels too, when given, before the fit's cost), standardizes by the
+ * training set and fits (cfg NULL: the defaults): theta [n_classes x d | n_classes]
+ * on standardized features, with mean and inv_std (malloc'ed, the caller frees all three).
+ * 0, or -1 with e set (nothing to free). */
+static int fit(const float *train, const int32_t *train_labels, int n_train, const int32_t *test_labels, int n_test,
+               int d, int n_classes, const ProbeConfig *cfg, ProbeReport *rep, double **theta, double **mean,
+               double **inv_std, Err *e) {
     ProbeConfig def;
-    ProbeReport rep_local;
     if (!cfg) probe_config_default(&def), cfg = &def;
-    if (!rep) rep = &rep_local;
     memset(rep, 0, sizeof *rep);
     if (n_train < 1 || n_test < 1) return err_set(e, "probe: empty %s set", n_train < 1 ? "training" : "test");
     if (d < 1) return err_set(e, "probe: feature dimension %d must be at least 1", d);
@@ -562,29 +564,58 @@ double probe_top1(const float *train, const int32_t *train_labels, int n_train, 
     if (!(cfg->l2 >= 0) || !isfinite(cfg->l2)) return err_set(e, "probe: l2 = %g must be >= 0 and finite", cfg->l2);
     if (cfg->max_iter < 0) return err_set(e, "probe: max_iter = %d must be >= 0", cfg->max_iter);
     if (!(cfg->tol >= 0)) return err_set(e, "probe: tol = %g must be >= 0", cfg->tol);
-    if (check_labels(train_labels, n_train, n_classes, "training", e) || check_labels(test_labels, n_test, n_classes, "test", e))
+    if (check_labels(train_labels, n_train, n_classes, "training", e) ||
+        (test_labels && check_labels(test_labels, n_test, n_classes, "test", e)))
         return -1;
-
-    double *mean = xmalloc((size_t)d * sizeof(double), "probe feature means");
-    double *inv_std = xmalloc((size_t)d * sizeof(double), "probe feature scales");
-    double acc = -1;
-    if (feature_stats(train, n_train, d, mean, inv_std, e) != 0 ||
-        check_standardized(train, n_train, d, mean, inv_std, "training", e) != 0 ||
-        check_standardized(test, n_test, d, mean, inv_std, "test", e) != 0)
-        goto done;
-
+    *mean = xmalloc((size_t)d * sizeof(double), "probe feature means");
+    *inv_std = xmalloc((size_t)d * sizeof(double), "probe feature scales");
+    if (feature_stats(train, n_train, d, *mean, *inv_std, e) != 0 ||
+        check_standardized(train, n_train, d, *mean, *inv_std, "training", e) != 0) {
+        xfree(*mean), xfree(*inv_std);
+        return -1;
+    }
     const size_t np = (size_t)n_classes * d + n_classes;
-    double *theta = xcalloc(np, sizeof(double), "probe parameters");
+    *theta = xcalloc(np, sizeof(double), "probe parameters");
     Objective ob;
-    objective_init(&ob, train, mean, inv_std, train_labels, n_train, d, n_classes, cfg->l2);
-    lbfgs(&ob, theta, cfg, rep);
+    objective_init(&ob, train, *mean, *inv_std, train_labels, n_train, d, n_classes, cfg->l2);
+    lbfgs(&ob, *theta, cfg, rep);
     rep->evaluations = ob.evals;
     objective_free(&ob);
-    rep->train_top1 = accuracy(train, mean, inv_std, train_labels, n_train, d, n_classes, theta, NULL);
-    acc = accuracy(test, mean, inv_std, test_labels, n_test, d, n_classes, theta, &rep->test_top5);
-    xfree(theta);
-done:
-    xfree(inv_std);
-    xfree(mean);
+    rep->train_top1 = accuracy(train, *mean, *inv_std, train_labels, n_train, d, n_classes, *theta, NULL);
+    return 0;
+}
+
+double probe_top1(const float *train, const int32_t *train_labels, int n_train, const float *test,
+                  const int32_t *test_labels, int n_test, int d, int n_classes,
+                  const ProbeConfig *cfg, ProbeReport *rep, Err *e) {
+    ProbeReport rep_local;
+    if (!rep) rep = &rep_local;
+    double *theta, *mean, *inv_std;
+    if (fit(train, train_labels, n_train, test_labels, n_test, d, n_classes, cfg, rep, &theta, &mean, &inv_std, e))
+        return -1;
+    double acc = -1;
+    if (check_standardized(test, n_test, d, mean, inv_std, "test", e) == 0)
+        acc = accuracy(test, mean, inv_std, test_labels, n_test, d, n_classes, theta, &rep->test_top5);
+    xfree(theta), xfree(inv_std), xfree(mean);
     return acc;
+}
+
+int probe_fit(const float *train, const int32_t *train_labels, int n_train, int d, int n_classes,
+              const ProbeConfig *cfg, ProbeReport *rep, float *weight, float *bias, Err *e) {
+    ProbeReport rep_local;
+    if (!rep) rep = &rep_local;
+    double *theta, *mean, *inv_std;
+    if (fit(train, train_labels, n_train, NULL, 1, d, n_classes, cfg, rep, &theta, &mean, &inv_std, e)) return -1;
+    /* logits = W ((x - mean) * inv_std) + b = (W inv_std) x + (b - sum_j W_j mean_j inv_std_j) */
+    for (int c = 0; c < n_classes; c++) {
+        const double *w = theta + (size_t)c * d;
+        double shift = 0;
+        for (int j = 0; j < d; j++) {
+            weight[(size_t)c * d + j] = (float)(w[j] * inv_std[j]);
+            shift += w[j] * mean[j] * inv_std[j];
+        }
+        bias[c] = (float)(theta[(size_t)n_classes * d + c] - shift);
+    }
+    xfree(theta), xfree(inv_std), xfree(mean);
+    return 0;
 }

@@ -63,6 +63,13 @@ double probe_top1(const float *train, const int32_t *train_labels, int n_train, 
                   const int32_t *test_labels, int n_test, int d, int n_classes,
                   const ProbeConfig *cfg, ProbeReport *rep, Err *e);
 
+/* The same fit, returned as a linear layer on the raw features: weight [n_classes, d] and bias
+ * [n_classes] such that weight x + bias are the fitted probe's logits (the standardization folded
+ * in). A fine-tuned head starts from it (linear probing, then fine-tuning: Kumar et al. 2022).
+ * 0, or -1 with e filled on bad input (as probe_top1). */
+int probe_fit(const float *train, const int32_t *train_labels, int n_train, int d, int n_classes,
+              const ProbeConfig *cfg, ProbeReport *rep, float *weight, float *bias, Err *e);
+
 /* The objective on features x [n, d] as given (no standardization), for tests and callers that
  * fit themselves. theta = [W (n_classes x d, row-major) | b (n_classes)], grad the same layout.
  * Returns the loss. _cpu: the chunked sgemm path the fit uses; _ref: plain loops in double. */

@@ -4,29 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../backend/gemm.h"
 #include "../core/rng.h"
-
-/* L2-normalized copy of x [n, d]; NULL with e filled at the first non-finite row. The norm is
- * summed in double so that the float result is the same whoever calls it (fast path, naive
- * path, tests). */
-static float *normalized_copy(const float *x, int n, int d, const char *what, Err *e) {
-    float *out = xmalloc((size_t)n * d * sizeof(float), what);
-    for (int i = 0; i < n; i++) {
-        const float *xi = x + (size_t)i * d;
-        float *oi = out + (size_t)i * d;
-        double ss = 0;
-        for (int j = 0; j < d; j++) ss += (double)xi[j] * xi[j];
-        if (!isfinite(ss)) {
-            xfree(out);
-            err_set(e, "retrieval: %s feature row %d is not finite (or overflows)", what, i);
-            return NULL;
-        }
-        const double inv = ss > 0 ? 1.0 / sqrt(ss) : 0.0;
-        for (int j = 0; j < d; j++) oi[j] = (float)(xi[j] * inv);
-    }
-    return out;
-}
+#include "topk.h"
 
 /* The similarity both paths report: float products are exact in double, and the fixed order of
  * the sum makes it reproducible. */
@@ -59,6 +38,21 @@ static int check_args(int n_bank, int n_query, int d, int k, const int *exclude,
     return 0;
 }
 
+/* Both entry points' checks and normalized copies: 0 with *bn and *qn to free, or -1 with e
+ * filled and nothing to free. */
+static int prepare(const float *bank, int n_bank, const float *query, int n_query, int d, int k, const int *exclude,
+                   float **bn, float **qn, Err *e) {
+    if (check_args(n_bank, n_query, d, k, exclude, e)) return -1;
+    *bn = topk_normalized_copy(bank, n_bank, d, "retrieval", "bank", e);
+    if (!*bn) return -1;
+    *qn = topk_normalized_copy(query, n_query, d, "retrieval", "query", e);
+    if (!*qn) {
+        xfree(*bn);
+        return -1;
+    }
+    return 0;
+}
+
 /* One query against the whole bank in double, fully sorted: the reference, and the fast path's
  * fallback. pairs: n_bank scratch. */
 static void scan_one(const float *qn, const float *bn, int n_bank, int d, int k, int skip, Pair *pairs, int *idx,
@@ -72,14 +66,8 @@ static void scan_one(const float *qn, const float *bn, int n_bank, int d, int k,
 
 int retrieval_topk_naive(const float *bank, int n_bank, const float *query, int n_query, int d, int k,
                          const int *exclude, int *idx, float *sim, Err *e) {
-    if (check_args(n_bank, n_query, d, k, exclude, e)) return -1;
-    float *bn = normalized_copy(bank, n_bank, d, "bank", e);
-    if (!bn) return -1;
-    float *qn = normalized_copy(query, n_query, d, "query", e);
-    if (!qn) {
-        xfree(bn);
-        return -1;
-    }
+    float *bn, *qn;
+    if (prepare(bank, n_bank, query, n_query, d, k, exclude, &bn, &qn, e)) return -1;
     Pair *pairs = xmalloc((size_t)n_bank * sizeof *pairs, "retrieval similarities");
     for (int q = 0; q < n_query; q++)
         scan_one(qn + (size_t)q * d, bn, n_bank, d, k, exclude ? exclude[q] : -1, pairs, idx + (size_t)q * k,
@@ -88,62 +76,10 @@ int retrieval_topk_naive(const float *bank, int n_bank, const float *query, int 
     return 0;
 }
 
-/* A float min-heap of a query's best candidates so far, its root the weakest: the lowest
- * similarity, and of equal ones the higher bank index. */
-static inline int worse(float sa, int ia, float sb, int ib) { return sa < sb || (sa == sb && ia > ib); }
-
-static void sift_down(float *hs, int *hi, int n, int pos) {
-    for (;;) {
-        int l = 2 * pos + 1, r = l + 1, w = pos;
-        if (l < n && worse(hs[l], hi[l], hs[w], hi[w])) w = l;
-        if (r < n && worse(hs[r], hi[r], hs[w], hi[w])) w = r;
-        if (w == pos) return;
-        float ts = hs[w];
-        int ti = hi[w];
-        hs[w] = hs[pos], hi[w] = hi[pos];
-        hs[pos] = ts, hi[pos] = ti;
-        pos = w;
-    }
-}
-
-static void push(float *hs, int *hi, int *n, float s, int i) {
-    int pos = (*n)++;
-    hs[pos] = s, hi[pos] = i;
-    while (pos > 0) {
-        int parent = (pos - 1) / 2;
-        if (!worse(hs[pos], hi[pos], hs[parent], hi[parent])) break;
-        float ts = hs[parent];
-        int ti = hi[parent];
-        hs[parent] = hs[pos], hi[parent] = hi[pos];
-        hs[pos] = ts, hi[pos] = ti;
-        pos = parent;
-    }
-}
-
-/* Bank rows arrive in increasing index order, so a newcomer equal to the root loses the tie and
- * only a strictly larger similarity enters a full heap. */
-static void feed(float *hs, int *hi, int *count, int m, const float *s, int first, int n, int skip) {
-    for (int j = 0; j < n; j++) {
-        if (first + j == skip) continue;
-        if (*count < m)
-            push(hs, hi, count, s[j], first + j);
-        else if (s[j] > hs[0]) {
-            hs[0] = s[j], hi[0] = first + j;
-            sift_down(hs, hi, m, 0);
-        }
-    }
-}
-
 int retrieval_topk(const float *bank, int n_bank, const float *query, int n_query, int d, int k, const int *exclude,
                    int *idx, float *sim, Err *e) {
-    if (check_args(n_bank, n_query, d, k, exclude, e)) return -1;
-    float *bn = normalized_copy(bank, n_bank, d, "bank", e);
-    if (!bn) return -1;
-    float *qn = normalized_copy(query, n_query, d, "query", e);
-    if (!qn) {
-        xfree(bn);
-        return -1;
-    }
+    float *bn, *qn;
+    if (prepare(bank, n_bank, query, n_query, d, k, exclude, &bn, &qn, e)) return -1;
     /* Slack beyond k, so that the certificate below nearly always holds without a rescan. */
     const int m_max = MIN(n_bank, 2 * k + 16);
     const double bound = (d + 4) * ldexp(1.0, -23);
@@ -160,14 +96,8 @@ int retrieval_topk(const float *bank, int n_bank, const float *query, int n_quer
 #pragma omp for schedule(dynamic, 1)
         for (int blk = 0; blk < n_blocks; blk++) {
             const int q0 = blk * RETRIEVAL_QUERY_BLOCK, nq = MIN(RETRIEVAL_QUERY_BLOCK, n_query - q0);
-            for (int q = 0; q < nq; q++) count[q] = 0;
-            for (int b0 = 0; b0 < n_bank; b0 += tile) {
-                const int nb = MIN(tile, n_bank - b0);
-                sgemm(0, 1, nq, nb, d, 1.0f, qn + (size_t)q0 * d, d, bn + (size_t)b0 * d, d, 0.0f, s, nb);
-                for (int q = 0; q < nq; q++)
-                    feed(hs + (size_t)q * m_max, hi + (size_t)q * m_max, &count[q], m_max, s + (size_t)q * nb, b0, nb,
-                         exclude ? exclude[q0 + q] : -1);
-            }
+            topk_scan(qn + (size_t)q0 * d, nq, bn, n_bank, d, tile, m_max, exclude ? exclude + q0 : NULL, s, hs, hi,
+                      count);
             for (int q = 0; q < nq; q++) {
                 const int gq = q0 + q, skip = exclude ? exclude[gq] : -1, m = count[q];
                 const float *qrow = qn + (size_t)gq * d;

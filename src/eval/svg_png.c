@@ -12,20 +12,7 @@
 #include <string.h>
 
 #include "../data/image.h"
-
-#ifdef __clang__
-#pragma clang diagnostic push
-#pragma clang diagnostic ignored "-Wunused-function"
-#else
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wunused-function"
-#endif
-#include <stb/stb_easy_font.h>
-#ifdef __clang__
-#pragma clang diagnostic pop
-#else
-#pragma GCC diagnostic pop
-#endif
+#include "easy_font.h"
 
 enum { SS = 3 }; /* supersampling factor per axis */
 

@@ -7,13 +7,15 @@
 #include "../backend/backend.h"
 #include "../data/loader.h"
 #include "../eval/classify.h"
+#include "../eval/features.h"
+#include "../eval/probe.h"
 #include "../eval/subset.h"
 #include "../optim/optim.h"
 
 void finetune_config_default(FinetuneConfig *c) {
     *c = (FinetuneConfig){.label_fraction = 1, .epochs = 0, .batch = 256, .lr = 0.05, .momentum = 0.9,
                           .weight_decay = 0, .crop_min = 0.08, .seed = 0, .workers = 0, .log_every = 50,
-                          .eval_max = 0, .log = NULL};
+                          .eval_max = 0, .log = NULL, .head_from_probe = 0};
 }
 
 /* The activations and buffers of one training step, from one arena sized once. */
@@ -61,6 +63,39 @@ static float train_step(const Backend *be, Classifier *c, FinetuneWork *w, const
     return loss;
 }
 
+/* The head as the probe of the labelled images' frozen features (un-augmented, batch norm in
+ * evaluation mode), then its test accuracy. */
+static int head_from_probe(Classifier *c, const Dataset *ds, const int32_t *subset, int ns, const FinetuneConfig *cfg,
+                           FinetuneReport *rep, Err *e) {
+    Dataset view;
+    dataset_split_view(&view, ds, SPLIT_TRAIN, subset, ns);
+    FeatureConfig fc = {.image_size = c->image_size, .mean = {c->mean[0], c->mean[1], c->mean[2]},
+                        .std = {c->std[0], c->std[1], c->std[2]}, .batch = 256};
+    float *feat;
+    int32_t *labels;
+    int d;
+    const int n = extract_features(&c->net, c->store.params, c->store.buffers, &view, SPLIT_TRAIN, &fc, &feat, &labels,
+                                   &d, e);
+    dataset_split_view_free(&view, SPLIT_TRAIN);
+    if (n < 0) return -1;
+    ProbeReport pr;
+    const int rc = probe_fit(feat, labels, n, d, c->n_classes, NULL, &pr, c->store.params + c->fc_weight,
+                             c->store.params + c->fc_bias, e);
+    xfree(feat), free(labels);
+    if (rc) return -1;
+    float *probs;
+    int32_t *test_labels;
+    const int nt = classifier_predict(c, ds, SPLIT_TEST, cfg->eval_max, &probs, &test_labels, e);
+    if (nt < 0) return -1;
+    classify_accuracy(probs, test_labels, nt, c->n_classes, &rep->probe_top1, &rep->probe_top5);
+    xfree(probs), free(test_labels);
+    if (cfg->log)
+        fprintf(cfg->log, "head       the linear probe of %d frozen features (train %.2f%%, %d L-BFGS iterations): "
+                          "test top-1 %.2f%%, top-5 %.2f%%\n", n, 100 * pr.train_top1, pr.iterations,
+                100 * rep->probe_top1, 100 * rep->probe_top5);
+    return 0;
+}
+
 int finetune_run(Classifier *c, const Dataset *ds, const FinetuneConfig *cfg, FinetuneReport *rep, Err *e) {
     memset(rep, 0, sizeof *rep);
     const DatasetSplit *tr = &ds->split[SPLIT_TRAIN], *te = &ds->split[SPLIT_TEST];
@@ -84,6 +119,7 @@ int finetune_run(Classifier *c, const Dataset *ds, const FinetuneConfig *cfg, Fi
                                 subset, e);
     if (ns < 0) return xfree(subset), -1;
     rep->labelled = ns;
+    if (cfg->head_from_probe && head_from_probe(c, ds, subset, ns, cfg, rep, e)) return xfree(subset), -1;
     const int S = c->image_size, C = c->net.cfg.in_channels, B = cfg->batch;
     AugConfig ac;
     aug_config_default(&ac, S, C);
