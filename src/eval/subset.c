@@ -12,6 +12,16 @@ int label_fraction_check(double fraction, Err *e) {
     return 0;
 }
 
+/* The smallest fraction, to 3 significant digits, that keeps one of `count` images: 0.5 / count,
+ * rounded up where fraction x count would round to 0 once the flag is read as a float (1e-4 of
+ * 5000: 0.0001f x 5000 is 0.49999...). */
+static double smallest_fraction(int count) {
+    const double f = 0.5 / count, unit = pow(10, floor(log10(f)) - 2);
+    double g = ceil(f / unit - 1e-9) * unit;
+    while ((int)floor((double)(float)g * count + 0.5) < 1) g += unit;
+    return g;
+}
+
 int label_subset(const int32_t *labels, int n, int n_classes, double fraction, uint64_t seed,
                  char *const *class_names, int32_t *idx, Err *e) {
     if (label_fraction_check(fraction, e)) return -1;
@@ -26,7 +36,7 @@ int label_subset(const int32_t *labels, int n, int n_classes, double fraction, u
             const int have = count[c];
             xfree(count);
             return err_set(e, "--label-fraction %g: class %s gets no image of its %d (the smallest fraction that gives "
-                              "it one: %.3g)", fraction, name, have, 0.5 / have);
+                              "it one: %.3g)", fraction, name, have, smallest_fraction(have));
         }
     }
     /* each class's members in order, then a Fisher-Yates shuffle keyed by (seed, class) of

@@ -8,14 +8,14 @@
 
 #include "../core/common.h"
 
-/* Chooses round(fraction x count) images of each class (at least one) from labels[n] in
- * [0, n_classes), drawn without replacement by a stream keyed (seed, class), and writes their
- * indices, ascending, to idx (room for n). Returns how many, or -1 with e set when fraction is
- * outside (0, 1] or so small that a class gets no image (the class and the smallest fraction
- * that gives it one named). class_names may be NULL. */
 /* 0 when fraction is in (0, 1], else -1 with e set (a line naming the flag). */
 int label_fraction_check(double fraction, Err *e);
 
+/* Chooses round(fraction x count) images of each class (at least one) from labels[n] in
+ * [0, n_classes), drawn without replacement by a stream keyed (seed, class), and writes their
+ * indices, ascending, to idx (room for n). Returns how many, or -1 with e set when fraction is
+ * outside (0, 1] or so small that a class gets no image (the class and the smallest
+ * fraction that gives it one named). class_names may be NULL. */
 int label_subset(const int32_t *labels, int n, int n_classes, double fraction, uint64_t seed,
                  char *const *class_names, int32_t *idx, Err *e);
 

@@ -608,11 +608,13 @@ int train_run(TrainOptions *o, const TrainSetup *s, TrainResult *result) {
             goto done_model;
         }
         if (acc >= 0) {
-            printf("kNN top-1 before training (untrained encoder): %.2f%%\n", 100 * acc);
+            /* with --init the step-0 encoder is the file's, not an untrained one */
+            printf("kNN top-1 before training (%s encoder): %.2f%%\n", o->init ? "the --init" : "untrained", 100 * acc);
             if (metrics) {
-                fprintf(metrics, "{\"step\": 0, \"epoch\": 0, \"knn_top1\": %.6f, \"untrained\": true}\n", acc);
+                fprintf(metrics, "{\"step\": 0, \"epoch\": 0, \"knn_top1\": %.6f, \"%s\": true}\n", acc,
+                        o->init ? "init" : "untrained");
                 fflush(metrics);
-                tb_log(&tb, 0, (const char *const[]){"knn/untrained_top1"}, &acc, 1);
+                tb_log(&tb, 0, (const char *const[]){o->init ? "knn/init_top1" : "knn/untrained_top1"}, &acc, 1);
             }
         }
     }
