@@ -141,6 +141,49 @@ static void test_knn_clusters(void) {
     CHECK(same_all, "predictions differ between 1 and 2-4 threads");
 }
 
+/* One query block and exact ties (every bank row twice, with two labels; k = 1): the same
+ * predictions at any thread count, and against a double brute force the first copy wins
+ * wherever the GEMM rounded both copies alike (asserted for most queries: where the copies sit in
+ * GEMM tiles of different shapes their float similarities may differ). */
+static void test_knn_one_block_ties(void) {
+    enum { NB = 2000, NQ = 100, D = 64, C = 4 };
+    TestRng r = {5};
+    static float bank[NB * D], q[NQ * D];
+    static int32_t bl[NB], pred[NQ];
+    for (int i = 0; i < NB; i += 2) {
+        fill_normal(&r, bank + (size_t)i * D, D, 1);
+        memcpy(bank + (size_t)(i + 1) * D, bank + (size_t)i * D, D * sizeof(float));
+        bl[i] = (i / 2) % C, bl[i + 1] = (bl[i] + 1) % C;
+    }
+    fill_normal(&r, q, NQ * D, 1);
+    int want[NQ];
+    for (int j = 0; j < NQ; j++) { /* the nearest pair by cosine in double: its first copy's label */
+        double best = -2;
+        for (int i = 0; i < NB; i += 2) {
+            double dot = 0, nb = 0, nq = 0;
+            for (int t = 0; t < D; t++) {
+                dot += (double)q[j * D + t] * bank[(size_t)i * D + t];
+                nb += (double)bank[(size_t)i * D + t] * bank[(size_t)i * D + t];
+                nq += (double)q[j * D + t] * q[j * D + t];
+            }
+            const double c = dot / sqrt(nb * nq);
+            if (c > best) best = c, want[j] = bl[i];
+        }
+    }
+    Err e;
+    static int32_t first[NQ];
+    for (int t = 1; t <= 4; t++) {
+        threads_set(t);
+        CHECK(knn_predict(bank, bl, NB, q, NQ, D, C, 1, 0.1f, pred, &e) == 0, "%s", e.msg);
+        if (t == 1) memcpy(first, pred, sizeof first);
+        CHECK(memcmp(first, pred, sizeof first) == 0, "%d threads predict otherwise than 1", t);
+    }
+    threads_set(0);
+    int right = 0;
+    for (int j = 0; j < NQ; j++) right += first[j] == want[j];
+    CHECK(right >= NQ * 9 / 10, "%d of %d queries took the first copy of their nearest row", right, NQ);
+}
+
 static void test_knn_bad_input(void) {
     float bank[4 * 2] = {1, 0, 0, 1, 1, 1, -1, 0}, q[2 * 2] = {1, 0.1f, 0, 1};
     int32_t bl[4] = {0, 1, 1, 0}, ql[2] = {0, 1}, pred[2];
@@ -666,6 +709,7 @@ static void test_knn_effective_k(void) {
 int main(void) {
     RUN(test_knn_matches_brute_force);
     RUN(test_knn_clusters);
+    RUN(test_knn_one_block_ties);
     RUN(test_knn_bad_input);
     RUN(test_knn_effective_k);
     RUN(test_class_rank_and_probe_top5);

@@ -37,7 +37,10 @@ static int knn_run(const float *bank, const int32_t *bank_labels, int n_bank, co
     const int n_blocks = (n_query + KNN_QUERY_BLOCK - 1) / KNN_QUERY_BLOCK;
     const int tile = MIN(KNN_BANK_TILE, n_bank);
     const double inv_t = 1.0 / (double)T;
-#pragma omp parallel if (n_blocks > 1)
+    /* Always a parallel region, even for one block: inside it OpenBLAS runs each GEMM on the
+     * calling thread, so a block's similarities (and the ties among them) are the same bits at
+     * any thread count; outside it a single block's GEMM would be split by the thread count. */
+#pragma omp parallel
     {
         float *sim = xmalloc((size_t)KNN_QUERY_BLOCK * tile * sizeof(float), "knn similarities");
         float *hs = xmalloc((size_t)KNN_QUERY_BLOCK * k * sizeof(float), "knn heaps");

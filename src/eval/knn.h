@@ -9,10 +9,9 @@
  * exp((s - s_max) / T), the same votes up to a common factor, which cannot overflow), and the
  * prediction is the class with the largest summed weight (ties: lower class index).
  *
- * Query blocks run in parallel (OpenMP); each block's GEMMs run on its own thread and the blocks
- * never depend on each other, so the predictions do not depend on the thread count. (With a
- * single block, OpenBLAS may thread that GEMM, splitting rows and columns but never the inner
- * sum.)
+ * Query blocks run in parallel (OpenMP); each block's GEMMs run on its own thread, one block
+ * included, and the blocks never depend on each other, so the predictions do not depend on the
+ * thread count.
  * Callers' defaults: k = 200, T = 0.1. */
 #ifndef BYOL_KNN_H
 #define BYOL_KNN_H
