@@ -56,7 +56,10 @@ static inline double rel_err(const float *a, const float *b, size_t n) {
         if (!(e_ <= (tol))) h_fail(__FILE__, __LINE__, what, "relative error %.3e > %.1e", e_, (double)(tol)); \
     } while (0)
 
+/* BYOL_TEST_ONLY=text runs only the tests whose names contain text (while developing one). */
 static void run_test(const char *name, void (*fn)(void)) {
+    const char *only = getenv("BYOL_TEST_ONLY");
+    if (only && *only && !strstr(name, only)) return;
     h_case = name;
     h_case_failed = 0;
     double t0 = now_seconds();

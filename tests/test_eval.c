@@ -1,11 +1,14 @@
 /* Evaluation: the weighted kNN classifier and the linear probe (L-BFGS). */
 #include "backend/gemm.h"
 #include "core/threads.h"
+#include "data/data_options.h"
 #include "data/image.h"
+#include "eval/features.h"
 #include "eval/knn.h"
 #include "eval/probe.h"
 #include "eval/subset.h"
 #include "harness.h"
+#include "image_encode.h"
 
 /* ---- kNN ---- */
 
@@ -701,6 +704,70 @@ static void test_eval_resize_center_crop(void) {
     image_free(&img);
 }
 
+/* --flip-avg: an image and its mirror get the same features, each the mean of the two plain
+ * ones (an untrained encoder, whose convolutions are not mirror-symmetric). */
+static void test_features_flip_average(void) {
+    char dir[700], cmd[1600];
+    snprintf(dir, sizeof dir, "%s/mirror", TEST_TMP);
+    snprintf(cmd, sizeof cmd, "mkdir -p %s/train/a %s/test/a", dir, dir);
+    CHECK(system(cmd) == 0, "%s", cmd);
+    enum { S = 12 };
+    uint8_t px[2][S * S * 3];
+    TestRng r = {0xf11b};
+    for (int i = 0; i < S * S * 3; i++) px[0][i] = (uint8_t)(255 * rng_uniform(&r));
+    for (int y = 0; y < S; y++)
+        for (int x = 0; x < S; x++)
+            for (int c = 0; c < 3; c++) px[1][(y * S + x) * 3 + c] = px[0][(y * S + S - 1 - x) * 3 + c];
+    const char *paths[3] = {"train/a/0.bmp", "train/a/1.bmp", "test/a/0.bmp"};
+    for (int i = 0; i < 3; i++) {
+        size_t n;
+        uint8_t *bmp = bmp_encode(px[i == 1], S, S, 24, 0, &n);
+        char path[900];
+        snprintf(path, sizeof path, "%s/%s", dir, paths[i]);
+        write_bytes(path, bmp, n);
+        free(bmp);
+    }
+    DataOptions o;
+    data_options_default(&o);
+    o.data = dir;
+    Dataset ds;
+    Err e;
+    if (data_open(&ds, &o, NULL, &e)) {
+        CHECK(0, "%s", e.msg);
+        return;
+    }
+    ModelConfig mc;
+    model_config_default(&mc);
+    mc.enc.width = 4, mc.proj_hidden = 16, mc.proj_dim = 8, mc.pred_hidden = 16;
+    Byol m;
+    byol_init(&m, &mc);
+    byol_init_weights(&m, 5);
+    FeatureConfig fc = {.image_size = S, .mean = {0.5f, 0.5f, 0.5f}, .std = {0.25f, 0.25f, 0.25f}, .batch = 2,
+                        .be = &backend_cpu};
+    float *plain = NULL, *avg = NULL;
+    int32_t *lab = NULL, *lab2 = NULL;
+    int d = 0;
+    const int n0 = extract_features(&m.encoder, m.online.params, m.online.buffers, &ds, SPLIT_TRAIN, &fc, &plain, &lab, &d, &e);
+    fc.flip_avg = 1;
+    const int n1 = extract_features(&m.encoder, m.online.params, m.online.buffers, &ds, SPLIT_TRAIN, &fc, &avg, &lab2, &d, &e);
+    CHECK(n0 == 2 && n1 == 2, "%d, %d images: %s", n0, n1, e.msg);
+    if (n0 == 2 && n1 == 2) {
+        CHECK(rel_err(plain, plain + d, (size_t)d) > 1e-3, "the plain features of an image and its mirror differ");
+        CHECK(rel_err(avg, avg + d, (size_t)d) < 1e-5, "averaged: an image and its mirror alike (%.2e)",
+              rel_err(avg, avg + d, (size_t)d));
+        float *mean = xmalloc((size_t)d * sizeof(float), "t");
+        for (int j = 0; j < d; j++) mean[j] = 0.5f * (plain[j] + plain[d + j]);
+        CHECK_CLOSE(avg, mean, (size_t)d, 1e-6, "averaged features: the mean of the image's and its mirror's");
+        xfree(mean);
+    }
+    char name[128];
+    feature_preprocess_name(&fc, name, sizeof name);
+    CHECK(strstr(name, "averaged with its mirror") != NULL, "%s", name);
+    xfree(plain), xfree(avg), free(lab), free(lab2);
+    byol_free(&m);
+    dataset_close(&ds);
+}
+
 static void test_knn_effective_k(void) {
     CHECK(knn_effective_k(200, 18) == 18 && knn_effective_k(200, 10000) == 200 && knn_effective_k(18, 18) == 18,
           "k capped at the bank size");
@@ -712,6 +779,7 @@ int main(void) {
     RUN(test_knn_one_block_ties);
     RUN(test_knn_bad_input);
     RUN(test_knn_effective_k);
+    RUN(test_features_flip_average);
     RUN(test_class_rank_and_probe_top5);
     RUN(test_label_subset);
     RUN(test_eval_resize_center_crop);

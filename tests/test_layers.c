@@ -1034,6 +1034,77 @@ static void test_dino_layers_finite_differences(void) {
     }
 }
 
+/* ---------------------------------------------------------------- VICReg's variance and covariance */
+
+/* The fixture's z, loss and gradient (VICReg's code in PyTorch, float64): the CPU's, the
+ * reference's and the GPU backend's kernels (the emulator). The kernel adds into dz: it starts at a known value, which must stay. */
+static void test_var_cov_matches_pytorch(void) {
+    int64_t zs[2];
+    float *z = fx_get(&FX, "var_cov.z", zs, NULL), *loss = fx_get(&FX, "var_cov.loss", NULL, NULL),
+          *dz_ref = fx_get(&FX, "var_cov.dz", NULL, NULL);
+    const int B = (int)zs[0], D = (int)zs[1];
+    const float wv = (float)atof(st_meta(&FX, "var_cov.w_var")), wc = (float)atof(st_meta(&FX, "var_cov.w_cov"));
+    const Backend *all[3] = {&backend_cpu, &backend_ref, &backend_gpu_emu};
+    float *dz = xmalloc((size_t)B * D * 4, "t"), *scratch = xmalloc(var_cov_scratch_floats(B, D) * 4, "t");
+    for (int k = 0; k < 3; k++) {
+        for (int i = 0; i < B * D; i++) dz[i] = 0.25f * (float)(i % 7);
+        double l = all[k]->var_cov_loss(dz, z, B, D, wv, wc, 2.0f, scratch);
+        for (int i = 0; i < B * D; i++) dz[i] = (dz[i] - 0.25f * (float)(i % 7)) / 2.0f;
+        CHECK(fabs(l - loss[0]) <= 1e-6 * fabs(loss[0]), "%s var-cov loss %.9g vs PyTorch %.9g", all[k]->name, l,
+              loss[0]);
+        CHECK_CLOSE(dz, dz_ref, (size_t)B * D, TOL_FIXTURE, "var-cov gradient");
+    }
+    xfree(z), xfree(loss), xfree(dz_ref), xfree(dz), xfree(scratch);
+}
+
+typedef struct {
+    int B, D;
+    float *z;
+} VarCovCtx;
+
+/* the loss, and which columns' hinge is active (its kink: a column's std at 1) */
+static double var_cov_value(void *ctx, uint64_t *pattern) {
+    VarCovCtx *c = ctx;
+    float *dz = xcalloc((size_t)c->B * c->D, 4, "t");
+    double l = var_cov_loss_ref(dz, c->z, c->B, c->D, 1.3f, 0.2f, 1.0f, NULL);
+    *pattern = 0;
+    for (int j = 0; j < c->D && j < 64; j++) {
+        double m = 0, v = 0;
+        for (int b = 0; b < c->B; b++) m += c->z[b * c->D + j];
+        m /= c->B;
+        for (int b = 0; b < c->B; b++) v += (c->z[b * c->D + j] - m) * (c->z[b * c->D + j] - m);
+        if (sqrt(v / (c->B - 1) + 1e-4) < 1) *pattern |= 1ull << j;
+    }
+    xfree(dz);
+    return l;
+}
+
+/* Finite differences of the terms, and the optimized kernel against the naive one on a batch
+ * of a run's shape, spreads on both sides of the hinge. */
+static void test_var_cov_finite_differences_and_reference(void) {
+    TestRng rng = {77};
+    VarCovCtx c = {10, 6, NULL};
+    c.z = xmalloc(60 * 4, "t");
+    fill_normal(&rng, c.z, 60, 1);
+    for (int i = 0; i < 60; i++) c.z[i] *= 0.4f + 0.3f * (float)(i % 6); /* spreads 0.4 to 1.9 */
+    float *g = xcalloc(60, 4, "t"), *scratch = xmalloc(var_cov_scratch_floats(10, 6) * 4, "t");
+    var_cov_loss_cpu(g, c.z, 10, 6, 1.3f, 0.2f, 1.0f, scratch);
+    fd_check("var-cov", c.z, 60, g, &c, var_cov_value, 1e-2f, 2e-3);
+    xfree(c.z), xfree(g), xfree(scratch);
+
+    const int B = 64, D = 48;
+    float *z = xmalloc((size_t)B * D * 4, "t"), *a = xmalloc((size_t)B * D * 4, "t"), *b = xmalloc((size_t)B * D * 4, "t");
+    float *sc = xmalloc(var_cov_scratch_floats(B, D) * 4, "t");
+    fill_normal(&rng, z, (size_t)B * D, 1);
+    for (int i = 0; i < B * D; i++) z[i] = z[i] * (0.3f + 0.05f * (float)(i % D)) + 0.1f * (float)(i % 5);
+    fill_normal(&rng, a, (size_t)B * D, 1);
+    memcpy(b, a, (size_t)B * D * 4);
+    const double la = var_cov_loss_cpu(a, z, B, D, 25.0f, 1.0f, 0.7f, sc), lb = var_cov_loss_ref(b, z, B, D, 25.0f, 1.0f, 0.7f, NULL);
+    CHECK(fabs(la - lb) <= 1e-5 * fabs(lb), "var-cov cpu %.9g vs reference %.9g", la, lb);
+    CHECK_CLOSE(a, b, (size_t)B * D, 1e-5, "var-cov gradient, cpu vs reference");
+    xfree(z), xfree(a), xfree(b), xfree(sc);
+}
+
 int main(void) {
     char path[512];
     Err e;
@@ -1067,6 +1138,8 @@ int main(void) {
     RUN(test_linear_finite_differences);
     RUN(test_cosine_loss_matches_pytorch);
     RUN(test_cosine_loss_finite_differences);
+    RUN(test_var_cov_matches_pytorch);
+    RUN(test_var_cov_finite_differences_and_reference);
     st_close(&FX);
     return test_finish();
 }

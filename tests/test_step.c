@@ -22,7 +22,8 @@ static double loss_scale(double loss) { return fabs(loss) > 1.0 ? fabs(loss) : 1
 
 static const char *FIXTURES[] = {"r18_cifar_rgb", "r50_imagenet_gray", "simsiam_r18_cifar", "dino_r18_cifar",
                                  "dino_bn_r18_cifar", "simsiam_nosg_r18_cifar", "adamw_r18_cifar",
-                                 "multicrop_r18_cifar", "dino_multicrop_r18_cifar", "multicrop_lp_r18_cifar"};
+                                 "multicrop_r18_cifar", "dino_multicrop_r18_cifar", "multicrop_lp_r18_cifar",
+                                 "varcov_multicrop_r18_cifar"};
 
 typedef struct {
     char name[64];
@@ -30,6 +31,7 @@ typedef struct {
     StepConfig sc;
     int steps;
     long adam_step; /* AdamW: the steps the state has taken */
+    float local_weight, var_weight, cov_weight; /* the loss's extras (1, 0, 0 unless the fixture says) */
     double losses[16];
     Safetensors state, expected;
     NpyArray views;
@@ -126,6 +128,11 @@ static void fixture_load(Fixture *f, const char *name) {
         f->sc.lars.lr_mult = (float)meta_num(&f->expected, "pred_lr");
     }
     f->sc.tau = (float)meta_num(&f->expected, "tau");
+    f->local_weight = st_meta(&f->expected, "local_weight") ? (float)meta_num(&f->expected, "local_weight") : 1.0f;
+    if (st_meta(&f->expected, "var_cov_w_var")) {
+        f->var_weight = (float)meta_num(&f->expected, "var_cov_w_var");
+        f->cov_weight = (float)meta_num(&f->expected, "var_cov_w_cov");
+    }
     f->steps = (int)meta_num(&f->expected, "steps");
     const char *l = st_meta(&f->expected, "losses");
     for (int i = 0; i < f->steps && i < 16; i++) {
@@ -160,6 +167,7 @@ static void run_fixture(const Fixture *f, Byol *m, const Backend *be, float *los
     ByolWork w;
     const int n_local = f->locals.ndim ? (int)f->locals.shape[1] : 0, ls = n_local ? (int)f->locals.shape[4] : 0;
     byol_work_init_crops(&w, m, (int)s[2], (int)s[3], (int)s[4], (int)s[5], n_local, ls, be);
+    byol_work_set_loss(&w, f->local_weight, f->var_weight, f->cov_weight);
     const size_t per_step = (size_t)2 * s[2] * s[3] * s[4] * s[5], local_floats = (size_t)s[2] * s[3] * ls * ls;
     for (int i = 0; i < f->steps; i++) {
         sc.lars.step = f->adam_step + i + 1;
@@ -283,6 +291,44 @@ static void test_step_multicrop_matches_pytorch(void) {
     /* --local-predictor 1: the local views through a predictor of their own */
     check_fixture(FIXTURES[9], &backend_cpu);
     check_fixture(FIXTURES[9], &backend_ref);
+}
+
+/* --local-weight 0.5 and --var-cov 1,0.04 with two local views: PyTorch's step with VICReg's
+ * terms from its authors' code. The extras move this fixture's update by far more than the
+ * tolerance, so a step that ignored either could not pass. */
+static void test_step_var_cov_and_local_weight_match_pytorch(void) {
+    check_fixture(FIXTURES[10], &backend_cpu);
+    check_fixture(FIXTURES[10], &backend_ref);
+    check_fixture(FIXTURES[10], &backend_gpu_emu);
+    Fixture f;
+    fixture_load(&f, FIXTURES[10]);
+    CHECK(f.local_weight == 0.5f && f.var_weight == 1.0f && f.cov_weight == 0.04f, "fixture's extras %g %g %g",
+          f.local_weight, f.var_weight, f.cov_weight);
+    Byol with, lw_only, without, before;
+    float losses[16];
+    run_fixture(&f, &with, &backend_cpu, losses);
+    f.var_weight = f.cov_weight = 0;
+    run_fixture(&f, &lw_only, &backend_cpu, losses);
+    f.local_weight = 1;
+    run_fixture(&f, &without, &backend_cpu, losses);
+    Err e;
+    byol_init(&before, &f.cfg);
+    CHECK(state_load_from(&before, &f.state, &e) == 0, "%s", e.msg);
+    const size_t n = with.online.n_params;
+    float *u[3];
+    const Byol *runs[3] = {&with, &lw_only, &without};
+    for (int k = 0; k < 3; k++) {
+        u[k] = xmalloc(n * sizeof(float), "update");
+        for (size_t i = 0; i < n; i++) u[k][i] = runs[k]->online.params[i] - before.online.params[i];
+    }
+    const double var_cov_moves = rel_err(u[1], u[0], n), weight_moves = rel_err(u[2], u[1], n);
+    printf("     the update without --var-cov differs by %.2e, without --local-weight by %.2e\n", var_cov_moves,
+           weight_moves);
+    CHECK(var_cov_moves > 100 * tol_update, "--var-cov moves the update by %.2e only", var_cov_moves);
+    CHECK(weight_moves > 100 * tol_update, "--local-weight moves the update by %.2e only", weight_moves);
+    for (int k = 0; k < 3; k++) xfree(u[k]);
+    byol_free(&with), byol_free(&lw_only), byol_free(&without), byol_free(&before);
+    fixture_free(&f);
 }
 
 static void test_step_naive_backend_matches_pytorch(void) {
@@ -514,6 +560,7 @@ int main(void) {
     RUN(test_step_dino_matches_pytorch);
     RUN(test_step_adamw_matches_pytorch);
     RUN(test_step_multicrop_matches_pytorch);
+    RUN(test_step_var_cov_and_local_weight_match_pytorch);
     RUN(test_step_naive_backend_matches_pytorch);
     RUN(test_step_gpu_kernels_match_pytorch);
     RUN(test_step_gpu_bf16_within_bounds);

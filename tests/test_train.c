@@ -469,6 +469,128 @@ static void test_multicrop_trains_and_resumes(void) {
     free(err);
 }
 
+/* --size-schedule: the views are 16 px for the first half of the steps, 24 px for a quarter, 32
+ * px at the end (the metrics say which, step by step); a run cut inside the 24-px phase resumes
+ * bit for bit; schedules that cannot be are refused in one line. */
+static void test_size_schedule(void) {
+    char a[4096], ref_ckpt[1200];
+    const char *ss = "--knn-before 0 --knn-after 0 --eval-every 0 --epochs 2 --log-every 1 "
+                     "--size-schedule 16:0.5,24:0.25,32:0.25";
+    snprintf(a, sizeof a, "train %s --out %s/ss %s", TINY, TEST_TMP, ss);
+    int st = byol(a);
+    char *err = slurp_text("err"), *out = slurp_text("out");
+    CHECK(st == 0, "exit %d: %s", st, err);
+    CHECK(strstr(out, "size schedule: 16 px to 50%, 24 px to 75%, 32 px to 100% of the steps") &&
+              strstr(out, "step 6: views of 24 px from here") && strstr(out, "step 9: views of 32 px from here"),
+          "the phases announced: %s", out);
+    free(err), free(out);
+    /* 12 steps (6 a epoch): steps 1-6 at 16 px, 7-9 at 24, 10-12 at 32 */
+    char *m = slurp_text("ss/metrics.jsonl");
+    int sizes[13] = {0};
+    for (char *line = strtok(m, "\n"); line; line = strtok(NULL, "\n")) {
+        const char *p = strstr(line, "\"step\": "), *q = strstr(line, "\"image_size\": ");
+        if (p && q && !strstr(line, "knn")) {
+            const int step = atoi(p + 8);
+            if (step >= 1 && step <= 12) sizes[step] = atoi(q + 14);
+        }
+    }
+    free(m);
+    int right = 1;
+    for (int step = 1; step <= 12; step++) right &= sizes[step] == (step <= 6 ? 16 : step <= 9 ? 24 : 32);
+    CHECK(right, "image sizes by step: %d %d %d %d %d %d %d %d %d %d %d %d", sizes[1], sizes[2], sizes[3], sizes[4],
+          sizes[5], sizes[6], sizes[7], sizes[8], sizes[9], sizes[10], sizes[11], sizes[12]);
+    char *cfg = slurp_text("ss/config.txt");
+    CHECK(strstr(cfg, "size-schedule = 16:0.5,24:0.25,32:0.25") != NULL, "saved: %s", cfg);
+    free(cfg);
+    snprintf(a, sizeof a, "%s/ss", TEST_TMP);
+    last_ckpt(a, ref_ckpt, sizeof ref_ckpt);
+    check_cut_and_resume("ss_cut", ss, 8, ref_ckpt);
+    const char *bad[][2] = {{"--size-schedule 16:0.5,24:0.5", "the last size is 24 px"},
+                            {"--size-schedule 16:0.5,32:0.4", "add up to 0.9"},
+                            {"--size-schedule 4:0.5,32:0.5", "size 4 px"},
+                            {"--size-schedule '16:0.5;32:0.5'", "not a share"},
+                            {"--size-schedule 16:0.5,32:0.5 --local-crops 2 --local-size 20", "smallest size of --size-schedule (16)"}};
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        snprintf(a, sizeof a, "train %s --out %s/ss_bad%zu %s", TINY, TEST_TMP, i, bad[i][0]);
+        st = byol(a);
+        err = slurp_text("err");
+        CHECK(st != 0 && strstr(err, bad[i][1]) && count_lines(err, "\n") == 1, "%s: exit %d: %s", bad[i][0], st, err);
+        free(err);
+    }
+}
+
+/* --var-cov and --local-weight: the recipe saved, VICReg's terms logged, an interrupted run
+ * resumed bit for bit; what cannot be is refused. */
+static void test_var_cov_and_local_weight(void) {
+    char a[4096], ref_ckpt[1200];
+    const char *vc = "--knn-before 0 --knn-after 0 --eval-every 0 --epochs 1 --log-every 1 --var-cov 1,0.04 "
+                     "--local-crops 2 --local-size 12 --local-weight 0.5 --pred-lr-constant 1";
+    snprintf(a, sizeof a, "train %s --out %s/vc %s", TINY, TEST_TMP, vc);
+    int st = byol(a);
+    char *err = slurp_text("err");
+    CHECK(st == 0, "exit %d: %s", st, err);
+    free(err);
+    char *cfg = slurp_text("vc/config.txt");
+    CHECK(strstr(cfg, "var-cov = 1,0.04") && strstr(cfg, "local-weight = 0.5") && strstr(cfg, "pred-lr-constant = 1"),
+          "saved: %s", cfg);
+    free(cfg);
+    char *m = slurp_text("vc/metrics.jsonl");
+    const char *first = strstr(m, "\"var_cov\": ");
+    CHECK(first && atof(first + 11) > 0, "the terms' value logged: %.300s", m);
+    free(m);
+    snprintf(a, sizeof a, "%s/vc", TEST_TMP);
+    last_ckpt(a, ref_ckpt, sizeof ref_ckpt);
+    check_cut_and_resume("vc_cut", vc, 3, ref_ckpt);
+    const char *bad[][2] = {{"--var-cov 1", "--var-cov 1: two weights"},
+                            {"--var-cov 1,-2", "--var-cov 1,-2: two weights"},
+                            {"--var-cov 1,0.04 --method dino", "not DINO's"},
+                            {"--local-weight 0.5", "add --local-crops N"},
+                            {"--method dino --pred-lr-constant 1", "--method dino has no predictor"}};
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        snprintf(a, sizeof a, "train %s --out %s/vc_bad%zu %s", TINY, TEST_TMP, i, bad[i][0]);
+        st = byol(a);
+        err = slurp_text("err");
+        CHECK(st != 0 && strstr(err, bad[i][1]) && count_lines(err, "\n") == 1, "%s: exit %d: %s", bad[i][0], st, err);
+        free(err);
+    }
+}
+
+/* byol eval --encoder target: the target's features, not the online one's (they differ after
+ * training with tau 0.99); with tau 0 the target is the online network, tensor for tensor, and
+ * the figures are the same. --flip-avg is reported. */
+static void test_eval_target_encoder(void) {
+    char a[4096];
+    double knn[2][2];
+    for (int t = 0; t < 2; t++) {
+        snprintf(a, sizeof a, "train %s --out %s/tg%d --knn-before 0 --knn-after 0 --eval-every 0 --epochs 1%s", TINY,
+                 TEST_TMP, t, t ? " --tau-base 0 --tau-schedule constant" : "");
+        CHECK(byol(a) == 0, "train tg%d", t);
+        for (int enc = 0; enc < 2; enc++) {
+            snprintf(a, sizeof a, "eval --ckpt %s/tg%d --encoder %s --probe-iters 5", TEST_TMP, t, enc ? "target" : "online");
+            const int st = byol(a);
+            char *out = slurp_text("out");
+            const char *json = strrchr(out, '{');
+            CHECK(st == 0 && json && strstr(json, enc ? "\"encoder\": \"target\"" : "\"encoder\": \"online\""),
+                  "eval %s: exit %d: %s", enc ? "target" : "online", st, out);
+            const char *k = json ? strstr(json, "\"knn_top1\": ") : NULL;
+            knn[t][enc] = k ? atof(k + 12) : -1;
+            free(out);
+        }
+    }
+    CHECK(knn[0][0] != knn[0][1], "tau 0.99: the target's kNN %g differs from the online one's %g", knn[0][1], knn[0][0]);
+    CHECK(knn[1][0] == knn[1][1], "tau 0: the target is the online network: %g vs %g", knn[1][1], knn[1][0]);
+    snprintf(a, sizeof a, "eval --ckpt %s/tg0 --flip-avg 1 --probe-iters 5", TEST_TMP);
+    int st = byol(a);
+    char *out = slurp_text("out");
+    CHECK(st == 0 && strstr(out, "averaged with its mirror") && strstr(out, "\"flip_avg\": 1"), "exit %d: %s", st, out);
+    free(out);
+    snprintf(a, sizeof a, "eval --ckpt %s/tg0 --encoder ema", TEST_TMP);
+    st = byol(a);
+    char *err = slurp_text("err");
+    CHECK(st == 2 && strstr(err, "--encoder ema: online or target"), "exit %d: %s", st, err);
+    free(err);
+}
+
 /* --local-predictor 1: the local views' own predictor is trained (its weights move, their
  * momentum is saved) and resumes bit for bit; without local views, or for DINO, it is refused. */
 static void test_local_predictor(void) {
@@ -665,6 +787,9 @@ int main(void) {
     RUN(test_adamw_trains_and_resumes);
     RUN(test_multicrop_trains_and_resumes);
     RUN(test_local_predictor);
+    RUN(test_size_schedule);
+    RUN(test_var_cov_and_local_weight);
+    RUN(test_eval_target_encoder);
     RUN(test_init_from_encoder);
     return test_finish();
 }

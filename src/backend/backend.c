@@ -43,6 +43,7 @@ static void host_sync(void) {}
     .linear_backward = linear_backward_##suffix,                     \
     .cosine_loss_forward = cosine_loss_forward_##suffix,             \
     .cosine_loss_backward = cosine_loss_backward_##suffix,           \
+    .var_cov_loss = var_cov_loss_##suffix,                           \
     .gelu_forward = gelu_forward_##suffix,                           \
     .gelu_backward = gelu_backward_##suffix,                         \
     .l2norm_rows_forward = l2norm_rows_forward_##suffix,             \

@@ -84,6 +84,10 @@ typedef struct Backend {
     void (*cosine_loss_backward)(float *dp, const float *p, const float *z, int B, int D,
                                  float dloss);
 
+    /* VICReg's variance and covariance terms (--var-cov), added into dz; NULL where not built */
+    double (*var_cov_loss)(float *dz, const float *z, int B, int D, float w_var, float w_cov, float scale,
+                           float *scratch);
+
     /* DINO's head and loss (src/nn/dino.c) */
     void (*gelu_forward)(float *out, const float *in, size_t n);
     void (*gelu_backward)(float *din, const float *dout, const float *in, size_t n);

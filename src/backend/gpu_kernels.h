@@ -471,6 +471,48 @@ KERNEL(k_cosine_backward, float *dp, const float *p, const float *z, int D, doub
     PHASE_END
 }
 
+/* ---- VICReg's variance and covariance terms (var_cov_loss_cpu's, src/nn/loss.c) ---- */
+
+/* zc = z - its column means (each in double, rows in order); one thread per column. */
+KERNEL(k_vc_center, float *zc, const float *z, int B, int D) {
+    THREADS_BEGIN
+    size_t j = GLOBAL_ID;
+    if (j < (size_t)D) {
+        double mean = 0;
+        for (int b = 0; b < B; b++) mean += z[(size_t)b * D + j];
+        mean /= B;
+        for (int b = 0; b < B; b++) zc[(size_t)b * D + j] = (float)(z[(size_t)b * D + j] - mean);
+    }
+    THREADS_END
+}
+
+/* Per row j of the covariance: the hinge max(0, 1 - sd_j), the squared off-diagonal entries'
+ * sum, 1 / sd_j where the hinge is active (else 0); then the diagonal is zeroed (C_off). Only
+ * thread j reads or writes row j's diagonal. */
+KERNEL(k_vc_rows, double *hinge, double *off, float *inv_std, float *cov, int D) {
+    THREADS_BEGIN
+    size_t j = GLOBAL_ID;
+    if (j < (size_t)D) {
+        const double sd = sqrt((double)cov[j * D + j] + 1e-4);
+        hinge[j] = sd < 1.0 ? 1.0 - sd : 0.0;
+        inv_std[j] = sd < 1.0 ? (float)(1.0 / sd) : 0.0f;
+        double c = 0;
+        for (int i = 0; i < D; i++)
+            if ((size_t)i != j) c += (double)cov[j * D + i] * cov[j * D + i];
+        off[j] = c;
+        cov[j * D + j] = 0.0f;
+    }
+    THREADS_END
+}
+
+/* dz += a * inv_std[j] * zc: the hinge's gradient. */
+KERNEL(k_vc_var_grad, float *dz, const float *zc, const float *inv_std, int D, size_t n, float a) {
+    THREADS_BEGIN
+    size_t i = GLOBAL_ID;
+    if (i < n) dz[i] += a * inv_std[i % D] * zc[i];
+    THREADS_END
+}
+
 /* ---- DINO's head and loss (the CPU's in src/nn/dino.c) ---- */
 
 KERNEL(k_gelu_forward, float *out, const float *in, size_t n) {

@@ -101,6 +101,11 @@ static float p_loss(const float *p, const float *z, int B, int D) {
 static void p_loss_bwd(float *dp, const float *p, const float *z, int B, int D, float dl) {
     TIMED(PHASE_HEADS, 0, g_inner->cosine_loss_backward(dp, p, z, B, D, dl));
 }
+static double p_var_cov(float *dz, const float *z, int B, int D, float wv, float wc, float scale, float *scratch) {
+    double r;
+    TIMED(PHASE_HEADS, 4.0 * B * D * D, r = g_inner->var_cov_loss(dz, z, B, D, wv, wc, scale, scratch));
+    return r;
+}
 static void p_gelu(float *out, const float *in, size_t n) { TIMED(PHASE_HEADS, 0, g_inner->gelu_forward(out, in, n)); }
 static void p_gelu_bwd(float *din, const float *dout, const float *in, size_t n) {
     TIMED(PHASE_HEADS, 0, g_inner->gelu_backward(din, dout, in, n));
@@ -200,5 +205,6 @@ const Backend *profile_begin(const Backend *inner, Profile *totals, int head_row
     g_prof = totals;
     g_head_rows = head_rows;
     PROFILED.host_memory = inner->host_memory;
+    PROFILED.var_cov_loss = inner->var_cov_loss ? p_var_cov : NULL;
     return &PROFILED;
 }

@@ -37,8 +37,9 @@ int cmd_eval(int argc, char **argv) {
     DataOptions dopt;
     data_options_default(&dopt);
     int random_init = 0, raw_pixels = 0, k = KNN_DEFAULT_K, threads = 0, seed = 0, bank = 0, queries = 0,
-        image_size = 0, probe_iters = 0, eval_resize = 0;
+        image_size = 0, probe_iters = 0, eval_resize = 0, flip_avg = 0;
     float T = KNN_DEFAULT_T, probe_l2 = -1, label_fraction = 1;
+    const char *encoder = "online";
     ComputeOptions po = {NULL, NULL, NULL, NULL};
     Flag flags[32 + COMPUTE_FLAG_COUNT + MODEL_FLAG_COUNT];
     int nf = 0;
@@ -58,6 +59,8 @@ int cmd_eval(int argc, char **argv) {
     flags[nf++] = (Flag){"label-fraction", FLAG_FLOAT, &label_fraction, "the labelled share of the train split the kNN bank and the probe use, class-balanced, fixed by --seed (1; the paper's 0.01 and 0.1)", -1e9, 1e9};
     flags[nf++] = (Flag){"seed", FLAG_INT, &seed, "seed of --random-init and of --label-fraction's subset (0)", 0, 2147483647};
     flags[nf++] = (Flag){"threads", FLAG_INT, &threads, "threads (the cores this process may use: affinity mask, cgroup quota)", 1, 4096};
+    flags[nf++] = (Flag){"encoder", FLAG_STRING, &encoder, "the checkpoint's online encoder, or the target (its EMA; BYOL and DINO) (online)", 0, -1};
+    flags[nf++] = (Flag){"flip-avg", FLAG_INT, &flip_avg, "1: each image's features averaged with its mirror's (0)", 0, 1};
     compute_flags(flags + nf, &po);
     nf += COMPUTE_FLAG_COUNT;
     ckpt_model_flags(flags + nf, &asked, 1);
@@ -67,6 +70,16 @@ int cmd_eval(int argc, char **argv) {
     if (rc == 1) return 0;
     if (rc || model_config_check(&asked, &e) || label_fraction_check(label_fraction, &e))
         return cmd_fail("eval", &e, 2);
+    const int use_target = strcmp(encoder, "target") == 0;
+    if (!use_target && strcmp(encoder, "online") != 0) {
+        fprintf(stderr, "byol eval: --encoder %.64s: online or target\n", encoder);
+        return 2;
+    }
+    if (use_target && (random_init || raw_pixels || !ckpt)) {
+        fprintf(stderr, "byol eval: --encoder target: the target encoder of a --ckpt (not with --random-init or "
+                        "--raw-pixels)\n");
+        return 2;
+    }
     if (!ckpt && !random_init && !raw_pixels) {
         fprintf(stderr, "byol eval: --ckpt is required (or --random-init 1 / --raw-pixels 1 with model flags)\n");
         return 2;
@@ -95,7 +108,7 @@ int cmd_eval(int argc, char **argv) {
         goto out;
     }
     FeatureConfig fc = {.image_size = image_size, .std = {1, 1, 1}, .batch = 256, .max_images = bank, .resize = eval_resize,
-                        .be = be};
+                        .be = be, .flip_avg = flip_avg && !raw_pixels};
     if (L.loaded) {
         memcpy(fc.mean, L.mean, sizeof fc.mean), memcpy(fc.std, L.std, sizeof fc.std);
         if (!fc.image_size) fc.image_size = L.o.data.image_size;
@@ -130,6 +143,16 @@ int cmd_eval(int argc, char **argv) {
             goto out;
         }
         net = &L.model.encoder, params = L.model.online.params, buffers = L.model.online.buffers;
+        if (use_target) {
+            if (!L.model.target.n_params) {
+                fprintf(stderr, "byol eval: --encoder target: %s is a %s run, which has no target network (its "
+                                "online network is its own target)\n", ckpt, method_name(L.model.cfg.method));
+                goto out;
+            }
+            /* the target store mirrors the online one's first tensors, encoder first: same offsets */
+            params = L.model.target.params, buffers = L.model.target.buffers;
+            what = "target encoder";
+        }
     }
     int d;
     double t0 = now_seconds();
@@ -191,10 +214,10 @@ int cmd_eval(int argc, char **argv) {
     printf("{\"what\": \"%s\", \"ckpt\": \"%s\", \"step\": %lld, \"dataset\": \"%s\", \"train\": %d, \"test\": %d, "
            "\"dim\": %d, \"image_size\": %d, \"eval_resize\": %d, \"knn_top1\": %.6f, \"knn_top5\": %.6f, \"knn_k\": %d, "
            "\"knn_k_asked\": %d, \"knn_t\": %g, \"linear_top1\": %.6f, \"linear_top5\": %.6f, \"probe_iterations\": %d, "
-           "\"probe_converged\": %s, \"label_fraction\": %g}\n",
+           "\"probe_converged\": %s, \"label_fraction\": %g, \"encoder\": \"%s\", \"flip_avg\": %d}\n",
            what, ckpt && !raw_pixels && !random_init ? ckpt : "", (long long)L.step, ds.kind, nb, nq, d, fc.image_size,
            fc.resize, knn, knn5, k_used, k, T, probe, pr.test_top5, pr.iterations, pr.converged ? "true" : "false",
-           (double)label_fraction);
+           (double)label_fraction, use_target ? "target" : "online", fc.flip_avg);
     rc = fflush(stdout) == 0 && !ferror(stdout) ? 0 : 1;
 out:
     xfree(fb), xfree(fq), free(lb), free(lq);

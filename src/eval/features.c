@@ -35,6 +35,10 @@ void feature_preprocess_name(const FeatureConfig *fc, char *buf, size_t cap) {
                  100.0 * fc->image_size / fc->resize);
     else
         snprintf(buf, cap, "largest centred square to %d (bilinear)", fc->image_size);
+    if (fc->flip_avg) {
+        const size_t len = strlen(buf);
+        snprintf(buf + len, cap > len ? cap - len : 0, ", averaged with its mirror");
+    }
 }
 
 int extract_features(const ResNet *net, const float *params, const float *buffers,
@@ -84,6 +88,7 @@ int extract_features(const ResNet *net, const float *params, const float *buffer
     Image *imgs = xcalloc((size_t)nt, sizeof(Image), "decode buffers");
     AugScratch *as = xcalloc((size_t)nt, sizeof(AugScratch), "resize buffers");
     float *chw = xmalloc((size_t)nt * per * sizeof(float), "images");
+    float *flipped = net && fc->flip_avg ? xmalloc((size_t)B * d * sizeof(float), "mirrored features") : NULL;
     int fail_at = -1;
     for (int b0 = 0; b0 < n && fail_at < 0; b0 += B) {
         const int nb = n - b0 < B ? n - b0 : B;
@@ -120,7 +125,25 @@ int extract_features(const ResNet *net, const float *params, const float *buffer
         if (x_dev != x) be->upload(x_dev, x, (size_t)B * per * sizeof(float));
         resnet_forward(be, net, run_params, (float *)run_buffers, &acts, x_dev, 0, scratch);
         be->download(feat + (size_t)b0 * d, acts.features, (size_t)nb * d * sizeof(float));
+        if (fc->flip_avg) { /* the mirrored batch (HWC rows reversed), its features averaged in */
+            for (int k = 0; k < nb; k++)
+                for (int h = 0; h < S; h++) {
+                    float *row = x + (size_t)k * per + (size_t)h * S * C;
+                    for (int w = 0; w < S / 2; w++)
+                        for (int c = 0; c < C; c++) {
+                            const float t = row[(size_t)w * C + c];
+                            row[(size_t)w * C + c] = row[(size_t)(S - 1 - w) * C + c];
+                            row[(size_t)(S - 1 - w) * C + c] = t;
+                        }
+                }
+            if (x_dev != x) be->upload(x_dev, x, (size_t)B * per * sizeof(float));
+            resnet_forward(be, net, run_params, (float *)run_buffers, &acts, x_dev, 0, scratch);
+            be->download(flipped, acts.features, (size_t)nb * d * sizeof(float));
+            float *f = feat + (size_t)b0 * d;
+            for (size_t i = 0; i < (size_t)nb * d; i++) f[i] = 0.5f * (f[i] + flipped[i]);
+        }
     }
+    xfree(flipped);
     for (int t = 0; t < nt; t++) image_free(&imgs[t]), aug_scratch_free(&as[t]);
     xfree(imgs), xfree(as), xfree(chw);
     if (x_dev != x) be->release(x_dev);

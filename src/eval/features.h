@@ -23,6 +23,9 @@ typedef struct {
     /* The backend the encoder runs on (NULL: the CPU). A device backend gets its own copy of
      * the encoder's state and returns the features to the host batch by batch. */
     const struct Backend *be;
+    /* 1: each image's features are the mean of its own and its horizontal mirror's (an
+     * evaluation option, reported apart from the plain features) */
+    int flip_avg;
 } FeatureConfig;
 
 /* The preprocessing in words, for reports: "center 224 of short side 256 (bicubic)" or "largest

@@ -142,6 +142,8 @@ static void work_plan(ByolWork *w, const Byol *m, Arena *a, const Backend *be) {
         w->dino_dw = arena_floats(a, K * D);
         w->dino_dxn = arena_floats(a, (size_t)B * D);
     }
+    if (m->cfg.method != METHOD_DINO) /* --var-cov's centered projections and covariance */
+        scratch = MAX(scratch, var_cov_scratch_floats(B, m->cfg.proj_dim) * sizeof(float));
     int widest = MAX(MAX(m->cfg.proj_hidden, m->cfg.pred_hidden), MAX(m->cfg.proj_dim, m->encoder.out_dim));
     w->dp = arena_floats(a, (size_t)B * m->cfg.proj_dim);
     w->dz = arena_floats(a, (size_t)B * m->cfg.proj_dim);
@@ -195,6 +197,15 @@ void byol_work_init_crops(ByolWork *w, const Byol *m, int B, int C, int H, int W
     if (!be->host_memory)
         w->staging = be->alloc((size_t)B * C * H * W * sizeof(float), "the input views");
     w->bad_tensor = -1;
+    w->local_weight = 1.0f;
+}
+
+void byol_work_set_loss(ByolWork *w, float local_weight, float var_weight, float cov_weight) {
+    if (!(local_weight > 0) || !(var_weight >= 0) || !(cov_weight >= 0))
+        die("internal: byol_work_set_loss(%g, %g, %g)", local_weight, var_weight, cov_weight);
+    w->local_weight = local_weight;
+    w->var_weight = var_weight;
+    w->cov_weight = cov_weight;
 }
 
 /* Gradients are all-reduced in buckets of 2^20 floats (4 MiB): large enough that each message
@@ -308,11 +319,14 @@ static double byol_views(Byol *m, ByolWork *w, const float *const *locals, const
      * batch (shard_scale). SimSiam's -mean cos is sum(2 - 2cos) / (2T) - 1 over its T terms;
      * BYOL's loss is 2 / T times the sum (T = 2: the sum). */
     StudentView sv[2 + MAX_LOCAL_CROPS];
-    const int n_views = student_views(w, sv), T = 2 + 2 * w->n_local;
+    const int n_views = student_views(w, sv);
+    const double T = 2 + 2 * w->n_local * (double)w->local_weight; /* the terms, a local one weighing local_weight */
     const double per_term = simsiam ? 1.0 / (2.0 * T) : 2.0 / T;
-    const float dloss = (float)(per_term * shard_scale(w));
-    double sum = 0;
+    double sum = 0, sum_local = 0;
+    w->var_cov_loss = 0;
+    const int var_cov = w->var_weight > 0 || w->cov_weight > 0;
     for (int v = 0; v < n_views; v++) {
+        const float dloss = (float)(per_term * shard_scale(w) * (v >= 2 ? w->local_weight : 1.0));
         if (v >= 2) put_local(w, locals, v - 2, be);
         resnet_forward(be, &m->encoder, on->params, on->buffers, sv[v].enc, sv[v].x, 1, w->scratch);
         mlp_forward(be, &m->projector, on->params, on->buffers, &w->proj, sv[v].enc->features, 1,
@@ -331,12 +345,17 @@ static double byol_views(Byol *m, ByolWork *w, const float *const *locals, const
         const float *p = pred ? pa->out : w->proj.out;
         for (int k = 0; k < sv[v].n_targets; k++) {
             const float *z = w->target_proj[sv[v].targets[k]].out;
-            sum += be->cosine_loss_forward(p, z, B, D);
+            *(v >= 2 ? &sum_local : &sum) += be->cosine_loss_forward(p, z, B, D);
             /* a second target's gradient goes through dz, free until the predictor's backward */
             be->cosine_loss_backward(k ? w->dz : w->dp, p, z, B, D, dloss);
             if (k) be->add_forward(w->dp, w->dp, w->dz, (size_t)B * D);
         }
         if (pred) mlp_backward(be, predictor, on->params, on->grads, pa, w->proj.out, w->dp, w->dr, w->dz, w->scratch);
+        if (var_cov && v < 2) { /* VICReg's terms on the global views' projections, added to the loss */
+            float *dproj = pred ? w->dz : w->dp;
+            w->var_cov_loss += be->var_cov_loss(dproj, w->proj.out, B, D, w->var_weight, w->cov_weight,
+                                                (float)shard_scale(w), w->scratch);
+        }
         if (no_stop_grad) { /* z_v is also the target of the other view's term, cos(p_{1-v}, z_v) */
             be->cosine_loss_backward(w->dz_extra, w->proj.out, w->target_pred[1 - v].out, B, D, dloss);
             be->add_forward(w->dz, w->dz, w->dz_extra, (size_t)B * D);
@@ -346,6 +365,7 @@ static double byol_views(Byol *m, ByolWork *w, const float *const *locals, const
         resnet_backward(be, &m->encoder, on->params, on->grads, sv[v].enc, sv[v].x, w->dfeat, w->g,
                         w->scratch);
     }
+    sum += w->local_weight * sum_local;
     return simsiam ? sum / (2.0 * T) - 1.0 : sum * 2.0 / T;
 }
 
@@ -372,10 +392,12 @@ static double dino_views(Byol *m, ByolWork *w, const float *const *locals, const
     be->l2norm_rows_forward(w->dino_w[0], w->dino_wnorm[0], on->params + last->weight, K, D, 0.0f);
     be->fill_zero(w->dino_dw, (size_t)K * D);
     StudentView sv[2 + MAX_LOCAL_CROPS];
-    const int n_views = student_views(w, sv), T = 2 + 2 * w->n_local;
-    const float dloss = (float)(shard_scale(w) / T); /* the mean of T terms */
+    const int n_views = student_views(w, sv);
+    const double T = 2 + 2 * w->n_local * (double)w->local_weight; /* a local term weighs local_weight */
     double loss = 0, entropy = 0;
     for (int v = 0; v < n_views; v++) {
+        const double weight = v >= 2 ? w->local_weight : 1.0;
+        const float dloss = (float)(shard_scale(w) * weight / T); /* the weighted mean of the terms */
         if (v >= 2) put_local(w, locals, v - 2, be);
         resnet_forward(be, &m->encoder, on->params, on->buffers, sv[v].enc, sv[v].x, 1, w->scratch);
         mlp_forward(be, &m->projector, on->params, on->buffers, &w->proj, sv[v].enc->features, 1, w->scratch);
@@ -388,8 +410,8 @@ static double dino_views(Byol *m, ByolWork *w, const float *const *locals, const
         for (int k = 0; k < sv[v].n_targets; k++) {
             double ent;
             float *ds = k ? w->dino_ds2 : w->dino_ds;
-            loss += be->dino_student_loss(ds, w->dino_s, q[sv[v].targets[k]], B, K, sc->dino.student_temp, dloss,
-                                          &ent);
+            loss += weight * be->dino_student_loss(ds, w->dino_s, q[sv[v].targets[k]], B, K, sc->dino.student_temp,
+                                                   dloss, &ent);
             if (v < 2) entropy += ent; /* each teacher view's once */
             if (k) be->add_forward(w->dino_ds, w->dino_ds, w->dino_ds2, (size_t)B * K);
         }
@@ -444,13 +466,14 @@ float byol_step_crops(Byol *m, ByolWork *w, const float *view1, const float *vie
     double loss = m->cfg.method == METHOD_DINO ? dino_views(m, w, locals, sc, be) : byol_views(m, w, locals, be);
     gradsync_finish(w->gsync); /* summed over ranks and divided by their number */
     if (w->gsync) { /* the global batch's mean: each shard's weighted by its images */
-        loss *= B;
-        dist_allreduce_sum_f64(&loss, 1, "the loss");
-        loss /= w->global;
+        double both[2] = {loss * B, w->var_cov_loss * B};
+        dist_allreduce_sum_f64(both, 2, "the loss");
+        loss = both[0] / w->global;
+        w->var_cov_loss = both[1] / w->global;
     }
     /* The guard: one pass over the gradients (identical on every rank after the all-reduce);
      * a NaN in the loss or anywhere in them would spread into every parameter. */
-    if (!isfinite(loss) || be->count_nonfinite(on->grads, on->n_params) > 0) {
+    if (!isfinite(loss) || !isfinite(w->var_cov_loss) || be->count_nonfinite(on->grads, on->n_params) > 0) {
         for (int i = 0; i < on->n_specs && w->bad_tensor < 0; i++) {
             const TensorSpec *t = &on->specs[i];
             if (t->role == ROLE_PARAM && be->count_nonfinite(on->grads + t->offset, t->numel) > 0)

@@ -96,6 +96,13 @@ typedef struct {
     MlpActs pred_local; /* the local predictor's (cfg.local_predictor) */
     float *x_local;    /* one local view, NHWC */
     float *dino_ds2;   /* DINO: a local view's gradient against the second global's teacher */
+    /* The loss's extras (byol_work_set_loss): a local view's terms weigh local_weight against a
+     * global view's 1 (the loss is their weighted mean); VICReg's variance and covariance terms
+     * on the online projections of the two global views, with these weights (0: off), each view's
+     * over its shard's images; var_cov_loss is the last step's sum of them (not in the loss the
+     * step returns, which stays the method's). */
+    float local_weight, var_weight, cov_weight;
+    double var_cov_loss;
     float *staging;                     /* a device backend's copy of a view as it comes (NCHW) */
     float *dp, *dz, *dr, *dfeat;        /* head gradients */
     /* DINO: the last layer's normalized weights (online, target) and their norms, the online
@@ -128,6 +135,9 @@ void byol_work_init(ByolWork *w, const Byol *m, int B, int C, int H, int W, cons
 enum { MAX_LOCAL_CROPS = 16 };
 void byol_work_init_crops(ByolWork *w, const Byol *m, int B, int C, int H, int W, int n_local, int local_size,
                           const Backend *be);
+/* The loss's extras (ByolWork.local_weight...): local_weight > 0 (1 after init), the variance
+ * and covariance weights >= 0 (0 after init; BYOL and SimSiam only). */
+void byol_work_set_loss(ByolWork *w, float local_weight, float var_weight, float cov_weight);
 /* Under mpirun with more than one rank: the bucketed gradient all-reduce and, with sync_bn,
  * synchronized batch norm for this work's steps, whose shards make up global batches of
  * `global` images (without sync_bn each rank normalizes by its shard's statistics). Nothing
@@ -170,8 +180,10 @@ float byol_step_views(Byol *m, ByolWork *w, const float *view1, const float *vie
                       const StepConfig *sc, const Backend *be);
 /* Multi-crop: also w->n_local local views (locals[l]: [n, C, local_size, local_size]), each
  * through the online network only, each the prediction of both global views' targets. The loss
- * is the mean over the 2 + 2 n_local terms, scaled to the two-view loss's size (BYOL: times 2,
- * sum of its two terms; SimSiam: -mean cos; DINO: the mean cross-entropy). */
+ * is the mean over the 2 + 2 n_local terms (a local view's weighing w->local_weight), scaled to
+ * the two-view loss's size (BYOL: times 2, sum of its two terms; SimSiam: -mean cos; DINO: the
+ * mean cross-entropy). With w->var_weight or w->cov_weight, VICReg's terms join the gradient
+ * (their value: w->var_cov_loss). */
 float byol_step_crops(Byol *m, ByolWork *w, const float *view1, const float *view2, const float *const *locals,
                       const StepConfig *sc, const Backend *be);
 

@@ -208,6 +208,15 @@ float cosine_loss_forward_ref(const float *p, const float *z, int B, int D);
 void cosine_loss_backward_ref(float *dp, const float *p, const float *z, int B, int D,
                               float dloss);
 
+/* VICReg's variance hinge and covariance penalty of z [B, D] (B >= 2), weighted:
+ * returns w_var * v + w_cov * c (src/nn/loss.c says which) and ADDS scale times its gradient
+ * to dz. scratch: var_cov_scratch_floats(B, D) floats (the reference needs none). */
+double var_cov_loss_cpu(float *dz, const float *z, int B, int D, float w_var, float w_cov, float scale,
+                        float *scratch);
+double var_cov_loss_ref(float *dz, const float *z, int B, int D, float w_var, float w_cov, float scale,
+                        float *scratch);
+size_t var_cov_scratch_floats(int B, int D);
+
 /* DINO's head and loss (src/nn/dino.c). */
 /* GELU, the exact (erf) form of nn.GELU(): out = x Phi(x); din = dout (Phi(x) + x phi(x)). */
 void gelu_forward_cpu(float *out, const float *in, size_t n);

@@ -27,6 +27,7 @@
 #include "../io/tensorboard.h"
 #include "../nn/conv_plan.h"
 #include "../optim/optim.h"
+#include "size_schedule.h"
 
 /* The defaults: a model and recipe sized for a 2-core CPU and 15 minutes on Fashion-MNIST.
  * Measured there (full evaluation, 60,000-image bank): kNN 76.2% against 72.9% for the
@@ -70,6 +71,18 @@ static int init_encoder_config(TrainOptions *o, const Safetensors *st, const cha
     return 0;
 }
 
+int var_cov_parse(const char *text, float *w_var, float *w_cov, Err *e) {
+    double a, b;
+    char tail;
+    *w_var = *w_cov = 0;
+    if (!text || !*text) return 0;
+    if (sscanf(text, "%lf,%lf%c", &a, &b, &tail) != 2 || !(a >= 0 && a <= 1e4) || !(b >= 0 && b <= 1e4))
+        return err_set(e, "--var-cov %.64s: two weights W1,W2 from 0 to 1e4, the variance hinge's and the "
+                          "covariance penalty's (VICReg's 25,1 beside its own invariance term of weight 25)", text);
+    *w_var = (float)a, *w_cov = (float)b;
+    return 0;
+}
+
 int train_optimizer_resolve(const char **optimizer, Method method, Err *e) {
     if (!*optimizer) *optimizer = method == METHOD_BYOL ? "lars" : "sgd";
     if (strcmp(*optimizer, "sgd") == 0) return 1;
@@ -88,6 +101,17 @@ int train_options_resolve(TrainOptions *o, Err *e) {
     if (isnan(o->base_lr))
         o->base_lr = sgd == 2 ? 5e-4f : !sgd ? 1.0f : o->mc.method == METHOD_DINO ? 0.03f : 0.05f;
     if (isnan(o->tau_base)) o->tau_base = o->mc.method == METHOD_DINO ? 0.996f : 0.99f;
+    if (o->pred_lr_constant < 0) o->pred_lr_constant = o->mc.method == METHOD_SIMSIAM;
+    if (o->pred_lr_constant && o->mc.no_predictor)
+        return err_set(e, "--pred-lr-constant 1: %s has no predictor", o->mc.method == METHOD_DINO ? "--method dino"
+                                                                                                  : "--no-predictor");
+    if (o->local_weight != 1 && !o->local_crops)
+        return err_set(e, "--local-weight %g weighs the local views' terms: add --local-crops N", o->local_weight);
+    float wv, wc;
+    if (var_cov_parse(o->var_cov, &wv, &wc, e)) return -1;
+    if ((wv > 0 || wc > 0) && o->mc.method == METHOD_DINO)
+        return err_set(e, "--var-cov %s: the variance and covariance terms are on BYOL's and SimSiam's projections, "
+                          "not DINO's", o->var_cov);
     return 0;
 }
 
@@ -127,6 +151,9 @@ void train_options_default(TrainOptions *o) {
     o->dino_center_momentum = 0.9f;
     o->dino_center = 1;
     o->local_scale = "0.05,0.4";
+    o->local_weight = 1;
+    o->var_cov = "0,0";
+    o->pred_lr_constant = -1;
     o->warmup_epochs = NAN; /* unset (and so is -1, which older checkpoints saved): 10 epochs, at most 10% of the run */
     o->warmup_frac = NAN;   /* unset: with --time-budget, 10% of it */
     o->ckpt_minutes = 10;
@@ -387,7 +414,7 @@ int train_run(TrainOptions *o, const TrainSetup *s, TrainResult *result) {
         fprintf(stderr, "byol train: %s\n", e.msg);
         return 2;
     }
-    const int sgd = strcmp(o->optimizer, "sgd") == 0, simsiam = o->mc.method == METHOD_SIMSIAM;
+    const int sgd = strcmp(o->optimizer, "sgd") == 0;
     const int tau_constant = strcmp(o->tau_schedule, "constant") == 0;
     if (!tau_constant && strcmp(o->tau_schedule, "cosine") != 0) {
         fprintf(stderr, "byol train: --tau-schedule %.64s: neither cosine nor constant\n", o->tau_schedule);
@@ -458,7 +485,11 @@ int train_run(TrainOptions *o, const TrainSetup *s, TrainResult *result) {
         goto done_data;
     }
     const int S = ac.image_size, B = o->batch;
-    const size_t image = (size_t)ds.channels * S * S;
+    SizeSchedule sizes;
+    if (size_schedule_parse(&sizes, o->size_schedule, S, &e)) {
+        fprintf(stderr, "byol train: %s\n", e.msg);
+        goto done_data;
+    }
     /* Multi-crop: the local views' augmentation is the global one at their size and scales */
     AugConfig local_ac = ac;
     if (o->local_crops) {
@@ -470,9 +501,11 @@ int train_run(TrainOptions *o, const TrainSetup *s, TrainResult *result) {
                             "(0.05,0.4)\n", o->local_scale);
             goto done_data;
         }
-        if (o->local_size > S || o->local_crops > MAX_LOCAL_CROPS) {
-            fprintf(stderr, "byol train: --local-size %d, --local-crops %d: at most the image size (%d) and %d views\n",
-                    o->local_size, o->local_crops, S, MAX_LOCAL_CROPS);
+        const int smallest = size_schedule_min(&sizes, S);
+        if (o->local_size > smallest || o->local_crops > MAX_LOCAL_CROPS) {
+            fprintf(stderr, "byol train: --local-size %d, --local-crops %d: at most the %s (%d) and %d views\n",
+                    o->local_size, o->local_crops, sizes.n ? "smallest size of --size-schedule" : "image size",
+                    smallest, MAX_LOCAL_CROPS);
             goto done_data;
         }
         if (o->mc.no_stop_grad) {
@@ -511,6 +544,22 @@ int train_run(TrainOptions *o, const TrainSetup *s, TrainResult *result) {
         goto done_data;
     }
     const double lr_peak = o->base_lr * B / 256.0;
+    float var_w, cov_w;
+    if (var_cov_parse(o->var_cov, &var_w, &cov_w, &e)) {
+        fprintf(stderr, "byol train: %s\n", e.msg);
+        goto done_data;
+    }
+    if ((var_w > 0 || cov_w > 0) && !be->var_cov_loss) {
+        fprintf(stderr, "byol train: --var-cov %s: not built for the %s backend (use --device cpu)\n", o->var_cov,
+                be->name);
+        goto done_data;
+    }
+    /* The view size of the phase the run starts in (a resumed run: the one it stopped in), and
+     * how many floats an image of that size takes in a batch. */
+    const double start_frac = o->time_budget > 0 ? meta->elapsed_s / o->time_budget : total ? (double)start_step / total : 0;
+    int phase = size_schedule_phase(&sizes, start_frac);
+    int view_size = sizes.n ? sizes.size[phase] : S;
+    size_t image = (size_t)ds.channels * view_size * view_size;
     /* The stem follows the image size unless given: the CIFAR stem keeps full resolution through
      * the first stage, which at 224 px costs about 7x the time of the ImageNet stem's /4. */
     if (!o->resume && !o->stem_given) o->mc.enc.stem = S > 64 ? STEM_IMAGENET : STEM_CIFAR;
@@ -538,9 +587,10 @@ int train_run(TrainOptions *o, const TrainSetup *s, TrainResult *result) {
         free(config);
         goto done_model;
     }
+    LoaderConfig lc = {&ds, split, ac, reach, (uint64_t)o->seed, o->workers, 2, start_step, reach_first, B,
+                       o->local_crops, local_ac, NULL, 0, 0};
+    lc.aug.image_size = view_size;
     if (!setup_failed) {
-        LoaderConfig lc = {&ds, split, ac, reach, (uint64_t)o->seed, o->workers, 2, start_step, reach_first, B,
-                           o->local_crops, local_ac, NULL, 0, 0};
         loader = loader_create(&lc, &e);
         if (!loader) {
             fprintf(stderr, "byol train: %s\n", e.msg);
@@ -564,13 +614,14 @@ int train_run(TrainOptions *o, const TrainSetup *s, TrainResult *result) {
     }
     byol_broadcast_state(&model); /* every rank starts from rank 0's bits */
     byol_place(&model, be); /* checkpoints are the same files on every device */
-    byol_work_init_crops(&work, &model, b, ds.channels, S, S, o->local_crops, o->local_size, be);
+    byol_work_init_crops(&work, &model, b, ds.channels, view_size, view_size, o->local_crops, o->local_size, be);
     byol_work_distribute(&work, &model, o->sync_bn, B);
+    byol_work_set_loss(&work, o->local_weight, var_w, cov_w);
 
     char mean_s[64], std_s[64];
     snprintf(mean_s, sizeof mean_s, "%.9g %.9g %.9g", ac.mean[0], ac.mean[1], ac.mean[2]);
     snprintf(std_s, sizeof std_s, "%.9g %.9g %.9g", ac.std[0], ac.std[1], ac.std[2]);
-    FeatureConfig fc = {S, {ac.mean[0], ac.mean[1], ac.mean[2]}, {ac.std[0], ac.std[1], ac.std[2]}, 256, 0, 0, be};
+    FeatureConfig fc = {S, {ac.mean[0], ac.mean[1], ac.mean[2]}, {ac.std[0], ac.std[1], ac.std[2]}, 256, 0, 0, be, 0};
     const int tty = isatty(STDOUT_FILENO);
     printf("byol train: %s, %s %s (%d images, %dx%d, %d ch), %s width %d %s stem, heads %d/%d/%d, %s\n",
            method_name(o->mc.method), ds.kind, SPLIT_NAMES[split], n_images, S, S, ds.channels,
@@ -597,6 +648,12 @@ int train_run(TrainOptions *o, const TrainSetup *s, TrainResult *result) {
     else
         printf("  batch %d, %d epochs x %ld steps, warm-up %ld steps, lr %.4g (base %.3g x %d/256), tau %.4g -> 1, "
                "out %s\n", B, o->epochs, spe, warmup, lr_peak, o->base_lr, B, o->tau_base, o->out);
+    if (sizes.n) {
+        printf("  size schedule:");
+        for (int i = 0; i < sizes.n; i++)
+            printf(" %d px to %.3g%%%s", sizes.size[i], 100 * sizes.end[i], i + 1 < sizes.n ? "," : "");
+        printf(" of the %s\n", o->time_budget > 0 ? "budget" : "steps");
+    }
     knn_monitor_describe(&ds, o);
     fflush(stdout);
 
@@ -627,11 +684,11 @@ int train_run(TrainOptions *o, const TrainSetup *s, TrainResult *result) {
     sigaction(SIGTERM, &sa, NULL);
 
     /* the predictor's parameters follow the online encoder and projector's in the buffer */
-    /* SimSiam's predictor keeps the peak rate (times --pred-lr-mult): tail_absolute */
+    /* --pred-lr-constant (SimSiam's): the predictor keeps the peak rate (times --pred-lr-mult): tail_absolute */
     StepConfig sc = {{.lr = (float)lr_peak, .weight_decay = o->weight_decay, .momentum = o->momentum,
                       .eta = o->lars_eta, .mult_from = model.pred_from,
-                      .lr_mult = simsiam ? (float)(lr_peak * o->pred_lr_mult) : o->pred_lr_mult, .sgd = sgd,
-                      .tail_absolute = simsiam},
+                      .lr_mult = o->pred_lr_constant ? (float)(lr_peak * o->pred_lr_mult) : o->pred_lr_mult,
+                      .sgd = sgd, .tail_absolute = o->pred_lr_constant},
                      o->tau_base,
                      {o->dino_teacher_temp, o->dino_student_temp, o->dino_center_momentum, o->dino_center}};
     if (strcmp(o->optimizer, "adamw") == 0) { /* PyTorch's defaults */
@@ -706,6 +763,24 @@ int train_run(TrainOptions *o, const TrainSetup *s, TrainResult *result) {
                                            f * (o->dino_teacher_temp - o->dino_warmup_teacher_temp));
         }
 
+        if (sizes.n && size_schedule_phase(&sizes, frac) != phase) {
+            /* the next size: a loader and activations for it, from this step on (the
+             * batches are the same draws at another size) */
+            phase = size_schedule_phase(&sizes, frac);
+            view_size = sizes.size[phase];
+            image = (size_t)ds.channels * view_size * view_size;
+            loader_destroy(loader);
+            lc.aug.image_size = view_size;
+            lc.start_step = step;
+            loader = loader_create(&lc, &e);
+            if (!loader) die("byol train: %s", e.msg); /* it opened at the first size */
+            byol_work_free(&work);
+            byol_work_init_crops(&work, &model, b, ds.channels, view_size, view_size, o->local_crops, o->local_size, be);
+            byol_work_distribute(&work, &model, o->sync_bn, B);
+            byol_work_set_loss(&work, o->local_weight, var_w, cov_w);
+            if (root && !o->quiet)
+                printf("%sstep %lld: views of %d px from here\n", tty ? "\n" : "", (long long)step, view_size);
+        }
         Batch bt = loader_next(loader);
         const size_t at = (size_t)(plan.cut[rank] - reach_first) * image;
         if (fault_nan_at(&faults, step + 1)) ((float *)bt.views)[at] = NAN;
@@ -768,6 +843,8 @@ int train_run(TrainOptions *o, const TrainSetup *s, TrainResult *result) {
                         cs.eff_rank, elapsed0 + now - t_start);
                 if (!dino) /* how closely predictions match targets: 1 is the trivial solution's */
                     fprintf(metrics, ", \"mean_cos\": %.6f", mean_cos);
+                if (var_w > 0 || cov_w > 0) fprintf(metrics, ", \"var_cov\": %.6g", work.var_cov_loss);
+                if (sizes.n) fprintf(metrics, ", \"image_size\": %d", view_size);
                 if (dino) /* DINO's collapse monitors: the teacher's entropy (0: one prototype, ln K:
                            * uniform) and the KL between teacher and student */
                     fprintf(metrics, ", \"teacher_temp\": %.5f, \"teacher_entropy\": %.5f, \"entropy_uniform\": %.5f, "

@@ -30,6 +30,15 @@ typedef struct {
     /* Multi-crop: local views per image, their size (0: half the image size) and crop scales */
     int local_crops, local_size;
     const char *local_scale; /* "min,max" of the crop area (0.05,0.4) */
+    float local_weight;       /* the local views' terms' weight in the loss, the global ones' 1 (1) */
+    /* --size-schedule: the view size's phases (src/train/size_schedule.h); NULL: the image size */
+    const char *size_schedule;
+    /* --var-cov "W1,W2": VICReg's variance hinge and covariance penalty on the online
+     * projections of the two global views, with these weights, added to the loss ("0,0": off) */
+    const char *var_cov;
+    /* the predictor's learning rate held at its peak (SimSiam's fix_pred_lr): -1 the method's
+     * (SimSiam 1, else 0) */
+    int pred_lr_constant;
     float knn_every_s;        /* > 0: kNN of the online and target encoders every so many seconds */
     int quiet;                /* 1: no progress lines (the lab runs many trainings) */
     ComputeOptions plan;
@@ -46,6 +55,9 @@ void train_options_default(TrainOptions *o);
 /* --data and --init as absolute paths (into o->data_buf, o->init_buf), so that a run's saved
  * configuration works from any folder. */
 void train_data_absolute(TrainOptions *o);
+
+/* --var-cov's "W1,W2" (NULL or "": 0, 0). 0, or -1 with e set. */
+int var_cov_parse(const char *text, float *w_var, float *w_cov, Err *e);
 
 /* The optimizer's name: NULL becomes the method's (BYOL lars, SimSiam and DINO sgd). Returns 1 for sgd,
  * 0 for lars, 2 for adamw, or -1 with e set for another name. */

@@ -255,6 +255,17 @@ def regression_loss(p, z):
     return (2 - 2 * (F.normalize(p, dim=1) * F.normalize(z, dim=1)).sum(dim=1)).mean()
 
 
+def vicreg_var_cov(z):
+    """VICReg's variance hinge and covariance penalty of a batch z [B, D] (Bardes et al. 2022,
+    as their code computes them): mean relu(1 - sqrt(var + 1e-4)) with the unbiased variance,
+    and the squared off-diagonal covariances summed and divided by D."""
+    zc = z - z.mean(dim=0)
+    std = torch.sqrt(zc.var(dim=0) + 0.0001)
+    cov = (zc.T @ zc) / (z.shape[0] - 1)
+    off = cov - torch.diag(torch.diag(cov))
+    return torch.mean(F.relu(1 - std)), off.pow(2).sum() / z.shape[1]
+
+
 @torch.no_grad()
 def lars_(params, grads, momentum, lr, wd, m, eta):
     for name, p in params:
@@ -344,24 +355,34 @@ def adamw_(params, grads, exp_avg, exp_avg_sq, lr, wd, step, beta1=0.9, beta2=0.
         p.addcdiv_(exp_avg[name], denom, value=-lr / bc1)
 
 
-def byol_step(model, v1, v2, momentum, lr, wd, m, eta, tau, adamw=None, locals_=()):
+def byol_step(model, v1, v2, momentum, lr, wd, m, eta, tau, adamw=None, locals_=(), local_weight=1.0,
+              var_cov=(0.0, 0.0)):
     """One step; momentum: dict parameter-key -> tensor (updated in place). Returns the loss.
     adamw: dict(exp_avg_sq=..., step=...) to step with AdamW instead of LARS (momentum is its
-    first moment)."""
+    first moment). local_weight: a local view's terms' weight (the global ones' 1); var_cov:
+    the weights of VICReg's variance and covariance terms on the online projections of both
+    global views, added to the loss that is differentiated (the loss returned is BYOL's)."""
     model.train()
     params = model.trained_parameters()
-    p1 = model.predictor(model.online(v1))
-    p2 = model.predictor(model.online(v2))
+    y1, y2 = model.online(v1), model.online(v2)
+    p1 = model.predictor(y1)
+    p2 = model.predictor(y2)
     with torch.no_grad():
         z1 = model.target(v1)
         z2 = model.target(v2)
     loss = regression_loss(p1, z2) + regression_loss(p2, z1)
-    if len(locals_):  # multi-crop: each local view predicts both targets; 2 x the mean of the terms
+    if len(locals_):  # multi-crop: each local view predicts both targets; 2 x the weighted mean of the terms
+        local = 0
         for x in locals_:
             pl = (model.local_predictor or model.predictor)(model.online(x))
-            loss = loss + regression_loss(pl, z1) + regression_loss(pl, z2)
-        loss = loss * 2 / (2 + 2 * len(locals_))
-    grads = torch.autograd.grad(loss, [p for _, p in params])
+            local = local + regression_loss(pl, z1) + regression_loss(pl, z2)
+        loss = (loss + local_weight * local) * 2 / (2 + 2 * len(locals_) * local_weight)
+    extra = 0
+    if var_cov[0] or var_cov[1]:
+        for y in (y1, y2):
+            v, c = vicreg_var_cov(y)
+            extra = extra + var_cov[0] * v + var_cov[1] * c
+    grads = torch.autograd.grad(loss + extra, [p for _, p in params])
     if adamw is not None:
         adamw_(params, dict(zip([k for k, _ in params], grads)), momentum, adamw["exp_avg_sq"], lr, wd, adamw["step"])
         adamw["step"] += 1
@@ -422,7 +443,7 @@ class KinkMargin:
 
 
 def run_steps(cfg, state, views, lr, wd, m, eta, tau, dtype, margins=None, pred_lr=None, dino=None, adam_step=None,
-              locals_=None):
+              locals_=None, local_weight=1.0, var_cov=(0.0, 0.0)):
     """Runs len(views) steps from `state` (dict of float32 numpy arrays) in `dtype`; returns
     (losses, final state as float64 numpy arrays). `margins`, a list, receives each step's
     KinkMargin. SimSiam (cfg["method"]) steps with SGD, its predictor at pred_lr; DINO with SGD
@@ -445,7 +466,8 @@ def run_steps(cfg, state, views, lr, wd, m, eta, tau, dtype, margins=None, pred_
             elif isinstance(model, Dino):
                 losses.append(dino_step(model, v[0], v[1], momentum, lr, wd, m, tau, **dino, locals_=loc))
             else:
-                losses.append(byol_step(model, v[0], v[1], momentum, lr, wd, m, eta, tau, adamw, locals_=loc))
+                losses.append(byol_step(model, v[0], v[1], momentum, lr, wd, m, eta, tau, adamw, locals_=loc,
+                                        local_weight=local_weight, var_cov=var_cov))
         if margins is not None:
             margins.append(k.margin)
     sq = adamw["exp_avg_sq"] if adamw else None

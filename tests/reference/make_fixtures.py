@@ -143,6 +143,16 @@ def layer_fixtures():
     newc = 0.9 * c + 0.1 * t.mean(dim=0)
     put("dino", t=t, center=c, s=s_, q=q, loss=loss.reshape(1), ds=ds, entropy=ent.reshape(1), new_center=newc)
     meta["dino.teacher_temp"], meta["dino.student_temp"], meta["dino.center_momentum"] = tt, ts, 0.9
+
+    # VICReg's variance and covariance terms (--var-cov): columns of spreads from 0.3 to 2, so
+    # the hinge is active on some and flat on others
+    z = (rnd(g, 12, 6) * torch.linspace(0.3, 2.0, 6, dtype=torch.float64) + rnd(g, 6)).float().double()
+    z.requires_grad_()
+    wv, wc = 1.5, 0.25
+    v, c = R.vicreg_var_cov(z)
+    vc = wv * v + wc * c
+    put("var_cov", z=z, loss=vc.reshape(1), dz=torch.autograd.grad(vc, z)[0])
+    meta["var_cov.w_var"], meta["var_cov.w_cov"] = wv, wc
     return T, {k: str(v) for k, v in meta.items()}
 
 
@@ -189,6 +199,13 @@ STEP_CONFIGS = {
                                             proj_hidden=32, proj_dim=16, pred_hidden=32, local_predictor=1),
                                    B=8, H=16, W=16, steps=2, seed=21, momentum=True, candidates=6,
                                    lr=0.05, wd=1e-2, m=0.9, eta=0.02, tau=0.99, locals=(2, 8)),
+    # --local-weight 0.5 and --var-cov 1,0.04 with multi-crop: the local terms down-weighted,
+    # VICReg's terms on the online projections of both global views
+    "varcov_multicrop_r18_cifar": dict(cfg=dict(arch="resnet18", width=4, stem="cifar", in_channels=3,
+                                                proj_hidden=32, proj_dim=16, pred_hidden=32),
+                                       B=8, H=16, W=16, steps=2, seed=23, momentum=True, candidates=6,
+                                       lr=0.05, wd=1e-2, m=0.9, eta=0.02, tau=0.99, locals=(2, 8),
+                                       local_weight=0.5, var_cov=(1.0, 0.04)),
     "dino_multicrop_r18_cifar": dict(cfg=dict(arch="resnet18", width=4, stem="cifar", in_channels=3,
                                               proj_hidden=32, proj_dim=16, pred_hidden=32, method="dino",
                                               proj_layers=3, dino_out=64),
@@ -265,6 +282,8 @@ def step_fixture(name, c, out):
     g = torch.Generator().manual_seed(100 + c["seed"])
     hp = dict(lr=c["lr"], wd=c["wd"], m=c["m"], eta=c["eta"], tau=c["tau"], pred_lr=c.get("pred_lr"),
               dino=c.get("dino"), adam_step=c.get("adam_step"))
+    if "local_weight" in c or "var_cov" in c:
+        hp.update(local_weight=c.get("local_weight", 1.0), var_cov=c.get("var_cov", (0.0, 0.0)))
     if "adam_step" in c:  # second moments like a run's at that step: the squares of gradient-sized values
         g2 = torch.Generator().manual_seed(200 + c["seed"])
         for k in [k for k in state if k.startswith("momentum.")]:
@@ -302,6 +321,9 @@ def step_fixture(name, c, out):
                 torch_float32_worst_tensor=str(worst_key))
     for k, v in (c.get("dino") or {}).items():
         meta[f"dino_{k}"] = float(v)
+    if "local_weight" in c or "var_cov" in c:
+        meta["local_weight"] = c.get("local_weight", 1.0)
+        meta["var_cov_w_var"], meta["var_cov_w_cov"] = c.get("var_cov", (0.0, 0.0))
     R.save_safetensors(os.path.join(out, f"step_{name}.state.safetensors"), state)
     np.save(os.path.join(out, f"step_{name}.views.npy"), views)
     if locals_ is not None:
@@ -331,7 +353,7 @@ def check_adamw_against_torch():
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "..", "fixtures"))
-    ap.add_argument("--only", default=None, help="one step configuration")
+    ap.add_argument("--only", default=None, help="one step configuration, or layers")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="override a setting of the --only configuration (B, H, W, steps, seed, lr, "
                          "eta, width, ...), to explore conditioning")
@@ -344,7 +366,7 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     torch.set_num_threads(1)
     check_adamw_against_torch()
-    if not args.only:
+    if args.only in (None, "layers"):
         T, meta = layer_fixtures()
         R.save_safetensors(os.path.join(args.out, "layers.safetensors"), T, meta)
         print(f"layers.safetensors: {len(T)} tensors")
