@@ -87,7 +87,11 @@ ConvAlgo conv_plan_algo(const ConvShape *s, int pass) {
     const PlanEntry *best = NULL;
     for (int i = 0; i < P.n; i++) {
         const PlanEntry *e = &P.e[i];
-        if (e->algo[pass] < 0 || e->s.B < s->B || !same_layer(&e->s, s)) continue;
+        /* only shapes this process planned for this pass: their scratch is in the caller's
+         * buffers. An entry the cache brought in for another batch was never sized for, and its
+         * kernel may need more scratch than the planned batch's (a --balance run's smaller
+         * shards picked one and overran the step's arena). */
+        if (e->algo[pass] < 0 || !(e->used >> pass & 1) || e->s.B < s->B || !same_layer(&e->s, s)) continue;
         if (!best || e->s.B < best->s.B) best = e;
     }
     if (!best)
