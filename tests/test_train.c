@@ -138,7 +138,7 @@ static void test_eval_export_embed(void) {
     st = byol(a);
     out = slurp_text("out");
     CHECK(st == 0 && strstr(out, "labels     50 of 100 train images") && strstr(out, "\"train\": 50,") &&
-              strstr(out, "\"label_fraction\": 0.5}"),
+              strstr(out, "\"label_fraction\": 0.5, \"encoder\": \"online\", \"flip_avg\": 0}"),
           "a balanced half: %s", out);
     free(out);
     const char *bad[] = {"0.01", "0", "1.5"}, *says[] = {"gets no image of its 10", "(0, 1]", "(0, 1]"};
