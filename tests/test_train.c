@@ -469,6 +469,18 @@ static void test_multicrop_trains_and_resumes(void) {
     free(err);
 }
 
+/* Each bad[i][0] (flags beside TINY) refused with one line on stderr holding bad[i][1]. */
+static void check_refusals(const char *name, const char *const bad[][2], size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        char a[4096];
+        snprintf(a, sizeof a, "train %s --out %s/%s%zu %s", TINY, TEST_TMP, name, i, bad[i][0]);
+        const int st = byol(a);
+        char *err = slurp_text("err");
+        CHECK(st != 0 && strstr(err, bad[i][1]) && count_lines(err, "\n") == 1, "%s: exit %d: %s", bad[i][0], st, err);
+        free(err);
+    }
+}
+
 /* --size-schedule: the views are 16 px for the first half of the steps, 24 px for a quarter, 32
  * px at the end (the metrics say which, step by step); a run cut inside the 24-px phase resumes
  * bit for bit; schedules that cannot be are refused in one line. */
@@ -510,13 +522,7 @@ static void test_size_schedule(void) {
                             {"--size-schedule 4:0.5,32:0.5", "size 4 px"},
                             {"--size-schedule '16:0.5;32:0.5'", "not a share"},
                             {"--size-schedule 16:0.5,32:0.5 --local-crops 2 --local-size 20", "smallest size of --size-schedule (16)"}};
-    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
-        snprintf(a, sizeof a, "train %s --out %s/ss_bad%zu %s", TINY, TEST_TMP, i, bad[i][0]);
-        st = byol(a);
-        err = slurp_text("err");
-        CHECK(st != 0 && strstr(err, bad[i][1]) && count_lines(err, "\n") == 1, "%s: exit %d: %s", bad[i][0], st, err);
-        free(err);
-    }
+    check_refusals("ss_bad", bad, ARRAY_LEN(bad));
 }
 
 /* --var-cov and --local-weight: the recipe saved, VICReg's terms logged, an interrupted run
@@ -546,13 +552,7 @@ static void test_var_cov_and_local_weight(void) {
                             {"--var-cov 1,0.04 --method dino", "not DINO's"},
                             {"--local-weight 0.5", "add --local-crops N"},
                             {"--method dino --pred-lr-constant 1", "--method dino has no predictor"}};
-    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
-        snprintf(a, sizeof a, "train %s --out %s/vc_bad%zu %s", TINY, TEST_TMP, i, bad[i][0]);
-        st = byol(a);
-        err = slurp_text("err");
-        CHECK(st != 0 && strstr(err, bad[i][1]) && count_lines(err, "\n") == 1, "%s: exit %d: %s", bad[i][0], st, err);
-        free(err);
-    }
+    check_refusals("vc_bad", bad, ARRAY_LEN(bad));
 }
 
 /* byol eval --encoder target: the target's features, not the online one's (they differ after

@@ -354,6 +354,15 @@ static int fault_nan_at(const FaultSteps *f, int64_t step) {
     return 0;
 }
 
+/* The step's work for views of `size` px: the activations, the data-parallel reducers and the
+ * loss's extras (at the start, and again at each change of --size-schedule). */
+static void train_work_init(ByolWork *w, Byol *m, const TrainOptions *o, int b, int channels, int size, float var_w,
+                            float cov_w, const Backend *be) {
+    byol_work_init_crops(w, m, b, channels, size, size, o->local_crops, o->local_size, be);
+    byol_work_distribute(w, m, o->sync_bn, o->batch);
+    byol_work_set_loss(w, o->local_weight, var_w, cov_w);
+}
+
 enum { MAX_SKIPS_IN_A_ROW = 20 }; /* --on-nan skip: beyond this the run has diverged */
 
 static void format_eta(char *buf, size_t cap, double s) {
@@ -614,9 +623,7 @@ int train_run(TrainOptions *o, const TrainSetup *s, TrainResult *result) {
     }
     byol_broadcast_state(&model); /* every rank starts from rank 0's bits */
     byol_place(&model, be); /* checkpoints are the same files on every device */
-    byol_work_init_crops(&work, &model, b, ds.channels, view_size, view_size, o->local_crops, o->local_size, be);
-    byol_work_distribute(&work, &model, o->sync_bn, B);
-    byol_work_set_loss(&work, o->local_weight, var_w, cov_w);
+    train_work_init(&work, &model, o, b, ds.channels, view_size, var_w, cov_w, be);
 
     char mean_s[64], std_s[64];
     snprintf(mean_s, sizeof mean_s, "%.9g %.9g %.9g", ac.mean[0], ac.mean[1], ac.mean[2]);
@@ -775,9 +782,7 @@ int train_run(TrainOptions *o, const TrainSetup *s, TrainResult *result) {
             loader = loader_create(&lc, &e);
             if (!loader) die("byol train: %s", e.msg); /* it opened at the first size */
             byol_work_free(&work);
-            byol_work_init_crops(&work, &model, b, ds.channels, view_size, view_size, o->local_crops, o->local_size, be);
-            byol_work_distribute(&work, &model, o->sync_bn, B);
-            byol_work_set_loss(&work, o->local_weight, var_w, cov_w);
+            train_work_init(&work, &model, o, b, ds.channels, view_size, var_w, cov_w, be);
             if (root && !o->quiet)
                 printf("%sstep %lld: views of %d px from here\n", tty ? "\n" : "", (long long)step, view_size);
         }
