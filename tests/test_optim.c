@@ -1,6 +1,7 @@
 /* LARS, the target EMA and the schedules. */
 #include "harness.h"
 #include "optim/optim.h"
+#include "train/size_schedule.h"
 
 static TensorSpec spec(const char *name, int ndim, int64_t d0, int64_t d1, size_t offset) {
     TensorSpec t;
@@ -144,6 +145,26 @@ static void test_tau_schedule(void) {
     CHECK(monotone, "increases");
 }
 
+/* --size-schedule auto: half, three quarters and all of the image size for 0.5, 0.3 and 0.2 of
+ * the run, as written out for 32 px; sizes below 8 px are raised, a repeated size is one phase. */
+static void test_size_schedule_auto(void) {
+    Err e;
+    SizeSchedule a, w;
+    CHECK(size_schedule_parse(&a, "auto", 32, &e) == 0 && size_schedule_parse(&w, "16:0.5,24:0.3,32:0.2", 32, &e) == 0,
+          "parse: %s", e.msg);
+    int same = a.n == w.n;
+    for (int i = 0; same && i < a.n; i++) same = a.size[i] == w.size[i] && fabs(a.end[i] - w.end[i]) < 1e-12;
+    CHECK(same, "auto at 32 px: %d phases, %d px to %g, %d px to %g", a.n, a.size[0], a.end[0], a.size[1], a.end[1]);
+    CHECK(size_schedule_parse(&a, "auto", 28, &e) == 0 && a.n == 3 && a.size[0] == 14 && a.size[1] == 21 &&
+              a.size[2] == 28 && size_schedule_phase(&a, 0.79) == 1 && size_schedule_phase(&a, 0.8) == 2,
+          "auto at 28 px: %d phases, %d/%d/%d px", a.n, a.size[0], a.size[1], a.size[2]);
+    CHECK(size_schedule_parse(&a, "auto", 10, &e) == 0 && a.n == 2 && a.size[0] == 8 && fabs(a.end[0] - 0.8) < 1e-12 &&
+              a.size[1] == 10 && a.end[1] == 1.0,
+          "auto at 10 px (5 and 7 raised to 8): %d phases, %d px to %g, %d px", a.n, a.size[0], a.end[0], a.size[1]);
+    CHECK(size_schedule_parse(&a, "auto", 8, &e) == 0 && a.n == 1 && a.size[0] == 8 && a.end[0] == 1.0,
+          "auto at 8 px: %d phases", a.n);
+}
+
 int main(void) {
     RUN(test_lars_worked_example);
     RUN(test_lars_zero_norms);
@@ -152,5 +173,6 @@ int main(void) {
     RUN(test_ema);
     RUN(test_lr_schedule);
     RUN(test_tau_schedule);
+    RUN(test_size_schedule_auto);
     return test_finish();
 }

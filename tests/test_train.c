@@ -279,6 +279,58 @@ static void test_time_budget(void) {
     free(m);
 }
 
+/* --time-budget with no recipe flag takes the short-budget recipe: the saved configuration holds
+ * it (batch lowered to the subset's 100 images), the views start at half the image size, and the
+ * kNN monitors that would eat the budget are off. A recipe flag on the command line, or in a
+ * --config file, keeps the defaults; the data, seed and budget flags do not count. */
+static void test_budget_recipe(void) {
+    char a[4096];
+    const char *run = "--time-budget 60 --max-steps 2 --log-every 1 --knn-after 0 --threads 2 --workers 2 --seed 1";
+    snprintf(a, sizeof a, "train --data %s --out %s/br %s", DATA, TEST_TMP, run);
+    int st = byol(a);
+    char *err = slurp_text("err"), *out = slurp_text("out");
+    CHECK(st == 0, "exit %d: %s", st, err);
+    CHECK(strstr(out, "the short-budget recipe") && strstr(out, "batch 100 (256 is more than the 100 images)"),
+          "announced: %s", out);
+    free(err), free(out);
+    char *cfg = slurp_text("br/config.txt");
+    CHECK(cfg && strstr(cfg, "width = 16") && strstr(cfg, "proj-hidden = 2048") && strstr(cfg, "proj-dim = 256") &&
+              strstr(cfg, "batch = 100") && strstr(cfg, "base-lr = 0.5") && strstr(cfg, "pred-lr-mult = 10") &&
+              strstr(cfg, "weight-decay = 1e-05") && strstr(cfg, "var-cov = 0.1,0.004") &&
+              strstr(cfg, "size-schedule = auto") && strstr(cfg, "eval-every = 0") && strstr(cfg, "knn-before = 0"),
+          "saved: %s", cfg);
+    free(cfg);
+    char *m = slurp_text("br/metrics.jsonl");
+    CHECK(m && strstr(m, "\"image_size\": 16") && strstr(m, "\"var_cov\": ") && !strstr(m, "knn"),
+          "the first steps at 16 px with the variance terms, no kNN: %.400s", m);
+    free(m);
+    /* (a batch the 100 images hold: the defaults' 128 does not) */
+    const char *keep[][2] = {{"--batch 64", "batch = 64"}, {"--config CFG", "batch = 50"}};
+    for (size_t i = 0; i < ARRAY_LEN(keep); i++) {
+        char flag[700];
+        snprintf(flag, sizeof flag, "%s", keep[i][0]);
+        if (strstr(flag, "CFG")) {
+            char path[600];
+            snprintf(path, sizeof path, "%s/br_cfg.txt", TEST_TMP);
+            FILE *f = fopen(path, "w");
+            CHECK(f != NULL, "cannot write %s", path);
+            if (!f) continue;
+            fprintf(f, "batch = 50\n");
+            fclose(f);
+            snprintf(flag, sizeof flag, "--config %s", path);
+        }
+        snprintf(a, sizeof a, "train --data %s --out %s/br%zu %s %s", DATA, TEST_TMP, i, run, flag);
+        st = byol(a);
+        char *o2 = slurp_text("out"), name[64];
+        snprintf(name, sizeof name, "br%zu/config.txt", i);
+        cfg = slurp_text(name);
+        CHECK(st == 0 && !strstr(o2, "short-budget") && strstr(cfg, keep[i][1]) && strstr(cfg, "width = 8") &&
+                  strstr(cfg, "var-cov = 0,0"),
+              "%s: exit %d, the defaults kept: %s", keep[i][0], st, cfg ? cfg : "(no config)");
+        free(o2), free(cfg);
+    }
+}
+
 /* Whether a safetensors file holds a tensor whose name contains `part`. */
 static int has_tensor(const char *path, const char *part) {
     Safetensors st;
@@ -781,6 +833,7 @@ int main(void) {
     RUN(test_eval_export_embed);
     RUN(test_train_bad_input);
     RUN(test_time_budget);
+    RUN(test_budget_recipe);
     RUN(test_ablation_flags);
     RUN(test_simsiam_trains);
     RUN(test_dino_trains_and_resumes);

@@ -85,6 +85,14 @@ int cmd_train(int argc, char **argv) {
         }
     } else {
         train_data_absolute(&o);
+        /* --time-budget alone: the recipe measured best for short budgets, and the budget kept
+         * for training (the per-epoch kNN monitor and the untrained encoder's kNN off unless
+         * asked for; the final kNN comes after the budget) */
+        if (o.time_budget > 0 && !train_recipe_given(argc, argv, flags, nf)) {
+            train_options_budget_recipe(&o);
+            if (!flag_given(argc, argv, "eval-every")) o.eval_every = 0;
+            if (!flag_given(argc, argv, "knn-before")) o.knn_before = 0;
+        }
     }
 
     /* Compute threads default to the cores this process may use (affinity, cgroup quota; under

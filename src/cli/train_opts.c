@@ -149,6 +149,26 @@ int train_parse_saved(const char *text, const char *label, const Flag *flags, in
     return 0;
 }
 
+int train_recipe_given(int argc, char **argv, const Flag *flags, int n) {
+    /* where the data is, which images, the seed and the budget leave the recipe open */
+    static const char *const open_flags[] = {"data", "dataset", "image-size", "in-channels", "unlabeled", "seed",
+                                             "time-budget"};
+    TrainOptions d;
+    Flag defaults[TRAIN_FLAG_MAX];
+    train_flags(defaults, &d);
+    for (int i = 0; i < n; i++) {
+        if (train_flag_scope(&flags[i]) != FLAG_RECIPE) continue;
+        int open = 0;
+        for (size_t k = 0; k < ARRAY_LEN(open_flags); k++) open |= strcmp(flags[i].name, open_flags[k]) == 0;
+        if (open) continue;
+        if (flag_given(argc, argv, flags[i].name)) return 1;
+        char a[1200], b[1200]; /* set by a --config file */
+        const char *va = flag_value_string(&defaults[i], a, sizeof a), *vb = flag_value_string(&flags[i], b, sizeof b);
+        if ((va == NULL) != (vb == NULL) || (va && strcmp(va, vb) != 0)) return 1;
+    }
+    return 0;
+}
+
 int train_recipe_changes(const Flag *before, const Flag *after, int n, char *out, size_t cap) {
     int changes = 0;
     size_t len = 0;

@@ -28,6 +28,11 @@ char *train_config_dump(const Flag *flags, int n);
  * flags were left out of it may still name an --out, --resume or --max-steps: those belong to
  * the process that wrote it, so they are set back to their defaults. */
 int train_parse_saved(const char *text, const char *label, const Flag *flags, int n, Err *e);
+/* Whether the command line or a --config file sets a recipe flag (FLAG_RECIPE) other than the
+ * data's (--data, --dataset, --image-size, --in-channels, --unlabeled), --seed and --time-budget:
+ * byol train takes the short-budget recipe (train_options_budget_recipe) for a --time-budget run
+ * given none. */
+int train_recipe_given(int argc, char **argv, const Flag *flags, int n);
 /* The recipe flags (FLAG_RECIPE) whose values differ between two tables of train_flags, as
  * "batch 16 -> 32, data /a -> /b" in out; returns how many. */
 int train_recipe_changes(const Flag *before, const Flag *after, int n, char *out, size_t cap);

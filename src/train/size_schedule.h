@@ -18,7 +18,8 @@ typedef struct {
 
 /* Parses "SIZE:SHARE,SIZE:SHARE,..." for images of image_size px: sizes from 8 to image_size,
  * the last one image_size, shares above 0 adding up to 1 (within 0.001). NULL or "" is no
- * schedule. 0, or -1 with e set (naming the flag, the value and what is wrong). */
+ * schedule; "auto" is half the image size for 0.5 of the run, three quarters for 0.3, the image
+ * size for 0.2 (16:0.5,24:0.3,32:0.2 at 32 px). 0, or -1 with e set (naming the flag, the value and what is wrong). */
 int size_schedule_parse(SizeSchedule *s, const char *text, int image_size, Err *e);
 /* The phase in effect at progress frac in [0, 1) (0 without a schedule). */
 int size_schedule_phase(const SizeSchedule *s, double frac);

@@ -163,6 +163,20 @@ void train_options_default(TrainOptions *o) {
     o->tau_schedule = "cosine";
 }
 
+void train_options_budget_recipe(TrainOptions *o) {
+    o->mc.enc.width = 16;
+    o->mc.proj_hidden = 2048;
+    o->mc.proj_dim = 256;
+    o->mc.pred_hidden = 2048;
+    o->batch = 256;
+    o->base_lr = 0.5f;
+    o->pred_lr_mult = 10;
+    o->weight_decay = 1e-5f; /* the paper's: the variance hinge keeps the projections spread */
+    o->var_cov = "0.1,0.004";
+    o->size_schedule = "auto";
+    o->budget_recipe = 1;
+}
+
 static volatile sig_atomic_t g_signal;
 static void on_signal(int sig) { g_signal = sig; }
 
@@ -493,6 +507,11 @@ int train_run(TrainOptions *o, const TrainSetup *s, TrainResult *result) {
         fprintf(stderr, "byol train: %s\n", e.msg);
         goto done_data;
     }
+    /* the short-budget recipe's batch of 256 is lowered to what a small dataset holds (the
+     * ranks' multiple of 2); a batch the user gives is refused below instead */
+    const int recipe_batch = o->batch;
+    if (o->budget_recipe && ds.split[split].n < o->batch)
+        o->batch = MAX(2 * dist_size(), ds.split[split].n - ds.split[split].n % (2 * dist_size()));
     const int S = ac.image_size, B = o->batch;
     SizeSchedule sizes;
     if (size_schedule_parse(&sizes, o->size_schedule, S, &e)) {
@@ -655,6 +674,13 @@ int train_run(TrainOptions *o, const TrainSetup *s, TrainResult *result) {
     else
         printf("  batch %d, %d epochs x %ld steps, warm-up %ld steps, lr %.4g (base %.3g x %d/256), tau %.4g -> 1, "
                "out %s\n", B, o->epochs, spe, warmup, lr_peak, o->base_lr, B, o->tau_base, o->out);
+    if (o->budget_recipe) {
+        printf("  the short-budget recipe (--time-budget and no recipe flag): width 16, heads 2048/256/2048, "
+               "batch %d", B);
+        if (B != recipe_batch) printf(" (256 is more than the %d images)", ds.split[split].n);
+        printf(", base lr 0.5 (predictor x10), weight decay 1e-5, --var-cov %s, --size-schedule %s\n", o->var_cov,
+               o->size_schedule);
+    }
     if (sizes.n) {
         printf("  size schedule:");
         for (int i = 0; i < sizes.n; i++)

@@ -39,6 +39,7 @@ typedef struct {
     /* the predictor's learning rate held at its peak (SimSiam's fix_pred_lr): -1 the method's
      * (SimSiam 1, else 0) */
     int pred_lr_constant;
+    int budget_recipe;        /* train_options_budget_recipe applied: the batch may shrink to the data */
     float knn_every_s;        /* > 0: kNN of the online and target encoders every so many seconds */
     int quiet;                /* 1: no progress lines (the lab runs many trainings) */
     ComputeOptions plan;
@@ -51,6 +52,13 @@ typedef struct {
 
 /* The defaults: a model and recipe sized for a 2-core CPU and 15 minutes on Fashion-MNIST. */
 void train_options_default(TrainOptions *o);
+
+/* The short-budget recipe, for --time-budget runs given no recipe flag (byol train decides):
+ * ResNet-18 width 16, heads 2048/256/2048, batch 256 (fewer when the data has fewer images),
+ * LARS base lr 0.5 with the predictor's x10, weight decay 1e-5, --var-cov 0.1,0.004 and the
+ * size schedule "auto". The best of the levers measured at 15 minutes on CIFAR-10
+ * (docs/results.md); its schedules are shares of the budget, so it scales with it. */
+void train_options_budget_recipe(TrainOptions *o);
 
 /* --data and --init as absolute paths (into o->data_buf, o->init_buf), so that a run's saved
  * configuration works from any folder. */
