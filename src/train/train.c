@@ -674,12 +674,12 @@ int train_run(TrainOptions *o, const TrainSetup *s, TrainResult *result) {
     else
         printf("  batch %d, %d epochs x %ld steps, warm-up %ld steps, lr %.4g (base %.3g x %d/256), tau %.4g -> 1, "
                "out %s\n", B, o->epochs, spe, warmup, lr_peak, o->base_lr, B, o->tau_base, o->out);
-    if (o->budget_recipe) {
-        printf("  the short-budget recipe (--time-budget and no recipe flag): width 16, heads 2048/256/2048, "
-               "batch %d", B);
-        if (B != recipe_batch) printf(" (256 is more than the %d images)", ds.split[split].n);
-        printf(", base lr 0.5 (predictor x10), weight decay 1e-5, --var-cov %s, --size-schedule %s\n", o->var_cov,
-               o->size_schedule);
+    if (o->budget_recipe) { /* the values train_options_budget_recipe set */
+        printf("  the short-budget recipe (--time-budget and no recipe flag): width %d, heads %d/%d/%d, batch %d",
+               o->mc.enc.width, o->mc.proj_hidden, o->mc.proj_dim, o->mc.pred_hidden, B);
+        if (B != recipe_batch) printf(" (%d is more than the %d images)", recipe_batch, ds.split[split].n);
+        printf(", base lr %g (predictor x%g), weight decay %g, --var-cov %s, --size-schedule %s\n", o->base_lr,
+               o->pred_lr_mult, o->weight_decay, o->var_cov, o->size_schedule);
     }
     if (sizes.n) {
         printf("  size schedule:");
